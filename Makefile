@@ -1,0 +1,34 @@
+# Tally: `make run` starts the local stack, `make test` runs every test.
+# Both create .venv and install the pinned dependencies when needed.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+REGION ?= us-east-1
+
+.PHONY: run test lint infra-check bench clean
+
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	@touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/tally dev up
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+infra-check: $(STAMP)
+	$(BIN)/python -m infra.check
+
+bench: $(STAMP)
+	$(BIN)/python bench/dashboard_latency.py
+
+clean:
+	rm -rf build .pytest_cache .ruff_cache .hypothesis

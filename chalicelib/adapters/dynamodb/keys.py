@@ -1,0 +1,57 @@
+"""Every DynamoDB key string is built here, so tenant scoping has one definition.
+
+Tenant-wide items live under ``T#{tenant}``; environment-scoped items under
+``T#{tenant}#E#{environment}``. Nothing else builds a key.
+"""
+
+from __future__ import annotations
+
+TENANT_SK = "TENANT"
+TENANT_COUNTER_PK = "COUNTER#tenant"
+COUNTER_SK = "COUNTER"
+DIRECTORY_PK = "TENANTS"
+
+
+def tenant_pk(tenant_id: str) -> str:
+    return f"T#{tenant_id}"
+
+
+def env_pk(tenant_id: str, environment: str) -> str:
+    return f"T#{tenant_id}#E#{environment}"
+
+
+def user_sk(user_id: str) -> str:
+    return f"USER#{user_id}"
+
+
+def session_sk(session_id: str) -> str:
+    return f"SESSION#{session_id}"
+
+
+def platform_token_sk(token_id: str) -> str:
+    return f"PTOKEN#{token_id}"
+
+
+def api_key_sk(key_id: str) -> str:
+    return f"KEY#{key_id}"
+
+
+def customer_sk(customer_id: str) -> str:
+    return f"C#{customer_id}"
+
+
+def audit_sk(at_iso: str, entry_id: str) -> str:
+    return f"{at_iso}#{entry_id}"
+
+
+def directory_sk(tenant_id: str) -> str:
+    """Zero-padded so the directory index sorts tenants numerically."""
+    return f"{int(tenant_id):020d}"
+
+
+def credits_pk(tenant_id: str) -> str:
+    return f"T#{tenant_id}#CREDITS"
+
+
+def usage_sk(period: str) -> str:
+    return f"P#{period}"

@@ -1,0 +1,221 @@
+"""PynamoDB models. Table keys and indexes must match ``infra/resources.json``
+(``tests/integration/test_infra_template.py`` proves they do)."""
+
+from __future__ import annotations
+
+from pynamodb.attributes import (
+    BooleanAttribute,
+    JSONAttribute,
+    ListAttribute,
+    MapAttribute,
+    NumberAttribute,
+    TTLAttribute,
+    UnicodeAttribute,
+    UTCDateTimeAttribute,
+    VersionAttribute,
+)
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
+from pynamodb.models import Model
+
+from chalicelib.settings import get_settings
+
+_settings = get_settings()
+
+#: logical table name → physical name; the template's TableName suffixes.
+TABLES = {
+    "tenants": _settings.table_name("tenants"),
+    "api-keys": _settings.table_name("api-keys"),
+    "audit": _settings.table_name("audit"),
+    "customers": _settings.table_name("customers"),
+    "ledger": _settings.table_name("ledger"),
+    "usage": _settings.table_name("usage"),
+}
+
+
+def _meta(table: str) -> type:
+    class Meta:
+        table_name = TABLES[table]
+        region = _settings.region
+
+    return Meta
+
+
+class _Keyed(Model):
+    """Generic ``pk``/``sk`` keys shared by every table."""
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+
+
+# --- tenants table: tenant profiles, users, sessions, platform tokens, counters ---
+
+
+class DirectoryIndex(GlobalSecondaryIndex):
+    """Sparse: only tenants listed by the platform directory carry these attributes."""
+
+    class Meta:
+        index_name = "directory-index"
+        projection = AllProjection()
+
+    directory_pk = UnicodeAttribute(hash_key=True)
+    directory_sk = UnicodeAttribute(range_key=True)
+
+
+class TenantRecord(_Keyed):
+    Meta = _meta("tenants")
+    tenant_id = UnicodeAttribute()
+    company_name = UnicodeAttribute()
+    status = UnicodeAttribute()
+    billing_mode = UnicodeAttribute()
+    plan = UnicodeAttribute()
+    environments = MapAttribute(default=dict)
+    stripe_customer_id = UnicodeAttribute(null=True)
+    stripe_subscription_id = UnicodeAttribute(null=True)
+    cancel_at_period_end = BooleanAttribute(default=False)
+    subdomain = UnicodeAttribute(null=True)
+    final_domain = UnicodeAttribute(null=True)
+    https = BooleanAttribute(default=True)
+    lang = UnicodeAttribute(default="en")
+    has_unpaid_invoices_at = UTCDateTimeAttribute(null=True)
+    deleted_at = UTCDateTimeAttribute(null=True)
+    created_at = UTCDateTimeAttribute()
+    updated_at = UTCDateTimeAttribute()
+    directory_pk = UnicodeAttribute(null=True)
+    directory_sk = UnicodeAttribute(null=True)
+    directory_index = DirectoryIndex()
+    version = VersionAttribute()
+
+
+class UserRecord(_Keyed):
+    Meta = _meta("tenants")
+    tenant_id = UnicodeAttribute()
+    user_id = UnicodeAttribute()
+    email = UnicodeAttribute()
+    role = UnicodeAttribute()
+    status = UnicodeAttribute()
+    created_at = UTCDateTimeAttribute()
+
+
+class SessionRecord(_Keyed):
+    Meta = _meta("tenants")
+    tenant_id = UnicodeAttribute()
+    session_id = UnicodeAttribute()
+    user_id = UnicodeAttribute()
+    role = UnicodeAttribute()
+    secret_hash = UnicodeAttribute()
+    created_at = UTCDateTimeAttribute()
+    expires_at = UTCDateTimeAttribute()
+    meta = JSONAttribute(default=dict)
+    ttl = TTLAttribute(null=True)
+
+
+class PlatformTokenRecord(_Keyed):
+    Meta = _meta("tenants")
+    token_id = UnicodeAttribute()
+    name = UnicodeAttribute()
+    abilities = ListAttribute(of=UnicodeAttribute, default=list)
+    secret_hash = UnicodeAttribute()
+    created_at = UTCDateTimeAttribute()
+    revoked_at = UTCDateTimeAttribute(null=True)
+    last_used_at = UTCDateTimeAttribute(null=True)
+
+
+class CounterRecord(_Keyed):
+    Meta = _meta("tenants")
+    value = NumberAttribute(default=0)
+
+
+# --- api-keys table ---
+
+
+class KeyIdIndex(GlobalSecondaryIndex):
+    """Authentication looks a presented key up by its public id, across tenants."""
+
+    class Meta:
+        index_name = "key-id-index"
+        projection = AllProjection()
+
+    key_id = UnicodeAttribute(hash_key=True)
+
+
+class ApiKeyRecord(_Keyed):
+    Meta = _meta("api-keys")
+    key_id = UnicodeAttribute()
+    key_id_index = KeyIdIndex()
+    tenant_id = UnicodeAttribute()
+    environment = UnicodeAttribute()
+    name = UnicodeAttribute()
+    secret_hash = UnicodeAttribute()
+    last4 = UnicodeAttribute()
+    status = UnicodeAttribute()
+    created_at = UTCDateTimeAttribute()
+    created_by = UnicodeAttribute()
+    rotated_at = UTCDateTimeAttribute(null=True)
+    revoked_at = UTCDateTimeAttribute(null=True)
+    last_used_at = UTCDateTimeAttribute(null=True)
+
+
+# --- audit table ---
+
+
+class AuditRecord(_Keyed):
+    Meta = _meta("audit")
+    entry_id = UnicodeAttribute()
+    tenant_id = UnicodeAttribute()
+    actor = UnicodeAttribute()
+    action = UnicodeAttribute()
+    target = UnicodeAttribute()
+    environment = UnicodeAttribute(null=True)
+    at = UTCDateTimeAttribute()
+    details = JSONAttribute(default=dict)
+
+
+# --- customers, ledger and usage tables (the Balance API builds on these) ---
+
+
+class CustomerRecord(_Keyed):
+    Meta = _meta("customers")
+    tenant_id = UnicodeAttribute()
+    environment = UnicodeAttribute()
+    customer_id = UnicodeAttribute()
+    display_name = UnicodeAttribute()
+    source = UnicodeAttribute()
+    created_at = UTCDateTimeAttribute()
+    updated_at = UTCDateTimeAttribute()
+
+
+class LedgerEntryRecord(_Keyed):
+    """Credit ledger entries (topup, reservation, settlement, release, refund)."""
+
+    Meta = _meta("ledger")
+    tenant_id = UnicodeAttribute()
+    entry_id = UnicodeAttribute()
+    entry_type = UnicodeAttribute()
+    amount = NumberAttribute()
+    balance_after = NumberAttribute()
+    description = UnicodeAttribute()
+    created_at = UTCDateTimeAttribute()
+
+
+class UsageCounterRecord(_Keyed):
+    """Per-tenant, per-period usage counters (both environments counted together)."""
+
+    Meta = _meta("usage")
+    tenant_id = UnicodeAttribute()
+    period = UnicodeAttribute()
+    consumed = NumberAttribute(default=0)
+
+
+#: Every model, for schema checks and the local stack.
+ALL_MODELS: tuple[type[Model], ...] = (
+    TenantRecord,
+    UserRecord,
+    SessionRecord,
+    PlatformTokenRecord,
+    CounterRecord,
+    ApiKeyRecord,
+    AuditRecord,
+    CustomerRecord,
+    LedgerEntryRecord,
+    UsageCounterRecord,
+)

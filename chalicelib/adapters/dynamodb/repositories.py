@@ -1,0 +1,445 @@
+"""Repositories: map PynamoDB records to domain objects and back. No business rules.
+
+Reads are immediate (strongly consistent on the base table); writes are staged
+on the owning unit of work and committed together.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from chalicelib.adapters.dynamodb import keys
+from chalicelib.adapters.dynamodb.cursors import decode_cursor, encode_cursor
+from chalicelib.adapters.dynamodb.models import (
+    ApiKeyRecord,
+    AuditRecord,
+    CounterRecord,
+    CustomerRecord,
+    PlatformTokenRecord,
+    SessionRecord,
+    TenantRecord,
+    UserRecord,
+)
+from chalicelib.domain.access import ApiKey, KeyStatus, PlatformToken, Session
+from chalicelib.domain.audit import AuditEntry
+from chalicelib.domain.clock import iso_us
+from chalicelib.domain.customers import Customer, CustomerSource
+from chalicelib.domain.identity import Environment, Role
+from chalicelib.domain.tenants import BillingMode, Tenant, TenantStatus, User, UserStatus
+from chalicelib.services.ports import Page
+
+if TYPE_CHECKING:
+    from chalicelib.adapters.dynamodb.unit_of_work import DynamoUnitOfWork
+
+
+def _get(model_cls: Any, pk: str, sk: str) -> Any:
+    try:
+        return model_cls.get(pk, sk, consistent_read=True)
+    except model_cls.DoesNotExist:
+        return None
+
+
+def _page(results: Any, to_domain: Any, page: int) -> tuple[list, str | None]:
+    items = [to_domain(record) for record in results]
+    return items, encode_cursor(results.last_evaluated_key, page)
+
+
+class _Repository:
+    def __init__(self, uow: DynamoUnitOfWork) -> None:
+        from chalicelib.adapters.dynamodb.unit_of_work import StagedWrite
+
+        self._uow = uow
+        self._write = StagedWrite
+
+    def _stage(self, kind: str, model: Any, condition: Any = None, actions: list | None = None) -> None:
+        self._uow.stage(self._write(kind=kind, model=model, condition=condition, actions=actions))
+
+
+# --- tenants -------------------------------------------------------------------------
+
+
+def _tenant_from(record: TenantRecord) -> Tenant:
+    return Tenant(
+        id=record.tenant_id,
+        company_name=record.company_name,
+        status=TenantStatus(record.status),
+        billing_mode=BillingMode(record.billing_mode),
+        plan=record.plan,
+        environments=dict(record.environments.as_dict() if hasattr(record.environments, "as_dict")
+                          else record.environments),
+        stripe_customer_id=record.stripe_customer_id,
+        stripe_subscription_id=record.stripe_subscription_id,
+        cancel_at_period_end=bool(record.cancel_at_period_end),
+        subdomain=record.subdomain,
+        final_domain=record.final_domain,
+        https=bool(record.https),
+        lang=record.lang,
+        has_unpaid_invoices_at=record.has_unpaid_invoices_at,
+        deleted_at=record.deleted_at,
+        created_at=record.created_at,
+        updated_at=record.updated_at,
+        version=record.version,
+    )
+
+
+def _tenant_record(tenant: Tenant) -> TenantRecord:
+    listed = tenant.listed_in_directory
+    record = TenantRecord(
+        keys.tenant_pk(tenant.id),
+        keys.TENANT_SK,
+        tenant_id=tenant.id,
+        company_name=tenant.company_name,
+        status=str(tenant.status),
+        billing_mode=str(tenant.billing_mode),
+        plan=tenant.plan,
+        environments={k: str(v) for k, v in tenant.environments.items()},
+        stripe_customer_id=tenant.stripe_customer_id,
+        stripe_subscription_id=tenant.stripe_subscription_id,
+        cancel_at_period_end=tenant.cancel_at_period_end,
+        subdomain=tenant.subdomain,
+        final_domain=tenant.final_domain,
+        https=tenant.https,
+        lang=tenant.lang,
+        has_unpaid_invoices_at=tenant.has_unpaid_invoices_at,
+        deleted_at=tenant.deleted_at,
+        created_at=tenant.created_at,
+        updated_at=tenant.updated_at,
+        directory_pk=keys.DIRECTORY_PK if listed else None,
+        directory_sk=keys.directory_sk(tenant.id) if listed else None,
+    )
+    if tenant.version is not None:
+        record.version = tenant.version
+    return record
+
+
+class DynamoTenantRepository(_Repository):
+    def get(self, tenant_id: str) -> Tenant | None:
+        record = _get(TenantRecord, keys.tenant_pk(tenant_id), keys.TENANT_SK)
+        return _tenant_from(record) if record else None
+
+    def next_id(self) -> str:
+        """Atomic counter: ids are never reused (a failed create leaves a gap, which is fine)."""
+        counter = CounterRecord(keys.TENANT_COUNTER_PK, keys.COUNTER_SK)
+        counter.update(actions=[CounterRecord.value.add(1)])
+        return str(int(counter.value))
+
+    def add(self, tenant: Tenant) -> None:
+        self._stage("save", _tenant_record(tenant), condition=TenantRecord.pk.does_not_exist())
+
+    def save(self, tenant: Tenant) -> None:
+        """Optimistic: fails with ConflictError if someone saved since ``tenant`` was read."""
+        self._stage("save", _tenant_record(tenant))
+
+    def directory(self, limit: int, cursor: str | None) -> Page[Tenant]:
+        start, page = decode_cursor(cursor, partition=("directory_pk", keys.DIRECTORY_PK))
+        results = TenantRecord.directory_index.query(
+            keys.DIRECTORY_PK, limit=limit, page_size=limit, last_evaluated_key=start
+        )
+        items, next_cursor = _page(results, _tenant_from, page)
+        return Page(items=items, next_cursor=next_cursor)
+
+
+# --- users -----------------------------------------------------------------------------
+
+
+def _user_from(record: UserRecord) -> User:
+    return User(
+        tenant_id=record.tenant_id,
+        user_id=record.user_id,
+        email=record.email,
+        role=Role(record.role),
+        status=UserStatus(record.status),
+        created_at=record.created_at,
+    )
+
+
+class DynamoUserRepository(_Repository):
+    def get(self, tenant_id: str, user_id: str) -> User | None:
+        record = _get(UserRecord, keys.tenant_pk(tenant_id), keys.user_sk(user_id))
+        return _user_from(record) if record else None
+
+    def list(self, tenant_id: str) -> list[User]:
+        query = UserRecord.query(
+            keys.tenant_pk(tenant_id), UserRecord.sk.startswith("USER#"), consistent_read=True
+        )
+        return [_user_from(r) for r in query]
+
+    def save(self, user: User) -> None:
+        self._stage(
+            "save",
+            UserRecord(
+                keys.tenant_pk(user.tenant_id),
+                keys.user_sk(user.user_id),
+                tenant_id=user.tenant_id,
+                user_id=user.user_id,
+                email=user.email,
+                role=str(user.role),
+                status=str(user.status),
+                created_at=user.created_at,
+            ),
+        )
+
+
+# --- API keys ---------------------------------------------------------------------------
+
+
+def _key_from(record: ApiKeyRecord) -> ApiKey:
+    return ApiKey(
+        tenant_id=record.tenant_id,
+        environment=Environment(record.environment),
+        key_id=record.key_id,
+        name=record.name,
+        secret_hash=record.secret_hash,
+        last4=record.last4,
+        status=KeyStatus(record.status),
+        created_at=record.created_at,
+        created_by=record.created_by,
+        rotated_at=record.rotated_at,
+        revoked_at=record.revoked_at,
+        last_used_at=record.last_used_at,
+    )
+
+
+def _key_record(key: ApiKey) -> ApiKeyRecord:
+    return ApiKeyRecord(
+        keys.env_pk(key.tenant_id, key.environment),
+        keys.api_key_sk(key.key_id),
+        key_id=key.key_id,
+        tenant_id=key.tenant_id,
+        environment=str(key.environment),
+        name=key.name,
+        secret_hash=key.secret_hash,
+        last4=key.last4,
+        status=str(key.status),
+        created_at=key.created_at,
+        created_by=key.created_by,
+        rotated_at=key.rotated_at,
+        revoked_at=key.revoked_at,
+        last_used_at=key.last_used_at,
+    )
+
+
+class DynamoApiKeyRepository(_Repository):
+    def get(self, tenant_id: str, environment: Environment, key_id: str) -> ApiKey | None:
+        record = _get(ApiKeyRecord, keys.env_pk(tenant_id, environment), keys.api_key_sk(key_id))
+        return _key_from(record) if record else None
+
+    def find(self, key_id: str) -> ApiKey | None:
+        """Authentication lookup by public id (one GSI query; the id is globally unique)."""
+        for record in ApiKeyRecord.key_id_index.query(key_id, limit=1):
+            return _key_from(record)
+        return None
+
+    def list(self, tenant_id: str, environment: Environment, limit: int, cursor: str | None) -> Page[ApiKey]:
+        pk = keys.env_pk(tenant_id, environment)
+        start, page = decode_cursor(cursor, partition=("pk", pk))
+        results = ApiKeyRecord.query(
+            pk, limit=limit, page_size=limit, last_evaluated_key=start, consistent_read=True,
+            scan_index_forward=False,
+        )
+        items, next_cursor = _page(results, _key_from, page)
+        total = ApiKeyRecord.count(pk, consistent_read=True)
+        return Page(items=items, next_cursor=next_cursor, total=total, extra={"page": page})
+
+    def list_all(self, tenant_id: str) -> list[ApiKey]:
+        found: list[ApiKey] = []
+        for environment in Environment:
+            query = ApiKeyRecord.query(keys.env_pk(tenant_id, environment), consistent_read=True)
+            found.extend(_key_from(r) for r in query)
+        return found
+
+    def add(self, key: ApiKey) -> None:
+        self._stage("save", _key_record(key), condition=ApiKeyRecord.pk.does_not_exist())
+
+    def save(self, key: ApiKey) -> None:
+        self._stage("save", _key_record(key), condition=ApiKeyRecord.pk.exists())
+
+    def touch(self, key: ApiKey, now: datetime) -> None:
+        """Record use outside any transaction; losing a race here is harmless."""
+        record = ApiKeyRecord(keys.env_pk(key.tenant_id, key.environment), keys.api_key_sk(key.key_id))
+        record.update(
+            actions=[ApiKeyRecord.last_used_at.set(now)], condition=ApiKeyRecord.pk.exists()
+        )
+
+
+# --- sessions ----------------------------------------------------------------------------
+
+
+def _session_from(record: SessionRecord) -> Session:
+    return Session(
+        tenant_id=record.tenant_id,
+        session_id=record.session_id,
+        user_id=record.user_id,
+        role=record.role,
+        secret_hash=record.secret_hash,
+        created_at=record.created_at,
+        expires_at=record.expires_at,
+        meta=dict(record.meta or {}),
+    )
+
+
+class DynamoSessionRepository(_Repository):
+    def get(self, tenant_id: str, session_id: str) -> Session | None:
+        record = _get(SessionRecord, keys.tenant_pk(tenant_id), keys.session_sk(session_id))
+        return _session_from(record) if record else None
+
+    def add(self, session: Session) -> None:
+        record = SessionRecord(
+            keys.tenant_pk(session.tenant_id),
+            keys.session_sk(session.session_id),
+            tenant_id=session.tenant_id,
+            session_id=session.session_id,
+            user_id=session.user_id,
+            role=session.role,
+            secret_hash=session.secret_hash,
+            created_at=session.created_at,
+            expires_at=session.expires_at,
+            meta=session.meta,
+            ttl=session.expires_at,
+        )
+        self._stage("save", record, condition=SessionRecord.pk.does_not_exist())
+
+    def delete(self, tenant_id: str, session_id: str) -> None:
+        self._stage("delete", SessionRecord(keys.tenant_pk(tenant_id), keys.session_sk(session_id)))
+
+
+# --- platform tokens (owned by the platform tenant) ----------------------------------------
+
+
+def _token_from(record: PlatformTokenRecord) -> PlatformToken:
+    return PlatformToken(
+        token_id=record.token_id,
+        name=record.name,
+        abilities=frozenset(record.abilities or []),
+        secret_hash=record.secret_hash,
+        created_at=record.created_at,
+        revoked_at=record.revoked_at,
+        last_used_at=record.last_used_at,
+    )
+
+
+def _token_record(token: PlatformToken) -> PlatformTokenRecord:
+    from chalicelib.domain.identity import PLATFORM_TENANT_ID
+
+    return PlatformTokenRecord(
+        keys.tenant_pk(PLATFORM_TENANT_ID),
+        keys.platform_token_sk(token.token_id),
+        token_id=token.token_id,
+        name=token.name,
+        abilities=sorted(token.abilities),
+        secret_hash=token.secret_hash,
+        created_at=token.created_at,
+        revoked_at=token.revoked_at,
+        last_used_at=token.last_used_at,
+    )
+
+
+class DynamoPlatformTokenRepository(_Repository):
+    def get(self, token_id: str) -> PlatformToken | None:
+        from chalicelib.domain.identity import PLATFORM_TENANT_ID
+
+        record = _get(
+            PlatformTokenRecord, keys.tenant_pk(PLATFORM_TENANT_ID), keys.platform_token_sk(token_id)
+        )
+        return _token_from(record) if record else None
+
+    def add(self, token: PlatformToken) -> None:
+        self._stage("save", _token_record(token), condition=PlatformTokenRecord.pk.does_not_exist())
+
+    def save(self, token: PlatformToken) -> None:
+        self._stage("save", _token_record(token), condition=PlatformTokenRecord.pk.exists())
+
+    def touch(self, token: PlatformToken, now: datetime) -> None:
+        record = _token_record(token)
+        record.update(actions=[PlatformTokenRecord.last_used_at.set(now)],
+                      condition=PlatformTokenRecord.pk.exists())
+
+
+# --- audit --------------------------------------------------------------------------------
+
+
+def _audit_from(record: AuditRecord) -> AuditEntry:
+    return AuditEntry(
+        tenant_id=record.tenant_id,
+        entry_id=record.entry_id,
+        actor=record.actor,
+        action=record.action,
+        target=record.target,
+        environment=record.environment,
+        at=record.at,
+        details=dict(record.details or {}),
+    )
+
+
+class DynamoAuditRepository(_Repository):
+    def add(self, entry: AuditEntry) -> None:
+        record = AuditRecord(
+            keys.tenant_pk(entry.tenant_id),
+            keys.audit_sk(iso_us(entry.at), entry.entry_id),
+            entry_id=entry.entry_id,
+            tenant_id=entry.tenant_id,
+            actor=entry.actor,
+            action=entry.action,
+            target=entry.target,
+            environment=entry.environment,
+            at=entry.at,
+            details=entry.details,
+        )
+        self._stage("save", record, condition=AuditRecord.pk.does_not_exist())
+
+    def list(self, tenant_id: str, limit: int, cursor: str | None) -> Page[AuditEntry]:
+        pk = keys.tenant_pk(tenant_id)
+        start, page = decode_cursor(cursor, partition=("pk", pk))
+        results = AuditRecord.query(
+            pk, scan_index_forward=False, limit=limit, page_size=limit, last_evaluated_key=start
+        )
+        items, next_cursor = _page(results, _audit_from, page)
+        return Page(items=items, next_cursor=next_cursor, extra={"page": page})
+
+
+# --- customers ----------------------------------------------------------------------------
+
+
+def _customer_from(record: CustomerRecord) -> Customer:
+    return Customer(
+        tenant_id=record.tenant_id,
+        environment=Environment(record.environment),
+        customer_id=record.customer_id,
+        display_name=record.display_name,
+        source=CustomerSource(record.source),
+        created_at=record.created_at,
+        updated_at=record.updated_at,
+    )
+
+
+class DynamoCustomerRepository(_Repository):
+    def get(self, tenant_id: str, environment: Environment, customer_id: str) -> Customer | None:
+        record = _get(CustomerRecord, keys.env_pk(tenant_id, environment), keys.customer_sk(customer_id))
+        return _customer_from(record) if record else None
+
+    def list(self, tenant_id: str, environment: Environment, limit: int, cursor: str | None,
+             prefix: str | None = None) -> Page[Customer]:
+        """Customers by id; ``prefix`` narrows with a key condition, never a filter."""
+        pk = keys.env_pk(tenant_id, environment)
+        start, page = decode_cursor(cursor, partition=("pk", pk))
+        results = CustomerRecord.query(
+            pk, CustomerRecord.sk.startswith(keys.customer_sk(prefix or "")), limit=limit, page_size=limit,
+            last_evaluated_key=start, consistent_read=True,
+        )
+        items, next_cursor = _page(results, _customer_from, page)
+        return Page(items=items, next_cursor=next_cursor, extra={"page": page})
+
+    def add(self, customer: Customer) -> None:
+        record = CustomerRecord(
+            keys.env_pk(customer.tenant_id, customer.environment),
+            keys.customer_sk(customer.customer_id),
+            tenant_id=customer.tenant_id,
+            environment=str(customer.environment),
+            customer_id=customer.customer_id,
+            display_name=customer.display_name,
+            source=str(customer.source),
+            created_at=customer.created_at,
+            updated_at=customer.updated_at,
+        )
+        self._stage("save", record, condition=CustomerRecord.pk.does_not_exist())

@@ -1,0 +1,97 @@
+"""Dashboard API key management: the full key is shown once, only hashes are stored."""
+
+from __future__ import annotations
+
+from chalice import Blueprint, Response
+
+from chalicelib.api.auth import request_environment
+from chalicelib.api.request import int_param, query_param
+from chalicelib.api.responses import ok, page_body
+from chalicelib.api.routing import ENVIRONMENT_HEADER, Auth, Ctx, path_param, query, route
+from chalicelib.domain.access import ApiKey
+from chalicelib.domain.clock import iso_ms
+from chalicelib.domain.identity import Environment
+from chalicelib.services import api_keys as key_service
+
+bp = Blueprint(__name__)
+KEY_ID = path_param("keyId", "The key's public id (the part between the prefix and the dot).")
+ONCE = "Store this key now: it is shown only once."
+
+
+def key_view(key: ApiKey) -> dict:
+    return {
+        "id": key.key_id,
+        "name": key.name,
+        "environment": str(key.environment),
+        "prefix": key.prefix,
+        "last4": key.last4,
+        "status": str(key.status),
+        "createdAt": iso_ms(key.created_at),
+        "createdBy": key.created_by,
+        "rotatedAt": iso_ms(key.rotated_at),
+        "revokedAt": iso_ms(key.revoked_at),
+        "lastUsedAt": iso_ms(key.last_used_at),
+    }
+
+
+def _with_secret(key: ApiKey, full_key: str) -> dict:
+    return {**key_view(key), "fullKey": full_key, "warning": ONCE}
+
+
+@route(bp, "/dashboard/api-keys", "POST", auth=Auth.DASHBOARD, summary="Create an API key",
+       tags=("API keys",), responses={201: "ApiKeyWithSecret"}, errors=(400, 403),
+       request_body="CreateApiKeyRequest", params=(ENVIRONMENT_HEADER,))
+def create_api_key(ctx: Ctx) -> Response:
+    """Owner/admin. `environment` in the body, else `X-Environment`, else production."""
+    body = ctx.body()
+    default = request_environment(ctx.request)
+    raw_env = body.get("environment")
+    if raw_env is not None and not isinstance(raw_env, str):
+        raw_env = repr(raw_env)
+    environment = Environment.parse(raw_env, default=default)
+    key, full_key = key_service.create_api_key(
+        ctx.uow, ctx.principal, name=body.get("name"), environment=environment, now=ctx.now
+    )
+    return ok(_with_secret(key, full_key), 201)
+
+
+@route(bp, "/dashboard/api-keys", "GET", auth=Auth.DASHBOARD, summary="List API keys",
+       tags=("API keys",), responses={200: "ApiKeyPage"}, errors=(400,),
+       params=(ENVIRONMENT_HEADER,
+               query("limit", "Page size, 1-100 (default 25).", {"type": "integer", "minimum": 1, "maximum": 100}),
+               query("cursor", "The nextCursor of the previous page.")))
+def list_api_keys(ctx: Ctx) -> Response:
+    """Keys of the `X-Environment` scope, newest first; never the secret."""
+    limit = int_param(ctx.request, "limit", default=25, minimum=1, maximum=100)
+    page = key_service.list_api_keys(ctx.uow, ctx.principal, limit=limit, cursor=query_param(ctx.request, "cursor"))
+    return ok(page_body([key_view(k) for k in page.items], limit=limit, page=page.extra["page"],
+                        next_cursor=page.next_cursor, total=page.total))
+
+
+@route(bp, "/dashboard/api-keys/{keyId}", "GET", auth=Auth.DASHBOARD, summary="Get an API key",
+       tags=("API keys",), responses={200: "ApiKey"}, errors=(404,), params=(KEY_ID, ENVIRONMENT_HEADER))
+def get_api_key(ctx: Ctx, keyId: str) -> Response:
+    return ok(key_view(key_service.get_api_key(ctx.uow, ctx.principal, keyId)))
+
+
+@route(bp, "/dashboard/api-keys/{keyId}/rotate", "POST", auth=Auth.DASHBOARD, summary="Rotate an API key",
+       tags=("API keys",), responses={200: "ApiKeyWithSecret"}, errors=(403, 404, 409),
+       params=(KEY_ID, ENVIRONMENT_HEADER))
+def rotate_api_key(ctx: Ctx, keyId: str) -> Response:
+    """Owner/admin. Same id, new secret; the old secret stops working immediately."""
+    key, full_key = key_service.rotate_api_key(ctx.uow, ctx.principal, keyId, now=ctx.now)
+    return ok(_with_secret(key, full_key))
+
+
+@route(bp, "/dashboard/api-keys/{keyId}/revoke", "POST", auth=Auth.DASHBOARD, summary="Revoke an API key",
+       tags=("API keys",), responses={200: "ApiKey"}, errors=(403, 404), params=(KEY_ID, ENVIRONMENT_HEADER))
+def revoke_api_key(ctx: Ctx, keyId: str) -> Response:
+    """Owner/admin. A revoked key answers 401 from then on. Idempotent."""
+    return ok(key_view(key_service.revoke_api_key(ctx.uow, ctx.principal, keyId, now=ctx.now)))
+
+
+@route(bp, "/dashboard/api-keys/{keyId}", "DELETE", auth=Auth.DASHBOARD, summary="Revoke an API key",
+       tags=("API keys",), responses={200: "ApiKey"}, errors=(403, 404), params=(KEY_ID, ENVIRONMENT_HEADER))
+def delete_api_key(ctx: Ctx, keyId: str) -> Response:
+    """Same as `POST .../revoke`: keys are never erased, so their use stays auditable."""
+    return ok(key_view(key_service.revoke_api_key(ctx.uow, ctx.principal, keyId, now=ctx.now)))

@@ -1,0 +1,38 @@
+"""The tenant's audit trail (owner/admin)."""
+
+from __future__ import annotations
+
+from chalice import Blueprint, Response
+
+from chalicelib.api.request import int_param, query_param
+from chalicelib.api.responses import ok, page_body
+from chalicelib.api.routing import Auth, Ctx, query, route
+from chalicelib.domain.audit import AuditEntry
+from chalicelib.domain.clock import iso_ms
+from chalicelib.services.audit import list_audit_entries
+
+bp = Blueprint(__name__)
+
+
+def entry_view(entry: AuditEntry) -> dict:
+    return {
+        "id": entry.entry_id,
+        "actor": entry.actor,
+        "action": entry.action,
+        "target": entry.target,
+        "environment": entry.environment,
+        "details": entry.details,
+        "createdAt": iso_ms(entry.at),
+    }
+
+
+@route(bp, "/dashboard/audit", "GET", auth=Auth.DASHBOARD, summary="List audit entries",
+       tags=("Audit",), responses={200: "AuditPage"}, errors=(400, 403),
+       params=(query("limit", "Page size, 1-100 (default 25).", {"type": "integer", "minimum": 1, "maximum": 100}),
+               query("cursor", "The nextCursor of the previous page.")))
+def list_audit(ctx: Ctx) -> Response:
+    """Every state-changing action, newest first: actor, action, target, time."""
+    limit = int_param(ctx.request, "limit", default=25, minimum=1, maximum=100)
+    page = list_audit_entries(ctx.uow, ctx.principal, limit=limit, cursor=query_param(ctx.request, "cursor"))
+    return ok(page_body([entry_view(e) for e in page.items], limit=limit, page=page.extra["page"],
+                        next_cursor=page.next_cursor, total=None))

@@ -1,0 +1,31 @@
+"""Service metadata: the OpenAPI document and a health probe."""
+
+from __future__ import annotations
+
+from chalice import Blueprint, Response
+
+from chalicelib.api.responses import json_response, ok
+from chalicelib.api.routing import Auth, Ctx, route
+from chalicelib.settings import get_settings
+
+bp = Blueprint(__name__)
+_document: dict | None = None
+
+
+@route(bp, "/openapi.json", "GET", auth=Auth.NONE, summary="OpenAPI 3.1 document",
+       tags=("Meta",), responses={200: {"raw": "OpenApiDocument"}})
+def openapi_document(ctx: Ctx) -> Response:
+    """This API's contract: every route, parameter, body and response."""
+    global _document
+    if _document is None:
+        from chalicelib.api.openapi import build_document
+
+        _document = build_document(get_settings().public_base_url)
+    return json_response(_document, 200)
+
+
+@route(bp, "/health", "GET", auth=Auth.NONE, summary="Health probe", tags=("Meta",),
+       responses={200: "Health"})
+def health(ctx: Ctx) -> Response:
+    """Answers without touching storage (load balancers, `make run` readiness)."""
+    return ok({"status": "ok", "stage": get_settings().stage})

@@ -1,0 +1,102 @@
+"""Builds the OpenAPI 3.1 document from the recorded operations and schemas."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chalicelib.api.routing import OPERATIONS, Auth, Operation
+from chalicelib.api.schemas import SCHEMAS
+
+SECURITY = {
+    Auth.NONE: [],
+    Auth.DASHBOARD: [{"bearerJwt": []}, {"sessionCookie": []}],
+    Auth.DASHBOARD_JWT: [{"bearerJwt": []}],
+    Auth.API_KEY: [{"apiKey": []}],
+    Auth.PLATFORM: [{"platformToken": []}],
+}
+AUTO_ERRORS = {
+    Auth.NONE: (),
+    Auth.DASHBOARD: (401, 402, 403),
+    Auth.DASHBOARD_JWT: (401,),
+    Auth.API_KEY: (401, 429),
+    Auth.PLATFORM: (401, 403),
+}
+REASONS = {200: "OK", 201: "Created", 202: "Accepted", 400: "Bad request", 401: "Unauthenticated",
+           402: "Payment required", 403: "Forbidden", 404: "Not found", 409: "Conflict",
+           422: "Unprocessable", 429: "Too many requests", 500: "Internal error"}
+
+
+def _ref(name: str) -> dict:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _success_schema(op: Operation, status: int, schema: Any) -> dict:
+    if isinstance(schema, dict) and "raw" in schema:
+        return _ref(schema["raw"])
+    if op.platform_style:
+        return _ref(schema)
+    return {
+        "type": "object",
+        "required": ["statusCode", "success", "data"],
+        "properties": {"statusCode": {"const": status}, "success": {"const": True}, "data": _ref(schema)},
+    }
+
+
+def _operation(op: Operation) -> dict:
+    responses: dict[str, Any] = {}
+    for status, schema in op.responses.items():
+        content_type = "application/json"
+        responses[str(status)] = {
+            "description": REASONS.get(status, "Response"),
+            "content": {content_type: {"schema": _success_schema(op, status, schema)}},
+        }
+    error_schema = _ref("PlatformError" if op.platform_style else "Error")
+    statuses = set(op.errors) | set(AUTO_ERRORS[op.auth]) | {500}
+    if op.request_body or op.params:
+        statuses.add(422 if op.platform_style else 400)
+    for status in sorted(statuses):
+        responses[str(status)] = {
+            "description": REASONS.get(status, "Error"),
+            "content": {"application/json": {"schema": error_schema}},
+        }
+    document: dict[str, Any] = {
+        "operationId": op.operation_id,
+        "summary": op.summary,
+        "description": op.description,
+        "tags": list(op.tags),
+        "security": SECURITY[op.auth],
+        "parameters": list(op.params),
+        "responses": responses,
+    }
+    if op.request_body:
+        document["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": _ref(op.request_body)}},
+        }
+    return document
+
+
+def build_document(server_url: str) -> dict:
+    paths: dict[str, dict] = {}
+    for op in OPERATIONS:
+        paths.setdefault(op.path, {})[op.method.lower()] = _operation(op)
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Tally API",
+            "version": "1.0.0",
+            "description": "Verified-usage billing: Balance API (X-Api-Key), dashboard API "
+            "(JWT or session cookie) and platform API (platform tokens).",
+        },
+        "servers": [{"url": server_url}],
+        "paths": dict(sorted(paths.items())),
+        "components": {
+            "schemas": SCHEMAS,
+            "securitySchemes": {
+                "bearerJwt": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+                "sessionCookie": {"type": "apiKey", "in": "cookie", "name": "tally_session"},
+                "apiKey": {"type": "apiKey", "in": "header", "name": "X-Api-Key"},
+                "platformToken": {"type": "http", "scheme": "bearer", "bearerFormat": "id|secret"},
+            },
+        },
+    }

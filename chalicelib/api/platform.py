@@ -1,0 +1,87 @@
+"""Seed 002: the platform tenants API (platform tokens with abilities)."""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+from chalice import Blueprint, Response
+
+from chalicelib.api.request import query_param
+from chalicelib.api.responses import platform_ok
+from chalicelib.api.routing import Auth, Ctx, path_param, query, route
+from chalicelib.domain.clock import iso_us
+from chalicelib.domain.errors import ValidationError
+from chalicelib.domain.tenants import Tenant
+from chalicelib.services import platform as platform_service
+from chalicelib.settings import get_settings
+
+bp = Blueprint(__name__)
+TENANT = path_param("tenant", "Tenant id (decimal string). The platform tenant `1` is rejected with 403.")
+
+
+def directory_view(tenant: Tenant) -> dict:
+    return {
+        "id": tenant.id,
+        "name": tenant.company_name,
+        "subdomain": tenant.subdomain,
+        "final_domain": tenant.final_domain,
+        "https": tenant.https,
+        "lang": tenant.lang,
+    }
+
+
+def missing_payments_view(tenant: Tenant, now) -> dict:
+    data = {
+        "tenant_id": tenant.id,
+        "has_unpaid_invoices_at": iso_us(tenant.has_unpaid_invoices_at),
+        "dashboard_blocked": tenant.dashboard_blocked(now),
+    }
+    if tenant.missing_payment_limit_date is not None:
+        data["missing_payment_limit_date"] = iso_us(tenant.missing_payment_limit_date)
+    return data
+
+
+def _per_page(ctx: Ctx) -> int:
+    raw = query_param(ctx.request, "per_page")
+    if raw is None:
+        return 15
+    if not raw.isdigit() or not 1 <= int(raw) <= 500:
+        raise ValidationError("The per page field must be between 1 and 500.", field="per_page")
+    return int(raw)
+
+
+@route(bp, "/tenants", "GET", auth=Auth.PLATFORM, summary="List tenants with an active plan",
+       tags=("Platform",), responses={200: "PlatformTenantList"}, errors=(403, 422),
+       params=(query("per_page", "Page size 1-500 (default 15).", {"type": "integer"}),
+               query("cursor", "Cursor from `meta.next_cursor`.")))
+def list_tenants(ctx: Ctx) -> Response:
+    """Requires `tenants:read` and `cross-tenant`. Cursor-paginated, ordered by id."""
+    per_page = _per_page(ctx)
+    page = platform_service.list_tenants(ctx.uow, ctx.principal, per_page=per_page,
+                                         cursor=query_param(ctx.request, "cursor"))
+    base = f"{get_settings().public_base_url}/tenants"
+    next_link = f"{base}?{urlencode({'per_page': per_page, 'cursor': page.next_cursor})}" if page.next_cursor else None
+    return platform_ok(
+        [directory_view(t) for t in page.items],
+        links={"first": f"{base}?{urlencode({'per_page': per_page})}", "prev": None, "next": next_link},
+        meta={"path": base, "per_page": per_page, "next_cursor": page.next_cursor,
+              "has_more": page.next_cursor is not None},
+    )
+
+
+@route(bp, "/tenants/{tenant}/missing-payments", "POST", auth=Auth.PLATFORM,
+       summary="Flag a tenant as having unpaid invoices", tags=("Platform",),
+       responses={200: "MissingPayments"}, errors=(400, 403, 404), params=(TENANT,))
+def mark_missing_payments(ctx: Ctx, tenant: str) -> Response:
+    """Requires `tenants:write`. The dashboard blocks 14 days after the first mark."""
+    updated = platform_service.mark_missing_payments(ctx.uow, ctx.principal, tenant, now=ctx.now)
+    return platform_ok(missing_payments_view(updated, ctx.now))
+
+
+@route(bp, "/tenants/{tenant}/missing-payments", "DELETE", auth=Auth.PLATFORM,
+       summary="Clear the unpaid-invoices flag", tags=("Platform",),
+       responses={200: "MissingPayments"}, errors=(403, 404), params=(TENANT,))
+def clear_missing_payments(ctx: Ctx, tenant: str) -> Response:
+    """Requires `tenants:write`. Clearing an already clear state is a no-op (200)."""
+    updated = platform_service.clear_missing_payments(ctx.uow, ctx.principal, tenant, now=ctx.now)
+    return platform_ok(missing_payments_view(updated, ctx.now))

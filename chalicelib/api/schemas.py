@@ -1,0 +1,166 @@
+"""JSON Schemas (OpenAPI 3.1 / JSON Schema 2020-12) for request and response bodies."""
+
+from __future__ import annotations
+
+TS = {"type": "string", "format": "date-time"}
+TS_OR_NULL = {"type": ["string", "null"], "format": "date-time"}
+STR = {"type": "string"}
+STR_OR_NULL = {"type": ["string", "null"]}
+
+
+def obj(required: list[str], properties: dict, *, closed: bool = True) -> dict:
+    schema = {"type": "object", "required": required, "properties": properties}
+    if closed:
+        schema["additionalProperties"] = False
+    return schema
+
+
+def page_of(item_ref: str, *, with_total: bool) -> dict:
+    props = {
+        "items": {"type": "array", "items": {"$ref": f"#/components/schemas/{item_ref}"}},
+        "page": {"type": "integer", "minimum": 1},
+        "limit": {"type": "integer", "minimum": 1},
+        "nextCursor": STR_OR_NULL,
+        "total": {"type": "integer", "minimum": 0},
+    }
+    required = ["items", "page", "limit", "nextCursor"] + (["total"] if with_total else [])
+    return obj(required, props)
+
+
+ENV_STATE = {"type": "string", "enum": ["provisioned", "provisioning", "not_provisioned", "disabled"]}
+
+SCHEMAS: dict[str, dict] = {
+    "Error": obj(
+        ["statusCode", "success", "error"],
+        {
+            "statusCode": {"type": "integer"},
+            "success": {"const": False},
+            "error": obj(["code", "message"], {"code": STR, "message": STR}, closed=False),
+        },
+    ),
+    "PlatformError": obj(["message"], {"message": STR, "code": STR, "errors": {"type": "object"}}),
+    "Message": obj(["message"], {"message": STR}),
+    "Health": obj(["status", "stage"], {"status": {"const": "ok"}, "stage": STR}),
+    "OpenApiDocument": {"type": "object", "required": ["openapi", "paths"]},
+    "Tenant": obj(
+        ["id", "companyName", "status", "billingMode", "environments", "createdAt", "updatedAt"],
+        {
+            "id": STR,
+            "companyName": STR,
+            "status": {"type": "string", "enum": ["active", "suspended", "pending"]},
+            "billingMode": {"type": "string", "enum": ["monthly", "credits"]},
+            "environments": obj(["sandbox", "production"], {"sandbox": ENV_STATE, "production": ENV_STATE}),
+            "createdAt": TS,
+            "updatedAt": TS,
+        },
+    ),
+    "DeleteTenantRequest": obj(
+        ["confirmation"], {"confirmation": {"type": "string", "description": "Exact company name."}}
+    ),
+    "Session": obj(
+        ["tenantId", "userId", "role", "via"],
+        {
+            "tenantId": STR,
+            "userId": STR,
+            "role": {"type": "string", "enum": ["owner", "admin", "manager", "viewer"]},
+            "via": {"type": "string", "enum": ["jwt", "session"]},
+            "environment": {"type": "string", "enum": ["sandbox", "production"]},
+            "expiresAt": TS,
+        },
+    ),
+    "ApiKey": obj(
+        ["id", "name", "environment", "prefix", "last4", "status", "createdAt", "lastUsedAt"],
+        {
+            "id": STR,
+            "name": STR,
+            "environment": {"type": "string", "enum": ["sandbox", "production"]},
+            "prefix": {"type": "string", "pattern": "^pk_(test|live)_[A-Za-z0-9]+$"},
+            "last4": STR,
+            "status": {"type": "string", "enum": ["active", "revoked", "disabled"]},
+            "createdAt": TS,
+            "createdBy": STR,
+            "rotatedAt": TS_OR_NULL,
+            "revokedAt": TS_OR_NULL,
+            "lastUsedAt": TS_OR_NULL,
+        },
+        closed=False,
+    ),
+    "ApiKeyWithSecret": {
+        "allOf": [
+            {"$ref": "#/components/schemas/ApiKey"},
+            {
+                "type": "object",
+                "required": ["fullKey"],
+                "properties": {
+                    "fullKey": {"type": "string", "pattern": r"^pk_(test|live)_[A-Za-z0-9]+\.[A-Za-z0-9_-]+$"},
+                    "warning": STR,
+                },
+            },
+        ]
+    },
+    "ApiKeyPage": page_of("ApiKey", with_total=True),
+    "CreateApiKeyRequest": obj(
+        ["name"],
+        {
+            "name": {"type": "string", "minLength": 1, "maxLength": 100},
+            "environment": {"type": "string", "enum": ["sandbox", "production"]},
+        },
+    ),
+    "AuditEntry": obj(
+        ["id", "actor", "action", "target", "createdAt"],
+        {
+            "id": STR,
+            "actor": STR,
+            "action": STR,
+            "target": STR,
+            "environment": STR_OR_NULL,
+            "details": {"type": "object"},
+            "createdAt": TS,
+        },
+    ),
+    "AuditPage": page_of("AuditEntry", with_total=False),
+    "BalanceCustomer": obj(
+        ["customerId", "displayName", "source", "createdAt"],
+        {"customerId": STR, "displayName": STR,
+         "source": {"type": "string", "enum": ["integration", "manual"]}, "createdAt": TS},
+        closed=False,
+    ),
+    "BalanceCustomerPage": page_of("BalanceCustomer", with_total=False),
+    "PlatformTenant": obj(
+        ["id", "name", "subdomain", "final_domain", "https", "lang"],
+        {
+            "id": STR,
+            "name": STR,
+            "subdomain": STR_OR_NULL,
+            "final_domain": STR_OR_NULL,
+            "https": {"type": "boolean"},
+            "lang": STR,
+        },
+    ),
+    "PlatformTenantList": obj(
+        ["data", "links", "meta"],
+        {
+            "data": {"type": "array", "items": {"$ref": "#/components/schemas/PlatformTenant"}},
+            "links": obj(["first", "prev", "next"], {"first": STR, "prev": STR_OR_NULL, "next": STR_OR_NULL}),
+            "meta": obj(
+                ["per_page", "next_cursor", "has_more"],
+                {"path": STR, "per_page": {"type": "integer"}, "next_cursor": STR_OR_NULL,
+                 "has_more": {"type": "boolean"}},
+            ),
+        },
+    ),
+    "MissingPayments": obj(
+        ["data"],
+        {
+            "data": obj(
+                ["tenant_id", "has_unpaid_invoices_at", "dashboard_blocked"],
+                {
+                    "tenant_id": STR,
+                    "has_unpaid_invoices_at": TS_OR_NULL,
+                    "dashboard_blocked": {"type": "boolean"},
+                    "missing_payment_limit_date": TS,
+                },
+            )
+        },
+    ),
+}

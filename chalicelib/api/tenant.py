@@ -1,0 +1,49 @@
+"""Seed 000: tenant details and account deletion."""
+
+from __future__ import annotations
+
+from chalice import Blueprint, Response
+
+from chalicelib.api.responses import ok
+from chalicelib.api.routing import ENVIRONMENT_HEADER, Auth, Ctx, route
+from chalicelib.domain.clock import iso_ms
+from chalicelib.domain.tenants import Tenant
+from chalicelib.services import tenants as tenant_service
+
+bp = Blueprint(__name__)
+
+
+def tenant_view(tenant: Tenant) -> dict:
+    return {
+        "id": tenant.id,
+        "companyName": tenant.company_name,
+        "status": str(tenant.status),
+        "billingMode": str(tenant.billing_mode),
+        "environments": {
+            "sandbox": str(tenant.environments.get("sandbox", "not_provisioned")),
+            "production": str(tenant.environments.get("production", "not_provisioned")),
+        },
+        "createdAt": iso_ms(tenant.created_at),
+        "updatedAt": iso_ms(tenant.updated_at),
+    }
+
+
+@route(bp, "/dashboard/tenant", "GET", auth=Auth.DASHBOARD, summary="Get tenant details",
+       tags=("Tenant",), responses={200: "Tenant"}, params=(ENVIRONMENT_HEADER,))
+def get_tenant(ctx: Ctx) -> Response:
+    """Your organization's tenant id, company name, status, billing mode and environments."""
+    return ok(tenant_view(ctx.tenant))
+
+
+@route(bp, "/dashboard/tenant", "DELETE", auth=Auth.DASHBOARD, summary="Delete account",
+       tags=("Tenant",), responses={200: "Message"}, errors=(400, 403),
+       request_body="DeleteTenantRequest", params=(ENVIRONMENT_HEADER,))
+def delete_tenant(ctx: Ctx) -> Response:
+    """Deactivate the account (owner/admin). `confirmation` must equal the company name exactly.
+
+    Disables users, API keys, webhooks and integrations and cancels the plan;
+    verification data stays readable permanently.
+    """
+    body = ctx.body()
+    message = tenant_service.delete_tenant(ctx.uow, ctx.principal, body.get("confirmation"), now=ctx.now)
+    return ok({"message": message})

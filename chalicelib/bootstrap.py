@@ -1,0 +1,55 @@
+"""Composition root: lazy factories for the unit of work, clock and token verifier.
+
+Nothing heavy is imported until first use. Tests swap pieces with :func:`override`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from chalicelib.domain.clock import utcnow
+from chalicelib.settings import get_settings
+
+_overrides: dict[str, Any] = {}
+_cache: dict[str, Any] = {}
+
+
+def override(**factories: Any) -> None:
+    """Replace ``clock`` / ``uow`` / ``jwt`` factories (tests); ``None`` restores the default."""
+    for name, value in factories.items():
+        if value is None:
+            _overrides.pop(name, None)
+        else:
+            _overrides[name] = value
+    _cache.clear()
+
+
+def now() -> datetime:
+    clock: Callable[[], datetime] = _overrides.get("clock", utcnow)
+    return clock()
+
+
+def unit_of_work() -> Any:
+    """A fresh unit of work per use case (it holds staged writes)."""
+    if "uow" in _overrides:
+        return _overrides["uow"]()
+    from chalicelib.adapters.dynamodb.unit_of_work import DynamoUnitOfWork
+
+    return DynamoUnitOfWork()
+
+
+def jwt_verifier() -> Any:
+    if "jwt" in _overrides:
+        return _overrides["jwt"]
+    if "jwt" not in _cache:
+        from chalicelib.adapters.jwt_tokens import JwtVerifier
+
+        _cache["jwt"] = JwtVerifier(get_settings())
+    return _cache["jwt"]
+
+
+def reset() -> None:
+    """Forget cached singletons (after settings change)."""
+    _cache.clear()

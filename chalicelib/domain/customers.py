@@ -1,0 +1,39 @@
+"""Customers of a tenant: the subjects balance deltas are recorded for."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from chalicelib.domain.errors import ValidationError
+from chalicelib.domain.identity import Environment
+
+CUSTOMER_ID_RE = re.compile(r"^[A-Za-z0-9_\-.:]{1,128}$")
+
+
+class CustomerSource(StrEnum):
+    INTEGRATION = "integration"  # first seen on a delta
+    MANUAL = "manual"  # created from the dashboard
+
+
+def check_customer_id(value: object) -> str:
+    """Letters, digits and ``_ - . :``, 1-128 characters (SPEC)."""
+    if not isinstance(value, str) or not CUSTOMER_ID_RE.match(value):
+        raise ValidationError(
+            "customerId must be 1-128 characters of letters, digits, '_', '-', '.', ':'",
+            field="customerId",
+        )
+    return value
+
+
+@dataclass
+class Customer:
+    tenant_id: str
+    environment: Environment
+    customer_id: str
+    display_name: str
+    source: CustomerSource
+    created_at: datetime
+    updated_at: datetime

@@ -1,0 +1,59 @@
+"""Domain errors: each carries a stable UPPER_SNAKE code; HTTP mapping lives in api/errors.py."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class TallyError(Exception):
+    """Base of every expected failure; ``code`` is part of the public contract."""
+
+    code = "ERROR"
+    default_message = "The request could not be completed."
+
+    def __init__(self, message: str | None = None, *, code: str | None = None, **details: Any) -> None:
+        super().__init__(message or self.default_message)
+        self.message = message or self.default_message
+        if code:
+            self.code = code
+        self.details = details
+
+
+class ValidationError(TallyError):
+    code = "VALIDATION_ERROR"
+    default_message = "Invalid request data."
+
+
+class AuthenticationError(TallyError):
+    code = "UNAUTHORIZED"
+    default_message = "Authentication is required."
+
+
+class InvalidApiKeyError(AuthenticationError):
+    code = "INVALID_API_KEY"
+    default_message = "Invalid or missing API key."
+
+
+class PermissionDeniedError(TallyError):
+    code = "FORBIDDEN"
+    default_message = "You do not have permission to perform this action."
+
+
+class PaymentRequiredError(TallyError):
+    code = "PAYMENT_REQUIRED"
+    default_message = "Payment is required to continue."
+
+
+class NotFoundError(TallyError):
+    code = "NOT_FOUND"
+    default_message = "Resource not found."
+
+
+class ConflictError(TallyError):
+    code = "CONFLICT"
+    default_message = "The request conflicts with the current state."
+
+
+class RateLimitedError(TallyError):
+    code = "RATE_LIMITED"
+    default_message = "Rate limit exceeded."

@@ -1,0 +1,95 @@
+"""Runtime configuration: the only module that reads ``os.environ``.
+
+Every knob has a safe local default so ``make run`` works with no setup; the
+deployment template sets the production values (see README, "Configuration").
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+LOCAL_JWT_ISSUER = "tally-local"
+DEFAULT_JWT_AUDIENCE = "tally-dashboard"
+DEFAULT_ORIGINS = ("http://127.0.0.1:8000", "http://localhost:8000")
+
+
+def _csv(value: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+def _int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise RuntimeError(f"{name} must be an integer, got {raw!r}") from exc
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Process-wide configuration, read once per cold start."""
+
+    stage: str = "local"
+    region: str = "us-east-1"
+    resource_prefix: str = "tally-local-"
+    bucket: str = "tally-local-artifacts"
+    log_level: str = "INFO"
+    public_base_url: str = "http://127.0.0.1:8000"
+    # Dashboard JWT verification.
+    jwt_algorithms: tuple[str, ...] = ("HS256",)
+    jwt_secret: str = ""
+    jwt_public_key: str = ""
+    jwt_jwks_url: str = ""
+    jwt_issuer: str = LOCAL_JWT_ISSUER
+    jwt_audience: str = DEFAULT_JWT_AUDIENCE
+    jwt_tenant_claim: str = "tenant_id"
+    jwt_role_claim: str = "role"
+    jwt_leeway_seconds: int = 30
+    # Dashboard session cookie.
+    session_ttl_seconds: int = 12 * 3600
+    allowed_origins: tuple[str, ...] = field(default=DEFAULT_ORIGINS)
+    # API keys: lastUsedAt is written at most this often per key.
+    api_key_touch_seconds: int = 60
+
+    def table_name(self, suffix: str) -> str:
+        """Physical DynamoDB table name for a logical table (``tenants`` …)."""
+        return f"{self.resource_prefix}{suffix}"
+
+
+def load_settings() -> Settings:
+    """Build settings from the environment (call :func:`get_settings` instead)."""
+    env = os.environ
+    algorithms = _csv(env.get("TALLY_JWT_ALGORITHMS", "HS256"))
+    secret = env.get("TALLY_JWT_SECRET", "")
+    if "HS256" in algorithms and secret and len(secret.encode()) < 32:
+        raise RuntimeError("TALLY_JWT_SECRET must be at least 32 bytes for HS256")
+    return Settings(
+        stage=env.get("TALLY_STAGE", "local"),
+        region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
+        resource_prefix=env.get("TALLY_RESOURCE_PREFIX", "tally-local-"),
+        bucket=env.get("TALLY_BUCKET", "tally-local-artifacts"),
+        log_level=env.get("TALLY_LOG_LEVEL", "INFO").upper(),
+        public_base_url=env.get("TALLY_PUBLIC_BASE_URL", "http://127.0.0.1:8000").rstrip("/"),
+        jwt_algorithms=algorithms,
+        jwt_secret=secret,
+        jwt_public_key=env.get("TALLY_JWT_PUBLIC_KEY", ""),
+        jwt_jwks_url=env.get("TALLY_JWT_JWKS_URL", ""),
+        jwt_issuer=env.get("TALLY_JWT_ISSUER", LOCAL_JWT_ISSUER),
+        jwt_audience=env.get("TALLY_JWT_AUDIENCE", DEFAULT_JWT_AUDIENCE),
+        jwt_tenant_claim=env.get("TALLY_JWT_TENANT_CLAIM", "tenant_id"),
+        jwt_role_claim=env.get("TALLY_JWT_ROLE_CLAIM", "role"),
+        jwt_leeway_seconds=_int("TALLY_JWT_LEEWAY_SECONDS", 30),
+        session_ttl_seconds=_int("TALLY_SESSION_TTL_SECONDS", 12 * 3600),
+        allowed_origins=_csv(env.get("TALLY_ALLOWED_ORIGINS", ",".join(DEFAULT_ORIGINS))),
+        api_key_touch_seconds=_int("TALLY_API_KEY_TOUCH_SECONDS", 60),
+    )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings; tests call ``get_settings.cache_clear()`` after changing env."""
+    return load_settings()

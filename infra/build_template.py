@@ -1,0 +1,260 @@
+"""Writes infra/resources.json, the merge template (run: python -m infra.build_template).
+
+The JSON file is the checked-in source of truth: the deployment merges it into
+Chalice's SAM output and the local stack creates moto resources from it. This
+script only exists so the repetitive parts (tables, IAM) are written once.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+TEMPLATE_PATH = Path(__file__).with_name("resources.json")
+SUB = "Fn::Sub"
+
+
+def table(suffix: str, gsis: list[tuple[str, str, str | None]] = (), ttl: str | None = None) -> dict:
+    attrs = {"pk": "S", "sk": "S"}
+    indexes = []
+    for name, hash_key, range_key in gsis:
+        attrs[hash_key] = "S"
+        schema = [{"AttributeName": hash_key, "KeyType": "HASH"}]
+        if range_key:
+            attrs[range_key] = "S"
+            schema.append({"AttributeName": range_key, "KeyType": "RANGE"})
+        indexes.append({"IndexName": name, "KeySchema": schema, "Projection": {"ProjectionType": "ALL"}})
+    props = {
+        "TableName": {SUB: "${AWS::StackName}-" + suffix},
+        "BillingMode": "PAY_PER_REQUEST",
+        "AttributeDefinitions": [{"AttributeName": k, "AttributeType": v} for k, v in attrs.items()],
+        "KeySchema": [
+            {"AttributeName": "pk", "KeyType": "HASH"},
+            {"AttributeName": "sk", "KeyType": "RANGE"},
+        ],
+        "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
+        "SSESpecification": {"SSEEnabled": True},
+        "DeletionProtectionEnabled": True,
+    }
+    if indexes:
+        props["GlobalSecondaryIndexes"] = indexes
+    if ttl:
+        props["TimeToLiveSpecification"] = {"AttributeName": ttl, "Enabled": True}
+    return {"Type": "AWS::DynamoDB::Table", "DeletionPolicy": "Retain", "UpdateReplacePolicy": "Retain",
+            "Properties": props}
+
+
+def queue(suffix: str, dlq: str | None = None, visibility: int = 180) -> dict:
+    props: dict = {
+        "QueueName": {SUB: "${AWS::StackName}-" + suffix},
+        "SqsManagedSseEnabled": True,
+        "MessageRetentionPeriod": 1209600 if dlq is None else 345600,
+        "VisibilityTimeout": visibility,
+    }
+    if dlq:
+        props["RedrivePolicy"] = {"deadLetterTargetArn": {"Fn::GetAtt": [dlq, "Arn"]}, "maxReceiveCount": 5}
+    return {"Type": "AWS::SQS::Queue", "Properties": props}
+
+
+TABLES = {
+    "TenantsTable": table("tenants", [("directory-index", "directory_pk", "directory_sk")], ttl="ttl"),
+    "ApiKeysTable": table("api-keys", [("key-id-index", "key_id", None)]),
+    "AuditTable": table("audit"),
+    "CustomersTable": table("customers"),
+    "LedgerTable": table("ledger"),
+    "UsageTable": table("usage"),
+}
+
+ERROR_TEMPLATE = (
+    '{"statusCode": %d, "success": false, "error": {"code": "%s", "message": %s}}'
+)
+
+
+def gateway_responses() -> dict:
+    """API Gateway answers some requests itself; give those our envelope too."""
+    return {
+        "MISSING_AUTHENTICATION_TOKEN": {
+            "StatusCode": 404,
+            "ResponseTemplates": {
+                "application/json": ERROR_TEMPLATE % (404, "NOT_FOUND", '"No such route."')
+            },
+        },
+        "DEFAULT_4XX": {
+            "ResponseTemplates": {
+                "application/json": ERROR_TEMPLATE % (400, "BAD_REQUEST", "$context.error.messageString")
+            }
+        },
+        "DEFAULT_5XX": {
+            "ResponseTemplates": {
+                "application/json": ERROR_TEMPLATE % (500, "INTERNAL_ERROR", "$context.error.messageString")
+            }
+        },
+    }
+
+
+def role() -> dict:
+    table_arns = []
+    for logical in TABLES:
+        arn = {"Fn::GetAtt": [logical, "Arn"]}
+        table_arns += [arn, {SUB: ["${Arn}/index/*", {"Arn": arn}]}]
+    statements = [
+        {
+            "Sid": "Tables",
+            "Effect": "Allow",
+            "Action": [
+                "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem",
+                "dynamodb:Query", "dynamodb:BatchGetItem", "dynamodb:BatchWriteItem",
+                "dynamodb:ConditionCheckItem",
+            ],
+            "Resource": table_arns,
+        },
+        {
+            "Sid": "Artifacts",
+            "Effect": "Allow",
+            "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"],
+            "Resource": {SUB: "${ArtifactsBucket.Arn}/*"},
+        },
+        {"Sid": "ArtifactsList", "Effect": "Allow", "Action": ["s3:ListBucket"],
+         "Resource": {"Fn::GetAtt": ["ArtifactsBucket", "Arn"]}},
+        {
+            "Sid": "Queues",
+            "Effect": "Allow",
+            "Action": ["sqs:SendMessage", "sqs:ReceiveMessage", "sqs:DeleteMessage",
+                       "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes"],
+            "Resource": [{"Fn::GetAtt": [q, "Arn"]} for q in ("VerifyQueue", "WebhookQueue")],
+        },
+        {"Sid": "Secrets", "Effect": "Allow", "Action": ["secretsmanager:GetSecretValue"],
+         "Resource": [{"Ref": "SigningKeySecret"}, {"Ref": "StripeSecret"}]},
+        {"Sid": "Parameters", "Effect": "Allow", "Action": ["ssm:GetParameter", "ssm:GetParameters"],
+         "Resource": {SUB: "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}"
+                                ":parameter/${AWS::StackName}/*"}},
+    ]
+    return {
+        "Type": "AWS::IAM::Role",
+        "Properties": {
+            "AssumeRolePolicyDocument": {
+                "Version": "2012-10-17",
+                "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"},
+                               "Action": "sts:AssumeRole"}],
+            },
+            "ManagedPolicyArns": [
+                {SUB: "arn:${AWS::Partition}:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"}
+            ],
+            "Policies": [{"PolicyName": "tally-data-access",
+                          "PolicyDocument": {"Version": "2012-10-17", "Statement": statements}}],
+        },
+    }
+
+
+def build() -> dict:
+    resources: dict = dict(TABLES)
+    resources["ArtifactsBucket"] = {
+        "Type": "AWS::S3::Bucket",
+        "DeletionPolicy": "Retain",
+        "UpdateReplacePolicy": "Retain",
+        "Properties": {
+            "BucketEncryption": {"ServerSideEncryptionConfiguration": [
+                {"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]},
+            "PublicAccessBlockConfiguration": {"BlockPublicAcls": True, "BlockPublicPolicy": True,
+                                               "IgnorePublicAcls": True, "RestrictPublicBuckets": True},
+            "OwnershipControls": {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]},
+            "VersioningConfiguration": {"Status": "Enabled"},
+            "LifecycleConfiguration": {"Rules": [
+                {"Id": "expire-exports", "Status": "Enabled", "Prefix": "exports/", "ExpirationInDays": 7,
+                 "NoncurrentVersionExpiration": {"NoncurrentDays": 1}},
+                {"Id": "expire-shared-packages", "Status": "Enabled", "Prefix": "packages/",
+                 "ExpirationInDays": 90, "NoncurrentVersionExpiration": {"NoncurrentDays": 1}},
+                {"Id": "abort-multipart", "Status": "Enabled",
+                 "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1}},
+            ]},
+        },
+    }
+    resources["ArtifactsBucketPolicy"] = {
+        "Type": "AWS::S3::BucketPolicy",
+        "Properties": {
+            "Bucket": {"Ref": "ArtifactsBucket"},
+            "PolicyDocument": {"Version": "2012-10-17", "Statement": [{
+                "Sid": "DenyInsecureTransport", "Effect": "Deny", "Principal": "*", "Action": "s3:*",
+                "Resource": [{"Fn::GetAtt": ["ArtifactsBucket", "Arn"]}, {SUB: "${ArtifactsBucket.Arn}/*"}],
+                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+            }]},
+        },
+    }
+    resources["VerifyDeadLetterQueue"] = queue("verify-dlq")
+    resources["VerifyQueue"] = queue("verify", dlq="VerifyDeadLetterQueue")
+    resources["WebhookDeadLetterQueue"] = queue("webhooks-dlq")
+    resources["WebhookQueue"] = queue("webhooks", dlq="WebhookDeadLetterQueue")
+    resources["SigningKeySecret"] = {
+        "Type": "AWS::SecretsManager::Secret",
+        # Losing the signing key would orphan every published signature: keep it on stack deletion.
+        "DeletionPolicy": "Retain",
+        "UpdateReplacePolicy": "Retain",
+        "Properties": {
+            "Name": {SUB: "${AWS::StackName}/signing-key"},
+            "Description": "Seed of the platform's Ed25519 signing key (SHA-256 of this string).",
+            "GenerateSecretString": {"PasswordLength": 64, "ExcludePunctuation": True},
+        },
+    }
+    resources["StripeSecret"] = {
+        "Type": "AWS::SecretsManager::Secret",
+        "Properties": {
+            "Name": {SUB: "${AWS::StackName}/stripe"},
+            "Description": "Stripe API key and webhook signing secret (set by the operator).",
+            "SecretString": '{"api_key": "", "webhook_secret": ""}',
+        },
+    }
+    resources["SigningKeyIdParameter"] = {
+        "Type": "AWS::SSM::Parameter",
+        "Properties": {
+            "Name": {SUB: "/${AWS::StackName}/signing-key-id"},
+            "Type": "String",
+            "Value": "k1",
+            "Description": "Key id published with the current signing key.",
+        },
+    }
+    resources["TallyFunctionRole"] = role()
+    resources["APIHandler"] = {"Properties": {"Role": {"Fn::GetAtt": ["TallyFunctionRole", "Arn"]}}}
+    resources["RestAPI"] = {"Properties": {"GatewayResponses": gateway_responses()}}
+    return {
+        "Parameters": {
+            "JwtIssuer": {"Type": "String", "Description": "Expected `iss` (Cognito user pool URL)."},
+            "JwtAudience": {"Type": "String", "Description": "Expected `aud` (app client id)."},
+            "JwksUrl": {"Type": "String", "Description": "JWKS URL of the identity provider."},
+            "PublicBaseUrl": {"Type": "String", "Description": "Public URL of the API (custom domain)."},
+            "AllowedOrigins": {"Type": "String", "Default": "",
+                               "Description": "Comma-separated dashboard origins for cookie writes."},
+        },
+        "Globals": {
+            "Function": {
+                "Environment": {
+                    "Variables": {
+                        "TALLY_RESOURCE_PREFIX": {SUB: "${AWS::StackName}-"},
+                        "TALLY_BUCKET": {"Ref": "ArtifactsBucket"},
+                        "TALLY_VERIFY_QUEUE_URL": {"Ref": "VerifyQueue"},
+                        "TALLY_WEBHOOK_QUEUE_URL": {"Ref": "WebhookQueue"},
+                        "TALLY_SIGNING_SECRET_ID": {"Ref": "SigningKeySecret"},
+                        "TALLY_STRIPE_SECRET_ID": {"Ref": "StripeSecret"},
+                        "TALLY_JWT_ISSUER": {"Ref": "JwtIssuer"},
+                        "TALLY_JWT_AUDIENCE": {"Ref": "JwtAudience"},
+                        "TALLY_JWT_JWKS_URL": {"Ref": "JwksUrl"},
+                        "TALLY_PUBLIC_BASE_URL": {"Ref": "PublicBaseUrl"},
+                        "TALLY_ALLOWED_ORIGINS": {"Ref": "AllowedOrigins"},
+                    }
+                }
+            }
+        },
+        "Resources": resources,
+        "Outputs": {
+            "ArtifactsBucketName": {"Value": {"Ref": "ArtifactsBucket"}},
+            "VerifyQueueUrl": {"Value": {"Ref": "VerifyQueue"}},
+        },
+    }
+
+
+def main() -> None:
+    TEMPLATE_PATH.write_text(json.dumps(build(), indent=2) + "\n")
+    print(f"wrote {TEMPLATE_PATH}")
+
+
+if __name__ == "__main__":
+    main()

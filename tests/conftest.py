@@ -1,0 +1,86 @@
+"""Test configuration. The environment is set before anything imports boto3 or the
+models (PynamoDB reads table names at import); AWS is moto, in-process, per test."""
+
+from __future__ import annotations
+
+import os
+
+for _name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
+    os.environ.pop(_name, None)
+os.environ.update({
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_REGION": "us-east-1",
+    "TALLY_STAGE": "test",
+    "TALLY_RESOURCE_PREFIX": "tally-test-",
+    "TALLY_JWT_ALGORITHMS": "HS256",
+    "TALLY_JWT_SECRET": "test-only-hs256-secret-with-32-plus-bytes!",
+    "TALLY_LOG_LEVEL": "WARNING",
+    "TALLY_ALLOWED_ORIGINS": "https://dashboard.tally.test",
+})
+
+from collections.abc import Iterator  # noqa: E402
+from datetime import UTC, datetime, timedelta  # noqa: E402
+
+import moto  # noqa: E402,F401  - registers its botocore hook before any session exists
+import pytest  # noqa: E402
+
+TEST_STACK = "tally-test"
+
+
+class FrozenClock:
+    """A controllable clock for services (bootstrap.now)."""
+
+    def __init__(self, start: datetime) -> None:
+        self.current = start
+
+    def __call__(self) -> datetime:
+        return self.current
+
+    def advance(self, **delta: float) -> datetime:
+        self.current += timedelta(**delta)
+        return self.current
+
+
+@pytest.fixture
+def clock() -> Iterator[FrozenClock]:
+    from chalicelib import bootstrap
+
+    frozen = FrozenClock(datetime(2026, 4, 15, 12, 0, 0, tzinfo=UTC))
+    bootstrap.override(clock=frozen)
+    yield frozen
+    bootstrap.override(clock=None)
+
+
+@pytest.fixture(scope="session")
+def boto_session():
+    """One boto3 session for the run: its clients load service models once."""
+    import boto3
+
+    return boto3.session.Session()
+
+
+@pytest.fixture
+def aws(boto_session) -> Iterator[dict[str, str]]:
+    """A fresh moto world with every resource of infra/resources.json."""
+    from moto import mock_aws
+
+    from chalicelib.cli.resources import provision
+
+    with mock_aws():
+        yield provision(boto_session, stack_name=TEST_STACK, region="us-east-1")
+
+
+@pytest.fixture
+def world(aws: dict, clock: FrozenClock):
+    from tests.factories import World
+
+    return World(clock)
+
+
+@pytest.fixture
+def api(world):
+    from tests.contract import ContractClient
+
+    return ContractClient()
