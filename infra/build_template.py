@@ -70,25 +70,29 @@ ERROR_TEMPLATE = (
 )
 
 
+#: API Gateway answers these itself (before Lambda runs): type -> (status, code, message).
+GATEWAY_ERRORS = {
+    "MISSING_AUTHENTICATION_TOKEN": (404, "NOT_FOUND", '"No such route."'),
+    "ACCESS_DENIED": (403, "FORBIDDEN", "$context.error.messageString"),
+    "THROTTLED": (429, "RATE_LIMITED", "$context.error.messageString"),
+    "QUOTA_EXCEEDED": (429, "RATE_LIMITED", "$context.error.messageString"),
+    "REQUEST_TOO_LARGE": (413, "PAYLOAD_TOO_LARGE", "$context.error.messageString"),
+    "UNSUPPORTED_MEDIA_TYPE": (415, "UNSUPPORTED_MEDIA_TYPE", "$context.error.messageString"),
+    "INTEGRATION_TIMEOUT": (504, "TIMEOUT", "$context.error.messageString"),
+    "DEFAULT_4XX": (400, "BAD_REQUEST", "$context.error.messageString"),
+    "DEFAULT_5XX": (502, "BAD_GATEWAY", "$context.error.messageString"),
+}
+
+
 def gateway_responses() -> dict:
-    """API Gateway answers some requests itself; give those our envelope too."""
+    """Give the gateway's own answers our envelope, status and request id."""
     return {
-        "MISSING_AUTHENTICATION_TOKEN": {
-            "StatusCode": 404,
-            "ResponseTemplates": {
-                "application/json": ERROR_TEMPLATE % (404, "NOT_FOUND", '"No such route."')
-            },
-        },
-        "DEFAULT_4XX": {
-            "ResponseTemplates": {
-                "application/json": ERROR_TEMPLATE % (400, "BAD_REQUEST", "$context.error.messageString")
-            }
-        },
-        "DEFAULT_5XX": {
-            "ResponseTemplates": {
-                "application/json": ERROR_TEMPLATE % (500, "INTERNAL_ERROR", "$context.error.messageString")
-            }
-        },
+        kind: {
+            "StatusCode": status,
+            "ResponseParameters": {"Headers": {"X-Request-Id": "context.requestId"}},
+            "ResponseTemplates": {"application/json": ERROR_TEMPLATE % (status, code, message)},
+        }
+        for kind, (status, code, message) in GATEWAY_ERRORS.items()
     }
 
 

@@ -75,8 +75,9 @@ def check_contract(method: str, path: str, reply: Reply) -> None:
     bare = path.split("?", 1)[0]
     template = _match(bare)
     if template is None or method.lower() not in _document()["paths"][template]:
-        # Unknown routes and methods: only the error envelope is promised.
-        schema = {"$ref": "#/components/schemas/Error"}
+        # Unknown routes and methods: only the error envelope (platform style on /tenants) is promised.
+        platform = template is not None and (template == "/tenants" or template.startswith("/tenants/"))
+        schema = {"$ref": "#/components/schemas/" + ("PlatformError" if platform else "Error")}
     else:
         operation = _document()["paths"][template][method.lower()]
         documented = operation["responses"].get(str(reply.status))

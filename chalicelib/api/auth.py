@@ -61,7 +61,6 @@ def authenticate_dashboard(
 ) -> tuple[DashboardPrincipal, Tenant]:
     """Bearer JWT first, else the session cookie; cookie writes pass the origin check."""
     settings = get_settings()
-    environment = request_environment(request)
     token = bearer_token(request)
     if token:
         claims: dict[str, Any] = bootstrap.jwt_verifier().verify(token)
@@ -70,7 +69,7 @@ def authenticate_dashboard(
             claims,
             tenant_claim=settings.jwt_tenant_claim,
             role_claim=settings.jwt_role_claim,
-            environment=environment,
+            environment=request_environment(request),
         )
     if jwt_only:
         raise AuthenticationError("A bearer JWT is required.", code="UNAUTHORIZED")
@@ -79,7 +78,7 @@ def authenticate_dashboard(
         raise AuthenticationError("Sign in: send a bearer JWT or the session cookie.", code="UNAUTHORIZED")
     if request.method not in SAFE_METHODS:
         check_same_origin(request)
-    return auth_service.resolve_session(uow, session_value, now=now, environment=environment)
+    return auth_service.resolve_session(uow, session_value, now=now, environment=request_environment(request))
 
 
 def authenticate_api_key(request: Request, uow: UnitOfWork, now: datetime) -> ApiKeyPrincipal:

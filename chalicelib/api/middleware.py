@@ -27,12 +27,17 @@ _CHALICE_CODES = {
 }
 
 
-def _request_id(request: Request) -> str:
-    supplied = request.headers.get("x-request-id") if request else None
+def resolve_request_id(supplied: str | None, context_id: str | None = None) -> str:
+    """A client's safe ``X-Request-Id`` is kept (for correlation); else the gateway's, else a new one."""
     if supplied and _SAFE_REQUEST_ID.match(supplied):
         return supplied
-    context_id = (request.context or {}).get("requestId") if request else None
     return context_id or str(uuid.uuid4())
+
+
+def _request_id(request: Request) -> str:
+    if request is None:
+        return resolve_request_id(None)
+    return resolve_request_id(request.headers.get("x-request-id"), (request.context or {}).get("requestId"))
 
 
 def _envelope_chalice_error(response: Response) -> Response:
@@ -84,9 +89,15 @@ def install_method_not_allowed(app: Chalice) -> None:
         if not missing:
             continue
 
-        def not_allowed(_allowed: str = allowed, **_params: str) -> Response:
-            return responses.error(405, "METHOD_NOT_ALLOWED", f"Allowed methods: {_allowed}",
-                                   headers={"Allow": _allowed})
+        platform = path == "/tenants" or path.startswith("/tenants/")
+
+        def not_allowed(_allowed: str = allowed, _platform: bool = platform, **_params: str) -> Response:
+            message = f"Allowed methods: {_allowed}"
+            if _platform:
+                reply = responses.platform_error(405, message, "method_not_allowed")
+                reply.headers["Allow"] = _allowed
+                return reply
+            return responses.error(405, "METHOD_NOT_ALLOWED", message, headers={"Allow": _allowed})
 
         not_allowed.__name__ = "method_not_allowed_" + re.sub(r"\W+", "_", path).strip("_")
         app.route(path, methods=missing, content_types=["*/*"])(not_allowed)

@@ -28,6 +28,8 @@ def json_body(request: Request, *, required: bool = True) -> dict[str, Any]:
         return {}
     try:
         body = json.loads(raw, parse_float=Decimal, parse_constant=_reject_constant)
+    except RecursionError:
+        raise ValidationError("malformed JSON body: nested too deeply", code="INVALID_JSON", field="body") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise ValidationError(f"malformed JSON body: {exc}", code="INVALID_JSON", field="body") from None
     if not isinstance(body, dict):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from chalice import Blueprint, Response
 
 from chalicelib.api.auth import SESSION_COOKIE, session_cookie_header
-from chalicelib.api.request import is_https
+from chalicelib.api.request import cookie, is_https
 from chalicelib.api.responses import ok
 from chalicelib.api.routing import Auth, Ctx, route
 from chalicelib.domain.clock import iso_ms
@@ -50,7 +50,8 @@ def get_session(ctx: Ctx) -> Response:
        tags=("Session",), responses={200: "Message"}, billing=True)
 def delete_session(ctx: Ctx) -> Response:
     """Ends the cookie session server-side and clears the cookie."""
-    auth_service.close_session(ctx.uow, ctx.principal, now=ctx.now)
+    auth_service.close_session(ctx.uow, ctx.principal, now=ctx.now,
+                               cookie_value=cookie(ctx.request, SESSION_COOKIE))
     expired = f"{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0"
     if is_https(ctx.request):
         expired += "; Secure"

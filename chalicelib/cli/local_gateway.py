@@ -12,6 +12,7 @@ from typing import Any
 
 from chalice.local import ChaliceRequestHandler, ForbiddenError, LocalGateway
 
+from chalicelib.api.middleware import resolve_request_id
 from chalicelib.api.responses import dumps, error_body
 
 NO_ROUTE_BODY = error_body(404, "NOT_FOUND", "No such route.")
@@ -23,9 +24,10 @@ class TallyLocalGateway(LocalGateway):
             return super().handle_request(method=method, path=path, headers=headers, body=body)
         except ForbiddenError:
             # Raised by LocalGateway only when no route matches (we use no authorizers).
+            supplied = next((v for k, v in headers.items() if k.lower() == "x-request-id"), None)
             return {
                 "statusCode": 404,
-                "headers": {"Content-Type": "application/json"},
+                "headers": {"Content-Type": "application/json", "X-Request-Id": resolve_request_id(supplied)},
                 "multiValueHeaders": {},
                 "body": dumps(NO_ROUTE_BODY),
             }

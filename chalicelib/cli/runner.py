@@ -68,9 +68,11 @@ class JobRunner:
                 continue
             interval = min(schedule_seconds(source.schedule_expression), self.local_interval)
             due[source.name] = now + interval
-            self._invoke(source.name, {"id": str(uuid.uuid4()), "detail-type": "Scheduled Event",
-                                       "source": "aws.events", "time": time.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                                       "resources": [], "detail": {}})
+            self._invoke(source.name, {
+                "version": "0", "id": str(uuid.uuid4()), "detail-type": "Scheduled Event",
+                "source": "aws.events", "account": "000000000000", "region": "us-east-1",
+                "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "resources": [], "detail": {},
+            })
 
     def drain_queues_once(self, wait_seconds: int = 0) -> int:
         """Deliver one batch per queue source; returns messages handled."""

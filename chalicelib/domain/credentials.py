@@ -26,9 +26,21 @@ _PLATFORM_RE = re.compile(r"^(ptk_[A-Za-z0-9]{8,40})\|([A-Za-z0-9_-]{20,128})$")
 _SESSION_RE = re.compile(r"^([0-9]{1,20})\.(ses_[A-Za-z0-9]{8,40})\.([A-Za-z0-9_-]{20,128})$")
 
 
+_BASE62 = string.digits + string.ascii_uppercase + string.ascii_lowercase  # ASCII order
+
+
 def random_id(prefix: str = "", length: int = 16) -> str:
     """An unguessable alphanumeric identifier."""
     return prefix + "".join(secrets.choice(_ALNUM) for _ in range(length))
+
+
+def time_ordered_id(now_ms: int, length: int = 16) -> str:
+    """7 base62 digits of milliseconds, then random: sorting ids sorts by creation time."""
+    stamp = ""
+    for _ in range(7):
+        now_ms, digit = divmod(now_ms, 62)
+        stamp = _BASE62[digit] + stamp
+    return stamp + "".join(secrets.choice(_BASE62) for _ in range(length - 7))
 
 
 def new_secret() -> str:
@@ -58,7 +70,7 @@ def parse_api_key(value: str | None) -> ParsedApiKey | None:
     """Parse a presented key; ``None`` when it is not shaped like one."""
     if not value:
         return None
-    match = _API_KEY_RE.match(value.strip())
+    match = _API_KEY_RE.fullmatch(value.strip())
     if not match:
         return None
     env = Environment.SANDBOX if match.group(1) == "test" else Environment.PRODUCTION
@@ -66,10 +78,10 @@ def parse_api_key(value: str | None) -> ParsedApiKey | None:
 
 
 def parse_platform_token(value: str | None) -> tuple[str, str] | None:
-    match = _PLATFORM_RE.match(value or "")
+    match = _PLATFORM_RE.fullmatch(value or "")
     return (match.group(1), match.group(2)) if match else None
 
 
 def parse_session_cookie(value: str | None) -> tuple[str, str, str] | None:
-    match = _SESSION_RE.match(value or "")
+    match = _SESSION_RE.fullmatch(value or "")
     return (match.group(1), match.group(2), match.group(3)) if match else None

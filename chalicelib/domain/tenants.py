@@ -120,7 +120,7 @@ class Tenant:
         return replace(
             self,
             status=TenantStatus.SUSPENDED,
-            deleted_at=now,
+            deleted_at=self.deleted_at or now,
             updated_at=now,
             environments={name: ProvisioningState.DISABLED for name in self.environments},
             plan="free",

@@ -7,7 +7,7 @@ from datetime import datetime
 
 from chalicelib.domain.access import ApiKey, KeyStatus
 from chalicelib.domain.audit import AuditEntry
-from chalicelib.domain.credentials import hash_secret, make_api_key, random_id
+from chalicelib.domain.credentials import hash_secret, make_api_key, time_ordered_id
 from chalicelib.domain.errors import ConflictError, NotFoundError, ValidationError
 from chalicelib.domain.identity import DashboardPrincipal, Environment, Permission
 from chalicelib.services.ports import Page, UnitOfWork
@@ -37,15 +37,16 @@ def create_api_key(
 ) -> tuple[ApiKey, str]:
     """Returns the stored key and the full key string, which is never shown again."""
     principal.require(Permission.API_KEYS_WRITE)
-    if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME:
+    name = name.strip() if isinstance(name, str) else None
+    if not name or len(name) > MAX_NAME:
         raise ValidationError(f"name must be 1-{MAX_NAME} characters", field="name")
-    key_id = random_id("", 16)
+    key_id = time_ordered_id(int(now.timestamp() * 1000))  # list order = creation order
     full_key, secret_hash, last4 = _issue(key_id, environment)
     key = ApiKey(
         tenant_id=principal.tenant_id,
         environment=environment,
         key_id=key_id,
-        name=name.strip(),
+        name=name,
         secret_hash=secret_hash,
         last4=last4,
         created_at=now,

@@ -34,12 +34,15 @@ from chalicelib.domain.tenants import Tenant
 from chalicelib.services.ports import UnitOfWork
 
 
-def _load_active_tenant(uow: UnitOfWork, tenant_id: str) -> Tenant:
-    tenant = uow.tenants.get(tenant_id)
+def _load_active_member(uow: UnitOfWork, tenant_id: str, user_id: str) -> Tenant:
+    """The tenant, provided it is live and the user is active in it (one read)."""
+    tenant, user = uow.users.get_with_tenant(tenant_id, user_id)
     if tenant is None:
         raise AuthenticationError("Unknown tenant for this credential.", code="INVALID_TOKEN")
     if tenant.is_deleted:
         raise AuthenticationError("This account has been deleted.", code="ACCOUNT_DELETED")
+    if user is None or not user.is_active:
+        raise AuthenticationError("This user is not active in the tenant.", code="USER_DEACTIVATED")
     return tenant
 
 
@@ -68,10 +71,7 @@ def dashboard_principal_from_claims(
         role = Role(str(role))
     except ValueError:
         raise AuthenticationError("The token carries no valid role.", code="INVALID_TOKEN") from None
-    tenant = _load_active_tenant(uow, str(tenant_id))
-    user = uow.users.get(tenant.id, user_id)
-    if user is None or not user.is_active:
-        raise AuthenticationError("This user is not active in the tenant.", code="USER_DEACTIVATED")
+    tenant = _load_active_member(uow, str(tenant_id), user_id)
     principal = DashboardPrincipal(
         tenant_id=tenant.id, user_id=user_id, role=role, environment=environment, via="jwt"
     )
@@ -121,10 +121,7 @@ def resolve_session(
         raise AuthenticationError("The session is not valid.", code="INVALID_SESSION")
     if not session.is_live(now):
         raise AuthenticationError("The session has expired; sign in again.", code="SESSION_EXPIRED")
-    tenant = _load_active_tenant(uow, tenant_id)
-    user = uow.users.get(tenant_id, session.user_id)
-    if user is None or not user.is_active:
-        raise AuthenticationError("This user is not active in the tenant.", code="USER_DEACTIVATED")
+    tenant = _load_active_member(uow, tenant_id, session.user_id)
     principal = DashboardPrincipal(
         tenant_id=tenant_id,
         user_id=session.user_id,
@@ -136,17 +133,29 @@ def resolve_session(
     return principal, tenant
 
 
-def close_session(uow: UnitOfWork, principal: DashboardPrincipal, *, now: datetime) -> None:
-    """Log out: the session stops working at once (its row is deleted)."""
-    if principal.session_id is None:
+def close_session(
+    uow: UnitOfWork, principal: DashboardPrincipal, *, now: datetime, cookie_value: str | None = None
+) -> None:
+    """Log out: the session stops working at once (its row is deleted).
+
+    A request authenticated by JWT that also carries the cookie ends that cookie's
+    session too, provided it belongs to the same user.
+    """
+    session_id = principal.session_id
+    parsed = parse_session_cookie(cookie_value) if session_id is None else None
+    if parsed is not None and parsed[0] == principal.tenant_id:
+        session = uow.sessions.get(parsed[0], parsed[1])
+        if session and session.user_id == principal.user_id and secret_matches(parsed[2], session.secret_hash):
+            session_id = session.session_id
+    if session_id is None:
         return
-    uow.sessions.delete(principal.tenant_id, principal.session_id)
+    uow.sessions.delete(principal.tenant_id, session_id)
     uow.audit.add(
         AuditEntry(
             tenant_id=principal.tenant_id,
             actor=principal.actor,
             action="session.deleted",
-            target=f"session:{principal.session_id}",
+            target=f"session:{session_id}",
             at=now,
         )
     )

@@ -92,7 +92,7 @@ def ensure_user(uow: UnitOfWork, tenant_id: str, user_id: str, role: Role, *, no
     user = User(
         tenant_id=tenant_id,
         user_id=user_id,
-        email=f"{user_id}@tenant-{tenant_id}.example",
+        email=user.email if user else f"{user_id}@tenant-{tenant_id}.example",
         role=role,
         created_at=user.created_at if user else now,
     )

@@ -40,9 +40,24 @@ def _get(model_cls: Any, pk: str, sk: str) -> Any:
         return None
 
 
-def _page(results: Any, to_domain: Any, page: int) -> tuple[list, str | None]:
-    items = [to_domain(record) for record in results]
-    return items, encode_cursor(results.last_evaluated_key, page)
+TABLE_KEYS = ("pk", "sk")
+
+
+def _query_page(run: Any, to_domain: Any, *, limit: int, cursor: str | None, partition: tuple[str, str],
+                key_names: tuple[str, ...] = TABLE_KEYS, sort_prefix: str | None = None) -> Page:
+    """One page of a key query, plus a cursor only when another item really follows.
+
+    DynamoDB returns a LastEvaluatedKey whenever a query stops at its Limit, even
+    when nothing follows; asking for one extra item tells the two cases apart.
+    """
+    start, page = decode_cursor(cursor, partition=partition, key_names=key_names,
+                                sort_prefix=("sk", sort_prefix) if sort_prefix else None)
+    records = list(run(limit=limit + 1, page_size=limit + 1, last_evaluated_key=start))
+    next_cursor = None
+    if len(records) > limit:
+        records = records[:limit]
+        next_cursor = encode_cursor({name: {"S": getattr(records[-1], name)} for name in key_names}, page)
+    return Page(items=[to_domain(r) for r in records], next_cursor=next_cursor, extra={"page": page})
 
 
 class _Repository:
@@ -132,12 +147,11 @@ class DynamoTenantRepository(_Repository):
         self._stage("save", _tenant_record(tenant))
 
     def directory(self, limit: int, cursor: str | None) -> Page[Tenant]:
-        start, page = decode_cursor(cursor, partition=("directory_pk", keys.DIRECTORY_PK))
-        results = TenantRecord.directory_index.query(
-            keys.DIRECTORY_PK, limit=limit, page_size=limit, last_evaluated_key=start
+        return _query_page(
+            lambda **kw: TenantRecord.directory_index.query(keys.DIRECTORY_PK, **kw), _tenant_from,
+            limit=limit, cursor=cursor, partition=("directory_pk", keys.DIRECTORY_PK),
+            key_names=("pk", "sk", "directory_pk", "directory_sk"),
         )
-        items, next_cursor = _page(results, _tenant_from, page)
-        return Page(items=items, next_cursor=next_cursor)
 
 
 # --- users -----------------------------------------------------------------------------
@@ -158,6 +172,26 @@ class DynamoUserRepository(_Repository):
     def get(self, tenant_id: str, user_id: str) -> User | None:
         record = _get(UserRecord, keys.tenant_pk(tenant_id), keys.user_sk(user_id))
         return _user_from(record) if record else None
+
+    def get_with_tenant(self, tenant_id: str, user_id: str) -> tuple[Tenant | None, User | None]:
+        """One consistent BatchGetItem for the tenant row and the user row (same table)."""
+        pk = keys.tenant_pk(tenant_id)
+        wanted = [{"pk": {"S": pk}, "sk": {"S": keys.TENANT_SK}}, {"pk": {"S": pk}, "sk": {"S": keys.user_sk(user_id)}}]
+        table = TenantRecord.Meta.table_name
+        connection = TenantRecord._get_connection().connection
+        found: dict[str, dict] = {}
+        request = {table: {"Keys": wanted, "ConsistentRead": True}}
+        for _attempt in range(5):
+            response = connection.dispatch("BatchGetItem", {"RequestItems": request})
+            for item in response.get("Responses", {}).get(table, []):
+                found[item["sk"]["S"]] = item
+            request = response.get("UnprocessedKeys") or {}
+            if not request:
+                break
+        tenant = found.get(keys.TENANT_SK)
+        user = found.get(keys.user_sk(user_id))
+        return (_tenant_from(TenantRecord.from_raw_data(tenant)) if tenant else None,
+                _user_from(UserRecord.from_raw_data(user)) if user else None)
 
     def list(self, tenant_id: str) -> list[User]:
         query = UserRecord.query(
@@ -232,15 +266,14 @@ class DynamoApiKeyRepository(_Repository):
         return None
 
     def list(self, tenant_id: str, environment: Environment, limit: int, cursor: str | None) -> Page[ApiKey]:
+        """Newest first (key ids start with their creation time)."""
         pk = keys.env_pk(tenant_id, environment)
-        start, page = decode_cursor(cursor, partition=("pk", pk))
-        results = ApiKeyRecord.query(
-            pk, limit=limit, page_size=limit, last_evaluated_key=start, consistent_read=True,
-            scan_index_forward=False,
+        result = _query_page(
+            lambda **kw: ApiKeyRecord.query(pk, consistent_read=True, scan_index_forward=False, **kw), _key_from,
+            limit=limit, cursor=cursor, partition=("pk", pk),
         )
-        items, next_cursor = _page(results, _key_from, page)
-        total = ApiKeyRecord.count(pk, consistent_read=True)
-        return Page(items=items, next_cursor=next_cursor, total=total, extra={"page": page})
+        result.total = ApiKeyRecord.count(pk, consistent_read=True)
+        return result
 
     def list_all(self, tenant_id: str) -> list[ApiKey]:
         found: list[ApiKey] = []
@@ -390,12 +423,10 @@ class DynamoAuditRepository(_Repository):
 
     def list(self, tenant_id: str, limit: int, cursor: str | None) -> Page[AuditEntry]:
         pk = keys.tenant_pk(tenant_id)
-        start, page = decode_cursor(cursor, partition=("pk", pk))
-        results = AuditRecord.query(
-            pk, scan_index_forward=False, limit=limit, page_size=limit, last_evaluated_key=start
+        return _query_page(
+            lambda **kw: AuditRecord.query(pk, scan_index_forward=False, **kw), _audit_from,
+            limit=limit, cursor=cursor, partition=("pk", pk),
         )
-        items, next_cursor = _page(results, _audit_from, page)
-        return Page(items=items, next_cursor=next_cursor, extra={"page": page})
 
 
 # --- customers ----------------------------------------------------------------------------
@@ -422,13 +453,12 @@ class DynamoCustomerRepository(_Repository):
              prefix: str | None = None) -> Page[Customer]:
         """Customers by id; ``prefix`` narrows with a key condition, never a filter."""
         pk = keys.env_pk(tenant_id, environment)
-        start, page = decode_cursor(cursor, partition=("pk", pk))
-        results = CustomerRecord.query(
-            pk, CustomerRecord.sk.startswith(keys.customer_sk(prefix or "")), limit=limit, page_size=limit,
-            last_evaluated_key=start, consistent_read=True,
+        sort_prefix = keys.customer_sk(prefix or "")
+        return _query_page(
+            lambda **kw: CustomerRecord.query(pk, CustomerRecord.sk.startswith(sort_prefix), consistent_read=True,
+                                              **kw),
+            _customer_from, limit=limit, cursor=cursor, partition=("pk", pk), sort_prefix=sort_prefix,
         )
-        items, next_cursor = _page(results, _customer_from, page)
-        return Page(items=items, next_cursor=next_cursor, extra={"page": page})
 
     def add(self, customer: Customer) -> None:
         record = CustomerRecord(

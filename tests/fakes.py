@@ -1,0 +1,373 @@
+"""An in-memory :class:`~chalicelib.services.ports.UnitOfWork` for fast service tests.
+
+Why a fake and not moto: service tests then run in microseconds and need no AWS
+world. Why it must be *faithful*: a fake that is kinder than DynamoDB hides bugs.
+So every method mirrors ``chalicelib/adapters/dynamodb/repositories.py``:
+
+* the same sort keys (built with the adapter's ``keys`` module) and the same
+  orderings: API keys by sort key *descending*, audit newest first, customers by
+  id, the tenant directory by numeric id and only listed tenants;
+* the same conditions: ``add`` needs absence, ``save`` of API keys and platform
+  tokens needs existence, tenants carry an optimistic ``version`` (PynamoDB's
+  ``VersionAttribute``), users are upserted, ``sessions.delete`` is unconditional;
+* the same cursors (the adapter's ``encode_cursor``/``decode_cursor``), bound to
+  their partition and search prefix, holding exactly the query's key attributes,
+  and issued only when another item really follows;
+* the same transaction rules: reads are immediate and never see staged writes;
+  ``commit`` applies everything or nothing (``ConflictError``), holds at most 100
+  writes and at most one write per item; staged writes are dropped even when the
+  commit fails; ``touch`` and ``next_id`` write at once, outside any transaction.
+
+``tests/unit/test_unit_of_work_contract.py`` runs one contract suite against this
+fake and against ``DynamoUnitOfWork`` under moto, which is what keeps them alike.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any, TypeVar
+
+from chalicelib.adapters.dynamodb import keys
+from chalicelib.adapters.dynamodb.cursors import decode_cursor, encode_cursor
+from chalicelib.domain.access import ApiKey, PlatformToken, Session
+from chalicelib.domain.audit import AuditEntry
+from chalicelib.domain.clock import iso_us
+from chalicelib.domain.customers import Customer
+from chalicelib.domain.errors import ConflictError
+from chalicelib.domain.identity import PLATFORM_TENANT_ID, Environment
+from chalicelib.domain.tenants import Tenant, User
+from chalicelib.services.ports import Page
+
+T = TypeVar("T")
+Key = tuple[str, str]  # (partition key, sort key), exactly as DynamoDB would store it
+Condition = Callable[[Any], bool]  # receives the stored item (or None), True to proceed
+
+MAX_TRANSACTION_ITEMS = 100  # DynamoDB's TransactWriteItems limit, enforced by the real UoW too
+TABLE_KEYS = ("pk", "sk")
+DIRECTORY_KEYS = ("pk", "sk", "directory_pk", "directory_sk")
+
+
+def _exists(current: Any) -> bool:
+    return current is not None
+
+
+def _absent(current: Any) -> bool:
+    return current is None
+
+
+def _always(_current: Any) -> bool:
+    return True
+
+
+class Table:
+    """One dict per repository: ``(pk, sk)`` → a private copy of the domain object.
+
+    Copies go in and come out, so a test (or service) mutating what it read can
+    never change stored state behind the unit of work's back, just as with DynamoDB.
+    """
+
+    def __init__(self) -> None:
+        self.rows: dict[Key, Any] = {}
+
+    def get(self, key: Key) -> Any:
+        return copy.deepcopy(self.rows.get(key))
+
+    def partition(self, pk: str, *, forward: bool = True) -> list[tuple[str, Any]]:
+        """``(sk, item)`` of one partition in DynamoDB query order (sort key, byte order)."""
+        found = [(sk, item) for (p, sk), item in self.rows.items() if p == pk]
+        found.sort(key=lambda row: row[0], reverse=not forward)
+        return [(sk, copy.deepcopy(item)) for sk, item in found]
+
+
+@dataclass
+class FakeStore:
+    """Everything committed so far; share one store between several units of work."""
+
+    tenants: Table = field(default_factory=Table)
+    users: Table = field(default_factory=Table)
+    api_keys: Table = field(default_factory=Table)
+    sessions: Table = field(default_factory=Table)
+    platform_tokens: Table = field(default_factory=Table)
+    audit: Table = field(default_factory=Table)
+    customers: Table = field(default_factory=Table)
+    tenant_counter: int = 0
+
+
+@dataclass
+class _Write:
+    table: Table
+    key: Key
+    item: Any  # None deletes
+    condition: Condition = _always
+
+
+def _paginate(
+    rows: list[tuple[str, T]],
+    *,
+    limit: int,
+    cursor: str | None,
+    partition: tuple[str, str],
+    forward: bool,
+    last_key: Callable[[str], dict[str, Any]],
+    sort_attr: str = "sk",
+    key_names: tuple[str, ...] = TABLE_KEYS,
+    sort_prefix: str | None = None,
+) -> tuple[list[T], str | None, int]:
+    """Slice ``rows`` (already in query order) like the adapter's ``_query_page``.
+
+    The cursor is the adapter's: it carries the start key (the keys of the last item
+    returned) and the page number, and is refused for another partition or prefix.
+    """
+    start, page = decode_cursor(cursor, partition=partition, key_names=key_names,
+                                sort_prefix=(sort_attr, sort_prefix) if sort_prefix else None)
+    if start is not None:
+        after = start[sort_attr]["S"]
+        rows = [row for row in rows if (row[0] > after if forward else row[0] < after)]
+    chunk = rows[:limit]
+    next_cursor = encode_cursor(last_key(chunk[-1][0]), page) if len(rows) > limit else None
+    return [item for _sk, item in chunk], next_cursor, page
+
+
+def _lek(pk: str) -> Callable[[str], dict[str, Any]]:
+    return lambda sk: {"pk": {"S": pk}, "sk": {"S": sk}}
+
+
+class _Repository:
+    def __init__(self, uow: FakeUnitOfWork) -> None:
+        self._uow = uow
+        self._store = uow.store
+
+    def _stage(self, table: Table, key: Key, item: Any, condition: Condition = _always) -> None:
+        self._uow.stage(_Write(table, key, copy.deepcopy(item), condition))
+
+
+class FakeTenantRepository(_Repository):
+    def get(self, tenant_id: str) -> Tenant | None:
+        return self._store.tenants.get((keys.tenant_pk(tenant_id), keys.TENANT_SK))
+
+    def next_id(self) -> str:
+        """Immediate, like the DynamoDB atomic counter: a failed create leaves a gap."""
+        self._store.tenant_counter += 1
+        return str(self._store.tenant_counter)
+
+    def _stage_versioned(self, tenant: Tenant, *, must_be_new: bool) -> None:
+        """PynamoDB's VersionAttribute: write ``version + 1`` if the stored version still matches."""
+        keys.directory_sk(tenant.id)  # the real record builder fails here for non-numeric ids
+
+        def condition(current: Tenant | None) -> bool:
+            if must_be_new and current is not None:
+                return False
+            if tenant.version is None:
+                return current is None or current.version is None
+            return current is not None and current.version == tenant.version
+
+        stored = replace(tenant, version=(tenant.version or 0) + 1)
+        self._stage(self._store.tenants, (keys.tenant_pk(tenant.id), keys.TENANT_SK), stored, condition)
+
+    def add(self, tenant: Tenant) -> None:
+        self._stage_versioned(tenant, must_be_new=True)
+
+    def save(self, tenant: Tenant) -> None:
+        self._stage_versioned(tenant, must_be_new=False)
+
+    def directory(self, limit: int, cursor: str | None) -> Page[Tenant]:
+        """The sparse directory index: listed tenants only, by zero-padded numeric id."""
+        rows = sorted(
+            ((keys.directory_sk(t.id), copy.deepcopy(t)) for t in self._store.tenants.rows.values()
+             if t.listed_in_directory),
+            key=lambda row: row[0],
+        )
+
+        def last_key(sort: str) -> dict[str, Any]:
+            return {"directory_pk": {"S": keys.DIRECTORY_PK}, "directory_sk": {"S": sort},
+                    "pk": {"S": keys.tenant_pk(str(int(sort)))}, "sk": {"S": keys.TENANT_SK}}
+
+        items, next_cursor, page = _paginate(rows, limit=limit, cursor=cursor, forward=True,
+                                              partition=("directory_pk", keys.DIRECTORY_PK), last_key=last_key,
+                                              sort_attr="directory_sk", key_names=DIRECTORY_KEYS)
+        return Page(items=items, next_cursor=next_cursor, extra={"page": page})
+
+
+class FakeUserRepository(_Repository):
+    def get(self, tenant_id: str, user_id: str) -> User | None:
+        return self._store.users.get((keys.tenant_pk(tenant_id), keys.user_sk(user_id)))
+
+    def get_with_tenant(self, tenant_id: str, user_id: str) -> tuple[Tenant | None, User | None]:
+        return self._store.tenants.get((keys.tenant_pk(tenant_id), keys.TENANT_SK)), self.get(tenant_id, user_id)
+
+    def list(self, tenant_id: str) -> list[User]:
+        return [user for _sk, user in self._store.users.partition(keys.tenant_pk(tenant_id))]
+
+    def save(self, user: User) -> None:
+        """An unconditional upsert."""
+        self._stage(self._store.users, (keys.tenant_pk(user.tenant_id), keys.user_sk(user.user_id)), user)
+
+
+class FakeApiKeyRepository(_Repository):
+    def __init__(self, uow: FakeUnitOfWork) -> None:
+        super().__init__(uow)
+        self.touches: list[tuple[str, datetime]] = []  # (key id, now): lets tests count writes
+
+    @staticmethod
+    def _key(tenant_id: str, environment: Environment, key_id: str) -> Key:
+        return keys.env_pk(tenant_id, environment), keys.api_key_sk(key_id)
+
+    def get(self, tenant_id: str, environment: Environment, key_id: str) -> ApiKey | None:
+        return self._store.api_keys.get(self._key(tenant_id, environment, key_id))
+
+    def find(self, key_id: str) -> ApiKey | None:
+        """The key-id index: across every tenant and environment."""
+        for key in self._store.api_keys.rows.values():
+            if key.key_id == key_id:
+                return copy.deepcopy(key)
+        return None
+
+    def list(self, tenant_id: str, environment: Environment, limit: int, cursor: str | None) -> Page[ApiKey]:
+        """Sort key *descending* (``KEY#{id}``): creation order only if ids sort by time."""
+        pk = keys.env_pk(tenant_id, environment)
+        rows = self._store.api_keys.partition(pk, forward=False)
+        items, next_cursor, page = _paginate(rows, limit=limit, cursor=cursor, partition=("pk", pk),
+                                             forward=False, last_key=_lek(pk))
+        return Page(items=items, next_cursor=next_cursor, total=len(rows), extra={"page": page})
+
+    def list_all(self, tenant_id: str) -> list[ApiKey]:
+        return [key for environment in Environment
+                for _sk, key in self._store.api_keys.partition(keys.env_pk(tenant_id, environment))]
+
+    def add(self, key: ApiKey) -> None:
+        self._stage(self._store.api_keys, self._key(key.tenant_id, key.environment, key.key_id), key, _absent)
+
+    def save(self, key: ApiKey) -> None:
+        self._stage(self._store.api_keys, self._key(key.tenant_id, key.environment, key.key_id), key, _exists)
+
+    def touch(self, key: ApiKey, now: datetime) -> None:
+        """Immediate and outside the transaction; only ``last_used_at`` changes.
+
+        (DynamoDB lets pynamodb's UpdateError escape for a missing key; no service
+        relies on that case, so the fake raises ConflictError.)
+        """
+        self.touches.append((key.key_id, now))
+        row = self._key(key.tenant_id, key.environment, key.key_id)
+        if row not in self._store.api_keys.rows:
+            raise ConflictError("The API key no longer exists.")
+        self._store.api_keys.rows[row] = replace(self._store.api_keys.rows[row], last_used_at=now)
+
+
+class FakeSessionRepository(_Repository):
+    def get(self, tenant_id: str, session_id: str) -> Session | None:
+        return self._store.sessions.get((keys.tenant_pk(tenant_id), keys.session_sk(session_id)))
+
+    def add(self, session: Session) -> None:
+        row = (keys.tenant_pk(session.tenant_id), keys.session_sk(session.session_id))
+        self._stage(self._store.sessions, row, session, _absent)
+
+    def delete(self, tenant_id: str, session_id: str) -> None:
+        """Unconditional: deleting a missing session is not an error."""
+        self._stage(self._store.sessions, (keys.tenant_pk(tenant_id), keys.session_sk(session_id)), None)
+
+
+class FakePlatformTokenRepository(_Repository):
+    def __init__(self, uow: FakeUnitOfWork) -> None:
+        super().__init__(uow)
+        self.touches: list[tuple[str, datetime]] = []
+
+    @staticmethod
+    def _key(token_id: str) -> Key:
+        return keys.tenant_pk(PLATFORM_TENANT_ID), keys.platform_token_sk(token_id)
+
+    def get(self, token_id: str) -> PlatformToken | None:
+        return self._store.platform_tokens.get(self._key(token_id))
+
+    def add(self, token: PlatformToken) -> None:
+        self._stage(self._store.platform_tokens, self._key(token.token_id), token, _absent)
+
+    def save(self, token: PlatformToken) -> None:
+        self._stage(self._store.platform_tokens, self._key(token.token_id), token, _exists)
+
+    def touch(self, token: PlatformToken, now: datetime) -> None:
+        self.touches.append((token.token_id, now))
+        row = self._key(token.token_id)
+        if row not in self._store.platform_tokens.rows:
+            raise ConflictError("The platform token no longer exists.")
+        self._store.platform_tokens.rows[row] = replace(self._store.platform_tokens.rows[row], last_used_at=now)
+
+
+class FakeAuditRepository(_Repository):
+    def add(self, entry: AuditEntry) -> None:
+        row = (keys.tenant_pk(entry.tenant_id), keys.audit_sk(iso_us(entry.at) or "", entry.entry_id))
+        self._stage(self._store.audit, row, entry, _absent)
+
+    def list(self, tenant_id: str, limit: int, cursor: str | None) -> Page[AuditEntry]:
+        """Newest first: the sort key starts with the microsecond timestamp."""
+        pk = keys.tenant_pk(tenant_id)
+        rows = self._store.audit.partition(pk, forward=False)
+        items, next_cursor, page = _paginate(rows, limit=limit, cursor=cursor, partition=("pk", pk),
+                                             forward=False, last_key=_lek(pk))
+        return Page(items=items, next_cursor=next_cursor, extra={"page": page})
+
+
+class FakeCustomerRepository(_Repository):
+    def get(self, tenant_id: str, environment: Environment, customer_id: str) -> Customer | None:
+        return self._store.customers.get((keys.env_pk(tenant_id, environment), keys.customer_sk(customer_id)))
+
+    def list(self, tenant_id: str, environment: Environment, limit: int, cursor: str | None,
+             prefix: str | None = None) -> Page[Customer]:
+        """By id; ``prefix`` is a ``begins_with`` key condition."""
+        pk = keys.env_pk(tenant_id, environment)
+        begins = keys.customer_sk(prefix or "")
+        rows = [row for row in self._store.customers.partition(pk) if row[0].startswith(begins)]
+        items, next_cursor, page = _paginate(rows, limit=limit, cursor=cursor, partition=("pk", pk),
+                                             forward=True, last_key=_lek(pk), sort_prefix=begins)
+        return Page(items=items, next_cursor=next_cursor, extra={"page": page})
+
+    def add(self, customer: Customer) -> None:
+        row = (keys.env_pk(customer.tenant_id, customer.environment), keys.customer_sk(customer.customer_id))
+        self._stage(self._store.customers, row, customer, _absent)
+
+
+class FakeUnitOfWork:
+    """Reads go straight to the store; writes wait for :meth:`commit` (all or nothing)."""
+
+    def __init__(self, store: FakeStore | None = None) -> None:
+        self.store = store if store is not None else FakeStore()
+        self._staged: list[_Write] = []
+        self.committed: list[int] = []  # writes per successful commit: lets tests see chunking
+        self.tenants = FakeTenantRepository(self)
+        self.users = FakeUserRepository(self)
+        self.api_keys = FakeApiKeyRepository(self)
+        self.sessions = FakeSessionRepository(self)
+        self.platform_tokens = FakePlatformTokenRepository(self)
+        self.audit = FakeAuditRepository(self)
+        self.customers = FakeCustomerRepository(self)
+
+    def stage(self, write: _Write) -> None:
+        self._staged.append(write)
+
+    def __enter__(self) -> FakeUnitOfWork:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.rollback()
+
+    def rollback(self) -> None:
+        self._staged.clear()
+
+    def commit(self) -> None:
+        staged, self._staged = self._staged, []
+        if not staged:
+            return
+        if len(staged) > MAX_TRANSACTION_ITEMS:
+            raise ValueError(f"a transaction holds at most {MAX_TRANSACTION_ITEMS} writes")
+        if len(staged) > 1 and len({(id(w.table), w.key) for w in staged}) < len(staged):
+            raise ValueError("Transaction request cannot include multiple operations on one item")
+        if not all(write.condition(write.table.rows.get(write.key)) for write in staged):
+            raise ConflictError("The resource was changed concurrently; retry the request.")
+        for write in staged:
+            if write.item is None:
+                write.table.rows.pop(write.key, None)
+            else:
+                write.table.rows[write.key] = write.item
+        self.committed.append(len(staged))

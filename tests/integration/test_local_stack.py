@@ -1,0 +1,159 @@
+"""`make run`'s stack, black-box: `tally dev up` in a subprocess, driven over real HTTP
+and through the `tally` CLI exactly as the README shows."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from chalicelib.cli.devstack import free_port
+
+TALLY = str(Path(sys.executable).with_name("tally"))
+CREDENTIAL_KEYS = {"baseUrl", "tenantId", "jwt", "apiKeys", "platformToken", "cookieJar"}
+
+
+def _env(home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TALLY_", "AWS_"))}
+    env["TALLY_HOME"] = str(home)
+    return env
+
+
+def call(method: str, url: str, headers: dict | None = None, body: dict | None = None) -> tuple[int, dict, dict]:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, dict(response.headers), json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers), json.loads(exc.read())
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    home = tmp_path_factory.mktemp("tally-home")
+    port = free_port()
+    log = (home / "stack.log").open("w")
+    proc = subprocess.Popen([TALLY, "dev", "up", "--port", str(port)], env=_env(home), stdout=log,
+                            stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if call("GET", f"{base}/health")[0] == 200 and (home / "state.json").exists():
+                break
+        except OSError:
+            time.sleep(0.2)
+        assert proc.poll() is None, (home / "stack.log").read_text()
+    else:
+        proc.kill()
+        pytest.fail("local stack did not start: " + (home / "stack.log").read_text())
+    yield {"base": base, "home": home, "proc": proc}
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=20)
+
+
+def tally(stack, *args: str) -> str:
+    done = subprocess.run([TALLY, *args], env=_env(stack["home"]), capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_credentials_have_the_documented_shape(stack):
+    creds = json.loads(tally(stack, "dev", "credentials", "--json"))
+    assert set(creds) == CREDENTIAL_KEYS
+    assert creds["baseUrl"] == stack["base"]
+    assert set(creds["apiKeys"]) == {"sandbox", "production"}
+    assert creds["apiKeys"]["sandbox"].startswith("pk_test_") and creds["apiKeys"]["production"].startswith("pk_live_")
+    assert "|" in creds["platformToken"] and Path(creds["cookieJar"]).exists()
+
+
+def test_dashboard_tenant_answers_the_seed_shape_with_the_demo_jwt(stack):
+    creds = json.loads(tally(stack, "dev", "credentials", "--json"))
+    status, headers, body = call("GET", f"{stack['base']}/dashboard/tenant",
+                                 {"Authorization": f"Bearer {creds['jwt']}"})
+    assert status == 200 and headers.get("X-Request-Id")
+    assert body["data"]["id"] == creds["tenantId"] and body["data"]["companyName"] == "Acme Inc"
+    assert set(body["data"]) == {"id", "companyName", "status", "billingMode", "environments", "createdAt",
+                                 "updatedAt"}
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_curl_with_the_cookie_jar_works_on_dashboard_routes(stack):
+    creds = json.loads(tally(stack, "dev", "credentials", "--json"))
+    read = subprocess.run(["curl", "-s", f"{stack['base']}/dashboard/tenant", "-b", creds["cookieJar"]],
+                          capture_output=True, text=True, timeout=30)
+    assert json.loads(read.stdout)["data"]["id"] == creds["tenantId"]
+    write = subprocess.run(
+        ["curl", "-s", "-X", "POST", f"{stack['base']}/dashboard/api-keys", "-b", creds["cookieJar"],
+         "-H", "Content-Type: application/json", "-d", '{"name": "from curl"}'],
+        capture_output=True, text=True, timeout=30)
+    assert json.loads(write.stdout)["statusCode"] == 201
+    cross_site = subprocess.run(
+        ["curl", "-s", "-X", "POST", f"{stack['base']}/dashboard/api-keys", "-b", creds["cookieJar"],
+         "-H", "Origin: https://evil.example", "-d", '{"name": "csrf"}'],
+        capture_output=True, text=True, timeout=30)
+    assert json.loads(cross_site.stdout)["error"]["code"] == "CROSS_SITE_REQUEST"
+
+
+def test_demo_api_keys_read_their_own_environment(stack):
+    creds = json.loads(tally(stack, "dev", "credentials", "--json"))
+    for environment in ("sandbox", "production"):
+        status, _h, body = call("GET", f"{stack['base']}/api/v1/balance/customers",
+                                {"X-Api-Key": creds["apiKeys"][environment]})
+        assert status == 200
+        assert [c["customerId"] for c in body["data"]["items"]] == ["cust_123", "cust_acme", "cust_globex"]
+
+
+def test_operator_commands_work_against_the_running_stack(stack):
+    tenant = json.loads(tally(stack, "tenants", "create", "--name", "Initech", "--stripe-customer", "cus_init1",
+                              "--json"))
+    assert tenant["companyName"] == "Initech" and tenant["stripeCustomerId"] == "cus_init1"
+
+    key = json.loads(tally(stack, "dev", "api-key", "--tenant", tenant["id"], "--environment", "sandbox", "--json"))
+    assert key["fullKey"].startswith("pk_test_")
+    status, _h, body = call("GET", f"{stack['base']}/api/v1/balance/customers", {"X-Api-Key": key["fullKey"]})
+    assert status == 200 and body["data"]["items"] == []
+
+    token = tally(stack, "platform", "token", "create", "--abilities", "tenants:write").strip().splitlines()[-1]
+    auth = {"Authorization": f"Bearer {token}"}
+    status, _h, body = call("POST", f"{stack['base']}/tenants/{tenant['id']}/missing-payments", auth)
+    assert status == 200 and body["data"]["tenant_id"] == tenant["id"]
+    assert call("GET", f"{stack['base']}/tenants", auth)[0] == 403
+    tally(stack, "platform", "token", "revoke", token.split("|")[0])
+    assert call("POST", f"{stack['base']}/tenants/{tenant['id']}/missing-payments", auth)[0] == 401
+
+    jwt = tally(stack, "dev", "token", "--tenant", tenant["id"], "--role", "viewer").strip()
+    status, _h, body = call("GET", f"{stack['base']}/dashboard/tenant", {"Authorization": f"Bearer {jwt}"})
+    assert status == 200 and body["data"]["companyName"] == "Initech"
+
+
+def test_unknown_routes_answer_the_envelope(stack):
+    status, _h, body = call("GET", f"{stack['base']}/no/such/route")
+    assert status == 404 and body == {"statusCode": 404, "success": False,
+                                      "error": {"code": "NOT_FOUND", "message": "No such route."}}
+
+
+def test_a_second_stack_refuses_to_start_while_one_runs(stack):
+    done = subprocess.run([TALLY, "dev", "up", "--port", str(free_port())], env=_env(stack["home"]),
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and "already running" in done.stdout
+
+
+def test_ctrl_c_stops_cleanly_and_removes_the_state_file(stack):
+    stack["proc"].send_signal(signal.SIGINT)
+    assert stack["proc"].wait(timeout=20) == 0
+    assert not (stack["home"] / "state.json").exists()
+    done = subprocess.run([TALLY, "dev", "credentials", "--json"], env=_env(stack["home"]), capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode != 0 and "No running local stack" in done.stderr
