@@ -54,6 +54,9 @@ class Settings:
     allowed_origins: tuple[str, ...] = field(default=DEFAULT_ORIGINS)
     # API keys: lastUsedAt is written at most this often per key.
     api_key_touch_seconds: int = 60
+    # Balance API: per-key token bucket (requests/second and burst); 0 disables.
+    rate_limit_per_second: float = 100.0
+    rate_limit_burst: int = 200
 
     def table_name(self, suffix: str) -> str:
         """Physical DynamoDB table name for a logical table (``tenants`` …)."""
@@ -86,6 +89,8 @@ def load_settings() -> Settings:
         session_ttl_seconds=_int("TALLY_SESSION_TTL_SECONDS", 12 * 3600),
         allowed_origins=_csv(env.get("TALLY_ALLOWED_ORIGINS", ",".join(DEFAULT_ORIGINS))),
         api_key_touch_seconds=_int("TALLY_API_KEY_TOUCH_SECONDS", 60),
+        rate_limit_per_second=float(env.get("TALLY_RATE_LIMIT_PER_SECOND") or 100),
+        rate_limit_burst=_int("TALLY_RATE_LIMIT_BURST", 200),
     )
 
 

@@ -63,6 +63,8 @@ TABLES = {
     "CustomersTable": table("customers"),
     "LedgerTable": table("ledger"),
     "UsageTable": table("usage"),
+    "DeltasTable": table("deltas", [("customer-seq-index", "customer_key", "seq_key")]),
+    "IdempotencyTable": table("idempotency", ttl="ttl"),
 }
 
 ERROR_TEMPLATE = (

@@ -4,12 +4,19 @@ from __future__ import annotations
 
 from chalice import Blueprint, Response
 
-from chalicelib.api.request import int_param, query_param
-from chalicelib.api.responses import ok, page_body
-from chalicelib.api.routing import Auth, Ctx, query, route
+from chalicelib.api.request import header, int_param, query_param
+from chalicelib.api.responses import json_response, ok, page_body
+from chalicelib.api.routing import IDEMPOTENCY_HEADER, Auth, Ctx, path_param, query, route
 from chalicelib.domain.clock import iso_ms
 from chalicelib.domain.customers import Customer
+from chalicelib.domain.deltas import MAX_BATCH, Delta, parse_delta
+from chalicelib.domain.errors import NotFoundError, ValidationError
+from chalicelib.domain.identity import Environment
+from chalicelib.jsoncodec import fingerprint
 from chalicelib.services import customers as customer_service
+from chalicelib.services import ingest
+from chalicelib.services import usage as usage_service
+from chalicelib.services.idempotency import Answer, run_idempotent
 
 bp = Blueprint(__name__)
 
@@ -40,3 +47,132 @@ def list_customers(ctx: Ctx) -> Response:
     )
     return ok(page_body([customer_summary(c) for c in page.items], limit=limit, page=page.extra["page"],
                         next_cursor=page.next_cursor, total=None))
+
+
+# --- the write path -------------------------------------------------------------------------------
+
+DELTA_SCOPE = "POST /api/v1/balance/delta"
+BATCH_SCOPE = "POST /api/v1/balance/delta/batch"
+
+
+def _respond(answer: Answer) -> Response:
+    headers = {"Idempotent-Replayed": "true"} if answer.replayed else {}
+    return json_response(answer.body, answer.status, headers)
+
+
+def _outcome_item(outcome: ingest.Outcome) -> dict:
+    if outcome.status == "QUEUED":
+        item = {"index": outcome.index, "status": "QUEUED", **(outcome.data or {})}
+        if outcome.idempotent:
+            item["idempotent"] = True
+        return item
+    error = outcome.error
+    return {"index": outcome.index, "status": "FAILED", "error": error.message if error else "failed",
+            "code": error.code if error else "ERROR"}
+
+
+@route(bp, "/api/v1/balance/delta", "POST", auth=Auth.API_KEY, summary="Submit a balance delta",
+       tags=("Balance API",), responses={202: "AcceptedDelta"}, errors=(400, 402, 409),
+       request_body="DeltaRequest", params=(IDEMPOTENCY_HEADER,))
+def submit_delta(ctx: Ctx) -> Response:
+    """Accepts one delta (SDK `balance.emit`): stored, sequenced, counted and — under credits billing —
+    reserved, atomically. A repeated `referenceId` for the customer replays the first answer
+    (`idempotent: true`). Free plan past 100 deltas this UTC month, or too few credits: 402."""
+    body = ctx.body()
+    item = parse_delta(body)
+
+    def run() -> Answer:
+        outcome = ingest.submit_deltas(ctx.uow, ctx.principal, [item], now=ctx.now)[0]
+        if outcome.error is not None:
+            raise outcome.error
+        data = dict(outcome.data or {})
+        if outcome.idempotent:
+            data["idempotent"] = True
+        return Answer(202, {"statusCode": 202, "success": True, "data": data})
+
+    return _respond(run_idempotent(ctx.uow, ctx.principal, key=header(ctx.request, "idempotency-key"),
+                                   scope=DELTA_SCOPE, request_hash=fingerprint(body), now=ctx.now, run=run))
+
+
+@route(bp, "/api/v1/balance/delta/batch", "POST", auth=Auth.API_KEY, summary="Submit up to 100 deltas",
+       tags=("Balance API",), responses={202: "BatchResult"}, errors=(400, 409),
+       request_body="BatchRequest", params=(IDEMPOTENCY_HEADER,))
+def submit_batch(ctx: Ctx) -> Response:
+    """Answers per item (`results[{index, status, error?, idempotent?}]`); invalid items fail in place
+    while the others are accepted. Costs a few transactions, not one per delta."""
+    body = ctx.body()
+    raw_items = body.get("deltas")
+    if not isinstance(raw_items, list) or not 1 <= len(raw_items) <= MAX_BATCH:
+        raise ValidationError(f"deltas must be an array of 1-{MAX_BATCH} deltas", field="deltas")
+    inputs: list = []
+    for index, raw in enumerate(raw_items):
+        try:
+            inputs.append(parse_delta(raw, prefix=f"deltas[{index}]."))
+        except ValidationError as exc:
+            inputs.append(exc)
+
+    def run() -> Answer:
+        outcomes = ingest.submit_deltas(ctx.uow, ctx.principal, inputs, now=ctx.now)
+        results = [_outcome_item(o) for o in outcomes]
+        queued = sum(1 for o in outcomes if o.status == "QUEUED")
+        data = {"totalQueued": queued, "totalFailed": len(outcomes) - queued, "results": results}
+        return Answer(202, {"statusCode": 202, "success": True, "data": data})
+
+    return _respond(run_idempotent(ctx.uow, ctx.principal, key=header(ctx.request, "idempotency-key"),
+                                   scope=BATCH_SCOPE, request_hash=fingerprint(body), now=ctx.now, run=run))
+
+
+def delta_view(delta: Delta) -> dict:
+    return {
+        "recordId": delta.record_id,
+        "receiptId": delta.receipt_id,
+        "status": str(delta.status),
+        "customerId": delta.customer_id,
+        "delta": delta.delta,
+        "sequenceNumber": delta.sequence_number,
+        "reason": delta.reason,
+        "referenceId": delta.reference_id,
+        "metadata": delta.metadata,
+        "adjusts": delta.adjusts,
+        "period": delta.period,
+        "environment": str(delta.environment),
+        "creditsReserved": delta.credits_reserved,
+        "error": delta.error,
+        "createdAt": iso_ms(delta.created_at),
+        "updatedAt": iso_ms(delta.updated_at or delta.created_at),
+    }
+
+
+@route(bp, "/api/v1/balance/delta/{recordId}", "GET", auth=Auth.API_KEY, summary="Delta status",
+       tags=("Balance API",), responses={200: "DeltaStatus"}, errors=(404,),
+       params=(path_param("recordId", "The recordId returned on submit."),))
+def get_delta(ctx: Ctx, recordId: str) -> Response:
+    """`QUEUED → PROCESSING → VERIFIED | FAILED` (SDK `delta_status`); one consistent read."""
+    delta = ctx.uow.deltas.get(ctx.principal.tenant_id, ctx.principal.environment, recordId)
+    if delta is None:
+        raise NotFoundError("Delta not found.")
+    return ok(delta_view(delta))
+
+
+@route(bp, "/api/v1/balance/usage", "GET", auth=Auth.API_KEY, summary="Plan usage",
+       tags=("Balance API",), responses={200: "ApiUsage"})
+def get_usage(ctx: Ctx) -> Response:
+    """SDK `balance.usage()`: `allowed`/`remaining` now, and this UTC month's figures (both environments)."""
+    figures = usage_service.usage_figures(ctx.uow, ctx.principal.tenant_id, period=None, now=ctx.now)
+    capacity, account = usage_service.current_capacity(ctx.uow, figures)
+    plan, counter = figures.plan, figures.counter
+    return ok({
+        "allowed": capacity.limit is None or capacity.limit > 0,
+        "remaining": capacity.limit,
+        "period": counter.period,
+        "plan": plan.tier,
+        "billingMode": str(figures.tenant.billing_mode),
+        "consumed": counter.consumed,
+        "allotment": plan.monthly_allotment,
+        "remainingDeltas": figures.remaining,
+        "overage": figures.overage_count,
+        "overageChargesUsd": figures.overage_charges_usd,
+        "byEnvironment": {str(env): counter.by_environment.get(str(env), 0) for env in Environment},
+        "credits": {"creditBalance": account.credit_balance, "availableBalance": account.available,
+                    "reserved": account.reserved},
+    })

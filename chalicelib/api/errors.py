@@ -15,8 +15,10 @@ from chalicelib.domain.errors import (
     TallyError,
     ValidationError,
 )
+from chalicelib.services.idempotency import IdempotencyPendingError
 
 STATUS_BY_ERROR: dict[type[TallyError], int] = {
+    IdempotencyPendingError: 202,
     ValidationError: 400,
     AuthenticationError: 401,
     PaymentRequiredError: 402,
@@ -40,8 +42,8 @@ def status_for(exc: TallyError) -> int:
 def tenant_error_response(exc: TallyError) -> Response:
     status = status_for(exc)
     headers = {}
-    if isinstance(exc, RateLimitedError) and "retry_after" in exc.details:
-        headers["Retry-After"] = str(exc.details["retry_after"])
+    if "retryAfterSeconds" in exc.details:
+        headers["Retry-After"] = str(exc.details["retryAfterSeconds"])
     return responses.error(status, exc.code, exc.message, headers=headers, **exc.details)
 
 

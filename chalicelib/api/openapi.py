@@ -44,11 +44,15 @@ def _success_schema(op: Operation, status: int, schema: Any) -> dict:
 
 def _operation(op: Operation) -> dict:
     responses: dict[str, Any] = {}
+    idempotent = any(p.get("name") == "Idempotency-Key" for p in op.params)
     for status, schema in op.responses.items():
-        content_type = "application/json"
+        success = _success_schema(op, status, schema)
+        if idempotent and status == 202:
+            # A repeated key still in flight answers 202 with the IDEMPOTENCY_PENDING error envelope.
+            success = {"anyOf": [success, _ref("Error")]}
         responses[str(status)] = {
             "description": REASONS.get(status, "Response"),
-            "content": {content_type: {"schema": _success_schema(op, status, schema)}},
+            "content": {"application/json": {"schema": success}},
         }
     error_schema = _ref("PlatformError" if op.platform_style else "Error")
     statuses = set(op.errors) | set(AUTO_ERRORS[op.auth]) | {500}

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from chalice import Response
 
+from chalicelib.jsoncodec import dumps
+
 JSON = "application/json"
-
-
-def dumps(body: Any) -> str:
-    return json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+__all__ = ["dumps", "error", "error_body", "json_response", "ok", "page_body", "platform_error", "platform_ok"]
 
 
 def json_response(body: Any, status: int, headers: dict[str, str] | None = None) -> Response:

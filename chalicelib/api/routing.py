@@ -19,6 +19,7 @@ from chalice.app import Request
 
 from chalicelib import bootstrap
 from chalicelib.api import auth, errors
+from chalicelib.api.ratelimit import check_rate
 from chalicelib.api.request import json_body
 from chalicelib.domain.errors import TallyError
 from chalicelib.domain.tenants import Tenant
@@ -85,6 +86,7 @@ def _authenticate(ctx: Ctx, op: Operation) -> None:
         return
     if op.auth == Auth.API_KEY:
         ctx.principal = auth.authenticate_api_key(ctx.request, ctx.uow, ctx.now)
+        check_rate(ctx.principal.key_id)
     elif op.auth == Auth.PLATFORM:
         ctx.principal = auth.authenticate_platform(ctx.request, ctx.uow, ctx.now)
     else:

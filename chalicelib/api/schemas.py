@@ -27,6 +27,26 @@ def page_of(item_ref: str, *, with_total: bool) -> dict:
     return obj(required, props)
 
 
+NUM = {"type": "number"}
+INT = {"type": "integer"}
+DELTA_STATUS = {"type": "string", "enum": ["QUEUED", "PROCESSING", "VERIFIED", "FAILED"]}
+ACCEPTED_PROPS = {
+    "recordId": STR, "receiptId": STR, "status": DELTA_STATUS, "customerId": STR, "delta": NUM,
+    "sequenceNumber": {"type": "integer", "minimum": 1}, "referenceId": STR, "idempotent": {"type": "boolean"},
+}
+DELTA_IN = obj(
+    ["customerId", "delta", "reason"],
+    {
+        "customerId": {"type": "string", "pattern": "^[A-Za-z0-9_\\-.:]{1,128}$"},
+        "delta": {"type": "number", "not": {"const": 0}, "minimum": -1e9, "maximum": 1e9,
+                  "description": "Exact decimal, at most 6 fractional digits."},
+        "reason": {"type": "string", "minLength": 1, "maxLength": 500},
+        "referenceId": {"type": ["string", "null"], "maxLength": 256,
+                        "description": "Unique per customer: a repeat replays the first answer."},
+        "metadata": {"type": ["object", "null"], "description": "At most 50 keys, 3 levels, 4 KiB."},
+        "adjusts": {"type": ["string", "null"], "description": "recordId this delta corrects."},
+    },
+)
 ENV_STATE = {"type": "string", "enum": ["provisioned", "provisioning", "not_provisioned", "disabled"]}
 
 SCHEMAS: dict[str, dict] = {
@@ -126,6 +146,56 @@ SCHEMAS: dict[str, dict] = {
         closed=False,
     ),
     "BalanceCustomerPage": page_of("BalanceCustomer", with_total=False),
+    "DeltaRequest": DELTA_IN,
+    "BatchRequest": obj(["deltas"], {"deltas": {"type": "array", "minItems": 1, "maxItems": 100, "items": DELTA_IN}}),
+    "AcceptedDelta": obj(["recordId", "receiptId", "status", "customerId", "delta", "sequenceNumber"], ACCEPTED_PROPS),
+    "BatchResult": obj(
+        ["totalQueued", "totalFailed", "results"],
+        {
+            "totalQueued": INT,
+            "totalFailed": INT,
+            "results": {"type": "array", "items": obj(
+                ["index", "status"],
+                {**ACCEPTED_PROPS, "index": INT, "status": {"type": "string", "enum": ["QUEUED", "FAILED"]},
+                 "error": STR, "code": STR},
+            )},
+        },
+    ),
+    "DeltaStatus": obj(
+        ["recordId", "receiptId", "status", "customerId", "delta", "sequenceNumber", "createdAt"],
+        {**ACCEPTED_PROPS, "reason": STR, "referenceId": STR_OR_NULL, "metadata": {"type": ["object", "null"]},
+         "adjusts": STR_OR_NULL, "period": STR, "environment": STR, "creditsReserved": INT,
+         "error": STR_OR_NULL, "createdAt": TS, "updatedAt": TS},
+        closed=False,
+    ),
+    "ApiUsage": obj(
+        ["allowed", "remaining", "period", "plan", "consumed", "allotment", "overage"],
+        {"allowed": {"type": "boolean"}, "remaining": {"type": ["integer", "null"]}, "period": STR, "plan": STR,
+         "billingMode": {"type": "string", "enum": ["monthly", "credits"]}, "consumed": INT,
+         "allotment": {"type": ["integer", "null"]}, "remainingDeltas": {"type": ["integer", "null"]},
+         "overage": INT, "overageChargesUsd": NUM, "byEnvironment": {"type": "object"},
+         "credits": {"type": "object"}},
+        closed=False,
+    ),
+    "BillingUsage": obj(
+        ["period", "consumedDeltas", "overageCount", "overageChargesUsd", "remainingDeltas"],
+        {"period": STR, "consumedDeltas": INT, "overageCount": INT, "overageChargesUsd": NUM,
+         "remainingDeltas": {"type": ["integer", "null"]}},
+    ),
+    "CreditBalances": obj(["creditBalance", "availableBalance", "reserved"],
+                          {"creditBalance": INT, "availableBalance": {"type": "integer", "minimum": 0},
+                           "reserved": {"type": "integer", "minimum": 0}}),
+    "CreditEntry": obj(
+        ["id", "type", "amount", "description", "balanceAfter", "createdAt"],
+        {"id": STR, "type": {"type": "string", "enum": ["topup", "reservation", "settlement", "release", "refund"]},
+         "amount": INT, "description": STR, "balanceAfter": INT, "createdAt": TS},
+    ),
+    "CreditEntryPage": page_of("CreditEntry", with_total=True),
+    "TopupRequest": obj(["tenantId", "amount"], {"tenantId": STR, "amount": {"type": "integer", "minimum": 1},
+                                                 "description": STR}),
+    "CreditTopup": obj(["tenantId", "entry", "balances"],
+                       {"tenantId": STR, "entry": {"$ref": "#/components/schemas/CreditEntry"},
+                        "balances": {"$ref": "#/components/schemas/CreditBalances"}}),
     "PlatformTenant": obj(
         ["id", "name", "subdomain", "final_domain", "https", "lang"],
         {

@@ -13,9 +13,11 @@ from chalicelib.domain.credentials import hash_secret, parse_api_key
 from chalicelib.domain.customers import Customer, CustomerSource
 from chalicelib.domain.identity import Ability, Environment, Role
 from chalicelib.domain.tenants import BillingMode, User
+from chalicelib.services import credits as credit_service
 from chalicelib.services import tenants as tenant_service
 
 DEMO_TENANT_ID = "2"
+DEMO_CREDITS = 100_000
 FREE_TENANT_ID = "3"
 DEMO_CUSTOMERS = {"cust_123": "Customer 123", "cust_acme": "Acme Corp", "cust_globex": "Globex Corporation"}
 DEMO_USERS = {
@@ -27,7 +29,7 @@ DEMO_USERS = {
 ADMIN_USER = "usr_demo_admin"
 _TENANTS = (
     ("1", "Tally Platform", {"plan": "enterprise"}),
-    (DEMO_TENANT_ID, "Acme Inc", {"plan": "starter", "billing_mode": BillingMode.MONTHLY,
+    (DEMO_TENANT_ID, "Acme Inc", {"plan": "starter", "billing_mode": BillingMode.CREDITS,
                                   "stripe_customer_id": "cus_demoacme0001"}),
     (FREE_TENANT_ID, "Globex Free", {"plan": "free"}),
 )
@@ -69,4 +71,7 @@ def seed(dev_secrets: dict[str, Any]) -> dict[str, Any]:
                     display_name=display_name, source=CustomerSource.INTEGRATION, created_at=now,
                     updated_at=now))
     uow.commit()
+    if uow.credits.entry_count(DEMO_TENANT_ID) == 0:
+        credit_service.topup(uow, DEMO_TENANT_ID, DEMO_CREDITS, actor="operator:seed", now=now,
+                             description="Demo credits")
     return {"tenantId": DEMO_TENANT_ID, "adminUserId": ADMIN_USER}

@@ -178,6 +178,18 @@ def cmd_platform_token_revoke(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_credits_topup(args: argparse.Namespace) -> int:
+    _connect()
+    from chalicelib.services.credits import topup
+
+    account, entry = topup(_uow(), args.tenant, args.amount, actor="operator:cli", now=_now(),
+                           description=args.description)
+    _print({"tenantId": args.tenant, "entryId": entry.entry_id, "amount": entry.amount,
+            "creditBalance": account.credit_balance, "availableBalance": account.available,
+            "reserved": account.reserved}, args.json)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tally", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="group", required=True)
@@ -223,6 +235,14 @@ def build_parser() -> argparse.ArgumentParser:
     prevoke = ptoken.add_parser("revoke", help="revoke a token by id (or the full token)")
     prevoke.add_argument("token_id")
     prevoke.set_defaults(func=cmd_platform_token_revoke)
+    credits = sub.add_parser("credits", help="operator: prepaid credits").add_subparsers(dest="command",
+                                                                                          required=True)
+    top = credits.add_parser("topup", help="add credits to a tenant's account (a `topup` ledger entry)")
+    top.add_argument("--tenant", required=True)
+    top.add_argument("--amount", required=True, type=int)
+    top.add_argument("--description")
+    top.add_argument("--json", action="store_true")
+    top.set_defaults(func=cmd_credits_topup)
     return parser
 
 

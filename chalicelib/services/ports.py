@@ -11,13 +11,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from typing import Generic, Protocol, TypeVar
 
 from chalicelib.domain.access import ApiKey, PlatformToken, Session
 from chalicelib.domain.audit import AuditEntry
+from chalicelib.domain.credits import CreditAccount, LedgerEntry
 from chalicelib.domain.customers import Customer
+from chalicelib.domain.deltas import Delta
 from chalicelib.domain.identity import Environment
 from chalicelib.domain.tenants import Tenant, User
+from chalicelib.domain.usage import UsageCounter
 
 T = TypeVar("T")
 
@@ -81,6 +85,65 @@ class CustomerRepository(Protocol):
     def add(self, customer: Customer) -> None: ...
 
 
+@dataclass(frozen=True)
+class CustomerState:
+    exists: bool
+    last_seq: int | None  # None: no delta accepted yet
+
+
+@dataclass
+class IngestSnapshot:
+    """What accepting deltas needs to know, read in one go before the transaction."""
+
+    tenant: Tenant | None
+    customers: dict[str, CustomerState]
+    guards: dict[tuple[str, str], dict]  # (customerId, referenceId) -> first acceptance's answer
+    usage_consumed: int
+    credits: CreditAccount
+
+
+@dataclass(frozen=True)
+class IdempotencyEntry:
+    state: str  # IN_PROGRESS | COMPLETED
+    request_hash: str
+    status_code: int | None
+    response: dict | None
+    locked_until: datetime
+    expires_at: datetime
+
+
+class DeltaRepository(Protocol):
+    def get(self, tenant_id: str, environment: Environment, record_id: str) -> Delta | None: ...
+    def snapshot(self, tenant_id: str, environment: Environment, customer_ids: list[str],
+                 references: list[tuple[str, str]], period: str) -> IngestSnapshot: ...
+    def add(self, delta: Delta) -> None: ...
+    def add_reference_guard(self, delta: Delta, response: dict, now: datetime) -> None: ...
+    def advance_customer(self, tenant_id: str, environment: Environment, customer_id: str, *,
+                         expected_last_seq: int | None, count: int, balance_change: Decimal,
+                         now: datetime) -> None: ...
+
+
+class UsageRepository(Protocol):
+    def get(self, tenant_id: str, period: str) -> UsageCounter: ...
+    def add(self, tenant_id: str, period: str, environment: Environment, count: int, *, cap: int | None) -> None: ...
+
+
+class CreditRepository(Protocol):
+    def account(self, tenant_id: str) -> CreditAccount: ...
+    def entry_count(self, tenant_id: str) -> int: ...
+    def entries(self, tenant_id: str, limit: int, cursor: str | None) -> Page[LedgerEntry]: ...
+    def record(self, before: CreditAccount, after: CreditAccount, entry: LedgerEntry) -> None: ...
+
+
+class IdempotencyRepository(Protocol):
+    def get(self, tenant_id: str, environment: Environment, scope: str, key: str) -> IdempotencyEntry | None: ...
+    def claim(self, tenant_id: str, environment: Environment, scope: str, key: str, *, request_hash: str,
+              now: datetime, lock_seconds: int, keep_seconds: int) -> bool: ...
+    def complete(self, tenant_id: str, environment: Environment, scope: str, key: str, *, status_code: int,
+                 response: dict) -> None: ...
+    def release(self, tenant_id: str, environment: Environment, scope: str, key: str) -> None: ...
+
+
 class UnitOfWork(Protocol):
     tenants: TenantRepository
     users: UserRepository
@@ -89,6 +152,10 @@ class UnitOfWork(Protocol):
     platform_tokens: PlatformTokenRepository
     audit: AuditRepository
     customers: CustomerRepository
+    deltas: DeltaRepository
+    usage: UsageRepository
+    credits: CreditRepository
+    idempotency: IdempotencyRepository
 
     def commit(self) -> None:
         """Apply every staged write in one transaction; raise ConflictError if a condition fails."""

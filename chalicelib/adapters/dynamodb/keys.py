@@ -49,8 +49,39 @@ def directory_sk(tenant_id: str) -> str:
     return f"{int(tenant_id):020d}"
 
 
+ACCOUNT_SK = "ACCOUNT"
+DELTA_SK = "DELTA"
+GUARD_SK = "REF"
+IDEMPOTENCY_SK = "IDEM"
+
+
 def credits_pk(tenant_id: str) -> str:
     return f"T#{tenant_id}#CREDITS"
+
+
+def ledger_entry_sk(entry_id: str) -> str:
+    """Entry ids are time-ordered, so the sort key lists entries chronologically."""
+    return f"E#{entry_id}"
+
+
+def delta_pk(tenant_id: str, environment: str, record_id: str) -> str:
+    return f"T#{tenant_id}#E#{environment}#R#{record_id}"
+
+
+def customer_key(tenant_id: str, environment: str, customer_id: str) -> str:
+    return f"T#{tenant_id}#E#{environment}#C#{customer_id}"
+
+
+def seq_key(sequence_number: int) -> str:
+    return f"{sequence_number:012d}"
+
+
+def reference_guard_pk(tenant_id: str, environment: str, customer_id: str, reference_id: str) -> str:
+    return f"T#{tenant_id}#E#{environment}#C#{customer_id}#REF#{reference_id}"
+
+
+def idempotency_pk(tenant_id: str, environment: str, scope: str, key: str) -> str:
+    return f"T#{tenant_id}#E#{environment}#IDEM#{scope}#{key}"
 
 
 def usage_sk(period: str) -> str:

@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from pynamodb.attributes import (
+    Attribute,
     BooleanAttribute,
     JSONAttribute,
     ListAttribute,
@@ -14,6 +17,7 @@ from pynamodb.attributes import (
     UTCDateTimeAttribute,
     VersionAttribute,
 )
+from pynamodb.constants import NUMBER
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 
@@ -29,7 +33,21 @@ TABLES = {
     "customers": _settings.table_name("customers"),
     "ledger": _settings.table_name("ledger"),
     "usage": _settings.table_name("usage"),
+    "deltas": _settings.table_name("deltas"),
+    "idempotency": _settings.table_name("idempotency"),
 }
+
+
+class DecimalAttribute(Attribute[Decimal]):
+    """A DynamoDB number kept exact (PynamoDB's NumberAttribute goes through float)."""
+
+    attr_type = NUMBER
+
+    def serialize(self, value: Decimal) -> str:
+        return format(Decimal(value), "f")
+
+    def deserialize(self, value: str) -> Decimal:
+        return Decimal(value)
 
 
 def _meta(table: str) -> type:
@@ -182,10 +200,26 @@ class CustomerRecord(_Keyed):
     source = UnicodeAttribute()
     created_at = UTCDateTimeAttribute()
     updated_at = UTCDateTimeAttribute()
+    # Kept current by every accepted delta (one update per customer per transaction).
+    last_seq = NumberAttribute(null=True)
+    delta_count = NumberAttribute(null=True)
+    balance = DecimalAttribute(null=True)
+    last_delta_at = UTCDateTimeAttribute(null=True)
+
+
+class CreditAccountRecord(_Keyed):
+    """The credit account (``sk = ACCOUNT``): balance and holds, updated with conditional ADDs."""
+
+    Meta = _meta("ledger")
+    tenant_id = UnicodeAttribute()
+    credit_balance = NumberAttribute(default=0)
+    reserved = NumberAttribute(default=0)
+    available = NumberAttribute(default=0)
+    entry_count = NumberAttribute(default=0)
 
 
 class LedgerEntryRecord(_Keyed):
-    """Credit ledger entries (topup, reservation, settlement, release, refund)."""
+    """Credit ledger entries (topup, reservation, settlement, release, refund); never updated."""
 
     Meta = _meta("ledger")
     tenant_id = UnicodeAttribute()
@@ -201,9 +235,74 @@ class UsageCounterRecord(_Keyed):
     """Per-tenant, per-period usage counters (both environments counted together)."""
 
     Meta = _meta("usage")
-    tenant_id = UnicodeAttribute()
-    period = UnicodeAttribute()
+    tenant_id = UnicodeAttribute(null=True)
+    period = UnicodeAttribute(null=True)
     consumed = NumberAttribute(default=0)
+    consumed_sandbox = NumberAttribute(null=True)
+    consumed_production = NumberAttribute(null=True)
+    released = NumberAttribute(null=True)
+
+
+# --- deltas table: one item per delta, keyed by record id; reference guards ---
+
+
+class CustomerSeqIndex(GlobalSecondaryIndex):
+    """A customer's deltas in sequence order (detail pages, checkpoints, gaps)."""
+
+    class Meta:
+        index_name = "customer-seq-index"
+        projection = AllProjection()
+
+    customer_key = UnicodeAttribute(hash_key=True)
+    seq_key = UnicodeAttribute(range_key=True)
+
+
+class DeltaRecord(_Keyed):
+    Meta = _meta("deltas")
+    tenant_id = UnicodeAttribute()
+    environment = UnicodeAttribute()
+    record_id = UnicodeAttribute()
+    receipt_id = UnicodeAttribute()
+    customer_id = UnicodeAttribute()
+    customer_key = UnicodeAttribute()
+    seq_key = UnicodeAttribute()
+    customer_seq_index = CustomerSeqIndex()
+    sequence_number = NumberAttribute()
+    delta = DecimalAttribute()
+    reason = UnicodeAttribute()
+    reference_id = UnicodeAttribute(null=True)
+    metadata = JSONAttribute(null=True)
+    adjusts = UnicodeAttribute(null=True)
+    period = UnicodeAttribute()
+    status = UnicodeAttribute()
+    credits_reserved = NumberAttribute(default=0)
+    credit_state = UnicodeAttribute()
+    error = UnicodeAttribute(null=True)
+    created_at = UTCDateTimeAttribute()
+    updated_at = UTCDateTimeAttribute()
+
+
+class ReferenceGuardRecord(_Keyed):
+    """Makes ``referenceId`` unique per customer; holds the first acceptance's answer."""
+
+    Meta = _meta("deltas")
+    record_id = UnicodeAttribute()
+    response = UnicodeAttribute()  # JSON text (exact decimals)
+    created_at = UTCDateTimeAttribute()
+
+
+# --- idempotency table ---
+
+
+class IdempotencyRecord(_Keyed):
+    Meta = _meta("idempotency")
+    state = UnicodeAttribute()  # IN_PROGRESS | COMPLETED
+    request_hash = UnicodeAttribute()
+    status_code = NumberAttribute(null=True)
+    response = UnicodeAttribute(null=True)  # the response body, replayed byte for byte
+    locked_until = UTCDateTimeAttribute()
+    expires_at = UTCDateTimeAttribute()
+    ttl = TTLAttribute()
 
 
 #: Every model, for schema checks and the local stack.
@@ -216,6 +315,10 @@ ALL_MODELS: tuple[type[Model], ...] = (
     ApiKeyRecord,
     AuditRecord,
     CustomerRecord,
+    CreditAccountRecord,
     LedgerEntryRecord,
     UsageCounterRecord,
+    DeltaRecord,
+    ReferenceGuardRecord,
+    IdempotencyRecord,
 )

@@ -7,27 +7,38 @@ on the owning unit of work and committed together.
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from chalicelib import jsoncodec
 from chalicelib.adapters.dynamodb import keys
 from chalicelib.adapters.dynamodb.cursors import decode_cursor, encode_cursor
 from chalicelib.adapters.dynamodb.models import (
     ApiKeyRecord,
     AuditRecord,
     CounterRecord,
+    CreditAccountRecord,
     CustomerRecord,
+    DeltaRecord,
+    IdempotencyRecord,
+    LedgerEntryRecord,
     PlatformTokenRecord,
+    ReferenceGuardRecord,
     SessionRecord,
     TenantRecord,
+    UsageCounterRecord,
     UserRecord,
 )
 from chalicelib.domain.access import ApiKey, KeyStatus, PlatformToken, Session
 from chalicelib.domain.audit import AuditEntry
 from chalicelib.domain.clock import iso_us
+from chalicelib.domain.credits import CreditAccount, EntryType, LedgerEntry
 from chalicelib.domain.customers import Customer, CustomerSource
+from chalicelib.domain.deltas import CreditState, Delta, DeltaStatus
 from chalicelib.domain.identity import Environment, Role
 from chalicelib.domain.tenants import BillingMode, Tenant, TenantStatus, User, UserStatus
-from chalicelib.services.ports import Page
+from chalicelib.domain.usage import UsageCounter
+from chalicelib.services.ports import CustomerState, IdempotencyEntry, IngestSnapshot, Page
 
 if TYPE_CHECKING:
     from chalicelib.adapters.dynamodb.unit_of_work import DynamoUnitOfWork
@@ -473,3 +484,314 @@ class DynamoCustomerRepository(_Repository):
             updated_at=customer.updated_at,
         )
         self._stage("save", record, condition=CustomerRecord.pk.does_not_exist())
+
+
+# --- batch reads ----------------------------------------------------------------------------
+
+
+def batch_get(wanted: list[tuple[Any, str, str]]) -> dict[tuple[str, str, str], Any]:
+    """Consistent BatchGetItem across tables: {(table, pk, sk): raw item}, 100 keys a call."""
+    connection = TenantRecord._get_connection().connection
+    found: dict[tuple[str, str, str], Any] = {}
+    unique = list(dict.fromkeys((model.Meta.table_name, pk, sk) for model, pk, sk in wanted))
+    for start in range(0, len(unique), 100):
+        request: dict[str, Any] = {}
+        for table, pk, sk in unique[start : start + 100]:
+            request.setdefault(table, {"Keys": [], "ConsistentRead": True})["Keys"].append(
+                {"pk": {"S": pk}, "sk": {"S": sk}})
+        for _attempt in range(8):
+            response = connection.dispatch("BatchGetItem", {"RequestItems": request})
+            for table, items in response.get("Responses", {}).items():
+                for item in items:
+                    found[(table, item["pk"]["S"], item["sk"]["S"])] = item
+            request = response.get("UnprocessedKeys") or {}
+            if not request:
+                break
+        if request:
+            raise RuntimeError("BatchGetItem left keys unprocessed after retries")
+    return found
+
+
+# --- deltas, reference guards ------------------------------------------------------------------
+
+
+def _delta_from(record: DeltaRecord) -> Delta:
+    return Delta(
+        tenant_id=record.tenant_id,
+        environment=Environment(record.environment),
+        record_id=record.record_id,
+        receipt_id=record.receipt_id,
+        customer_id=record.customer_id,
+        sequence_number=int(record.sequence_number),
+        delta=record.delta,
+        reason=record.reason,
+        period=record.period,
+        created_at=record.created_at,
+        status=DeltaStatus(record.status),
+        reference_id=record.reference_id,
+        metadata=record.metadata,
+        adjusts=record.adjusts,
+        credits_reserved=int(record.credits_reserved or 0),
+        credit_state=CreditState(record.credit_state),
+        error=record.error,
+        updated_at=record.updated_at,
+    )
+
+
+class DynamoDeltaRepository(_Repository):
+    def get(self, tenant_id: str, environment: Environment, record_id: str) -> Delta | None:
+        record = _get(DeltaRecord, keys.delta_pk(tenant_id, environment, record_id), keys.DELTA_SK)
+        return _delta_from(record) if record else None
+
+    def snapshot(self, tenant_id: str, environment: Environment, customer_ids: list[str],
+                 references: list[tuple[str, str]], period: str) -> IngestSnapshot:
+        """Everything acceptance needs, in one or two BatchGetItem calls."""
+        env = str(environment)
+        wanted: list[tuple[Any, str, str]] = [
+            (TenantRecord, keys.tenant_pk(tenant_id), keys.TENANT_SK),
+            (UsageCounterRecord, keys.tenant_pk(tenant_id), keys.usage_sk(period)),
+            (CreditAccountRecord, keys.credits_pk(tenant_id), keys.ACCOUNT_SK),
+        ]
+        wanted += [(CustomerRecord, keys.env_pk(tenant_id, env), keys.customer_sk(c)) for c in customer_ids]
+        wanted += [(ReferenceGuardRecord, keys.reference_guard_pk(tenant_id, env, c, r), keys.GUARD_SK)
+                   for c, r in references]
+        found = batch_get(wanted)
+
+        def raw(model: Any, pk: str, sk: str) -> Any:
+            return found.get((model.Meta.table_name, pk, sk))
+
+        tenant = raw(TenantRecord, keys.tenant_pk(tenant_id), keys.TENANT_SK)
+        usage = raw(UsageCounterRecord, keys.tenant_pk(tenant_id), keys.usage_sk(period))
+        account = raw(CreditAccountRecord, keys.credits_pk(tenant_id), keys.ACCOUNT_SK)
+        customers: dict[str, CustomerState] = {}
+        for customer_id in customer_ids:
+            item = raw(CustomerRecord, keys.env_pk(tenant_id, env), keys.customer_sk(customer_id))
+            record = CustomerRecord.from_raw_data(item) if item else None
+            customers[customer_id] = CustomerState(
+                exists=record is not None,
+                last_seq=int(record.last_seq) if record and record.last_seq is not None else None,
+            )
+        guards = {}
+        for customer_id, reference_id in references:
+            item = raw(ReferenceGuardRecord, keys.reference_guard_pk(tenant_id, env, customer_id, reference_id),
+                       keys.GUARD_SK)
+            if item:
+                guards[(customer_id, reference_id)] = jsoncodec.loads(ReferenceGuardRecord.from_raw_data(item).response)
+        return IngestSnapshot(
+            tenant=_tenant_from(TenantRecord.from_raw_data(tenant)) if tenant else None,
+            customers=customers,
+            guards=guards,
+            usage_consumed=int(UsageCounterRecord.from_raw_data(usage).consumed or 0) if usage else 0,
+            credits=_account_from(tenant_id, CreditAccountRecord.from_raw_data(account) if account else None),
+        )
+
+    def add(self, delta: Delta) -> None:
+        env = str(delta.environment)
+        record = DeltaRecord(
+            keys.delta_pk(delta.tenant_id, env, delta.record_id),
+            keys.DELTA_SK,
+            tenant_id=delta.tenant_id,
+            environment=env,
+            record_id=delta.record_id,
+            receipt_id=delta.receipt_id,
+            customer_id=delta.customer_id,
+            customer_key=keys.customer_key(delta.tenant_id, env, delta.customer_id),
+            seq_key=keys.seq_key(delta.sequence_number),
+            sequence_number=delta.sequence_number,
+            delta=delta.delta,
+            reason=delta.reason,
+            reference_id=delta.reference_id,
+            metadata=delta.metadata,
+            adjusts=delta.adjusts,
+            period=delta.period,
+            status=str(delta.status),
+            credits_reserved=delta.credits_reserved,
+            credit_state=str(delta.credit_state),
+            error=delta.error,
+            created_at=delta.created_at,
+            updated_at=delta.updated_at or delta.created_at,
+        )
+        self._stage("save", record, condition=DeltaRecord.pk.does_not_exist())
+
+    def add_reference_guard(self, delta: Delta, response: dict, now: datetime) -> None:
+        env = str(delta.environment)
+        record = ReferenceGuardRecord(
+            keys.reference_guard_pk(delta.tenant_id, env, delta.customer_id, delta.reference_id or ""),
+            keys.GUARD_SK, record_id=delta.record_id, response=jsoncodec.dumps(response), created_at=now,
+        )
+        self._stage("save", record, condition=ReferenceGuardRecord.pk.does_not_exist())
+
+    def advance_customer(self, tenant_id: str, environment: Environment, customer_id: str, *,
+                         expected_last_seq: int | None, count: int, balance_change: Decimal, now: datetime) -> None:
+        """Claim sequence numbers ``expected+1 .. expected+count``; creates the customer on first sight."""
+        env = str(environment)
+        record = CustomerRecord(keys.env_pk(tenant_id, env), keys.customer_sk(customer_id))
+        actions = [
+            CustomerRecord.tenant_id.set(CustomerRecord.tenant_id | tenant_id),
+            CustomerRecord.environment.set(CustomerRecord.environment | env),
+            CustomerRecord.customer_id.set(CustomerRecord.customer_id | customer_id),
+            CustomerRecord.display_name.set(CustomerRecord.display_name | customer_id),
+            CustomerRecord.source.set(CustomerRecord.source | str(CustomerSource.INTEGRATION)),
+            CustomerRecord.created_at.set(CustomerRecord.created_at | now),
+            CustomerRecord.updated_at.set(now),
+            CustomerRecord.last_delta_at.set(now),
+            CustomerRecord.last_seq.set((expected_last_seq or 0) + count),
+            CustomerRecord.delta_count.add(count),
+            CustomerRecord.balance.add(balance_change),
+        ]
+        if expected_last_seq is None:
+            condition = CustomerRecord.last_seq.does_not_exist()
+        else:
+            condition = CustomerRecord.last_seq == expected_last_seq
+        self._stage("update", record, condition=condition, actions=actions)
+
+
+# --- usage counters -----------------------------------------------------------------------------
+
+
+class DynamoUsageRepository(_Repository):
+    def get(self, tenant_id: str, period: str) -> UsageCounter:
+        record = _get(UsageCounterRecord, keys.tenant_pk(tenant_id), keys.usage_sk(period))
+        if record is None:
+            return UsageCounter(tenant_id=tenant_id, period=period)
+        return UsageCounter(
+            tenant_id=tenant_id,
+            period=period,
+            consumed=int(record.consumed or 0),
+            by_environment={str(env): int(getattr(record, f"consumed_{env}") or 0) for env in Environment},
+        )
+
+    def add(self, tenant_id: str, period: str, environment: Environment, count: int, *, cap: int | None) -> None:
+        """Count ``count`` accepted units (negative: release); ``cap`` keeps consumed ≤ cap, exactly."""
+        record = UsageCounterRecord(keys.tenant_pk(tenant_id), keys.usage_sk(period))
+        per_env = getattr(UsageCounterRecord, f"consumed_{environment}")
+        actions = [
+            UsageCounterRecord.tenant_id.set(tenant_id),
+            UsageCounterRecord.period.set(period),
+            UsageCounterRecord.consumed.add(count),
+            per_env.add(count),
+        ]
+        if count < 0:
+            actions.append(UsageCounterRecord.released.add(-count))
+        condition = None
+        if cap is not None:
+            condition = UsageCounterRecord.consumed.does_not_exist() | (UsageCounterRecord.consumed <= cap - count)
+        self._stage("update", record, condition=condition, actions=actions)
+
+
+# --- credits -------------------------------------------------------------------------------------
+
+
+def _account_from(tenant_id: str, record: CreditAccountRecord | None) -> CreditAccount:
+    if record is None:
+        return CreditAccount(tenant_id=tenant_id)
+    return CreditAccount(tenant_id=tenant_id, credit_balance=int(record.credit_balance or 0),
+                         reserved=int(record.reserved or 0))
+
+
+def _entry_from(record: LedgerEntryRecord) -> LedgerEntry:
+    return LedgerEntry(
+        tenant_id=record.tenant_id,
+        entry_id=record.entry_id,
+        entry_type=EntryType(record.entry_type),
+        amount=int(record.amount),
+        description=record.description,
+        balance_after=int(record.balance_after),
+        created_at=record.created_at,
+    )
+
+
+class DynamoCreditRepository(_Repository):
+    def account(self, tenant_id: str) -> CreditAccount:
+        record = _get(CreditAccountRecord, keys.credits_pk(tenant_id), keys.ACCOUNT_SK)
+        return _account_from(tenant_id, record)
+
+    def entry_count(self, tenant_id: str) -> int:
+        record = _get(CreditAccountRecord, keys.credits_pk(tenant_id), keys.ACCOUNT_SK)
+        return int(record.entry_count or 0) if record else 0
+
+    def entries(self, tenant_id: str, limit: int, cursor: str | None) -> Page[LedgerEntry]:
+        """Newest first."""
+        pk = keys.credits_pk(tenant_id)
+        return _query_page(
+            lambda **kw: LedgerEntryRecord.query(pk, LedgerEntryRecord.sk.startswith("E#"), consistent_read=True,
+                                                 scan_index_forward=False, **kw),
+            _entry_from, limit=limit, cursor=cursor, partition=("pk", pk), sort_prefix="E#",
+        )
+
+    def record(self, before: CreditAccount, after: CreditAccount, entry: LedgerEntry) -> None:
+        """Move the account from ``before`` to ``after`` (exactly: fails if it changed) and add the entry."""
+        pk = keys.credits_pk(before.tenant_id)
+        account = CreditAccountRecord(pk, keys.ACCOUNT_SK)
+        condition = ((CreditAccountRecord.credit_balance == before.credit_balance)
+                     & (CreditAccountRecord.reserved == before.reserved))
+        if before.credit_balance == 0 and before.reserved == 0:
+            condition = CreditAccountRecord.pk.does_not_exist() | condition
+        self._stage("update", account, condition=condition, actions=[
+            CreditAccountRecord.tenant_id.set(before.tenant_id),
+            CreditAccountRecord.credit_balance.set(after.credit_balance),
+            CreditAccountRecord.reserved.set(after.reserved),
+            CreditAccountRecord.available.set(after.available),
+            CreditAccountRecord.entry_count.add(1),
+        ])
+        self._stage("save", LedgerEntryRecord(
+            pk, keys.ledger_entry_sk(entry.entry_id),
+            tenant_id=entry.tenant_id, entry_id=entry.entry_id, entry_type=str(entry.entry_type),
+            amount=entry.amount, balance_after=entry.balance_after, description=entry.description,
+            created_at=entry.created_at,
+        ), condition=LedgerEntryRecord.pk.does_not_exist())
+
+
+# --- idempotency ------------------------------------------------------------------------------------
+
+
+def _idempotency_from(record: IdempotencyRecord) -> IdempotencyEntry:
+    return IdempotencyEntry(
+        state=record.state, request_hash=record.request_hash,
+        status_code=int(record.status_code) if record.status_code is not None else None,
+        response=jsoncodec.loads(record.response) if record.response else None, locked_until=record.locked_until,
+        expires_at=record.expires_at,
+    )
+
+
+class DynamoIdempotencyRepository(_Repository):
+    """Writes here are immediate: the claim must land before the work it guards starts."""
+
+    def get(self, tenant_id: str, environment: Environment, scope: str, key: str) -> IdempotencyEntry | None:
+        record = _get(IdempotencyRecord, keys.idempotency_pk(tenant_id, str(environment), scope, key),
+                      keys.IDEMPOTENCY_SK)
+        return _idempotency_from(record) if record else None
+
+    def claim(self, tenant_id: str, environment: Environment, scope: str, key: str, *, request_hash: str,
+              now: datetime, lock_seconds: int, keep_seconds: int) -> bool:
+        """True when this request owns the key: it was free, expired, or its lock lapsed."""
+        from datetime import timedelta
+
+        from pynamodb.exceptions import PutError
+
+        record = IdempotencyRecord(
+            keys.idempotency_pk(tenant_id, str(environment), scope, key), keys.IDEMPOTENCY_SK,
+            state="IN_PROGRESS", request_hash=request_hash, locked_until=now + timedelta(seconds=lock_seconds),
+            expires_at=now + timedelta(seconds=keep_seconds), ttl=now + timedelta(seconds=keep_seconds),
+        )
+        condition = (IdempotencyRecord.pk.does_not_exist() | (IdempotencyRecord.expires_at < now)
+                     | ((IdempotencyRecord.state == "IN_PROGRESS") & (IdempotencyRecord.locked_until < now)))
+        try:
+            record.save(condition=condition)
+        except PutError as exc:
+            if getattr(exc, "cause_response_code", None) == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def complete(self, tenant_id: str, environment: Environment, scope: str, key: str, *, status_code: int,
+                 response: dict) -> None:
+        record = IdempotencyRecord(keys.idempotency_pk(tenant_id, str(environment), scope, key),
+                                   keys.IDEMPOTENCY_SK)
+        record.update(actions=[IdempotencyRecord.state.set("COMPLETED"),
+                               IdempotencyRecord.status_code.set(status_code),
+                               IdempotencyRecord.response.set(jsoncodec.dumps(response))])
+
+    def release(self, tenant_id: str, environment: Environment, scope: str, key: str) -> None:
+        """Forget a claim whose request failed, so the client may retry with the same key."""
+        IdempotencyRecord(keys.idempotency_pk(tenant_id, str(environment), scope, key), keys.IDEMPOTENCY_SK).delete()

@@ -30,7 +30,8 @@ def _is_conditional_failure(exc: Exception) -> bool:
         return True
     if cause == "TransactionCanceledException":
         reasons = getattr(exc, "cancellation_reasons", None) or []
-        return any(r is not None and r.code == "ConditionalCheckFailed" for r in reasons)
+        # A concurrent transaction on the same item is retryable, like a failed condition.
+        return any(r is not None and r.code in ("ConditionalCheckFailed", "TransactionConflict") for r in reasons)
     return False
 
 
@@ -47,6 +48,10 @@ class DynamoUnitOfWork:
         self.platform_tokens = repos.DynamoPlatformTokenRepository(self)
         self.audit = repos.DynamoAuditRepository(self)
         self.customers = repos.DynamoCustomerRepository(self)
+        self.deltas = repos.DynamoDeltaRepository(self)
+        self.usage = repos.DynamoUsageRepository(self)
+        self.credits = repos.DynamoCreditRepository(self)
+        self.idempotency = repos.DynamoIdempotencyRepository(self)
 
     def stage(self, write: StagedWrite) -> None:
         self._staged.append(write)

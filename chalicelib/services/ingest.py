@@ -1,0 +1,212 @@
+"""Accepting deltas: the Balance API write path.
+
+Acceptance is atomic per transaction: the delta items, each customer's next
+gap-free sequence numbers (created on first sight), the period's usage counter
+and — under credits billing — the credit reservation and its ledger entry commit
+together or not at all. A batch is read in one snapshot and written in as few
+transactions as DynamoDB's 100-item limit allows; if a condition fails because
+someone else wrote first, the remainder is re-read and re-planned.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from chalicelib.domain.billing import acceptance_capacity
+from chalicelib.domain.clock import period_of
+from chalicelib.domain.credentials import random_id, time_ordered_id
+from chalicelib.domain.credits import EntryType, LedgerEntry, apply
+from chalicelib.domain.deltas import CreditState, Delta, DeltaInput, DeltaStatus
+from chalicelib.domain.errors import (
+    ConflictError,
+    InvalidApiKeyError,
+    PaymentRequiredError,
+    TallyError,
+)
+from chalicelib.domain.identity import ApiKeyPrincipal
+from chalicelib.domain.plans import plan_for
+from chalicelib.domain.tenants import BillingMode
+from chalicelib.services.ports import IngestSnapshot, UnitOfWork
+
+MAX_TRANSACTION_ITEMS = 100
+MAX_ATTEMPTS = 40
+
+
+@dataclass
+class Outcome:
+    """One submitted delta's fate: QUEUED (new or replayed) or FAILED with an error."""
+
+    index: int
+    status: str
+    data: dict[str, Any] | None = None
+    error: TallyError | None = None
+    idempotent: bool = False
+
+
+def accepted_view(delta: Delta) -> dict[str, Any]:
+    """The 202 answer for an accepted delta (SDK `emit`)."""
+    view = {
+        "recordId": delta.record_id,
+        "receiptId": delta.receipt_id,
+        "status": str(DeltaStatus.QUEUED),
+        "customerId": delta.customer_id,
+        "delta": delta.delta,
+        "sequenceNumber": delta.sequence_number,
+    }
+    if delta.reference_id is not None:
+        view["referenceId"] = delta.reference_id
+    return view
+
+
+def _chunks(items: list[tuple[int, DeltaInput]], fixed: int) -> list[list[tuple[int, DeltaInput]]]:
+    """Split so each transaction holds ≤ 100 items: deltas, guards, one update per customer, fixed rows."""
+    chunks: list[list[tuple[int, DeltaInput]]] = []
+    current: list[tuple[int, DeltaInput]] = []
+    customers: set[str] = set()
+    size = fixed
+    for index, item in items:
+        cost = 1 + (1 if item.reference_id else 0) + (0 if item.customer_id in customers else 1)
+        if current and size + cost > MAX_TRANSACTION_ITEMS:
+            chunks.append(current)
+            current, customers, size = [], set(), fixed
+            cost = 1 + (1 if item.reference_id else 0) + 1
+        current.append((index, item))
+        customers.add(item.customer_id)
+        size += cost
+    if current:
+        chunks.append(current)
+    return chunks
+
+
+class _Attempt:
+    """One read-plan-write pass over the still-pending deltas."""
+
+    def __init__(self, uow: UnitOfWork, principal: ApiKeyPrincipal, snapshot: IngestSnapshot, now: datetime) -> None:
+        self.uow, self.principal, self.snap, self.now = uow, principal, snapshot, now
+        tenant = snapshot.tenant
+        if tenant is None or tenant.is_deleted:
+            raise InvalidApiKeyError("Invalid or missing API key.")
+        self.tenant = tenant
+        self.plan = plan_for(tenant.plan)
+        self.credits_mode = tenant.billing_mode == BillingMode.CREDITS
+        self.period = period_of(now)
+        self.last_seq = {cid: state.last_seq for cid, state in snapshot.customers.items()}
+        self.account = snapshot.credits
+        self.consumed = snapshot.usage_consumed
+
+    def commit_chunk(self, chunk: list[tuple[int, DeltaInput]]) -> list[tuple[int, Delta]]:
+        """Stage and commit one transaction; raises ConflictError if another writer got there first."""
+        uow, now, principal = self.uow, self.now, self.principal
+        per_customer: dict[str, list[tuple[int, DeltaInput]]] = defaultdict(list)
+        for index, item in chunk:
+            per_customer[item.customer_id].append((index, item))
+        cost = self.plan.credits_per_delta if self.credits_mode else 0
+        stamp = int(now.timestamp() * 1000)
+        made: list[tuple[int, Delta]] = []
+        next_seq: dict[str, int] = {}
+        for customer_id, items in per_customer.items():
+            start = self.last_seq.get(customer_id) or 0
+            for offset, (index, item) in enumerate(items, start=1):
+                delta = Delta(
+                    tenant_id=principal.tenant_id, environment=principal.environment,
+                    record_id="rec_" + time_ordered_id(stamp, 20), receipt_id="rcpt_" + random_id("", 20),
+                    customer_id=customer_id, sequence_number=start + offset, delta=item.delta,
+                    reason=item.reason, period=self.period, created_at=now, reference_id=item.reference_id,
+                    metadata=item.metadata, adjusts=item.adjusts, credits_reserved=cost,
+                    credit_state=CreditState.RESERVED if cost else CreditState.NONE,
+                )
+                uow.deltas.add(delta)
+                if item.reference_id:
+                    uow.deltas.add_reference_guard(delta, accepted_view(delta), now)
+                made.append((index, delta))
+            uow.deltas.advance_customer(
+                principal.tenant_id, principal.environment, customer_id,
+                expected_last_seq=self.last_seq.get(customer_id), count=len(items),
+                balance_change=sum((item.delta for _i, item in items), Decimal(0)), now=now,
+            )
+            next_seq[customer_id] = start + len(items)
+        cap = self.plan.monthly_allotment if (self.plan.hard_cap and not self.credits_mode) else None
+        uow.usage.add(principal.tenant_id, self.period, principal.environment, len(chunk), cap=cap)
+        account_after = self.account
+        if cost:
+            account_after, amount = apply(self.account, EntryType.RESERVATION, cost * len(chunk))
+            uow.credits.record(self.account, account_after, LedgerEntry(
+                tenant_id=principal.tenant_id, entry_id=time_ordered_id(stamp, 20),
+                entry_type=EntryType.RESERVATION, amount=amount,
+                description=f"Credits reserved for pending verifications — {len(chunk)} "
+                            f"delta{'s' if len(chunk) != 1 else ''}",
+                balance_after=account_after.available, created_at=now,
+            ))
+        uow.commit()
+        self.last_seq.update(next_seq)
+        self.account = account_after
+        self.consumed += len(chunk)
+        return made
+
+
+def submit_deltas(
+    uow: UnitOfWork, principal: ApiKeyPrincipal, inputs: list[DeltaInput | TallyError], *, now: datetime
+) -> list[Outcome]:
+    """Accept what billing allows, in order; invalid inputs arrive as errors and fail in place."""
+    outcomes: dict[int, Outcome] = {
+        i: Outcome(i, "FAILED", error=item) for i, item in enumerate(inputs) if isinstance(item, TallyError)
+    }
+    pending = [(i, item) for i, item in enumerate(inputs) if isinstance(item, DeltaInput)]
+    duplicates: dict[int, int] = {}  # index → index of the first delta with the same (customer, referenceId)
+    for attempt in range(MAX_ATTEMPTS):
+        if not pending:
+            break
+        customer_ids = list(dict.fromkeys(item.customer_id for _i, item in pending))
+        references = list(dict.fromkeys((item.customer_id, item.reference_id) for _i, item in pending
+                                        if item.reference_id))
+        snap = uow.deltas.snapshot(principal.tenant_id, principal.environment, customer_ids, references,
+                                   period_of(now))
+        run = _Attempt(uow, principal, snap, now)
+
+        fresh: list[tuple[int, DeltaInput]] = []
+        first_of: dict[tuple[str, str], int] = {}
+        for index, item in pending:
+            key = (item.customer_id, item.reference_id or "")
+            if item.reference_id and key in snap.guards:
+                outcomes[index] = Outcome(index, "QUEUED", data=snap.guards[key], idempotent=True)
+            elif item.reference_id and key in first_of:
+                duplicates[index] = first_of[key]
+            else:
+                if item.reference_id:
+                    first_of[key] = index
+                fresh.append((index, item))
+
+        capacity = acceptance_capacity(run.tenant, run.plan, consumed=snap.usage_consumed, credits=snap.credits)
+        allowed = fresh if capacity.limit is None else fresh[: capacity.limit]
+        refused = fresh[len(allowed):]
+        fixed = 1 + (2 if run.credits_mode else 0)
+        done: set[int] = set()
+        try:
+            for chunk in _chunks(allowed, fixed):
+                for index, delta in run.commit_chunk(chunk):
+                    outcomes[index] = Outcome(index, "QUEUED", data=accepted_view(delta))
+                    done.add(index)
+        except ConflictError:
+            uow.rollback()
+            pending = [(i, item) for i, item in pending if i not in done and i not in outcomes]
+            duplicates = {i: first for i, first in duplicates.items() if i not in outcomes}
+            time.sleep(random.uniform(0, min(0.05, 0.002 * (2 ** min(attempt, 5)))))
+            continue
+        for index, _item in refused:
+            outcomes[index] = Outcome(index, "FAILED",
+                                      error=PaymentRequiredError(capacity.message, code=capacity.code))
+        pending = []
+    for index, _item in pending:  # still contended after every attempt
+        outcomes[index] = Outcome(index, "FAILED", error=ConflictError(
+            "Too many concurrent writes for this customer; retry the request.", code="CONCURRENT_WRITE"))
+    for index, first in duplicates.items():
+        original = outcomes[first]
+        outcomes[index] = Outcome(index, original.status, data=original.data, error=original.error,
+                                  idempotent=original.status == "QUEUED")
+    return [outcomes[i] for i in range(len(inputs))]

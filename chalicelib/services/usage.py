@@ -1,0 +1,51 @@
+"""Usage reads: the seed-003 dashboard figures and the SDK's `usage` answer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from chalicelib.domain.billing import Capacity, acceptance_capacity
+from chalicelib.domain.clock import period_of
+from chalicelib.domain.credits import CreditAccount
+from chalicelib.domain.errors import NotFoundError
+from chalicelib.domain.plans import Plan, plan_for
+from chalicelib.domain.tenants import Tenant
+from chalicelib.domain.usage import UsageCounter, check_period
+from chalicelib.services.ports import UnitOfWork
+
+
+@dataclass(frozen=True)
+class UsageFigures:
+    tenant: Tenant
+    plan: Plan
+    counter: UsageCounter
+
+    @property
+    def overage_count(self) -> int:
+        return self.plan.overage_count(self.counter.consumed)
+
+    @property
+    def overage_charges_usd(self) -> Decimal:
+        return self.plan.overage_charges_usd(self.counter.consumed)
+
+    @property
+    def remaining(self) -> int | None:
+        return self.plan.remaining(self.counter.consumed)
+
+
+def usage_figures(uow: UnitOfWork, tenant_id: str, *, period: str | None, now: datetime) -> UsageFigures:
+    """Consumed units of a UTC month (terminal failures are released from it), against the plan."""
+    period = check_period(period) or period_of(now)
+    tenant = uow.tenants.get(tenant_id)
+    if tenant is None:
+        raise NotFoundError("Tenant not found.")
+    return UsageFigures(tenant=tenant, plan=plan_for(tenant.plan), counter=uow.usage.get(tenant_id, period))
+
+
+def current_capacity(uow: UnitOfWork, figures: UsageFigures) -> tuple[Capacity, CreditAccount]:
+    """How many more deltas would be accepted now (SDK `usage`: `allowed`, `remaining`)."""
+    account = uow.credits.account(figures.tenant.id)
+    capacity = acceptance_capacity(figures.tenant, figures.plan, consumed=figures.counter.consumed, credits=account)
+    return capacity, account
