@@ -29,6 +29,7 @@ infra-check: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/dashboard_latency.py
+	$(BIN)/python bench/ingest.py
 
 clean:
 	rm -rf build .pytest_cache .ruff_cache .hypothesis

@@ -371,3 +371,53 @@ class FakeUnitOfWork:
             else:
                 write.table.rows[write.key] = write.item
         self.committed.append(len(staged))
+
+
+# --- credits ---------------------------------------------------------------------------------
+# Mirrors ``DynamoCreditRepository``: one ledger partition per tenant (``credits_pk``) holding
+# the account item (``ACCOUNT``) and one immutable item per entry (``E#{entry_id}``). Attach
+# it to a unit of work with ``uow.credits = FakeCreditRepository(uow)``; the ledger table
+# lives on the shared store, so several units of work see the same account.
+
+from chalicelib.domain.credits import CreditAccount, LedgerEntry  # noqa: E402
+
+
+def _ledger_table(store: FakeStore) -> Table:
+    table = getattr(store, "credit_ledger", None)
+    if table is None:
+        table = Table()
+        store.credit_ledger = table  # type: ignore[attr-defined]
+    return table
+
+
+class FakeCreditRepository(_Repository):
+    def __init__(self, uow: FakeUnitOfWork) -> None:
+        super().__init__(uow)
+        self._ledger = _ledger_table(self._store)
+
+    @staticmethod
+    def _account_key(tenant_id: str) -> Key:
+        return keys.credits_pk(tenant_id), keys.ACCOUNT_SK
+
+    def account(self, tenant_id: str) -> CreditAccount:
+        return self._ledger.get(self._account_key(tenant_id)) or CreditAccount(tenant_id=tenant_id)
+
+    def entries(self, tenant_id: str, limit: int, cursor: str | None) -> Page[LedgerEntry]:
+        """Newest first: ``E#{entry_id}`` descending (entry ids are numbered in commit order)."""
+        pk = keys.credits_pk(tenant_id)
+        begins = keys.ledger_entry_sk("")
+        rows = [row for row in self._ledger.partition(pk, forward=False) if row[0].startswith(begins)]
+        items, next_cursor, page = _paginate(rows, limit=limit, cursor=cursor, partition=("pk", pk),
+                                             forward=False, last_key=_lek(pk), sort_prefix=begins)
+        return Page(items=items, next_cursor=next_cursor, extra={"page": page})
+
+    def record(self, before: CreditAccount, after: CreditAccount, entry: LedgerEntry) -> None:
+        """Move the account from exactly ``before`` (balances and entry count; absent while the
+        count is 0) to ``after`` - ConflictError at commit otherwise - and put the new entry."""
+
+        def unchanged(current: CreditAccount | None) -> bool:
+            return current == before if current is not None else before.entry_count == 0
+
+        pk = keys.credits_pk(before.tenant_id)
+        self._stage(self._ledger, (pk, keys.ACCOUNT_SK), after, unchanged)
+        self._stage(self._ledger, (pk, keys.ledger_entry_sk(entry.entry_id)), entry, _absent)

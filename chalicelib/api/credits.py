@@ -55,7 +55,7 @@ def list_entries(ctx: Ctx) -> Response:
        tags=("Credits",), responses={201: "CreditTopup"}, errors=(400, 403, 404), request_body="TopupRequest")
 def create_topup(ctx: Ctx) -> Response:
     """Platform admins only (owners/admins of the platform tenant `1`): credits a tenant's account."""
-    ctx.principal.require(Permission.TENANT_DELETE)  # owner/admin
+    ctx.principal.require(Permission.CREDITS_TOPUP)
     if ctx.principal.tenant_id != PLATFORM_TENANT_ID:
         raise PermissionDeniedError("Only platform administrators can top up credits.", code="FORBIDDEN")
     body = ctx.body()

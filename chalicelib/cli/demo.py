@@ -71,7 +71,7 @@ def seed(dev_secrets: dict[str, Any]) -> dict[str, Any]:
                     display_name=display_name, source=CustomerSource.INTEGRATION, created_at=now,
                     updated_at=now))
     uow.commit()
-    if uow.credits.entry_count(DEMO_TENANT_ID) == 0:
+    if uow.credits.account(DEMO_TENANT_ID).entry_count == 0:
         credit_service.topup(uow, DEMO_TENANT_ID, DEMO_CREDITS, actor="operator:seed", now=now,
                              description="Demo credits")
     return {"tenantId": DEMO_TENANT_ID, "adminUserId": ADMIN_USER}

@@ -101,6 +101,31 @@ def read_state() -> dict[str, Any] | None:
     return state
 
 
+_dynamodb_lock = threading.RLock()
+
+
+def serialize_moto_dynamodb() -> None:
+    """Make moto answer one DynamoDB request at a time.
+
+    Real DynamoDB applies each write and each TransactWriteItems atomically; moto's
+    threaded server does not (a cancelled transaction restores a stale copy of the
+    table over other threads' writes). Serialising DynamoDB calls restores the
+    atomicity the product relies on; other services (SQS long polls) stay parallel.
+    """
+    from moto.dynamodb.responses import DynamoHandler
+
+    if getattr(DynamoHandler.call_action, "_tally_serialized", False):
+        return
+    original = DynamoHandler.call_action
+
+    def call_action(self: Any) -> Any:
+        with _dynamodb_lock:
+            return original(self)
+
+    call_action._tally_serialized = True  # type: ignore[attr-defined]
+    DynamoHandler.call_action = call_action
+
+
 @dataclass
 class LocalStack:
     """Start/stop the whole local stack (used by ``tally dev up`` and real-HTTP tests)."""
@@ -124,6 +149,7 @@ class LocalStack:
         from moto.server import ThreadedMotoServer
 
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        serialize_moto_dynamodb()
         self.moto_port = self.moto_port or free_port()
         self._moto = ThreadedMotoServer(ip_address=self.host, port=self.moto_port, verbose=False)
         self._moto.start()

@@ -41,6 +41,7 @@ class CreditAccount:
     tenant_id: str
     credit_balance: int = 0
     reserved: int = 0
+    entry_count: int = 0  # entries so far: the next entry is number entry_count + 1
 
     @property
     def available(self) -> int:
@@ -58,6 +59,11 @@ class LedgerEntry:
     created_at: datetime
 
 
+def entry_id_for(number: int) -> str:
+    """Entries are numbered in commit order (the account update that writes them is exact)."""
+    return f"ent_{number:012d}"
+
+
 def _positive(amount: int, what: str) -> None:
     if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
         raise ValidationError(f"{what} must be a positive integer", field="amount")
@@ -69,6 +75,11 @@ def apply(account: CreditAccount, entry_type: EntryType, amount: int) -> tuple[C
     Raises when a hold or the balance would go negative: nothing is ever
     resolved twice, and available credit never drops below zero.
     """
+    after, signed = _move(account, entry_type, amount)
+    return replace(after, entry_count=account.entry_count + 1), signed
+
+
+def _move(account: CreditAccount, entry_type: EntryType, amount: int) -> tuple[CreditAccount, int]:
     _positive(amount, "amount")
     if entry_type == EntryType.TOPUP:
         if amount > MAX_TOPUP:

@@ -20,7 +20,7 @@ class CustomerSource(StrEnum):
 
 def check_customer_id(value: object) -> str:
     """Letters, digits and ``_ - . :``, 1-128 characters (SPEC)."""
-    if not isinstance(value, str) or not CUSTOMER_ID_RE.match(value):
+    if not isinstance(value, str) or not CUSTOMER_ID_RE.fullmatch(value):
         raise ValidationError(
             "customerId must be 1-128 characters of letters, digits, '_', '-', '.', ':'",
             field="customerId",

@@ -13,7 +13,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from chalicelib.domain.amounts import plain
+from chalicelib.domain.amounts import fraction_digits, plain
 from chalicelib.domain.customers import check_customer_id
 from chalicelib.domain.errors import ValidationError
 from chalicelib.domain.identity import Environment
@@ -82,8 +82,7 @@ def _check_delta(value: object, prefix: str) -> Decimal:
         raise _fail("delta", "must not be zero", prefix)
     if abs(amount) > MAX_ABS_DELTA:
         raise _fail("delta", "must be within ±1,000,000,000", prefix)
-    exponent = amount.normalize().as_tuple().exponent
-    if isinstance(exponent, int) and exponent < -MAX_FRACTION_DIGITS:
+    if fraction_digits(amount) > MAX_FRACTION_DIGITS:
         raise _fail("delta", f"must have at most {MAX_FRACTION_DIGITS} fractional digits", prefix)
     return plain(amount)
 
@@ -105,7 +104,8 @@ def _check_metadata(value: object, prefix: str) -> dict[str, Any] | None:
         raise _fail("metadata", f"must have at most {MAX_METADATA_KEYS} keys", prefix)
     if _depth(value) > MAX_METADATA_DEPTH:
         raise _fail("metadata", f"must nest at most {MAX_METADATA_DEPTH} levels", prefix)
-    if len(json.dumps(value, default=str).encode()) > MAX_METADATA_BYTES:
+    size = len(json.dumps(value, default=str, ensure_ascii=False, separators=(",", ":")).encode())
+    if size > MAX_METADATA_BYTES:
         raise _fail("metadata", f"must serialise to at most {MAX_METADATA_BYTES} bytes", prefix)
     return value
 
@@ -122,7 +122,8 @@ def _optional_text(body: dict, name: str, limit: int, prefix: str) -> str | None
 def parse_delta(body: object, *, prefix: str = "") -> DeltaInput:
     """Validate one submitted delta; errors name the field (``deltas[3].delta``)."""
     if not isinstance(body, dict):
-        raise ValidationError(f"{prefix or 'body '}must be a JSON object".strip(), field=prefix.rstrip(".") or "body")
+        where = prefix.rstrip(".") or "body"
+        raise ValidationError(f"{where} must be a JSON object", field=where)
     try:
         customer_id = check_customer_id(body.get("customerId"))
     except ValidationError as exc:

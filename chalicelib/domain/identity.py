@@ -41,6 +41,7 @@ class Permission(StrEnum):
     API_KEYS_WRITE = "api_keys:write"
     AUDIT_READ = "audit:read"
     CUSTOMERS_WRITE = "customers:write"
+    CREDITS_TOPUP = "credits:topup"  # and the caller's tenant must be the platform tenant
 
 
 _EVERYONE = frozenset(Role)
@@ -54,6 +55,7 @@ ROLE_PERMISSIONS: dict[Permission, frozenset[Role]] = {
     Permission.API_KEYS_WRITE: _ADMINS,
     Permission.AUDIT_READ: _ADMINS,
     Permission.CUSTOMERS_WRITE: _ADMINS | {Role.MANAGER},
+    Permission.CREDITS_TOPUP: _ADMINS,
 }
 
 

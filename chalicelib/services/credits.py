@@ -10,8 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from chalicelib.domain.audit import AuditEntry
-from chalicelib.domain.credentials import time_ordered_id
-from chalicelib.domain.credits import CreditAccount, EntryType, LedgerEntry, apply
+from chalicelib.domain.credits import CreditAccount, EntryType, LedgerEntry, apply, entry_id_for
 from chalicelib.domain.errors import ConflictError, NotFoundError
 from chalicelib.services.ports import Page, UnitOfWork
 
@@ -27,7 +26,7 @@ def move_credits(
         before = uow.credits.account(tenant_id)
         after, signed = apply(before, entry_type, amount)
         entry = LedgerEntry(
-            tenant_id=tenant_id, entry_id=time_ordered_id(int(now.timestamp() * 1000), 20),
+            tenant_id=tenant_id, entry_id=entry_id_for(after.entry_count),
             entry_type=entry_type, amount=signed, description=description,
             balance_after=after.available, created_at=now,
         )
@@ -88,5 +87,5 @@ def entries(uow: UnitOfWork, tenant_id: str, *, limit: int, cursor: str | None, 
             result = Page(items=[], next_cursor=None, extra={"page": page})
             break
         result = uow.credits.entries(tenant_id, limit, result.next_cursor)
-    result.total = uow.credits.entry_count(tenant_id)
+    result.total = uow.credits.account(tenant_id).entry_count
     return result

@@ -21,7 +21,7 @@ from typing import Any
 from chalicelib.domain.billing import acceptance_capacity
 from chalicelib.domain.clock import period_of
 from chalicelib.domain.credentials import random_id, time_ordered_id
-from chalicelib.domain.credits import EntryType, LedgerEntry, apply
+from chalicelib.domain.credits import EntryType, LedgerEntry, apply, entry_id_for
 from chalicelib.domain.deltas import CreditState, Delta, DeltaInput, DeltaStatus
 from chalicelib.domain.errors import (
     ConflictError,
@@ -137,7 +137,7 @@ class _Attempt:
         if cost:
             account_after, amount = apply(self.account, EntryType.RESERVATION, cost * len(chunk))
             uow.credits.record(self.account, account_after, LedgerEntry(
-                tenant_id=principal.tenant_id, entry_id=time_ordered_id(stamp, 20),
+                tenant_id=principal.tenant_id, entry_id=entry_id_for(account_after.entry_count),
                 entry_type=EntryType.RESERVATION, amount=amount,
                 description=f"Credits reserved for pending verifications — {len(chunk)} "
                             f"delta{'s' if len(chunk) != 1 else ''}",

@@ -4,69 +4,22 @@ and through the `tally` CLI exactly as the README shows."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from chalicelib.cli.devstack import free_port
+from tests.integration.localstack import TALLY, call, local_stack, stack_env, tally
 
-TALLY = str(Path(sys.executable).with_name("tally"))
 CREDENTIAL_KEYS = {"baseUrl", "tenantId", "jwt", "apiKeys", "platformToken", "cookieJar"}
-
-
-def _env(home: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TALLY_", "AWS_"))}
-    env["TALLY_HOME"] = str(home)
-    return env
-
-
-def call(method: str, url: str, headers: dict | None = None, body: dict | None = None) -> tuple[int, dict, dict]:
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method=method, headers=headers or {})
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, dict(response.headers), json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, dict(exc.headers), json.loads(exc.read())
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    home = tmp_path_factory.mktemp("tally-home")
-    port = free_port()
-    log = (home / "stack.log").open("w")
-    proc = subprocess.Popen([TALLY, "dev", "up", "--port", str(port)], env=_env(home), stdout=log,
-                            stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if call("GET", f"{base}/health")[0] == 200 and (home / "state.json").exists():
-                break
-        except OSError:
-            time.sleep(0.2)
-        assert proc.poll() is None, (home / "stack.log").read_text()
-    else:
-        proc.kill()
-        pytest.fail("local stack did not start: " + (home / "stack.log").read_text())
-    yield {"base": base, "home": home, "proc": proc}
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=20)
-
-
-def tally(stack, *args: str) -> str:
-    done = subprocess.run([TALLY, *args], env=_env(stack["home"]), capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
-    return done.stdout
+    yield from local_stack(tmp_path_factory, "tally-home")
 
 
 def test_credentials_have_the_documented_shape(stack):
@@ -145,7 +98,7 @@ def test_unknown_routes_answer_the_envelope(stack):
 
 
 def test_a_second_stack_refuses_to_start_while_one_runs(stack):
-    done = subprocess.run([TALLY, "dev", "up", "--port", str(free_port())], env=_env(stack["home"]),
+    done = subprocess.run([TALLY, "dev", "up", "--port", str(free_port())], env=stack_env(stack["home"]),
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 1 and "already running" in done.stdout
 
@@ -154,6 +107,6 @@ def test_ctrl_c_stops_cleanly_and_removes_the_state_file(stack):
     stack["proc"].send_signal(signal.SIGINT)
     assert stack["proc"].wait(timeout=20) == 0
     assert not (stack["home"] / "state.json").exists()
-    done = subprocess.run([TALLY, "dev", "credentials", "--json"], env=_env(stack["home"]), capture_output=True,
+    done = subprocess.run([TALLY, "dev", "credentials", "--json"], env=stack_env(stack["home"]), capture_output=True,
                           text=True, timeout=60)
     assert done.returncode != 0 and "No running local stack" in done.stderr

@@ -206,6 +206,7 @@ ALLOWED = {
     Permission.API_KEYS_WRITE: {Role.OWNER, Role.ADMIN},
     Permission.AUDIT_READ: {Role.OWNER, Role.ADMIN},
     Permission.CUSTOMERS_WRITE: {Role.OWNER, Role.ADMIN, Role.MANAGER},
+    Permission.CREDITS_TOPUP: {Role.OWNER, Role.ADMIN},
 }
 
 

@@ -686,7 +686,7 @@ def _account_from(tenant_id: str, record: CreditAccountRecord | None) -> CreditA
     if record is None:
         return CreditAccount(tenant_id=tenant_id)
     return CreditAccount(tenant_id=tenant_id, credit_balance=int(record.credit_balance or 0),
-                         reserved=int(record.reserved or 0))
+                         reserved=int(record.reserved or 0), entry_count=int(record.entry_count or 0))
 
 
 def _entry_from(record: LedgerEntryRecord) -> LedgerEntry:
@@ -706,10 +706,6 @@ class DynamoCreditRepository(_Repository):
         record = _get(CreditAccountRecord, keys.credits_pk(tenant_id), keys.ACCOUNT_SK)
         return _account_from(tenant_id, record)
 
-    def entry_count(self, tenant_id: str) -> int:
-        record = _get(CreditAccountRecord, keys.credits_pk(tenant_id), keys.ACCOUNT_SK)
-        return int(record.entry_count or 0) if record else 0
-
     def entries(self, tenant_id: str, limit: int, cursor: str | None) -> Page[LedgerEntry]:
         """Newest first."""
         pk = keys.credits_pk(tenant_id)
@@ -723,16 +719,18 @@ class DynamoCreditRepository(_Repository):
         """Move the account from ``before`` to ``after`` (exactly: fails if it changed) and add the entry."""
         pk = keys.credits_pk(before.tenant_id)
         account = CreditAccountRecord(pk, keys.ACCOUNT_SK)
-        condition = ((CreditAccountRecord.credit_balance == before.credit_balance)
-                     & (CreditAccountRecord.reserved == before.reserved))
-        if before.credit_balance == 0 and before.reserved == 0:
-            condition = CreditAccountRecord.pk.does_not_exist() | condition
+        if before.entry_count == 0:
+            condition = CreditAccountRecord.pk.does_not_exist()
+        else:
+            condition = ((CreditAccountRecord.entry_count == before.entry_count)
+                         & (CreditAccountRecord.credit_balance == before.credit_balance)
+                         & (CreditAccountRecord.reserved == before.reserved))
         self._stage("update", account, condition=condition, actions=[
             CreditAccountRecord.tenant_id.set(before.tenant_id),
             CreditAccountRecord.credit_balance.set(after.credit_balance),
             CreditAccountRecord.reserved.set(after.reserved),
             CreditAccountRecord.available.set(after.available),
-            CreditAccountRecord.entry_count.add(1),
+            CreditAccountRecord.entry_count.set(after.entry_count),
         ])
         self._stage("save", LedgerEntryRecord(
             pk, keys.ledger_entry_sk(entry.entry_id),

@@ -1,0 +1,325 @@
+"""Concurrent acceptance against moto: billing limits hold exactly, sequences stay gap-free.
+
+SPEC "The delta lifecycle": acceptance is one atomic step (delta stored, usage
+counted, credits reserved), "all or nothing, correct under concurrency". Many
+threads race ``ingest.submit_deltas`` for one tenant and we check every counter
+against what was actually stored.
+
+moto applies DynamoDB operations without any cross-thread isolation (a
+TransactWriteItems even backs up and restores whole tables around itself), so the
+``atomic_dynamodb`` fixture gives it DynamoDB's own per-operation atomicity. The
+product's read → plan → conditional-write races remain fully exposed.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import random
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from moto.dynamodb.models import DynamoDBBackend
+
+from chalicelib import bootstrap
+from chalicelib.adapters.dynamodb import keys
+from chalicelib.adapters.dynamodb.models import CustomerRecord, DeltaRecord
+from chalicelib.domain.clock import period_of
+from chalicelib.domain.credits import EntryType
+from chalicelib.domain.deltas import CreditState, DeltaInput, DeltaStatus
+from chalicelib.domain.identity import ApiKeyPrincipal, Environment
+from chalicelib.domain.tenants import BillingMode, Tenant
+from chalicelib.services import credits as credit_service
+from chalicelib.services import ingest
+from chalicelib.services.usage import usage_figures
+
+P, S = Environment.PRODUCTION, Environment.SANDBOX
+CUSTOMERS = [f"cust_{n}" for n in range(5)]
+
+# moto.dynamodb.models.DynamoDBBackend methods that read or write items. BatchGetItem's
+# work happens in responses.py through get_item (each item read on its own, exactly
+# as DynamoDB's BatchGetItem is not a snapshot across items); the no-op
+# ``batch_get_item`` stub is wrapped anyway in case a later moto moves the logic.
+BACKEND_OPERATIONS = ("transact_write_items", "put_item", "update_item", "delete_item", "get_item",
+                      "batch_get_item", "transact_get_items", "query", "scan")
+
+
+@pytest.fixture
+def atomic_dynamodb(aws: dict, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Serialise moto's DynamoDB backend operations with one re-entrant lock.
+
+    This models DynamoDB itself, NOT a workaround in the product: in DynamoDB every
+    single-item write is atomic and every TransactWriteItems is all-or-nothing and
+    isolated, whereas moto's in-process backend mutates plain dicts from whatever
+    thread calls it (a failed transaction restores deep copies of whole tables,
+    undoing other threads' writes). The lock covers one backend call at a time
+    only; between the service's snapshot read and its conditional commit other
+    threads still interleave freely, which is exactly the race under test.
+    """
+    lock = threading.RLock()
+
+    def locked(method: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(method)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with lock:
+                return method(*args, **kwargs)
+
+        return wrapper
+
+    wrapped = [name for name in BACKEND_OPERATIONS if hasattr(DynamoDBBackend, name)]
+    assert {"transact_write_items", "put_item", "update_item", "get_item", "query"} <= set(wrapped)
+    for name in wrapped:
+        monkeypatch.setattr(DynamoDBBackend, name, locked(getattr(DynamoDBBackend, name)))
+    yield
+
+
+@pytest.fixture
+def tenant_factory(world, atomic_dynamodb) -> Callable[..., Tenant]:
+    world.tenant("Platform")  # id "1" is the operator; customer tenants start at "2"
+
+    def make(name: str, **options: Any) -> Tenant:
+        return world.tenant(name, **options)
+
+    return make
+
+
+@dataclass
+class Submitted:
+    environment: Environment
+    item: DeltaInput
+    outcome: ingest.Outcome
+
+
+Workload = list[tuple[Environment, list[list[DeltaInput]]]]  # per thread: its environment and its calls
+
+
+def _workload(threads: int, sizes: list[int], seed: int, environments: tuple[Environment, ...] = (P,)) -> Workload:
+    """Per thread, per call: the deltas to submit (1 = a single `emit`, >1 = a small batch)."""
+    rng = random.Random(seed)
+    plan: Workload = []
+    serial = 0
+    for thread in range(threads):
+        calls = []
+        for call, size in enumerate(sizes):
+            items = []
+            for _ in range(size):
+                serial += 1
+                # Distinct exact amounts (some negative, some fractional) so balances are checkable.
+                amount = Decimal(serial) / 100 * (-1 if serial % 7 == 0 else 1)
+                items.append(DeltaInput(customer_id=rng.choice(CUSTOMERS), delta=amount,
+                                        reason=f"thread {thread} call {call}"))
+            calls.append(items)
+        plan.append((environments[thread % len(environments)], calls))
+    return plan
+
+
+def _run_concurrently(tenant: Tenant, workload: Workload, now) -> list[Submitted]:
+    """Every thread submits its calls in order, all threads released at once; outcomes flattened."""
+    start = threading.Barrier(len(workload))
+
+    def worker(environment: Environment, calls: list[list[DeltaInput]]) -> list[Submitted]:
+        principal = ApiKeyPrincipal(tenant_id=tenant.id, environment=environment, key_id=f"key_{environment}")
+        start.wait(timeout=30)
+        done = []
+        for items in calls:
+            uow = bootstrap.unit_of_work()  # one per call: units of work hold staged writes
+            outcomes = ingest.submit_deltas(uow, principal, list(items), now=now)
+            assert [o.index for o in outcomes] == list(range(len(items)))
+            done.extend(Submitted(environment, item, outcome) for item, outcome in zip(items, outcomes, strict=True))
+        return done
+
+    with ThreadPoolExecutor(max_workers=len(workload)) as pool:
+        futures = [pool.submit(worker, environment, calls) for environment, calls in workload]
+        return [done for future in futures for done in future.result(timeout=120)]
+
+
+def _customer_row(tenant: Tenant, environment: Environment, customer_id: str) -> CustomerRecord | None:
+    try:
+        return CustomerRecord.get(keys.env_pk(tenant.id, environment), keys.customer_sk(customer_id),
+                                  consistent_read=True)
+    except CustomerRecord.DoesNotExist:
+        return None
+
+
+def _assert_stored_deltas_match(tenant: Tenant, accepted: list[Submitted], *, credits_each: int) -> None:
+    """Per customer: stored sequence numbers are exactly 1..k, the row's counters agree, and
+    the stored deltas are exactly the accepted ones (a refused delta left nothing behind)."""
+    uow = bootstrap.unit_of_work()
+    by_record = {s.outcome.data["recordId"]: s for s in accepted}
+    assert len(by_record) == len(accepted), "record ids must be unique"
+    stored_ids: set[str] = set()
+    for environment in Environment:
+        for customer_id in CUSTOMERS:
+            rows = list(DeltaRecord.customer_seq_index.query(keys.customer_key(tenant.id, environment, customer_id)))
+            sequence = [int(row.sequence_number) for row in rows]
+            k = len(rows)
+            assert sequence == list(range(1, k + 1)), f"{environment}/{customer_id}: sequence numbers {sequence}"
+            customer = _customer_row(tenant, environment, customer_id)
+            if k == 0:
+                assert customer is None or not customer.last_seq
+                continue
+            assert customer is not None
+            assert (int(customer.last_seq), int(customer.delta_count)) == (k, k), customer_id
+            assert customer.balance == sum((row.delta for row in rows), Decimal(0)), customer_id
+            assert customer.source == "integration"
+            for row in rows:
+                stored_ids.add(row.record_id)
+                submitted = by_record[row.record_id]
+                assert submitted.environment == environment
+                assert submitted.outcome.data["sequenceNumber"] == int(row.sequence_number)
+                item = submitted.item
+                assert (row.customer_id, row.delta, row.reason) == (item.customer_id, item.delta, item.reason)
+    assert stored_ids == set(by_record)
+    for record_id, submitted in by_record.items():
+        delta = uow.deltas.get(tenant.id, submitted.environment, record_id)
+        assert delta is not None and delta.status == DeltaStatus.QUEUED
+        assert delta.sequence_number == submitted.outcome.data["sequenceNumber"]
+        assert delta.delta == submitted.item.delta
+        assert delta.credits_reserved == credits_each
+        assert delta.credit_state == (CreditState.RESERVED if credits_each else CreditState.NONE)
+
+
+def _split(results: list[Submitted]) -> tuple[list[Submitted], list[Submitted]]:
+    accepted = [s for s in results if s.outcome.status == "QUEUED"]
+    failed = [s for s in results if s.outcome.status != "QUEUED"]
+    return accepted, failed
+
+
+# --- credits billing ------------------------------------------------------------------------
+
+
+def test_credits_cover_exactly_n_deltas_under_concurrency(tenant_factory, clock):
+    """12 threads x 8 calls (single emits and small batches) race for 40 credits, from both
+    environments (credits are per tenant): exactly 40 accepted, the rest refused, nothing lost."""
+    tenant = tenant_factory("Credits Co", billing_mode=BillingMode.CREDITS, plan="starter")
+    n = 40
+    credit_service.topup(bootstrap.unit_of_work(), tenant.id, n, actor="test", now=clock())
+    workload = _workload(threads=12, sizes=[1, 1, 2, 1, 1, 3, 1, 1], seed=4, environments=(P, S))
+    attempted = sum(len(items) for _env, calls in workload for items in calls)
+    assert attempted == 132
+
+    results = _run_concurrently(tenant, workload, clock())
+
+    accepted, failed = _split(results)
+    assert len(results) == attempted
+    assert len(accepted) == n
+    assert Counter(s.outcome.error.code for s in failed) == {"INSUFFICIENT_CREDITS": attempted - n}
+    assert all(s.outcome.data["status"] == "QUEUED" and not s.outcome.idempotent for s in accepted)
+
+    uow = bootstrap.unit_of_work()
+    account = credit_service.balances(uow, tenant.id)
+    assert (account.credit_balance, account.reserved, account.available) == (n, n, 0)
+
+    entries = list(uow.credits.entries(tenant.id, 1000, None).items)
+    assert uow.credits.account(tenant.id).entry_count == len(entries)
+    assert [e.entry_type for e in entries].count(EntryType.TOPUP) == 1
+    reservations = [e for e in entries if e.entry_type == EntryType.RESERVATION]
+    assert len(reservations) == len(entries) - 1
+    assert sum(e.amount for e in reservations) == -n
+    assert all(e.amount < 0 for e in reservations)
+    # Entry ids (time-ordered, one frozen instant here) do not give commit order, but the
+    # available balance strictly falls with every reservation, so balanceAfter does: replay
+    # the ledger in that order, each step moving by exactly the entry's amount.
+    chain = sorted(entries, key=lambda e: e.balance_after, reverse=True)
+    assert chain[0].entry_type == EntryType.TOPUP and chain[0].balance_after == n
+    for previous, entry in itertools.pairwise(chain):
+        assert entry.balance_after == previous.balance_after + entry.amount, (previous, entry)
+    assert chain[-1].balance_after == 0
+
+    usage = uow.usage.get(tenant.id, period_of(clock()))
+    assert usage.consumed == n
+    assert usage.by_environment == {str(env): sum(1 for s in accepted if s.environment == env) for env in (P, S)}
+    _assert_stored_deltas_match(tenant, accepted, credits_each=1)
+
+
+# --- free plan hard cap --------------------------------------------------------------------------
+
+
+def test_free_plan_accepts_exactly_its_cap_under_concurrency(tenant_factory, clock):
+    """130 deltas race for the free plan's 100 a month; the cap counts both environments together."""
+    tenant = tenant_factory("Free Co", plan="free")
+    workload = _workload(threads=10, sizes=[1, 2, 1, 4, 1, 3, 1], seed=7, environments=(P, S))
+    attempted = sum(len(items) for _env, calls in workload for items in calls)
+    assert attempted == 130
+
+    results = _run_concurrently(tenant, workload, clock())
+
+    accepted, failed = _split(results)
+    assert len(accepted) == 100
+    assert Counter(s.outcome.error.code for s in failed) == {"PLAN_LIMIT_EXCEEDED": 30}
+    uow = bootstrap.unit_of_work()
+    usage = uow.usage.get(tenant.id, period_of(clock()))
+    assert usage.consumed == 100
+    assert usage.by_environment == {str(env): sum(1 for s in accepted if s.environment == env) for env in (P, S)}
+    account = uow.credits.account(tenant.id)
+    assert (account.credit_balance, account.reserved) == (0, 0)
+    assert uow.credits.account(tenant.id).entry_count == 0
+    _assert_stored_deltas_match(tenant, accepted, credits_each=0)
+
+
+# --- paid monthly plan: overage, never refused ----------------------------------------------------
+
+
+def test_paid_monthly_plan_accepts_everything_and_overage_is_only_read(tenant_factory, clock):
+    tenant = tenant_factory("Starter Co", plan="starter")
+    period = period_of(clock())
+    seed = bootstrap.unit_of_work()
+    seed.usage.add(tenant.id, period, P, 99_980, cap=None)  # earlier this month
+    seed.commit()
+    workload = _workload(threads=8, sizes=[1, 3, 1, 2], seed=11)  # 8 x 4 calls, 56 deltas
+    attempted = sum(len(items) for _env, calls in workload for items in calls)
+    assert attempted == 56
+
+    results = _run_concurrently(tenant, workload, clock())
+
+    accepted, failed = _split(results)
+    assert failed == []
+    assert len(accepted) == attempted
+    uow = bootstrap.unit_of_work()
+    counter = uow.usage.get(tenant.id, period)
+    assert counter.consumed == 100_036
+    assert counter.by_environment == {"production": 100_036, "sandbox": 0}
+    # The write path only counts; overage is derived when usage is read.
+    figures = usage_figures(uow, tenant.id, period=period, now=clock())
+    assert (figures.overage_count, figures.remaining) == (36, 0)
+    assert figures.overage_charges_usd == Decimal("0.432")  # 36 x $0.012, exact
+    account = uow.credits.account(tenant.id)
+    assert (account.credit_balance, account.reserved) == (0, 0)
+    assert uow.credits.account(tenant.id).entry_count == 0
+    assert list(uow.credits.entries(tenant.id, 10, None).items) == []
+    _assert_stored_deltas_match(tenant, accepted, credits_each=0)
+
+
+# --- referenceId: one acceptance per (customer, referenceId), however many race for it ----------
+
+
+def test_racing_resubmissions_of_one_reference_store_it_once(tenant_factory, clock):
+    """8 threads send the same 5 referenced deltas (in different orders, as retrying clients
+    would): each is stored and charged once; every other answer replays the first acceptance."""
+    tenant = tenant_factory("Retry Co", billing_mode=BillingMode.CREDITS, plan="starter")
+    credit_service.topup(bootstrap.unit_of_work(), tenant.id, 100, actor="test", now=clock())
+    originals = [DeltaInput(customer_id=CUSTOMERS[i % 2], delta=Decimal(i + 1), reason=f"invoice {i}",
+                            reference_id=f"inv-{i}") for i in range(5)]
+    rng = random.Random(3)
+    workload: Workload = [(P, [rng.sample(originals, len(originals))]) for _ in range(8)]
+
+    results = _run_concurrently(tenant, workload, clock())
+
+    assert all(s.outcome.status == "QUEUED" for s in results)
+    by_reference: dict[str, set[str]] = {}
+    for s in results:
+        by_reference.setdefault(s.item.reference_id, set()).add(s.outcome.data["recordId"])
+    assert all(len(records) == 1 for records in by_reference.values()), by_reference
+    fresh = [s for s in results if not s.outcome.idempotent]
+    assert sorted(s.item.reference_id for s in fresh) == sorted(i.reference_id for i in originals)
+    uow = bootstrap.unit_of_work()
+    account = uow.credits.account(tenant.id)
+    assert (account.credit_balance, account.reserved) == (100, 5)
+    assert uow.usage.get(tenant.id, period_of(clock())).consumed == 5
+    _assert_stored_deltas_match(tenant, fresh, credits_each=1)
