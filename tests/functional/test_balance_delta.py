@@ -487,3 +487,11 @@ def test_reference_ids_are_unique_per_customer_and_environment(api, key, sandbox
     second = accepted(api.post(DELTA, json_body=body(second_customer, referenceId="ref-1"), headers=headers))
     assert second["recordId"] != first["recordId"] and "idempotent" not in second
     assert second["sequenceNumber"] == 1
+
+
+def test_metadata_with_fractional_numbers_is_stored_and_read_back_exactly(api, key):
+    raw = '{"customerId": "cust_meta", "delta": 1, "reason": "r", "metadata": {"rate": 1.25, "tiny": 0.000001, "n": 3}}'
+    record_id = accepted(post_raw(api, key, raw))["recordId"]
+    reply = api.get(f"/api/v1/balance/delta/{record_id}", headers=key)
+    assert reply.status == 200
+    assert '"metadata":{"rate":1.25,"tiny":0.000001,"n":3}' in reply.body.decode()

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 from pynamodb.attributes import (
     Attribute,
@@ -17,10 +18,11 @@ from pynamodb.attributes import (
     UTCDateTimeAttribute,
     VersionAttribute,
 )
-from pynamodb.constants import NUMBER
+from pynamodb.constants import NUMBER, STRING
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 
+from chalicelib import jsoncodec
 from chalicelib.settings import get_settings
 
 _settings = get_settings()
@@ -36,6 +38,18 @@ TABLES = {
     "deltas": _settings.table_name("deltas"),
     "idempotency": _settings.table_name("idempotency"),
 }
+
+
+class ExactJSONAttribute(Attribute[Any]):
+    """JSON stored as text with exact decimals (PynamoDB's JSONAttribute cannot encode Decimal)."""
+
+    attr_type = STRING
+
+    def serialize(self, value: Any) -> str | None:
+        return None if value is None else jsoncodec.dumps(value)
+
+    def deserialize(self, value: str) -> Any:
+        return jsoncodec.loads(value)
 
 
 class DecimalAttribute(Attribute[Decimal]):
@@ -185,7 +199,7 @@ class AuditRecord(_Keyed):
     target = UnicodeAttribute()
     environment = UnicodeAttribute(null=True)
     at = UTCDateTimeAttribute()
-    details = JSONAttribute(default=dict)
+    details = ExactJSONAttribute(default=dict)
 
 
 # --- customers, ledger and usage tables (the Balance API builds on these) ---
@@ -271,7 +285,7 @@ class DeltaRecord(_Keyed):
     delta = DecimalAttribute()
     reason = UnicodeAttribute()
     reference_id = UnicodeAttribute(null=True)
-    metadata = JSONAttribute(null=True)
+    metadata = ExactJSONAttribute(null=True)
     adjusts = UnicodeAttribute(null=True)
     period = UnicodeAttribute()
     status = UnicodeAttribute()
