@@ -17,7 +17,7 @@ _cache: dict[str, Any] = {}
 
 
 def override(**factories: Any) -> None:
-    """Replace ``clock`` / ``uow`` / ``jwt`` factories (tests); ``None`` restores the default."""
+    """Replace ``clock`` / ``uow`` / ``jwt`` / ``signer`` (tests); ``None`` restores the default."""
     for name, value in factories.items():
         if value is None:
             _overrides.pop(name, None)
@@ -48,6 +48,17 @@ def jwt_verifier() -> Any:
 
         _cache["jwt"] = JwtVerifier(get_settings())
     return _cache["jwt"]
+
+
+def signer() -> Any:
+    """The platform's Ed25519 signer (its secret is read once per process)."""
+    if "signer" in _overrides:
+        return _overrides["signer"]
+    if "signer" not in _cache:
+        from chalicelib.adapters.signing import load_signer
+
+        _cache["signer"] = load_signer(get_settings())
+    return _cache["signer"]
 
 
 def reset() -> None:

@@ -57,6 +57,9 @@ class Settings:
     # Balance API: per-key token bucket (requests/second and burst); 0 disables.
     rate_limit_per_second: float = 100.0
     rate_limit_burst: int = 200
+    # Ed25519 signing key: seed secret (Secrets Manager id) and the published key id.
+    signing_secret_id: str = "tally-local/signing-key"
+    signing_key_id: str = "k1"
 
     def table_name(self, suffix: str) -> str:
         """Physical DynamoDB table name for a logical table (``tenants`` …)."""
@@ -91,6 +94,9 @@ def load_settings() -> Settings:
         api_key_touch_seconds=_int("TALLY_API_KEY_TOUCH_SECONDS", 60),
         rate_limit_per_second=float(env.get("TALLY_RATE_LIMIT_PER_SECOND") or 100),
         rate_limit_burst=_int("TALLY_RATE_LIMIT_BURST", 200),
+        signing_secret_id=env.get("TALLY_SIGNING_SECRET_ID")
+        or env.get("TALLY_RESOURCE_PREFIX", "tally-local-").rstrip("-") + "/signing-key",
+        signing_key_id=env.get("TALLY_SIGNING_KEY_ID", "k1"),
     )
 
 

@@ -66,9 +66,11 @@ def aws(boto_session) -> Iterator[dict[str, str]]:
     """A fresh moto world with every resource of infra/resources.json."""
     from moto import mock_aws
 
+    from chalicelib import bootstrap
     from chalicelib.cli.resources import provision
 
     with mock_aws():
+        bootstrap.reset()  # no signer or verifier cached from another moto world
         yield provision(boto_session, stack_name=TEST_STACK, region="us-east-1")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from chalice import Blueprint, Response
 
+from chalicelib import bootstrap
 from chalicelib.api.responses import json_response, ok
 from chalicelib.api.routing import Auth, Ctx, route
 from chalicelib.settings import get_settings
@@ -29,3 +30,12 @@ def openapi_document(ctx: Ctx) -> Response:
 def health(ctx: Ctx) -> Response:
     """Answers without touching storage (load balancers, `make run` readiness)."""
     return ok({"status": "ok", "stage": get_settings().stage})
+
+
+@route(bp, "/api/v1/verification-keys", "GET", auth=Auth.NONE, summary="Public signing keys",
+       tags=("Verification",), responses={200: "VerificationKeys"})
+def verification_keys(ctx: Ctx) -> Response:
+    """Ed25519 public keys by key id: batch records, checkpoints and packages name the key that signed
+    them, so anyone can verify offline. No authentication."""
+    signer = bootstrap.signer()
+    return ok({"keys": [signer.public_key.view()]})

@@ -196,6 +196,11 @@ SCHEMAS: dict[str, dict] = {
     "CreditTopup": obj(["tenantId", "entry", "balances"],
                        {"tenantId": STR, "entry": {"$ref": "#/components/schemas/CreditEntry"},
                         "balances": {"$ref": "#/components/schemas/CreditBalances"}}),
+    "VerificationKeys": obj(["keys"], {"keys": {"type": "array", "items": obj(
+        ["keyId", "algorithm", "publicKey", "publicKeyPem", "status"],
+        {"keyId": STR, "algorithm": {"const": "Ed25519"}, "publicKey": STR, "publicKeyPem": STR,
+         "status": {"type": "string", "enum": ["active", "retired"]}},
+    )}}),
     "PlatformTenant": obj(
         ["id", "name", "subdomain", "final_domain", "https", "lang"],
         {

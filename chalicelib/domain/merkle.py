@@ -109,8 +109,8 @@ def consistency_proof(leaf_hashes: Sequence[bytes], old_size: int) -> list[bytes
             return [] if complete else [root_of(leaves)]
         k = _largest_power_of_two_below(n)
         if m <= k:
-            return subproof(m, leaves[:k], complete) + [root_of(leaves[k:])]
-        return subproof(m - k, leaves[k:], False) + [root_of(leaves[:k])]
+            return [*subproof(m, leaves[:k], complete), root_of(leaves[k:])]
+        return [*subproof(m - k, leaves[k:], False), root_of(leaves[:k])]
 
     return subproof(old_size, leaf_hashes, True)
 
