@@ -61,6 +61,16 @@ def signer() -> Any:
     return _cache["signer"]
 
 
+def verification_queue() -> Any:
+    if "queue" in _overrides:
+        return _overrides["queue"]
+    if "queue" not in _cache:
+        from chalicelib.adapters.queues import SqsVerificationQueue
+
+        _cache["queue"] = SqsVerificationQueue(get_settings())
+    return _cache["queue"]
+
+
 def reset() -> None:
     """Forget cached singletons (after settings change)."""
     _cache.clear()

@@ -60,6 +60,7 @@ class Settings:
     # Ed25519 signing key: seed secret (Secrets Manager id) and the published key id.
     signing_secret_id: str = "tally-local/signing-key"
     signing_key_id: str = "k1"
+    verify_queue_url: str = ""  # empty: found by name (`{prefix}verify`)
 
     def table_name(self, suffix: str) -> str:
         """Physical DynamoDB table name for a logical table (``tenants`` …)."""
@@ -97,6 +98,7 @@ def load_settings() -> Settings:
         signing_secret_id=env.get("TALLY_SIGNING_SECRET_ID")
         or env.get("TALLY_RESOURCE_PREFIX", "tally-local-").rstrip("-") + "/signing-key",
         signing_key_id=env.get("TALLY_SIGNING_KEY_ID", "k1"),
+        verify_queue_url=env.get("TALLY_VERIFY_QUEUE_URL", ""),
     )
 
 

@@ -63,7 +63,11 @@ TABLES = {
     "CustomersTable": table("customers"),
     "LedgerTable": table("ledger"),
     "UsageTable": table("usage"),
-    "DeltasTable": table("deltas", [("customer-seq-index", "customer_key", "seq_key")]),
+    "DeltasTable": table("deltas", [
+        ("customer-seq-index", "customer_key", "seq_key"),
+        ("pending-index", "pending_shard", "pending_since"),
+        ("root-index", "root_hex", None),
+    ]),
     "IdempotencyTable": table("idempotency", ttl="ttl"),
 }
 
@@ -219,7 +223,12 @@ def build() -> dict:
         },
     }
     resources["TallyFunctionRole"] = role()
-    resources["APIHandler"] = {"Properties": {"Role": {"Fn::GetAtt": ["TallyFunctionRole", "Arn"]}}}
+    role_arn = {"Fn::GetAtt": ["TallyFunctionRole", "Arn"]}
+    resources["APIHandler"] = {"Properties": {"Role": role_arn}}
+    resources["SweepUnverified"] = {"Properties": {"Role": role_arn}}
+    # The decorator names its queue `${AWS::StackName}-verify`: Chalice's Fn::Sub resolves it to VerifyQueue.
+    # The ARN is a plain string to CloudFormation, so order the queue first explicitly.
+    resources["ProcessVerifyQueue"] = {"DependsOn": ["VerifyQueue"], "Properties": {"Role": role_arn, "Timeout": 120}}
     resources["RestAPI"] = {"Properties": {"GatewayResponses": gateway_responses()}}
     return {
         "Parameters": {

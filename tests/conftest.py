@@ -26,6 +26,10 @@ from datetime import UTC, datetime, timedelta  # noqa: E402
 import moto  # noqa: E402,F401  - registers its botocore hook before any session exists
 import pytest  # noqa: E402
 
+from chalicelib.cli import motofixes  # noqa: E402
+
+motofixes.copy_tables_once_per_transaction()  # moto's rollback copies, once per table (see module)
+
 TEST_STACK = "tally-test"
 
 

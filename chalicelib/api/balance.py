@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from chalice import Blueprint, Response
 
+from chalicelib import bootstrap
 from chalicelib.api.request import header, int_param, query_param
 from chalicelib.api.responses import json_response, ok, page_body
 from chalicelib.api.routing import IDEMPOTENCY_HEADER, Auth, Ctx, path_param, query, route
@@ -12,13 +13,16 @@ from chalicelib.domain.customers import Customer
 from chalicelib.domain.deltas import MAX_BATCH, Delta, parse_delta
 from chalicelib.domain.errors import NotFoundError, ValidationError
 from chalicelib.domain.identity import Environment
+from chalicelib.domain.merkle import leaf_hash
 from chalicelib.jsoncodec import fingerprint
+from chalicelib.log import get_logger
 from chalicelib.services import customers as customer_service
 from chalicelib.services import ingest
 from chalicelib.services import usage as usage_service
 from chalicelib.services.idempotency import Answer, run_idempotent
 
 bp = Blueprint(__name__)
+log = get_logger("tally.balance")
 
 
 def customer_summary(customer: Customer) -> dict:
@@ -60,6 +64,17 @@ def _respond(answer: Answer) -> Response:
     return json_response(answer.body, answer.status, headers)
 
 
+def _enqueue(refs: list[tuple[str, str, str]]) -> None:
+    """Hand accepted deltas to the verifier; if SQS is unreachable the sweep finds them (never lost)."""
+    if not refs:
+        return
+    try:
+        bootstrap.verification_queue().enqueue(refs)
+    except Exception:
+        log.warning("verification enqueue failed; the sweep will pick these up", exc_info=True,
+                    extra={"records": len(refs)})
+
+
 def _outcome_item(outcome: ingest.Outcome) -> dict:
     if outcome.status == "QUEUED":
         item = {"index": outcome.index, "status": "QUEUED", **(outcome.data or {})}
@@ -85,6 +100,7 @@ def submit_delta(ctx: Ctx) -> Response:
         outcome = ingest.submit_deltas(ctx.uow, ctx.principal, [item], now=ctx.now)[0]
         if outcome.error is not None:
             raise outcome.error
+        _enqueue(ingest.accepted_refs(ctx.principal, [outcome]))
         data = dict(outcome.data or {})
         if outcome.idempotent:
             data["idempotent"] = True
@@ -113,6 +129,7 @@ def submit_batch(ctx: Ctx) -> Response:
 
     def run() -> Answer:
         outcomes = ingest.submit_deltas(ctx.uow, ctx.principal, inputs, now=ctx.now)
+        _enqueue(ingest.accepted_refs(ctx.principal, outcomes))
         results = [_outcome_item(o) for o in outcomes]
         queued = sum(1 for o in outcomes if o.status == "QUEUED")
         data = {"totalQueued": queued, "totalFailed": len(outcomes) - queued, "results": results}
@@ -140,6 +157,13 @@ def delta_view(delta: Delta) -> dict:
         "error": delta.error,
         "createdAt": iso_ms(delta.created_at),
         "updatedAt": iso_ms(delta.updated_at or delta.created_at),
+        "contentHash": delta.content_hash,
+        "proofHash": leaf_hash(bytes.fromhex(delta.content_hash)).hex() if delta.content_hash else None,
+        "batchId": delta.batch_id,
+        "leafIndex": delta.leaf_index,
+        "inclusionProof": delta.proof,
+        "proofRoot": delta.proof_root,
+        "verifiedAt": iso_ms(delta.verified_at),
     }
 
 

@@ -165,7 +165,10 @@ SCHEMAS: dict[str, dict] = {
         ["recordId", "receiptId", "status", "customerId", "delta", "sequenceNumber", "createdAt"],
         {**ACCEPTED_PROPS, "reason": STR, "referenceId": STR_OR_NULL, "metadata": {"type": ["object", "null"]},
          "adjusts": STR_OR_NULL, "period": STR, "environment": STR, "creditsReserved": INT,
-         "error": STR_OR_NULL, "createdAt": TS, "updatedAt": TS},
+         "error": STR_OR_NULL, "createdAt": TS, "updatedAt": TS, "contentHash": STR_OR_NULL,
+         "proofHash": STR_OR_NULL, "batchId": STR_OR_NULL, "leafIndex": {"type": ["integer", "null"]},
+         "inclusionProof": {"type": ["array", "null"], "items": STR}, "proofRoot": STR_OR_NULL,
+         "verifiedAt": TS_OR_NULL},
         closed=False,
     ),
     "ApiUsage": obj(
@@ -201,6 +204,14 @@ SCHEMAS: dict[str, dict] = {
         {"keyId": STR, "algorithm": {"const": "Ed25519"}, "publicKey": STR, "publicKeyPem": STR,
          "status": {"type": "string", "enum": ["active", "retired"]}},
     )}}),
+    "VerifyResult": obj(
+        ["verified", "proofRoot", "recordedAt", "summary", "records", "verification"],
+        {"verified": {"type": "boolean"}, "proofRoot": STR, "recordedAt": TS_OR_NULL,
+         "summary": {"type": ["object", "null"]},
+         "records": {"type": "array", "items": obj(["recordId", "leafIndex", "leafHash"],
+                                                  {"recordId": STR, "leafIndex": INT, "leafHash": STR})},
+         "verification": {"type": "object"}},
+    ),
     "PlatformTenant": obj(
         ["id", "name", "subdomain", "final_domain", "https", "lang"],
         {

@@ -7,6 +7,7 @@ because PynamoDB reads table names and endpoints at import time.
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import os
 import secrets
@@ -101,31 +102,6 @@ def read_state() -> dict[str, Any] | None:
     return state
 
 
-_dynamodb_lock = threading.RLock()
-
-
-def serialize_moto_dynamodb() -> None:
-    """Make moto answer one DynamoDB request at a time.
-
-    Real DynamoDB applies each write and each TransactWriteItems atomically; moto's
-    threaded server does not (a cancelled transaction restores a stale copy of the
-    table over other threads' writes). Serialising DynamoDB calls restores the
-    atomicity the product relies on; other services (SQS long polls) stay parallel.
-    """
-    from moto.dynamodb.responses import DynamoHandler
-
-    if getattr(DynamoHandler.call_action, "_tally_serialized", False):
-        return
-    original = DynamoHandler.call_action
-
-    def call_action(self: Any) -> Any:
-        with _dynamodb_lock:
-            return original(self)
-
-    call_action._tally_serialized = True  # type: ignore[attr-defined]
-    DynamoHandler.call_action = call_action
-
-
 @dataclass
 class LocalStack:
     """Start/stop the whole local stack (used by ``tally dev up`` and real-HTTP tests)."""
@@ -148,8 +124,11 @@ class LocalStack:
 
         from moto.server import ThreadedMotoServer
 
+        from chalicelib.cli import motofixes
+
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
-        serialize_moto_dynamodb()
+        motofixes.serialize_dynamodb()
+        motofixes.copy_tables_once_per_transaction()
         self.moto_port = self.moto_port or free_port()
         self._moto = ThreadedMotoServer(ip_address=self.host, port=self.moto_port, verbose=False)
         self._moto.start()
@@ -176,7 +155,8 @@ class LocalStack:
         if self.run_jobs:
             from chalicelib.cli.runner import JobRunner
 
-            self.runner = JobRunner(app=load_app(), sqs_client=boto3.client("sqs", region_name=REGION))
+            self.runner = JobRunner(app=load_app(), sqs_client=boto3.client("sqs", region_name=REGION),
+                                    stack_name=STACK_NAME)
             self.runner.start()
         if self.write_state:
             STATE_DIR.mkdir(parents=True, exist_ok=True)
@@ -201,12 +181,17 @@ class LocalStack:
         self._server_thread.start()
 
     def stop(self) -> None:
+        """Stop promptly: in-flight requests are abandoned (their threads are daemons), not awaited."""
         if getattr(self, "runner", None):
             self.runner.stop()
         if getattr(self, "_server", None):
+            self._server.server.block_on_close = False
             self._server.shutdown()
             self._server.server.server_close()
         if getattr(self, "_moto", None):
+            server = getattr(self._moto, "_server", None)
+            if server is not None:
+                server.block_on_close = False
             self._moto.stop()
         if self.write_state and STATE_FILE.exists():
             state = json.loads(STATE_FILE.read_text())
@@ -226,6 +211,7 @@ def run_forever(api_port: int = 8000) -> int:
     print("Stop with Ctrl-C.", flush=True)
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    faulthandler.register(signal.SIGUSR1)  # `kill -USR1 <pid>` prints every thread's stack
     try:
         while not stopping.wait(0.5):
             pass

@@ -44,6 +44,7 @@ class _Context:
 class JobRunner:
     app: Any
     sqs_client: Any = None
+    stack_name: str = ""  # resolves `${AWS::StackName}` in queue names, as CloudFormation does
     local_interval: float = 30.0
     poll_seconds: float = 0.2
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -80,7 +81,8 @@ class JobRunner:
         if self.sqs_client is None:
             return handled
         for source in self._sources("SQSEventConfig"):
-            url = self.sqs_client.get_queue_url(QueueName=source.queue)["QueueUrl"]
+            name = source.queue.replace("${AWS::StackName}", self.stack_name)
+            url = self.sqs_client.get_queue_url(QueueName=name)["QueueUrl"]
             messages = self.sqs_client.receive_message(
                 QueueUrl=url, MaxNumberOfMessages=min(source.batch_size, 10), WaitTimeSeconds=wait_seconds,
                 AttributeNames=["All"],
@@ -112,4 +114,4 @@ class JobRunner:
     def stop(self) -> None:
         self._stop.set()
         if self._thread:
-            self._thread.join(timeout=5)
+            self._thread.join(timeout=2)  # a handler mid-transaction is abandoned; the sweep redoes its work

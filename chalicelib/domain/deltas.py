@@ -7,7 +7,7 @@ kept with at most 6 fractional digits within ±1,000,000,000 (SPEC).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
@@ -164,4 +164,14 @@ class Delta:
     credit_state: CreditState = CreditState.NONE
     error: str | None = None
     updated_at: datetime | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    # Set when verified: fingerprint, place in the signed batch, inclusion proof.
+    content_hash: str | None = None
+    leaf_index: int | None = None
+    proof: list[str] | None = None
+    batch_id: str | None = None
+    proof_root: str | None = None
+    verified_at: datetime | None = None
+
+    @property
+    def awaiting_verification(self) -> bool:
+        return self.status in (DeltaStatus.QUEUED, DeltaStatus.PROCESSING)

@@ -210,3 +210,9 @@ def submit_deltas(
         outcomes[index] = Outcome(index, original.status, data=original.data, error=original.error,
                                   idempotent=original.status == "QUEUED")
     return [outcomes[i] for i in range(len(inputs))]
+
+
+def accepted_refs(principal: ApiKeyPrincipal, outcomes: list[Outcome]) -> list[tuple[str, str, str]]:
+    """Verification queue references for the deltas this request newly accepted."""
+    return [(principal.tenant_id, str(principal.environment), o.data["recordId"])
+            for o in outcomes if o.status == "QUEUED" and not o.idempotent and o.data]

@@ -10,18 +10,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
-from decimal import Decimal
-from typing import Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
-from chalicelib.domain.access import ApiKey, PlatformToken, Session
-from chalicelib.domain.audit import AuditEntry
-from chalicelib.domain.credits import CreditAccount, LedgerEntry
-from chalicelib.domain.customers import Customer
-from chalicelib.domain.deltas import Delta
-from chalicelib.domain.identity import Environment
-from chalicelib.domain.tenants import Tenant, User
-from chalicelib.domain.usage import UsageCounter
+if TYPE_CHECKING:  # annotations only: keeps `import app` (cold start) small
+    from datetime import datetime
+    from decimal import Decimal
+
+    from chalicelib.domain.access import ApiKey, PlatformToken, Session
+    from chalicelib.domain.audit import AuditEntry
+    from chalicelib.domain.batches import ChainHead, SealedBatch
+    from chalicelib.domain.credits import CreditAccount, LedgerEntry
+    from chalicelib.domain.customers import Customer
+    from chalicelib.domain.deltas import Delta
+    from chalicelib.domain.identity import Environment
+    from chalicelib.domain.tenants import Tenant, User
+    from chalicelib.domain.usage import UsageCounter
 
 T = TypeVar("T")
 
@@ -118,9 +121,20 @@ class DeltaRepository(Protocol):
                  references: list[tuple[str, str]], period: str) -> IngestSnapshot: ...
     def add(self, delta: Delta) -> None: ...
     def add_reference_guard(self, delta: Delta, response: dict, now: datetime) -> None: ...
+    def get_many(self, tenant_id: str, environment: Environment, record_ids: list[str]) -> list[Delta]: ...
+    def pending(self, shard: str, *, older_than: datetime, limit: int) -> list[tuple[str, Environment, str]]: ...
+    def mark_verified(self, delta: Delta, *, now: datetime) -> None: ...
+    def mark_failed(self, delta: Delta, *, error: str, now: datetime) -> None: ...
     def advance_customer(self, tenant_id: str, environment: Environment, customer_id: str, *,
                          expected_last_seq: int | None, count: int, balance_change: Decimal,
                          now: datetime) -> None: ...
+
+
+class BatchRepository(Protocol):
+    def head(self, tenant_id: str, environment: Environment) -> ChainHead: ...
+    def seal(self, batch: SealedBatch, head: ChainHead) -> None: ...
+    def get(self, tenant_id: str, environment: Environment, batch_id: str) -> SealedBatch | None: ...
+    def by_root(self, root: str) -> SealedBatch | None: ...
 
 
 class UsageRepository(Protocol):
@@ -152,6 +166,7 @@ class UnitOfWork(Protocol):
     audit: AuditRepository
     customers: CustomerRepository
     deltas: DeltaRepository
+    batches: BatchRepository
     usage: UsageRepository
     credits: CreditRepository
     idempotency: IdempotencyRepository

@@ -80,6 +80,24 @@ def reference_guard_pk(tenant_id: str, environment: str, customer_id: str, refer
     return f"T#{tenant_id}#E#{environment}#C#{customer_id}#REF#{reference_id}"
 
 
+BATCH_SK = "BATCH"
+HEAD_SK = "HEAD"
+PENDING_SHARDS = 8
+
+
+def batch_pk(tenant_id: str, environment: str, batch_id: str) -> str:
+    return f"T#{tenant_id}#E#{environment}#B#{batch_id}"
+
+
+def chain_pk(tenant_id: str, environment: str) -> str:
+    return f"T#{tenant_id}#E#{environment}#CHAIN"
+
+
+def pending_shard(record_id: str) -> str:
+    """Spreads the sparse pending index over a few partitions (stable per record)."""
+    return f"P#{sum(record_id.encode()) % PENDING_SHARDS}"
+
+
 def idempotency_pk(tenant_id: str, environment: str, scope: str, key: str) -> str:
     return f"T#{tenant_id}#E#{environment}#IDEM#{scope}#{key}"
 

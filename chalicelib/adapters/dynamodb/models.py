@@ -271,6 +271,27 @@ class CustomerSeqIndex(GlobalSecondaryIndex):
     seq_key = UnicodeAttribute(range_key=True)
 
 
+class PendingIndex(GlobalSecondaryIndex):
+    """Sparse: only deltas awaiting verification carry ``pending_shard`` (the sweep's work list)."""
+
+    class Meta:
+        index_name = "pending-index"
+        projection = AllProjection()
+
+    pending_shard = UnicodeAttribute(hash_key=True)
+    pending_since = UnicodeAttribute(range_key=True)
+
+
+class RootIndex(GlobalSecondaryIndex):
+    """Public verification finds a sealed batch by its Merkle root (sparse: batch records only)."""
+
+    class Meta:
+        index_name = "root-index"
+        projection = AllProjection()
+
+    root_hex = UnicodeAttribute(hash_key=True)
+
+
 class DeltaRecord(_Keyed):
     Meta = _meta("deltas")
     tenant_id = UnicodeAttribute()
@@ -294,6 +315,43 @@ class DeltaRecord(_Keyed):
     error = UnicodeAttribute(null=True)
     created_at = UTCDateTimeAttribute()
     updated_at = UTCDateTimeAttribute()
+    pending_shard = UnicodeAttribute(null=True)
+    pending_since = UnicodeAttribute(null=True)
+    pending_index = PendingIndex()
+    content_hash = UnicodeAttribute(null=True)
+    leaf_index = NumberAttribute(null=True)
+    proof = ListAttribute(of=UnicodeAttribute, null=True)
+    batch_id = UnicodeAttribute(null=True)
+    proof_root = UnicodeAttribute(null=True)
+    verified_at = UTCDateTimeAttribute(null=True)
+
+
+class BatchRecord(_Keyed):
+    """A sealed, signed Merkle batch; ``previous_root`` chains batches per tenant environment."""
+
+    Meta = _meta("deltas")
+    batch_id = UnicodeAttribute()
+    tenant_id = UnicodeAttribute()
+    environment = UnicodeAttribute()
+    root_hex = UnicodeAttribute()
+    root_index = RootIndex()
+    tree_size = NumberAttribute()
+    sequence = NumberAttribute()
+    previous_root = UnicodeAttribute(null=True)
+    sealed_at = UTCDateTimeAttribute()
+    key_id = UnicodeAttribute()
+    signature = UnicodeAttribute()
+    record_ids = ListAttribute(of=UnicodeAttribute)
+    leaf_hashes = ListAttribute(of=UnicodeAttribute)
+
+
+class ChainHeadRecord(_Keyed):
+    """The latest batch of a tenant environment: the hash chain's head (conditioned on ``sequence``)."""
+
+    Meta = _meta("deltas")
+    sequence = NumberAttribute()
+    last_root = UnicodeAttribute()
+    last_batch_id = UnicodeAttribute()
 
 
 class ReferenceGuardRecord(_Keyed):
@@ -333,6 +391,8 @@ ALL_MODELS: tuple[type[Model], ...] = (
     LedgerEntryRecord,
     UsageCounterRecord,
     DeltaRecord,
+    BatchRecord,
+    ChainHeadRecord,
     ReferenceGuardRecord,
     IdempotencyRecord,
 )

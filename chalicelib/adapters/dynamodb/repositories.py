@@ -16,6 +16,8 @@ from chalicelib.adapters.dynamodb.cursors import decode_cursor, encode_cursor
 from chalicelib.adapters.dynamodb.models import (
     ApiKeyRecord,
     AuditRecord,
+    BatchRecord,
+    ChainHeadRecord,
     CounterRecord,
     CreditAccountRecord,
     CustomerRecord,
@@ -31,6 +33,7 @@ from chalicelib.adapters.dynamodb.models import (
 )
 from chalicelib.domain.access import ApiKey, KeyStatus, PlatformToken, Session
 from chalicelib.domain.audit import AuditEntry
+from chalicelib.domain.batches import ChainHead, SealedBatch
 from chalicelib.domain.clock import iso_us
 from chalicelib.domain.credits import CreditAccount, EntryType, LedgerEntry
 from chalicelib.domain.customers import Customer, CustomerSource
@@ -535,6 +538,12 @@ def _delta_from(record: DeltaRecord) -> Delta:
         credit_state=CreditState(record.credit_state),
         error=record.error,
         updated_at=record.updated_at,
+        content_hash=record.content_hash,
+        leaf_index=int(record.leaf_index) if record.leaf_index is not None else None,
+        proof=list(record.proof) if record.proof is not None else None,
+        batch_id=record.batch_id,
+        proof_root=record.proof_root,
+        verified_at=record.verified_at,
     )
 
 
@@ -611,7 +620,57 @@ class DynamoDeltaRepository(_Repository):
             created_at=delta.created_at,
             updated_at=delta.updated_at or delta.created_at,
         )
+        if delta.awaiting_verification:
+            record.pending_shard = keys.pending_shard(delta.record_id)
+            record.pending_since = iso_us(delta.created_at)
         self._stage("save", record, condition=DeltaRecord.pk.does_not_exist())
+
+    def get_many(self, tenant_id: str, environment: Environment, record_ids: list[str]) -> list[Delta]:
+        """Consistent reads of many deltas (BatchGetItem), in the order asked; missing ids are skipped."""
+        env = str(environment)
+        wanted = [(DeltaRecord, keys.delta_pk(tenant_id, env, r), keys.DELTA_SK) for r in record_ids]
+        found = batch_get(wanted)
+        table = DeltaRecord.Meta.table_name
+        return [_delta_from(DeltaRecord.from_raw_data(found[(table, pk, sk)]))
+                for _m, pk, sk in wanted if (table, pk, sk) in found]
+
+    def pending(self, shard: str, *, older_than: datetime, limit: int) -> list[tuple[str, Environment, str]]:
+        """Deltas still awaiting verification, oldest first (the sparse index; no scan)."""
+        query = DeltaRecord.pending_index.query(
+            shard, DeltaRecord.pending_since < iso_us(older_than), limit=limit, page_size=limit)
+        return [(r.tenant_id, Environment(r.environment), r.record_id) for r in query]
+
+    def _pending_update(self, delta: Delta, actions: list) -> None:
+        record = DeltaRecord(keys.delta_pk(delta.tenant_id, str(delta.environment), delta.record_id), keys.DELTA_SK)
+        actions += [DeltaRecord.pending_shard.remove(), DeltaRecord.pending_since.remove()]
+        # Exactly once: only a delta still awaiting verification can be resolved.
+        condition = DeltaRecord.status.is_in(str(DeltaStatus.QUEUED), str(DeltaStatus.PROCESSING))
+        self._stage("update", record, condition=condition, actions=actions)
+
+    def mark_verified(self, delta: Delta, *, now: datetime) -> None:
+        actions = [
+            DeltaRecord.status.set(str(DeltaStatus.VERIFIED)),
+            DeltaRecord.content_hash.set(delta.content_hash),
+            DeltaRecord.leaf_index.set(delta.leaf_index),
+            DeltaRecord.proof.set(delta.proof),
+            DeltaRecord.batch_id.set(delta.batch_id),
+            DeltaRecord.proof_root.set(delta.proof_root),
+            DeltaRecord.verified_at.set(now),
+            DeltaRecord.updated_at.set(now),
+        ]
+        if delta.credit_state == CreditState.RESERVED:
+            actions.append(DeltaRecord.credit_state.set(str(CreditState.SETTLED)))
+        self._pending_update(delta, actions)
+
+    def mark_failed(self, delta: Delta, *, error: str, now: datetime) -> None:
+        actions = [
+            DeltaRecord.status.set(str(DeltaStatus.FAILED)),
+            DeltaRecord.error.set(error),
+            DeltaRecord.updated_at.set(now),
+        ]
+        if delta.credit_state == CreditState.RESERVED:
+            actions.append(DeltaRecord.credit_state.set(str(CreditState.REFUNDED)))
+        self._pending_update(delta, actions)
 
     def add_reference_guard(self, delta: Delta, response: dict, now: datetime) -> None:
         env = str(delta.environment)
@@ -644,6 +703,52 @@ class DynamoDeltaRepository(_Repository):
         else:
             condition = CustomerRecord.last_seq == expected_last_seq
         self._stage("update", record, condition=condition, actions=actions)
+
+
+# --- sealed batches and the hash chain -----------------------------------------------------------
+
+
+def _batch_from(record: BatchRecord) -> SealedBatch:
+    return SealedBatch(
+        batch_id=record.batch_id, tenant_id=record.tenant_id, environment=record.environment,
+        root=record.root_hex, tree_size=int(record.tree_size), sequence=int(record.sequence),
+        previous_root=record.previous_root, sealed_at=record.sealed_at, key_id=record.key_id,
+        record_ids=tuple(record.record_ids), leaf_hashes=tuple(record.leaf_hashes), signature=record.signature,
+    )
+
+
+class DynamoBatchRepository(_Repository):
+    def head(self, tenant_id: str, environment: Environment) -> ChainHead:
+        record = _get(ChainHeadRecord, keys.chain_pk(tenant_id, str(environment)), keys.HEAD_SK)
+        if record is None:
+            return ChainHead()
+        return ChainHead(int(record.sequence), record.last_root, record.last_batch_id)
+
+    def seal(self, batch: SealedBatch, head: ChainHead) -> None:
+        """Stage the batch and move the chain head from exactly ``head`` (one sealer wins a race)."""
+        self._stage("save", BatchRecord(
+            keys.batch_pk(batch.tenant_id, batch.environment, batch.batch_id), keys.BATCH_SK,
+            batch_id=batch.batch_id, tenant_id=batch.tenant_id, environment=batch.environment,
+            root_hex=batch.root, tree_size=batch.tree_size, sequence=batch.sequence,
+            previous_root=batch.previous_root, sealed_at=batch.sealed_at, key_id=batch.key_id,
+            signature=batch.signature, record_ids=list(batch.record_ids), leaf_hashes=list(batch.leaf_hashes),
+        ), condition=BatchRecord.pk.does_not_exist())
+        condition = (ChainHeadRecord.pk.does_not_exist() if head.sequence == 0
+                     else ChainHeadRecord.sequence == head.sequence)
+        self._stage("save", ChainHeadRecord(
+            keys.chain_pk(batch.tenant_id, batch.environment), keys.HEAD_SK,
+            sequence=batch.sequence, last_root=batch.root, last_batch_id=batch.batch_id,
+        ), condition=condition)
+
+    def get(self, tenant_id: str, environment: Environment, batch_id: str) -> SealedBatch | None:
+        record = _get(BatchRecord, keys.batch_pk(tenant_id, str(environment), batch_id), keys.BATCH_SK)
+        return _batch_from(record) if record else None
+
+    def by_root(self, root: str) -> SealedBatch | None:
+        """Public lookup by Merkle root (a GSI query; roots are unique in practice)."""
+        for record in BatchRecord.root_index.query(root, limit=1):
+            return _batch_from(record)
+        return None
 
 
 # --- usage counters -----------------------------------------------------------------------------

@@ -49,6 +49,7 @@ class DynamoUnitOfWork:
         self.audit = repos.DynamoAuditRepository(self)
         self.customers = repos.DynamoCustomerRepository(self)
         self.deltas = repos.DynamoDeltaRepository(self)
+        self.batches = repos.DynamoBatchRepository(self)
         self.usage = repos.DynamoUsageRepository(self)
         self.credits = repos.DynamoCreditRepository(self)
         self.idempotency = repos.DynamoIdempotencyRepository(self)

@@ -1,0 +1,50 @@
+"""Public verification (no authentication): anyone holding a proof root can check it."""
+
+from __future__ import annotations
+
+import re
+
+from chalice import Blueprint, Response
+
+from chalicelib import bootstrap
+from chalicelib.api.responses import ok
+from chalicelib.api.routing import Auth, Ctx, path_param, route
+from chalicelib.domain.clock import iso_ms
+from chalicelib.domain.fingerprints import canonical
+from chalicelib.domain.merkle import root_of
+
+bp = Blueprint(__name__)
+ROOT_RE = re.compile(r"^[0-9a-f]{64}$")
+
+
+@route(bp, "/api/v1/verify/{proofRoot}", "GET", auth=Auth.NONE, summary="Verify a proof root",
+       tags=("Verification",), responses={200: "VerifyResult"},
+       params=(path_param("proofRoot", "Hex SHA-256 Merkle root of a sealed batch."),))
+def verify_root(ctx: Ctx, proofRoot: str) -> Response:
+    """SDK `verify`: the sealed batch behind a root, its signature and root re-checked.
+
+    Shows only what the signed batch commits to (record ids and leaf hashes, no
+    amounts or customers); an unknown root answers `verified: false`."""
+    root = proofRoot.lower()
+    batch = ctx.uow.batches.by_root(root) if ROOT_RE.match(root) else None
+    if batch is None:
+        return ok({"verified": False, "proofRoot": proofRoot, "recordedAt": None, "summary": None,
+                   "records": [], "verification": {"reason": "No sealed batch has this root."}})
+    from chalicelib.adapters.signing import verify_signature
+
+    signer = bootstrap.signer()
+    key_known = batch.key_id == signer.key_id
+    signature_ok = key_known and verify_signature(signer.public_key.raw, canonical(batch.statement()),
+                                                  batch.signature)
+    root_ok = root_of([bytes.fromhex(h) for h in batch.leaf_hashes]).hex() == batch.root
+    return ok({
+        "verified": bool(signature_ok and root_ok),
+        "proofRoot": batch.root,
+        "recordedAt": iso_ms(batch.sealed_at),
+        "summary": {"batchId": batch.batch_id, "treeSize": batch.tree_size, "sequence": batch.sequence,
+                    "environment": batch.environment, "previousRoot": batch.previous_root},
+        "records": [{"recordId": r, "leafIndex": i, "leafHash": h}
+                    for i, (r, h) in enumerate(zip(batch.record_ids, batch.leaf_hashes, strict=True))],
+        "verification": {"algorithm": "Ed25519", "keyId": batch.key_id, "signature": batch.signature,
+                         "statement": batch.statement(), "signatureValid": signature_ok, "rootValid": root_ok},
+    })

@@ -1,0 +1,29 @@
+"""Verifier Lambdas (thin): the SQS-triggered verifier and the scheduled sweep."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chalicelib import bootstrap
+from chalicelib.adapters.queues import parse_message
+from chalicelib.domain.identity import Environment
+from chalicelib.log import get_logger
+from chalicelib.services import verification
+
+log = get_logger("tally.jobs.verifier")
+
+
+def handle_queue(event: Any) -> None:
+    """One SQS batch: verify every referenced delta. Raising returns the batch to the queue."""
+    refs = [(t, Environment(e), r) for record in event for t, e, r in parse_message(record.body)]
+    report = verification.verify_records(bootstrap.unit_of_work(), refs, now=bootstrap.now(),
+                                         signer=bootstrap.signer())
+    log.info("verified", extra={"verified": len(report.verified), "failed": len(report.failed),
+                                "batches": len(report.batches), "skipped": report.skipped})
+
+
+def handle_sweep(event: Any) -> None:
+    """Scheduled backstop for anything the queue missed."""
+    report = verification.sweep(bootstrap.unit_of_work(), now=bootstrap.now(), signer=bootstrap.signer())
+    if report.verified or report.failed:
+        log.info("sweep verified", extra={"verified": len(report.verified), "failed": len(report.failed)})

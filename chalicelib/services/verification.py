@@ -1,0 +1,165 @@
+"""Verifying accepted deltas: fingerprint, seal into a signed Merkle batch, settle.
+
+One transaction per sealed batch holds everything the batch changes: the batch
+record, the tenant environment's chain head (moved from exactly the head that
+was read), every delta's status (each conditioned on still awaiting
+verification) and the credit settlement with its ledger entry. A crash before
+the commit changes nothing; a rerun after it finds the deltas verified and skips
+them. So no delta is lost, and none is sealed, settled, released or refunded twice.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from chalicelib.domain.batches import SealedBatch
+from chalicelib.domain.clock import period_of
+from chalicelib.domain.credentials import time_ordered_id
+from chalicelib.domain.credits import EntryType, LedgerEntry, apply, entry_id_for
+from chalicelib.domain.deltas import CreditState, Delta
+from chalicelib.domain.errors import ConflictError
+from chalicelib.domain.fingerprints import canonical, content_hash, delta_content
+from chalicelib.domain.identity import Environment
+from chalicelib.domain.merkle import MerkleTree, leaf_hash
+from chalicelib.services.ports import UnitOfWork
+
+MAX_BATCH = 90  # deltas per sealed batch: leaves room in the 100-item transaction
+MAX_ATTEMPTS = 10
+SWEEP_GRACE = timedelta(seconds=30)
+
+
+@dataclass
+class VerifyReport:
+    verified: list[Delta] = field(default_factory=list)
+    failed: list[Delta] = field(default_factory=list)
+    batches: list[SealedBatch] = field(default_factory=list)
+    skipped: int = 0  # already resolved (reruns, duplicate messages)
+
+
+def _fingerprint(delta: Delta) -> tuple[str | None, str | None]:
+    """(content hash, None) or (None, terminal error) for content RFC 8785 cannot represent."""
+    try:
+        return content_hash(delta_content(delta)), None
+    except (ValueError, TypeError, OverflowError) as exc:  # rfc8785 errors subclass ValueError
+        return None, f"Content cannot be canonicalised (RFC 8785): {exc}"
+
+
+def _settle(uow: UnitOfWork, tenant_id: str, deltas: list[Delta], now: datetime, description: str) -> None:
+    reserved = sum(d.credits_reserved for d in deltas if d.credit_state == CreditState.RESERVED)
+    if not reserved:
+        return
+    before = uow.credits.account(tenant_id)
+    after, signed = apply(before, EntryType.SETTLEMENT, reserved)
+    uow.credits.record(before, after, LedgerEntry(
+        tenant_id=tenant_id, entry_id=entry_id_for(after.entry_count), entry_type=EntryType.SETTLEMENT,
+        amount=signed, description=description, balance_after=after.available, created_at=now))
+
+
+def _seal_once(uow: UnitOfWork, signer: Any, tenant_id: str, environment: Environment, deltas: list[Delta],
+               now: datetime) -> SealedBatch:
+    head = uow.batches.head(tenant_id, environment)
+    hashes = [d.content_hash or "" for d in deltas]
+    tree = MerkleTree([leaf_hash(bytes.fromhex(h)) for h in hashes])
+    batch = SealedBatch(
+        batch_id="bat_" + time_ordered_id(int(now.timestamp() * 1000), 20), tenant_id=tenant_id,
+        environment=str(environment), root=tree.root.hex(), tree_size=tree.size, sequence=head.sequence + 1,
+        previous_root=head.last_root, sealed_at=now, key_id=signer.key_id,
+        record_ids=tuple(d.record_id for d in deltas), leaf_hashes=tuple(leaf.hex() for leaf in tree.levels[0]),
+    )
+    batch = replace(batch, signature=signer.sign(canonical(batch.statement())))
+    uow.batches.seal(batch, head)
+    for index, delta in enumerate(deltas):
+        uow.deltas.mark_verified(replace(
+            delta, leaf_index=index, proof=[p.hex() for p in tree.inclusion_proof(index)],
+            batch_id=batch.batch_id, proof_root=batch.root), now=now)
+    _settle(uow, tenant_id, deltas, now, f"Verification batch settled — {len(deltas)} deltas")
+    uow.commit()
+    return batch
+
+
+def _fail_once(uow: UnitOfWork, delta: Delta, error: str, now: datetime) -> None:
+    """Terminal failure: FAILED with the error, its usage unit released, its credits refunded."""
+    uow.deltas.mark_failed(delta, error=error, now=now)
+    uow.usage.add(delta.tenant_id, delta.period or period_of(delta.created_at), delta.environment, -1, cap=None)
+    if delta.credit_state == CreditState.RESERVED and delta.credits_reserved:
+        before = uow.credits.account(delta.tenant_id)
+        after, signed = apply(before, EntryType.REFUND, delta.credits_reserved)
+        uow.credits.record(before, after, LedgerEntry(
+            tenant_id=delta.tenant_id, entry_id=entry_id_for(after.entry_count), entry_type=EntryType.REFUND,
+            amount=signed, description=f"Verification failed — {delta.record_id}", balance_after=after.available,
+            created_at=now))
+    uow.commit()
+
+
+def _retrying(uow: UnitOfWork, tenant_id: str, environment: Environment, record_ids: list[str],
+              action: Any) -> Any:
+    """Run ``action(pending deltas)``; on a lost race re-read and retry with what is still pending."""
+    for _attempt in range(MAX_ATTEMPTS):
+        pending = [d for d in uow.deltas.get_many(tenant_id, environment, record_ids) if d.awaiting_verification]
+        if not pending:
+            return None
+        try:
+            return action(pending)
+        except ConflictError:
+            uow.rollback()
+    raise ConflictError("Verification kept losing races; the sweep will retry.", code="CONCURRENT_WRITE")
+
+
+def _verify_group(uow: UnitOfWork, signer: Any, tenant_id: str, environment: Environment, record_ids: list[str],
+                  now: datetime, report: VerifyReport) -> None:
+    loaded = uow.deltas.get_many(tenant_id, environment, record_ids)
+    report.skipped += sum(1 for d in loaded if not d.awaiting_verification)
+    hashes: dict[str, str] = {}
+    for delta in (d for d in loaded if d.awaiting_verification):
+        digest, error = _fingerprint(delta)
+        if digest is not None:
+            hashes[delta.record_id] = digest
+            continue
+
+        def fail(live: list[Delta], reason: str = error or "") -> Delta:
+            _fail_once(uow, live[0], reason, now)
+            return replace(live[0], error=reason)
+
+        failed = _retrying(uow, tenant_id, environment, [delta.record_id], fail)
+        if failed is not None:
+            report.failed.append(failed)
+
+    def seal(live: list[Delta]) -> tuple[SealedBatch, list[Delta]]:
+        fingerprinted = [replace(d, content_hash=hashes[d.record_id]) for d in live]
+        return _seal_once(uow, signer, tenant_id, environment, fingerprinted, now), fingerprinted
+
+    good = list(hashes)
+    for start in range(0, len(good), MAX_BATCH):
+        outcome = _retrying(uow, tenant_id, environment, good[start : start + MAX_BATCH], seal)
+        if outcome is not None:
+            batch, sealed = outcome
+            report.batches.append(batch)
+            report.verified += [replace(d, batch_id=batch.batch_id, proof_root=batch.root, verified_at=now)
+                                for d in sealed]
+
+
+def verify_records(uow: UnitOfWork, refs: Iterable[tuple[str, Environment, str]], *, now: datetime,
+                   signer: Any) -> VerifyReport:
+    """Verify the referenced deltas (``(tenantId, environment, recordId)``); already resolved ones are skipped."""
+    report = VerifyReport()
+    groups: dict[tuple[str, Environment], list[str]] = defaultdict(list)
+    for tenant_id, environment, record_id in refs:
+        if record_id not in groups[(tenant_id, environment)]:
+            groups[(tenant_id, environment)].append(record_id)
+    for (tenant_id, environment), record_ids in groups.items():
+        _verify_group(uow, signer, tenant_id, environment, record_ids, now, report)
+    return report
+
+
+def sweep(uow: UnitOfWork, *, now: datetime, signer: Any, limit: int = 200) -> VerifyReport:
+    """The backstop: verify whatever the queue missed (the sparse pending index, never a scan)."""
+    from chalicelib.adapters.dynamodb.keys import PENDING_SHARDS
+
+    refs: list[tuple[str, Environment, str]] = []
+    for shard in range(PENDING_SHARDS):
+        refs += uow.deltas.pending(f"P#{shard}", older_than=now - SWEEP_GRACE, limit=limit)
+    return verify_records(uow, refs, now=now, signer=signer)

@@ -1,0 +1,110 @@
+"""Verification: signed Merkle batches, proofs on the status read, settlement once, public verify."""
+
+from __future__ import annotations
+
+import base64
+from datetime import timedelta
+
+import pytest
+
+from chalicelib import bootstrap
+from chalicelib.adapters.signing import verify_signature
+from chalicelib.domain.fingerprints import canonical, content_hash, delta_content
+from chalicelib.domain.identity import Environment
+from chalicelib.domain.merkle import leaf_hash, verify_inclusion
+from chalicelib.services import credits as credit_service
+from chalicelib.services import verification
+
+DELTA = "/api/v1/balance/delta"
+
+
+@pytest.fixture
+def credits_tenant(world, clock):
+    world.tenant("Platform")
+    tenant = world.tenant("Acme", billing_mode="credits", plan="starter")
+    credit_service.topup(bootstrap.unit_of_work(), tenant.id, 10, actor="test", now=clock())
+    return tenant
+
+
+@pytest.fixture
+def key(world, credits_tenant):
+    return {"X-Api-Key": world.api_key(credits_tenant, "production")[1]}
+
+
+def submit(api, key, customer: str, amount=1, **extra) -> str:
+    reply = api.post(DELTA, headers=key, json_body={"customerId": customer, "delta": amount, "reason": "r", **extra})
+    assert reply.status == 202, reply
+    return reply.data["recordId"]
+
+
+def verify(tenant, record_ids, clock) -> verification.VerifyReport:
+    refs = [(tenant.id, Environment.PRODUCTION, r) for r in record_ids]
+    return verification.verify_records(bootstrap.unit_of_work(), refs, now=clock(), signer=bootstrap.signer())
+
+
+def test_verified_deltas_carry_a_proof_that_checks_against_the_signed_batch(api, key, credits_tenant, clock):
+    ids = [submit(api, key, f"cust_{i % 2}", i + 1) for i in range(3)]
+    report = verify(credits_tenant, ids, clock)
+    assert len(report.verified) == 3 and len(report.batches) == 1
+    batch = report.batches[0]
+    public = base64.b64decode(api.get("/api/v1/verification-keys").data["keys"][0]["publicKey"])
+    assert verify_signature(public, canonical(batch.statement()), batch.signature)
+    for record_id in ids:
+        data = api.get(f"{DELTA}/{record_id}", headers=key).data
+        assert data["status"] == "VERIFIED" and data["batchId"] == batch.batch_id
+        stored = bootstrap.unit_of_work().deltas.get(credits_tenant.id, Environment.PRODUCTION, record_id)
+        assert data["contentHash"] == content_hash(delta_content(stored))
+        assert data["proofHash"] == leaf_hash(bytes.fromhex(data["contentHash"])).hex()
+        proof = [bytes.fromhex(p) for p in data["inclusionProof"]]
+        assert verify_inclusion(bytes.fromhex(data["proofHash"]), data["leafIndex"], batch.tree_size, proof,
+                                bytes.fromhex(batch.root))
+
+
+def test_settlement_happens_once_and_a_rerun_changes_nothing(api, key, credits_tenant, world, clock):
+    ids = [submit(api, key, "cust_a") for _ in range(4)]
+    verify(credits_tenant, ids, clock)
+    again = verify(credits_tenant, ids, clock)
+    assert again.skipped == 4 and not again.verified and not again.batches
+    balances = api.get("/dashboard/credit/balances", headers=world.auth(credits_tenant)).data
+    assert balances == {"creditBalance": 6, "availableBalance": 6, "reserved": 0}
+    types = [e["type"] for e in api.get("/dashboard/credit/entries", headers=world.auth(credits_tenant)).data["items"]]
+    assert types.count("settlement") == 1 and types.count("reservation") == 4
+
+
+def test_batches_chain_to_the_previous_root_and_the_sweep_finds_missed_deltas(api, key, credits_tenant, clock):
+    first = verify(credits_tenant, [submit(api, key, "cust_a")], clock).batches[0]
+    missed = submit(api, key, "cust_b")  # never handed to the verifier: the sweep must find it
+    clock.advance(minutes=1)
+    report = verification.sweep(bootstrap.unit_of_work(), now=clock(), signer=bootstrap.signer())
+    assert [d.record_id for d in report.verified] == [missed]
+    second = report.batches[0]
+    assert second.previous_root == first.root and second.sequence == first.sequence + 1
+    assert verification.sweep(bootstrap.unit_of_work(), now=clock() + timedelta(minutes=1),
+                              signer=bootstrap.signer()).verified == []
+
+
+def test_content_that_cannot_be_canonicalised_fails_and_is_refunded(api, key, credits_tenant, world, clock):
+    record_id = submit(api, key, "cust_big", metadata={"huge": 2 ** 60})
+    report = verify(credits_tenant, [record_id], clock)
+    assert [d.record_id for d in report.failed] == [record_id]
+    data = api.get(f"{DELTA}/{record_id}", headers=key).data
+    assert data["status"] == "FAILED" and "RFC 8785" in data["error"]
+    assert api.get("/dashboard/credit/balances", headers=world.auth(credits_tenant)).data == {
+        "creditBalance": 10, "availableBalance": 10, "reserved": 0}
+    usage = api.get("/dashboard/billing/usage", headers=world.auth(credits_tenant)).data
+    assert usage["consumedDeltas"] == 0  # terminal failures are released
+
+
+def test_public_verify_answers_for_a_root_and_not_for_an_unknown_one(api, key, credits_tenant, clock):
+    ids = [submit(api, key, "cust_a"), submit(api, key, "cust_b")]
+    batch = verify(credits_tenant, ids, clock).batches[0]
+    reply = api.get(f"/api/v1/verify/{batch.root}")
+    assert reply.status == 200
+    data = reply.data
+    assert data["verified"] is True and data["proofRoot"] == batch.root
+    assert [r["recordId"] for r in data["records"]] == ids
+    assert data["verification"]["signatureValid"] and data["verification"]["rootValid"]
+    assert "delta" not in str(data["records"]) and "cust_a" not in reply.body.decode()
+    for unknown in ("0" * 64, "not-a-root"):
+        answer = api.get(f"/api/v1/verify/{unknown}").data
+        assert answer["verified"] is False and answer["records"] == []
