@@ -40,35 +40,42 @@ def unit_of_work() -> Any:
     return DynamoUnitOfWork()
 
 
+def _singleton(name: str, build: Callable[[], Any]) -> Any:
+    """A test override, else one instance per process, built on first use."""
+    if name in _overrides:
+        return _overrides[name]
+    if name not in _cache:
+        _cache[name] = build()
+    return _cache[name]
+
+
 def jwt_verifier() -> Any:
-    if "jwt" in _overrides:
-        return _overrides["jwt"]
-    if "jwt" not in _cache:
+    def build() -> Any:
         from chalicelib.adapters.jwt_tokens import JwtVerifier
 
-        _cache["jwt"] = JwtVerifier(get_settings())
-    return _cache["jwt"]
+        return JwtVerifier(get_settings())
+
+    return _singleton("jwt", build)
 
 
 def signer() -> Any:
     """The platform's Ed25519 signer (its secret is read once per process)."""
-    if "signer" in _overrides:
-        return _overrides["signer"]
-    if "signer" not in _cache:
+
+    def build() -> Any:
         from chalicelib.adapters.signing import load_signer
 
-        _cache["signer"] = load_signer(get_settings())
-    return _cache["signer"]
+        return load_signer(get_settings())
+
+    return _singleton("signer", build)
 
 
 def verification_queue() -> Any:
-    if "queue" in _overrides:
-        return _overrides["queue"]
-    if "queue" not in _cache:
+    def build() -> Any:
         from chalicelib.adapters.queues import SqsVerificationQueue
 
-        _cache["queue"] = SqsVerificationQueue(get_settings())
-    return _cache["queue"]
+        return SqsVerificationQueue(get_settings())
+
+    return _singleton("queue", build)
 
 
 def reset() -> None:
