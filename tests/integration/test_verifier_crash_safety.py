@@ -1,0 +1,366 @@
+"""Crash safety of the verifier: a crash at any DynamoDB call, then a rerun, ends exactly as no crash.
+
+SPEC (verification): one TransactWriteItems per sealed batch holds the batch record,
+the chain head move, every delta's status (conditioned on still awaiting
+verification) and the credit settlement; a terminal failure (content RFC 8785
+cannot canonicalise) is FAILED, released and refunded in one transaction. So a
+crash anywhere must leave either nothing or whole transactions behind, and a
+rerun (the queue redelivers) or the sweep must finish the work exactly once.
+
+The world: a credits-billing tenant with 7 deltas across 3 customers and 1 delta
+whose metadata holds 2**60 (beyond RFC 8785's ±2**53 integers, so it fails
+terminally). The baseline verifies them with no crash in a fresh moto world.
+Then, for every DynamoDB call k the verifier makes (counted with botocore's
+``before-call`` event on the shared connection's client), a fresh world with the
+same arrangement crashes the verifier at call k — before the call reaches
+DynamoDB, or after it has been applied — and recovers: either a rerun of
+``verify_records`` followed by a sweep, or the sweep alone (the message was lost
+with the crash). The final statuses, credit account, ledger, usage counter and
+chain must equal the baseline; every verified delta's inclusion proof must check
+against its signed batch.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from moto import mock_aws
+
+from chalicelib import bootstrap
+from chalicelib.adapters.dynamodb import keys
+from chalicelib.adapters.dynamodb.connection import shared_connection
+from chalicelib.adapters.dynamodb.models import BatchRecord, UsageCounterRecord
+from chalicelib.adapters.signing import verify_signature
+from chalicelib.domain.clock import period_of
+from chalicelib.domain.credits import EntryType, entry_id_for
+from chalicelib.domain.deltas import CreditState, DeltaInput, DeltaStatus
+from chalicelib.domain.fingerprints import canonical, content_hash, delta_content
+from chalicelib.domain.identity import ApiKeyPrincipal, Environment
+from chalicelib.domain.merkle import leaf_hash, root_of, verify_inclusion
+from chalicelib.domain.tenants import BillingMode
+from chalicelib.services import credits as credit_service
+from chalicelib.services import ingest, verification
+from tests.factories import World
+
+P = Environment.PRODUCTION
+START = datetime(2026, 4, 15, 12, 0, 0, tzinfo=UTC)  # the `clock` fixture's start
+TOPUP = 20
+BAD = 3  # index of the delta that fails terminally
+INPUTS = [
+    DeltaInput(customer_id="cust_a", delta=Decimal("10"), reason="order 1"),
+    DeltaInput(customer_id="cust_b", delta=Decimal("-2.5"), reason="refund", reference_id="ref-b-1"),
+    DeltaInput(customer_id="cust_c", delta=Decimal("7"), reason="order 2", metadata={"units": 3, "sku": "x"}),
+    DeltaInput(customer_id="cust_b", delta=Decimal("1"), reason="too big", metadata={"units": 2**60}),
+    DeltaInput(customer_id="cust_a", delta=Decimal("0.000001"), reason="rounding"),
+    DeltaInput(customer_id="cust_c", delta=Decimal("-7"), reason="reversal"),
+    DeltaInput(customer_id="cust_a", delta=Decimal("3"), reason="order 3"),
+    DeltaInput(customer_id="cust_b", delta=Decimal("4"), reason="order 4"),
+]
+GOOD = len(INPUTS) - 1
+
+# The DynamoDB calls of one verify_records run over INPUTS, in order. If the verifier
+# changes, update this tuple (test_one_verification_run_makes_these_dynamodb_calls says so);
+# the crash tests are parametrized over it.
+EXPECTED_CALLS = (
+    "BatchGetItem",        # load every referenced delta
+    "BatchGetItem",        # terminal failure: re-read the delta still pending
+    "GetItem",             #   the credit account
+    "TransactWriteItems",  #   FAILED + usage released + refund and its ledger entry
+    "BatchGetItem",        # seal: re-read the deltas still pending
+    "GetItem",             #   the chain head
+    "GetItem",             #   the credit account
+    "TransactWriteItems",  #   batch + head + 7 statuses + settlement and its ledger entry
+)
+
+
+class CrashError(Exception):
+    """A simulated crash of the verifier process (nothing in the product catches it)."""
+
+
+class DynamoCalls:
+    """Counts DynamoDB calls on the shared connection's client while armed; crashes call k."""
+
+    UID = "test-verifier-crash-safety"
+
+    def __init__(self) -> None:
+        self.events = shared_connection().client.meta.events
+        self.operations: list[str] = []
+        self.armed = False
+        self.crash_at: int | None = None
+        self.phase = "before"
+
+    def attach(self) -> DynamoCalls:
+        self.events.register("before-call.dynamodb", self._before, unique_id=f"{self.UID}-before")
+        self.events.register("after-call.dynamodb", self._after, unique_id=f"{self.UID}-after")
+        return self
+
+    def detach(self) -> None:
+        self.events.unregister("before-call.dynamodb", unique_id=f"{self.UID}-before")
+        self.events.unregister("after-call.dynamodb", unique_id=f"{self.UID}-after")
+
+    @contextmanager
+    def run(self, *, crash_at: int | None = None, phase: str = "before") -> Iterator[DynamoCalls]:
+        self.operations, self.crash_at, self.phase, self.armed = [], crash_at, phase, True
+        try:
+            yield self
+        finally:
+            self.armed = False
+
+    def _before(self, model: Any, **_: Any) -> None:
+        if self.armed:
+            self.operations.append(model.name)
+            self._maybe_crash("before")
+
+    def _after(self, model: Any, **_: Any) -> None:
+        if self.armed:
+            self._maybe_crash("after")  # the call has been applied; its answer is lost
+
+    def _maybe_crash(self, phase: str) -> None:
+        if phase == self.phase and len(self.operations) == self.crash_at:
+            self.armed = False
+            raise CrashError(f"crash {phase} DynamoDB call {self.crash_at} ({self.operations[-1]})")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """Everything verification decides, independent of ids and timestamps."""
+
+    deltas: tuple[tuple[str, str, int, str | None], ...]  # per input: status, credit state, reserved, error
+    account: tuple[int, int, int, int]  # credit balance, reserved, available, entry count
+    ledger: tuple[tuple[str, str, int, int], ...]  # oldest first: entry id, type, amount, balance after
+    usage: tuple[int, tuple[tuple[str, int], ...], int]  # consumed, per environment, released
+    head_sequence: int
+    tree_sizes: tuple[int, ...]  # per batch, in chain order
+
+
+# --- arrangement, verifier runs, observation -----------------------------------------------------
+
+
+def arrange(world: World) -> tuple[str, list[str]]:
+    """The tenant and its accepted deltas' record ids, in INPUTS order."""
+    now = world.clock()
+    assert now == START
+    tenant = world.tenant("Crash Co", billing_mode=BillingMode.CREDITS, plan="starter")
+    credit_service.topup(bootstrap.unit_of_work(), tenant.id, TOPUP, actor="test", now=now)
+    principal = ApiKeyPrincipal(tenant_id=tenant.id, environment=P, key_id="key_crash")
+    outcomes = ingest.submit_deltas(bootstrap.unit_of_work(), principal, list(INPUTS), now=now)
+    assert [o.status for o in outcomes] == ["QUEUED"] * len(INPUTS), outcomes
+    return tenant.id, [o.data["recordId"] for o in outcomes]
+
+
+def verify(tenant_id: str, record_ids: list[str], now: datetime) -> verification.VerifyReport:
+    refs = [(tenant_id, P, record_id) for record_id in record_ids]
+    return verification.verify_records(bootstrap.unit_of_work(), refs, now=now, signer=bootstrap.signer())
+
+
+def sweep(now: datetime) -> verification.VerifyReport:
+    return verification.sweep(bootstrap.unit_of_work(), now=now, signer=bootstrap.signer())
+
+
+def _replay_ledger(entries: list[Any], account: Any) -> None:
+    """Entry ids are 1..n in commit order and each balanceAfter follows from the previous entries."""
+    assert [e.entry_id for e in entries] == [entry_id_for(n) for n in range(1, len(entries) + 1)]
+    balance = reserved = 0
+    for entry in entries:
+        if entry.entry_type == EntryType.TOPUP:
+            balance += entry.amount
+        elif entry.entry_type == EntryType.RESERVATION:
+            reserved -= entry.amount
+        elif entry.entry_type == EntryType.SETTLEMENT:
+            balance += entry.amount
+            reserved += entry.amount
+        else:  # release, refund
+            reserved -= entry.amount
+        assert reserved >= 0 and balance - reserved >= 0, entry
+        assert entry.balance_after == balance - reserved, entry
+    assert (account.credit_balance, account.reserved, account.entry_count) == (balance, reserved, len(entries))
+
+
+def _batches(tenant_id: str) -> list[Any]:
+    """Every batch record of the tenant (a scan: orphans would show up too), in sequence order."""
+    uow = bootstrap.unit_of_work()
+    ids = [r.batch_id for r in BatchRecord.scan(BatchRecord.sk == keys.BATCH_SK) if r.tenant_id == tenant_id]
+    batches = [uow.batches.get(tenant_id, P, batch_id) for batch_id in ids]
+    return sorted(batches, key=lambda b: b.sequence)
+
+
+def observe(tenant_id: str, record_ids: list[str], *, settled: bool = True) -> Outcome:
+    """The outcome, after checking it is internally consistent (proofs, chain, ledger, exactly once)."""
+    uow = bootstrap.unit_of_work()
+    deltas = [uow.deltas.get(tenant_id, P, record_id) for record_id in record_ids]
+    assert all(d is not None for d in deltas)
+    account = uow.credits.account(tenant_id)
+    entries = list(reversed(uow.credits.entries(tenant_id, 100, None).items))
+    _replay_ledger(entries, account)
+    types = Counter(e.entry_type for e in entries)
+    assert types[EntryType.SETTLEMENT] <= 1 and types[EntryType.REFUND] <= 1, types  # never twice
+
+    # Sealed batches: a gap-free chain of signed batches ending at the head.
+    batches = _batches(tenant_id)
+    head = uow.batches.head(tenant_id, P)
+    public_key = bootstrap.signer().public_key.raw
+    assert [b.sequence for b in batches] == list(range(1, head.sequence + 1))
+    previous = None
+    for batch in batches:
+        assert batch.previous_root == (previous.root if previous else None)
+        assert verify_signature(public_key, canonical(batch.statement()), batch.signature)
+        assert batch.tree_size == len(batch.record_ids) == len(batch.leaf_hashes)
+        assert batch.root == root_of([bytes.fromhex(h) for h in batch.leaf_hashes]).hex()
+        previous = batch
+    if batches:
+        assert (head.last_root, head.last_batch_id) == (batches[-1].root, batches[-1].batch_id)
+
+    # Every verified delta is in exactly one batch and its proof checks against that batch's root.
+    by_id = {b.batch_id: b for b in batches}
+    verified = [d for d in deltas if d.status == DeltaStatus.VERIFIED]
+    sealed = Counter(record_id for b in batches for record_id in b.record_ids)
+    assert sealed == Counter(d.record_id for d in verified), "a delta sealed twice, or sealed and not VERIFIED"
+    assert sum(b.tree_size for b in batches) == len(verified)
+    for delta in verified:
+        batch = by_id[delta.batch_id]
+        assert delta.proof_root == batch.root
+        assert delta.content_hash == content_hash(delta_content(delta))
+        leaf = leaf_hash(bytes.fromhex(delta.content_hash))
+        assert batch.leaf_hashes[delta.leaf_index] == leaf.hex()
+        assert batch.record_ids[delta.leaf_index] == delta.record_id
+        assert verify_inclusion(leaf, delta.leaf_index, batch.tree_size, [bytes.fromhex(p) for p in delta.proof],
+                                bytes.fromhex(batch.root))
+        assert delta.credit_state == CreditState.SETTLED
+    for delta in deltas:
+        if delta.status == DeltaStatus.FAILED:
+            assert delta.credit_state == CreditState.REFUNDED and delta.batch_id is None
+        elif delta.status != DeltaStatus.VERIFIED:
+            assert delta.credit_state == CreditState.RESERVED and delta.batch_id is None
+
+    # Resolved deltas leave the sweep's pending index; unresolved ones stay on it.
+    later = START + timedelta(days=1)
+    pending = {r for shard in range(keys.PENDING_SHARDS)
+               for _t, _e, r in uow.deltas.pending(f"P#{shard}", older_than=later, limit=100)}
+    assert pending == {d.record_id for d in deltas if d.awaiting_verification}
+    if settled:
+        assert not pending, "a delta was lost: still awaiting verification"
+
+    usage = uow.usage.get(tenant_id, period_of(START))
+    usage_record = UsageCounterRecord.get(keys.tenant_pk(tenant_id), keys.usage_sk(period_of(START)),
+                                          consistent_read=True)
+    return Outcome(
+        deltas=tuple((str(d.status), str(d.credit_state), d.credits_reserved, d.error) for d in deltas),
+        account=(account.credit_balance, account.reserved, account.available, account.entry_count),
+        ledger=tuple((e.entry_id, str(e.entry_type), e.amount, e.balance_after) for e in entries),
+        usage=(usage.consumed, tuple(sorted(usage.by_environment.items())), int(usage_record.released or 0)),
+        head_sequence=head.sequence,
+        tree_sizes=tuple(b.tree_size for b in batches),
+    )
+
+
+# --- fixtures ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def baseline(boto_session: Any) -> tuple[Outcome, tuple[str, ...]]:
+    """Verification with no crash, in its own fresh moto world: (outcome, DynamoDB calls made)."""
+    from chalicelib.cli.resources import provision
+
+    with mock_aws():
+        bootstrap.reset()
+        provision(boto_session, stack_name="tally-test", region="us-east-1")
+        calls = DynamoCalls().attach()
+        try:
+            tenant_id, record_ids = arrange(World(lambda: START))
+            signer = bootstrap.signer()  # read before counting (Secrets Manager, not DynamoDB)
+            with calls.run():
+                report = verification.verify_records(bootstrap.unit_of_work(), [(tenant_id, P, r) for r in record_ids],
+                                                     now=START, signer=signer)
+            operations = tuple(calls.operations)
+            assert (len(report.verified), len(report.failed), len(report.batches)) == (GOOD, 1, 1)
+            swept = sweep(START + verification.SWEEP_GRACE + timedelta(minutes=1))
+            assert (swept.verified, swept.failed, swept.batches) == ([], [], [])
+            outcome = observe(tenant_id, record_ids)
+        finally:
+            calls.detach()
+    bootstrap.reset()
+    return outcome, operations
+
+
+@pytest.fixture
+def dynamo_calls(aws: dict) -> Iterator[DynamoCalls]:
+    calls = DynamoCalls().attach()
+    yield calls
+    calls.detach()
+
+
+# --- tests -------------------------------------------------------------------------------------------
+
+
+def test_one_verification_run_makes_these_dynamodb_calls(baseline):
+    _outcome, operations = baseline
+    assert operations == EXPECTED_CALLS
+
+
+def test_the_baseline_settles_seven_and_refunds_the_one_rfc8785_refuses(baseline):
+    outcome, _operations = baseline
+    verified = (str(DeltaStatus.VERIFIED), str(CreditState.SETTLED), 1, None)
+    assert [d for i, d in enumerate(outcome.deltas) if i != BAD] == [verified] * GOOD
+    status, credit_state, reserved, error = outcome.deltas[BAD]
+    assert (status, credit_state, reserved) == (str(DeltaStatus.FAILED), str(CreditState.REFUNDED), 1)
+    assert error and "RFC 8785" in error
+    n = len(INPUTS)
+    assert outcome.ledger == (
+        (entry_id_for(1), "topup", TOPUP, TOPUP),
+        (entry_id_for(2), "reservation", -n, TOPUP - n),
+        (entry_id_for(3), "refund", 1, TOPUP - n + 1),
+        (entry_id_for(4), "settlement", -GOOD, TOPUP - n + 1),
+    )
+    assert outcome.account == (TOPUP - GOOD, 0, TOPUP - GOOD, 4)
+    assert outcome.usage == (GOOD, (("production", GOOD), ("sandbox", 0)), 1)
+    assert (outcome.head_sequence, outcome.tree_sizes) == (1, (GOOD,))
+
+
+CRASHES = [
+    pytest.param(phase, k, recovery, id=f"{phase}-call-{k}-{operation}-then-{recovery}")
+    for phase, (k, operation), recovery in itertools.product(
+        ("before", "after"), enumerate(EXPECTED_CALLS, start=1), ("rerun", "sweep"))
+]
+
+
+@pytest.mark.parametrize(("phase", "k", "recovery"), CRASHES)
+def test_a_crash_at_any_dynamodb_call_then_recovery_ends_exactly_as_without_a_crash(
+        world, clock, dynamo_calls, baseline, phase, k, recovery):
+    expected, operations = baseline
+    tenant_id, record_ids = arrange(world)
+    bootstrap.signer()  # cached before the crash run
+
+    with dynamo_calls.run(crash_at=k, phase=phase), pytest.raises(CrashError):
+        verify(tenant_id, record_ids, clock())
+    assert tuple(dynamo_calls.operations) == operations[:k]  # the same run as the baseline, up to the crash
+
+    # The crash left whole transactions only: those whose TransactWriteItems was applied.
+    applied = operations[: k if phase == "after" else k - 1].count("TransactWriteItems")
+    crashed = observe(tenant_id, record_ids, settled=False)
+    assert crashed.ledger == expected.ledger[: 2 + applied]
+    assert crashed.head_sequence == (1 if applied == 2 else 0)
+    bad_resolved = crashed.deltas[BAD] == expected.deltas[BAD]
+    good_resolved = [d == expected.deltas[i] for i, d in enumerate(crashed.deltas) if i != BAD]
+    assert (bad_resolved, good_resolved) == (applied >= 1, [applied == 2] * GOOD)
+
+    # Recover: the queue redelivers (a rerun), then the sweep; or the sweep alone.
+    if recovery == "rerun":
+        clock.advance(seconds=5)
+        verify(tenant_id, record_ids, clock())
+    clock.advance(seconds=verification.SWEEP_GRACE.total_seconds() + 5)
+    swept = sweep(clock())
+    if recovery == "rerun" or applied == 2:
+        assert (swept.verified, swept.failed, swept.batches) == ([], [], [])
+    else:  # the sweep alone finishes what the crash left pending
+        assert (len(swept.verified), len(swept.failed), len(swept.batches)) == (GOOD, 1 - applied, 1)
+    assert sweep(clock() + timedelta(minutes=5)).verified == []
+
+    assert observe(tenant_id, record_ids) == expected
