@@ -30,6 +30,7 @@ infra-check: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/dashboard_latency.py
 	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/verify.py
 
 clean:
 	rm -rf build .pytest_cache .ruff_cache .hypothesis

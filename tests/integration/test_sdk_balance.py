@@ -189,6 +189,15 @@ def test_emit_and_wait_reaches_verified_with_a_proof_that_checks_offline(client)
                                 bytes.fromhex(record["proofRoot"])) for n in range(1, size + 1))
 
 
+def test_sdk_verify_confirms_the_proof_root_of_a_verified_delta(client):
+    record = client.balance.emit_and_wait(cust("proof"), 1, "to verify", {"timeout": 20_000, "pollInterval": 200})
+    result = client.verify(record["proofRoot"])
+    assert result["verified"] is True and result["proofRoot"] == record["proofRoot"]
+    assert record["recordId"] in [r["recordId"] for r in result["records"]]
+    assert result["recordedAt"].endswith("Z") and result["verification"]["signatureValid"] is True
+    assert client.verify("0" * 64)["verified"] is False
+
+
 def test_delta_status_of_an_unknown_record_is_not_found(client):
     with pytest.raises(NotFoundError) as caught:
         client.balance.delta_status("rec_doesnotexist000000")
