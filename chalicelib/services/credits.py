@@ -17,20 +17,25 @@ from chalicelib.services.ports import Page, UnitOfWork
 MAX_ATTEMPTS = 20
 
 
+def stage_move(uow: UnitOfWork, before: CreditAccount, entry_type: EntryType, amount: int, description: str, *,
+               now: datetime) -> tuple[CreditAccount, LedgerEntry]:
+    """Stage one ledger movement on ``uow``: the exact account move and its numbered, immutable entry."""
+    after, signed = apply(before, entry_type, amount)
+    entry = LedgerEntry(
+        tenant_id=before.tenant_id, entry_id=entry_id_for(after.entry_count), entry_type=entry_type,
+        amount=signed, description=description, balance_after=after.available, created_at=now,
+    )
+    uow.credits.record(before, after, entry)
+    return after, entry
+
+
 def move_credits(
     uow: UnitOfWork, tenant_id: str, entry_type: EntryType, amount: int, description: str, *, now: datetime,
     audit: AuditEntry | None = None,
 ) -> tuple[CreditAccount, LedgerEntry]:
     """Apply one ledger movement, retrying when another writer moved the account first."""
     for _attempt in range(MAX_ATTEMPTS):
-        before = uow.credits.account(tenant_id)
-        after, signed = apply(before, entry_type, amount)
-        entry = LedgerEntry(
-            tenant_id=tenant_id, entry_id=entry_id_for(after.entry_count),
-            entry_type=entry_type, amount=signed, description=description,
-            balance_after=after.available, created_at=now,
-        )
-        uow.credits.record(before, after, entry)
+        after, entry = stage_move(uow, uow.credits.account(tenant_id), entry_type, amount, description, now=now)
         if audit is not None:
             uow.audit.add(audit)
         try:

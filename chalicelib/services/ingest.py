@@ -21,7 +21,7 @@ from typing import Any
 from chalicelib.domain.billing import acceptance_capacity
 from chalicelib.domain.clock import period_of
 from chalicelib.domain.credentials import random_id, time_ordered_id
-from chalicelib.domain.credits import EntryType, LedgerEntry, apply, entry_id_for
+from chalicelib.domain.credits import EntryType
 from chalicelib.domain.deltas import CreditState, Delta, DeltaInput, DeltaStatus
 from chalicelib.domain.errors import (
     ConflictError,
@@ -32,6 +32,7 @@ from chalicelib.domain.errors import (
 from chalicelib.domain.identity import ApiKeyPrincipal
 from chalicelib.domain.plans import plan_for
 from chalicelib.domain.tenants import BillingMode
+from chalicelib.services.credits import stage_move
 from chalicelib.services.ports import IngestSnapshot, UnitOfWork
 
 MAX_TRANSACTION_ITEMS = 100
@@ -135,14 +136,10 @@ class _Attempt:
         uow.usage.add(principal.tenant_id, self.period, principal.environment, len(chunk), cap=cap)
         account_after = self.account
         if cost:
-            account_after, amount = apply(self.account, EntryType.RESERVATION, cost * len(chunk))
-            uow.credits.record(self.account, account_after, LedgerEntry(
-                tenant_id=principal.tenant_id, entry_id=entry_id_for(account_after.entry_count),
-                entry_type=EntryType.RESERVATION, amount=amount,
-                description=f"Credits reserved for pending verifications — {len(chunk)} "
-                            f"delta{'s' if len(chunk) != 1 else ''}",
-                balance_after=account_after.available, created_at=now,
-            ))
+            plural = "s" if len(chunk) != 1 else ""
+            account_after, _entry = stage_move(
+                uow, self.account, EntryType.RESERVATION, cost * len(chunk),
+                f"Credits reserved for pending verifications — {len(chunk)} delta{plural}", now=now)
         uow.commit()
         self.last_seq.update(next_seq)
         self.account = account_after

@@ -19,12 +19,13 @@ from typing import Any
 from chalicelib.domain.batches import SealedBatch
 from chalicelib.domain.clock import period_of
 from chalicelib.domain.credentials import time_ordered_id
-from chalicelib.domain.credits import EntryType, LedgerEntry, apply, entry_id_for
+from chalicelib.domain.credits import EntryType
 from chalicelib.domain.deltas import CreditState, Delta
 from chalicelib.domain.errors import ConflictError
 from chalicelib.domain.fingerprints import canonical, content_hash, delta_content
 from chalicelib.domain.identity import Environment
 from chalicelib.domain.merkle import MerkleTree, leaf_hash
+from chalicelib.services.credits import stage_move
 from chalicelib.services.ports import UnitOfWork
 
 MAX_BATCH = 90  # deltas per sealed batch: leaves room in the 100-item transaction
@@ -52,11 +53,7 @@ def _settle(uow: UnitOfWork, tenant_id: str, deltas: list[Delta], now: datetime,
     reserved = sum(d.credits_reserved for d in deltas if d.credit_state == CreditState.RESERVED)
     if not reserved:
         return
-    before = uow.credits.account(tenant_id)
-    after, signed = apply(before, EntryType.SETTLEMENT, reserved)
-    uow.credits.record(before, after, LedgerEntry(
-        tenant_id=tenant_id, entry_id=entry_id_for(after.entry_count), entry_type=EntryType.SETTLEMENT,
-        amount=signed, description=description, balance_after=after.available, created_at=now))
+    stage_move(uow, uow.credits.account(tenant_id), EntryType.SETTLEMENT, reserved, description, now=now)
 
 
 def _seal_once(uow: UnitOfWork, signer: Any, tenant_id: str, environment: Environment, deltas: list[Delta],
@@ -86,12 +83,8 @@ def _fail_once(uow: UnitOfWork, delta: Delta, error: str, now: datetime) -> None
     uow.deltas.mark_failed(delta, error=error, now=now)
     uow.usage.add(delta.tenant_id, delta.period or period_of(delta.created_at), delta.environment, -1, cap=None)
     if delta.credit_state == CreditState.RESERVED and delta.credits_reserved:
-        before = uow.credits.account(delta.tenant_id)
-        after, signed = apply(before, EntryType.REFUND, delta.credits_reserved)
-        uow.credits.record(before, after, LedgerEntry(
-            tenant_id=delta.tenant_id, entry_id=entry_id_for(after.entry_count), entry_type=EntryType.REFUND,
-            amount=signed, description=f"Verification failed — {delta.record_id}", balance_after=after.available,
-            created_at=now))
+        stage_move(uow, uow.credits.account(delta.tenant_id), EntryType.REFUND, delta.credits_reserved,
+                   f"Verification failed — {delta.record_id}", now=now)
     uow.commit()
 
 
