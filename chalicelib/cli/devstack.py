@@ -132,6 +132,9 @@ class LocalStack:
         self.moto_port = self.moto_port or free_port()
         self._moto = ThreadedMotoServer(ip_address=self.host, port=self.moto_port, verbose=False)
         self._moto.start()
+        # socketserver records every request thread while block_on_close is set and joins them all on close:
+        # switch it off before the first request, so Ctrl-C never waits for in-flight work.
+        self._moto._server.block_on_close = False
         self.aws_endpoint = f"http://{self.host}:{self.moto_port}"
         self.base_url = f"http://{self.host}:{self.api_port}"
         configure_environment(self.aws_endpoint, self.base_url)
@@ -177,6 +180,7 @@ class LocalStack:
         config = Config.create(chalice_stage="local", app_name="tally", chalice_app=app,
                                project_dir=str(PROJECT_DIR))
         self._server = LocalDevServer(app, config, self.host, self.api_port, handler_cls=TallyRequestHandler)
+        self._server.server.block_on_close = False  # as for moto: never join in-flight requests on stop
         self._server_thread = threading.Thread(target=self._server.server.serve_forever, daemon=True)
         self._server_thread.start()
 
@@ -185,13 +189,9 @@ class LocalStack:
         if getattr(self, "runner", None):
             self.runner.stop()
         if getattr(self, "_server", None):
-            self._server.server.block_on_close = False
             self._server.shutdown()
             self._server.server.server_close()
         if getattr(self, "_moto", None):
-            server = getattr(self._moto, "_server", None)
-            if server is not None:
-                server.block_on_close = False
             self._moto.stop()
         if self.write_state and STATE_FILE.exists():
             state = json.loads(STATE_FILE.read_text())
