@@ -60,11 +60,18 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterator
     else:
         proc.kill()
         pytest.fail("local stack did not start: " + (home / "stack.log").read_text())
-    yield {"base": base, "home": home, "proc": proc}
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=20)
-    log.close()
+    try:
+        yield {"base": base, "home": home, "proc": proc}
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()  # never leak a stack; the test still fails on the timeout
+                proc.wait()
+                raise
+        log.close()
 
 
 def run(stack: dict, *args: str) -> subprocess.CompletedProcess:
