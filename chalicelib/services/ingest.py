@@ -99,7 +99,6 @@ class _Attempt:
         self.period = period_of(now)
         self.last_seq = {cid: state.last_seq for cid, state in snapshot.customers.items()}
         self.account = snapshot.credits
-        self.consumed = snapshot.usage_consumed
 
     def commit_chunk(self, chunk: list[tuple[int, DeltaInput]]) -> list[tuple[int, Delta]]:
         """Stage and commit one transaction; raises ConflictError if another writer got there first."""
@@ -143,7 +142,6 @@ class _Attempt:
         uow.commit()
         self.last_seq.update(next_seq)
         self.account = account_after
-        self.consumed += len(chunk)
         return made
 
 

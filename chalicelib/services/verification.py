@@ -150,9 +150,5 @@ def verify_records(uow: UnitOfWork, refs: Iterable[tuple[str, Environment, str]]
 
 def sweep(uow: UnitOfWork, *, now: datetime, signer: Any, limit: int = 200) -> VerifyReport:
     """The backstop: verify whatever the queue missed (the sparse pending index, never a scan)."""
-    from chalicelib.adapters.dynamodb.keys import PENDING_SHARDS
-
-    refs: list[tuple[str, Environment, str]] = []
-    for shard in range(PENDING_SHARDS):
-        refs += uow.deltas.pending(f"P#{shard}", older_than=now - SWEEP_GRACE, limit=limit)
+    refs = uow.deltas.pending(older_than=now - SWEEP_GRACE, limit=limit)
     return verify_records(uow, refs, now=now, signer=signer)

@@ -242,8 +242,7 @@ def observe(tenant_id: str, record_ids: list[str], *, settled: bool = True) -> O
 
     # Resolved deltas leave the sweep's pending index; unresolved ones stay on it.
     later = START + timedelta(days=1)
-    pending = {r for shard in range(keys.PENDING_SHARDS)
-               for _t, _e, r in uow.deltas.pending(f"P#{shard}", older_than=later, limit=100)}
+    pending = {r for _t, _e, r in uow.deltas.pending(older_than=later, limit=100)}
     assert pending == {d.record_id for d in deltas if d.awaiting_verification}
     if settled:
         assert not pending, "a delta was lost: still awaiting verification"

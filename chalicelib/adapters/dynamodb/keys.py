@@ -95,7 +95,7 @@ def chain_pk(tenant_id: str, environment: str) -> str:
 
 def pending_shard(record_id: str) -> str:
     """Spreads the sparse pending index over a few partitions (stable per record)."""
-    return f"P#{sum(record_id.encode()) % PENDING_SHARDS}"
+    return f"P#{sum(record_id.encode()) % PENDING_SHARDS}"  # read back shard by shard: P#0 .. P#7
 
 
 def idempotency_pk(tenant_id: str, environment: str, scope: str, key: str) -> str:

@@ -634,11 +634,14 @@ class DynamoDeltaRepository(_Repository):
         return [_delta_from(DeltaRecord.from_raw_data(found[(table, pk, sk)]))
                 for _m, pk, sk in wanted if (table, pk, sk) in found]
 
-    def pending(self, shard: str, *, older_than: datetime, limit: int) -> list[tuple[str, Environment, str]]:
-        """Deltas still awaiting verification, oldest first (the sparse index; no scan)."""
-        query = DeltaRecord.pending_index.query(
-            shard, DeltaRecord.pending_since < iso_us(older_than), limit=limit, page_size=limit)
-        return [(r.tenant_id, Environment(r.environment), r.record_id) for r in query]
+    def pending(self, *, older_than: datetime, limit: int) -> list[tuple[str, Environment, str]]:
+        """Deltas still awaiting verification, oldest first per shard (the sparse index; no scan)."""
+        refs: list[tuple[str, Environment, str]] = []
+        for shard in range(keys.PENDING_SHARDS):
+            query = DeltaRecord.pending_index.query(
+                f"P#{shard}", DeltaRecord.pending_since < iso_us(older_than), limit=limit, page_size=limit)
+            refs += [(r.tenant_id, Environment(r.environment), r.record_id) for r in query]
+        return refs
 
     def _pending_update(self, delta: Delta, actions: list) -> None:
         record = DeltaRecord(keys.delta_pk(delta.tenant_id, str(delta.environment), delta.record_id), keys.DELTA_SK)
