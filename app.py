@@ -8,22 +8,25 @@ from chalicelib.api import (
     balance,
     billing,
     credits,
+    customers,
     meta,
     middleware,
     platform,
     session,
     tenant,
     verify,
+    webhooks,
 )
 
 # Resolved by CloudFormation (Chalice emits the queue ARN as Fn::Sub) and by the local job runner.
 VERIFY_QUEUE = "${AWS::StackName}-verify"
+WEBHOOK_QUEUE = "${AWS::StackName}-webhooks"
 
 app = Chalice(app_name="tally", configure_logs=False)  # chalicelib.log owns the "tally" logger
 app.api.binary_types.append("application/zip")
 
 for blueprint in (meta.bp, tenant.bp, session.bp, api_keys.bp, audit.bp, balance.bp, billing.bp, credits.bp,
-                  verify.bp, platform.bp):
+                  customers.bp, verify.bp, webhooks.bp, platform.bp):
     app.register_blueprint(blueprint)
 
 middleware.install(app)
@@ -44,3 +47,19 @@ def sweep_unverified(event):
     from chalicelib.jobs import verifier
 
     verifier.handle_sweep(event)
+
+
+@app.on_sqs_message(queue=WEBHOOK_QUEUE, batch_size=10)
+def process_webhook_queue(event):
+    """Webhook sender: fans events out to endpoints and attempts signed deliveries (services/webhooks.py)."""
+    from chalicelib.jobs import webhooks
+
+    webhooks.handle_queue(event)
+
+
+@app.schedule("rate(1 minute)")
+def deliver_due_webhooks(event):
+    """Backstop and retries: outbox items nobody fanned out, deliveries whose next attempt is due."""
+    from chalicelib.jobs import webhooks
+
+    webhooks.handle_sweep(event)

@@ -17,7 +17,8 @@ _cache: dict[str, Any] = {}
 
 
 def override(**factories: Any) -> None:
-    """Replace ``clock`` / ``uow`` / ``jwt`` / ``signer`` (tests); ``None`` restores the default."""
+    """Replace ``clock`` / ``uow`` / ``jwt`` / ``signer`` / ``queue`` / ``webhook_queue`` / ``webhook_sender``
+    (tests); ``None`` restores the default."""
     for name, value in factories.items():
         if value is None:
             _overrides.pop(name, None)
@@ -76,6 +77,26 @@ def verification_queue() -> Any:
         return SqsVerificationQueue(get_settings())
 
     return _singleton("queue", build)
+
+
+def webhook_queue() -> Any:
+    def build() -> Any:
+        from chalicelib.adapters.queues import SqsWebhookQueue
+
+        return SqsWebhookQueue(get_settings())
+
+    return _singleton("webhook_queue", build)
+
+
+def webhook_sender() -> Any:
+    """POSTs signed deliveries (tests override it with an in-memory receiver)."""
+
+    def build() -> Any:
+        from chalicelib.adapters.webhook_http import HttpSender
+
+        return HttpSender(timeout_seconds=get_settings().webhook_timeout_seconds)
+
+    return _singleton("webhook_sender", build)
 
 
 def reset() -> None:

@@ -61,6 +61,12 @@ class Settings:
     signing_secret_id: str = "tally-local/signing-key"
     signing_key_id: str = "k1"
     verify_queue_url: str = ""  # empty: found by name (`{prefix}verify`)
+    # Outgoing webhooks: queue, first retry delay (then x5 per failure), request timeout, and
+    # whether plain-http loopback URLs are accepted (local stack and tests only).
+    webhook_queue_url: str = ""  # empty: found by name (`{prefix}webhooks`)
+    webhook_retry_base_seconds: int = 10
+    webhook_timeout_seconds: int = 5
+    webhooks_allow_loopback: bool = False
 
     def table_name(self, suffix: str) -> str:
         """Physical DynamoDB table name for a logical table (``tenants`` …)."""
@@ -99,6 +105,10 @@ def load_settings() -> Settings:
         or env.get("TALLY_RESOURCE_PREFIX", "tally-local-").rstrip("-") + "/signing-key",
         signing_key_id=env.get("TALLY_SIGNING_KEY_ID", "k1"),
         verify_queue_url=env.get("TALLY_VERIFY_QUEUE_URL", ""),
+        webhook_queue_url=env.get("TALLY_WEBHOOK_QUEUE_URL", ""),
+        webhook_retry_base_seconds=_int("TALLY_WEBHOOK_RETRY_BASE_SECONDS", 10),
+        webhook_timeout_seconds=_int("TALLY_WEBHOOK_TIMEOUT_SECONDS", 5),
+        webhooks_allow_loopback=env.get("TALLY_STAGE", "local") in ("local", "test"),
     )
 
 

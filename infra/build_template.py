@@ -69,6 +69,10 @@ TABLES = {
         ("root-index", "root_hex", None),
     ]),
     "IdempotencyTable": table("idempotency", ttl="ttl"),
+    "WebhooksTable": table("webhooks", [
+        ("endpoint-index", "endpoint_key", "event_id"),
+        ("due-index", "due_shard", "due_at"),
+    ], ttl="ttl"),
 }
 
 ERROR_TEMPLATE = (
@@ -229,6 +233,8 @@ def build() -> dict:
     # The decorator names its queue `${AWS::StackName}-verify`: Chalice's Fn::Sub resolves it to VerifyQueue.
     # The ARN is a plain string to CloudFormation, so order the queue first explicitly.
     resources["ProcessVerifyQueue"] = {"DependsOn": ["VerifyQueue"], "Properties": {"Role": role_arn, "Timeout": 120}}
+    resources["ProcessWebhookQueue"] = {"DependsOn": ["WebhookQueue"], "Properties": {"Role": role_arn, "Timeout": 120}}
+    resources["DeliverDueWebhooks"] = {"Properties": {"Role": role_arn, "Timeout": 120}}
     resources["RestAPI"] = {"Properties": {"GatewayResponses": gateway_responses()}}
     return {
         "Parameters": {

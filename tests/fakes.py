@@ -39,6 +39,7 @@ from chalicelib.domain.customers import Customer
 from chalicelib.domain.errors import ConflictError
 from chalicelib.domain.identity import PLATFORM_TENANT_ID, Environment
 from chalicelib.domain.tenants import Tenant, User
+from chalicelib.domain.webhooks import Endpoint
 from chalicelib.services.ports import Page
 
 T = TypeVar("T")
@@ -93,6 +94,7 @@ class FakeStore:
     platform_tokens: Table = field(default_factory=Table)
     audit: Table = field(default_factory=Table)
     customers: Table = field(default_factory=Table)
+    webhook_endpoints: Table = field(default_factory=Table)
     tenant_counter: int = 0
 
 
@@ -328,6 +330,22 @@ class FakeCustomerRepository(_Repository):
         self._stage(self._store.customers, row, customer, _absent)
 
 
+class FakeWebhookRepository(_Repository):
+    """Endpoints only (what account deletion touches); deliveries and the outbox are tested under moto."""
+
+    def get_endpoint(self, tenant_id: str, environment: Environment, endpoint_id: str) -> Endpoint | None:
+        return self._store.webhook_endpoints.get((keys.webhooks_pk(tenant_id, environment),
+                                                  keys.endpoint_sk(endpoint_id)))
+
+    def endpoints(self, tenant_id: str, environment: Environment) -> list[Endpoint]:
+        pk = keys.webhooks_pk(tenant_id, environment)
+        return [e for sk, e in self._store.webhook_endpoints.partition(pk) if sk.startswith(keys.endpoint_sk(""))]
+
+    def save_endpoint(self, endpoint: Endpoint, *, new: bool = False) -> None:
+        row = (keys.webhooks_pk(endpoint.tenant_id, endpoint.environment), keys.endpoint_sk(endpoint.endpoint_id))
+        self._stage(self._store.webhook_endpoints, row, endpoint, _absent if new else _always)
+
+
 class FakeUnitOfWork:
     """Reads go straight to the store; writes wait for :meth:`commit` (all or nothing)."""
 
@@ -342,6 +360,7 @@ class FakeUnitOfWork:
         self.platform_tokens = FakePlatformTokenRepository(self)
         self.audit = FakeAuditRepository(self)
         self.customers = FakeCustomerRepository(self)
+        self.webhooks = FakeWebhookRepository(self)
 
     def stage(self, write: _Write) -> None:
         self._staged.append(write)

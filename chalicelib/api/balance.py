@@ -10,8 +10,9 @@ from chalicelib.api.responses import json_response, ok, page_body
 from chalicelib.api.routing import IDEMPOTENCY_HEADER, Auth, Ctx, path_param, query, route
 from chalicelib.domain.clock import iso_ms
 from chalicelib.domain.customers import Customer
-from chalicelib.domain.deltas import MAX_BATCH, Delta, parse_delta
-from chalicelib.domain.errors import NotFoundError, ValidationError
+from chalicelib.domain.deltas import MAX_BATCH, Delta, DeltaStatus, parse_delta
+from chalicelib.domain.errors import ConflictError, NotFoundError, ValidationError
+from chalicelib.domain.fingerprints import delta_content
 from chalicelib.domain.identity import Environment
 from chalicelib.domain.merkle import leaf_hash
 from chalicelib.jsoncodec import fingerprint
@@ -176,6 +177,45 @@ def get_delta(ctx: Ctx, recordId: str) -> Response:
     if delta is None:
         raise NotFoundError("Delta not found.")
     return ok(delta_view(delta))
+
+
+PROOF_TYPE = "tally.delta-proof/v1"
+
+
+@route(bp, "/api/v1/balance/delta/{recordId}/proof", "GET", auth=Auth.API_KEY, summary="Delta proof bundle",
+       tags=("Balance API",), responses={200: "DeltaProof"}, errors=(404, 409),
+       params=(path_param("recordId", "The recordId returned on submit."),))
+def get_delta_proof(ctx: Ctx, recordId: str) -> Response:
+    """Everything needed to check one verified delta offline (`tally verify FILE`): the exact content its
+    hash commits to, the leaf hash, the inclusion proof, the signed batch statement and the public key.
+    A delta not yet `VERIFIED` answers 409 `DELTA_NOT_VERIFIED`."""
+    delta = ctx.uow.deltas.get(ctx.principal.tenant_id, ctx.principal.environment, recordId)
+    if delta is None:
+        raise NotFoundError("Delta not found.")
+    if delta.status != DeltaStatus.VERIFIED or not (delta.content_hash and delta.batch_id):
+        raise ConflictError(f"Delta {recordId} is {delta.status}; its proof exists once it is VERIFIED.",
+                            code="DELTA_NOT_VERIFIED")
+    # By id, not by root: a consistent read of this tenant environment's batch (the root index lags).
+    batch = ctx.uow.batches.get(delta.tenant_id, delta.environment, delta.batch_id)
+    if batch is None or batch.root != delta.proof_root:
+        raise RuntimeError(f"sealed batch {delta.batch_id} of verified delta {recordId} is missing")
+    signer = bootstrap.signer()
+    if batch.key_id != signer.key_id:
+        raise ConflictError("The key that signed this batch is no longer served.", code="SIGNING_KEY_RETIRED")
+    key = signer.public_key.view()
+    return ok({
+        "type": PROOF_TYPE,
+        "recordId": delta.record_id,
+        "content": delta_content(delta),
+        "contentHash": delta.content_hash,
+        "leafHash": leaf_hash(bytes.fromhex(delta.content_hash)).hex(),
+        "leafIndex": delta.leaf_index,
+        "treeSize": batch.tree_size,
+        "inclusionProof": list(delta.proof or []),
+        "proofRoot": batch.root,
+        "batch": {"statement": batch.statement(), "signature": batch.signature},
+        "publicKey": {k: key[k] for k in ("keyId", "algorithm", "publicKey")},
+    })
 
 
 @route(bp, "/api/v1/balance/usage", "GET", auth=Auth.API_KEY, summary="Plan usage",

@@ -28,6 +28,23 @@ def page_of(item_ref: str, *, with_total: bool) -> dict:
 
 
 NUM = {"type": "number"}
+WEBHOOK_EVENTS = ["delta.verified", "delta.failed", "verification.completed", "customer.created"]
+WEBHOOK_ENDPOINT_REQUIRED = ["id", "url", "description", "events", "environment", "status", "secretHint", "createdAt",
+                             "createdBy", "disabledAt"]
+WEBHOOK_ENDPOINT = {
+    "id": {"type": "string", "pattern": "^we_[A-Za-z0-9]+$"},
+    "url": {"type": "string", "format": "uri"},
+    "description": STR,
+    "events": {"type": "array", "items": {"type": "string", "enum": WEBHOOK_EVENTS}},
+    "environment": {"type": "string", "enum": ["sandbox", "production"]},
+    "status": {"type": "string", "enum": ["active", "disabled"]},
+    "secretHint": {"type": "string", "pattern": "^whsec_"},
+    "createdAt": TS,
+    "createdBy": STR,
+    "disabledAt": TS_OR_NULL,
+}
+SHARING_STATES = ["INHERIT", "SHARED", "PRIVATE"]
+EVENT_CADENCES = ["PER_EVENT", "HOURLY", "DAILY", "WEEKLY", "MONTHLY"]
 INT = {"type": "integer"}
 DELTA_STATUS = {"type": "string", "enum": ["QUEUED", "PROCESSING", "VERIFIED", "FAILED"]}
 ACCEPTED_PROPS = {
@@ -48,6 +65,15 @@ DELTA_IN = obj(
     },
 )
 ENV_STATE = {"type": "string", "enum": ["provisioned", "provisioning", "not_provisioned", "disabled"]}
+HEX64 = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
+B64 = {"type": "string", "contentEncoding": "base64"}
+BATCH_STATEMENT = obj(
+    ["type", "batchId", "tenantId", "environment", "root", "treeSize", "sequence", "previousRoot", "sealedAt",
+     "keyId"],
+    {"type": {"const": "tally.batch/v1"}, "batchId": STR, "tenantId": STR, "environment": STR, "root": HEX64,
+     "treeSize": {"type": "integer", "minimum": 1}, "sequence": {"type": "integer", "minimum": 1},
+     "previousRoot": {"type": ["string", "null"], "pattern": "^[0-9a-f]{64}$"}, "sealedAt": TS, "keyId": STR},
+)
 
 SCHEMAS: dict[str, dict] = {
     "Error": obj(
@@ -210,7 +236,32 @@ SCHEMAS: dict[str, dict] = {
          "summary": {"type": ["object", "null"]},
          "records": {"type": "array", "items": obj(["recordId", "leafIndex", "leafHash"],
                                                   {"recordId": STR, "leafIndex": INT, "leafHash": STR})},
-         "verification": {"type": "object"}},
+         "verification": {"oneOf": [
+             obj(["algorithm", "keyId", "publicKey", "signature", "statement", "signatureValid", "rootValid"],
+                 {"algorithm": {"const": "Ed25519"}, "keyId": STR, "signature": B64, "statement": BATCH_STATEMENT,
+                  "publicKey": {**B64, "type": ["string", "null"], "description": "null: key no longer served"},
+                  "signatureValid": {"type": "boolean"}, "rootValid": {"type": "boolean"}}),
+             obj(["reason"], {"reason": STR}),
+         ]}},
+    ),
+    "DeltaProof": obj(
+        ["type", "recordId", "content", "contentHash", "leafHash", "leafIndex", "treeSize", "inclusionProof",
+         "proofRoot", "batch", "publicKey"],
+        {"type": {"const": "tally.delta-proof/v1"}, "recordId": STR,
+         "content": obj(
+             ["v", "tenantId", "environment", "recordId", "customerId", "sequenceNumber", "delta", "reason",
+              "referenceId", "metadata", "adjusts", "createdAt"],
+             {"v": {"const": 1}, "tenantId": STR, "environment": {"type": "string", "enum": ["sandbox", "production"]},
+              "recordId": STR, "customerId": STR, "sequenceNumber": {"type": "integer", "minimum": 1},
+              "delta": {"type": "string", "description": "The exact decimal, as hashed."}, "reason": STR,
+              "referenceId": STR_OR_NULL, "metadata": {"type": ["object", "null"]}, "adjusts": STR_OR_NULL,
+              "createdAt": TS}),
+         "contentHash": HEX64, "leafHash": HEX64, "leafIndex": {"type": "integer", "minimum": 0},
+         "treeSize": {"type": "integer", "minimum": 1}, "inclusionProof": {"type": "array", "items": HEX64},
+         "proofRoot": HEX64,
+         "batch": obj(["statement", "signature"], {"statement": BATCH_STATEMENT, "signature": B64}),
+         "publicKey": obj(["keyId", "algorithm", "publicKey"],
+                          {"keyId": STR, "algorithm": {"const": "Ed25519"}, "publicKey": B64})},
     ),
     "PlatformTenant": obj(
         ["id", "name", "subdomain", "final_domain", "https", "lang"],
@@ -247,6 +298,93 @@ SCHEMAS: dict[str, dict] = {
                     "missing_payment_limit_date": TS,
                 },
             )
+        },
+    ),
+    # --- dashboard customer records ---
+    "DashboardCustomer": obj(
+        ["customerId", "displayName", "source", "sharingStateHint", "eventCadence", "unitLabel", "environment",
+         "createdAt", "updatedAt"],
+        {
+            "customerId": STR,
+            "displayName": STR,
+            "source": {"type": "string", "enum": ["integration", "manual"]},
+            "sharingStateHint": {"type": "string", "enum": SHARING_STATES},
+            "eventCadence": {"type": ["string", "null"], "enum": [*EVENT_CADENCES, None]},
+            "unitLabel": STR_OR_NULL,
+            "environment": {"type": "string", "enum": ["sandbox", "production"]},
+            "createdAt": TS,
+            "updatedAt": TS,
+        },
+    ),
+    "CreateCustomerRequest": obj(
+        ["displayName"],
+        {
+            "displayName": {"type": "string", "minLength": 1, "maxLength": 200},
+            "customerId": {"type": "string", "pattern": "^[A-Za-z0-9_\\-.:]{1,128}$"},
+            "sharingStateHint": {"type": "string", "enum": SHARING_STATES},
+            "eventCadence": {"type": "string", "enum": EVENT_CADENCES},
+            "unitLabel": {"type": "string", "minLength": 1, "maxLength": 40},
+        },
+    ),
+    # --- outgoing webhooks ---
+    "WebhookEndpoint": obj(WEBHOOK_ENDPOINT_REQUIRED, WEBHOOK_ENDPOINT),
+    "WebhookEndpointWithSecret": obj(
+        [*WEBHOOK_ENDPOINT_REQUIRED, "secret"],
+        {**WEBHOOK_ENDPOINT, "secret": {"type": "string", "pattern": "^whsec_[A-Za-z0-9]{32}$"}, "warning": STR},
+    ),
+    "WebhookEndpointList": obj(
+        ["items", "events"],
+        {
+            "items": {"type": "array", "items": {"$ref": "#/components/schemas/WebhookEndpoint"}},
+            "events": {"type": "array", "items": {"type": "string", "enum": WEBHOOK_EVENTS}},
+        },
+    ),
+    "CreateWebhookRequest": obj(
+        ["url"],
+        {
+            "url": {"type": "string", "maxLength": 2048, "description": "https:// (loopback http on the local stack)"},
+            "events": {"type": "array", "items": {"type": "string", "enum": WEBHOOK_EVENTS}},
+            "description": {"type": "string", "maxLength": 200},
+        },
+    ),
+    "WebhookAttempt": obj(
+        ["number", "at", "statusCode", "durationMs", "error"],
+        {
+            "number": {"type": "integer", "minimum": 1},
+            "at": TS,
+            "statusCode": {"type": ["integer", "null"]},
+            "durationMs": {"type": "integer", "minimum": 0},
+            "error": STR_OR_NULL,
+        },
+    ),
+    "WebhookDelivery": obj(
+        ["eventId", "event", "endpointId", "url", "status", "delivered", "attemptCount", "lastAttemptAt",
+         "lastStatusCode",
+         "lastError", "nextAttemptAt", "deliveredAt", "createdAt", "attempts"],
+        {
+            "eventId": {"type": "string", "pattern": "^evt_[A-Za-z0-9]+$"},
+            "event": {"type": "string", "enum": [*WEBHOOK_EVENTS, "webhook.test"]},
+            "endpointId": STR,
+            "url": STR,
+            "status": {"type": "string", "enum": ["PENDING", "DELIVERED", "FAILED"]},
+            "delivered": {"type": "boolean"},
+            "attemptCount": {"type": "integer", "minimum": 0},
+            "lastAttemptAt": TS_OR_NULL,
+            "lastStatusCode": {"type": ["integer", "null"]},
+            "lastError": STR_OR_NULL,
+            "nextAttemptAt": TS_OR_NULL,
+            "deliveredAt": TS_OR_NULL,
+            "createdAt": TS,
+            "attempts": {"type": "array", "items": {"$ref": "#/components/schemas/WebhookAttempt"}},
+        },
+    ),
+    "WebhookDeliveryPage": page_of("WebhookDelivery", with_total=False),
+    "WebhookRetry": obj(
+        ["eventId", "status", "deliveries"],
+        {
+            "eventId": STR,
+            "status": {"type": "string", "enum": ["PENDING"]},
+            "deliveries": {"type": "array", "items": {"$ref": "#/components/schemas/WebhookDelivery"}},
         },
     ),
 }

@@ -34,6 +34,7 @@ def verify_root(ctx: Ctx, proofRoot: str) -> Response:
 
     signer = bootstrap.signer()
     key_known = batch.key_id == signer.key_id
+    public_key = signer.public_key.view()["publicKey"] if key_known else None
     signature_ok = key_known and verify_signature(signer.public_key.raw, canonical(batch.statement()),
                                                   batch.signature)
     root_ok = root_of([bytes.fromhex(h) for h in batch.leaf_hashes]).hex() == batch.root
@@ -45,6 +46,8 @@ def verify_root(ctx: Ctx, proofRoot: str) -> Response:
                     "environment": batch.environment, "previousRoot": batch.previous_root},
         "records": [{"recordId": r, "leafIndex": i, "leafHash": h}
                     for i, (r, h) in enumerate(zip(batch.record_ids, batch.leaf_hashes, strict=True))],
-        "verification": {"algorithm": "Ed25519", "keyId": batch.key_id, "signature": batch.signature,
+        # The public key travels with the statement, so the saved answer checks offline (`tally verify`).
+        "verification": {"algorithm": "Ed25519", "keyId": batch.key_id, "publicKey": public_key,
+                         "signature": batch.signature,
                          "statement": batch.statement(), "signatureValid": signature_ok, "rootValid": root_ok},
     })

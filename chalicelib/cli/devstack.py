@@ -80,6 +80,8 @@ def configure_environment(aws_endpoint: str, base_url: str, extra: dict[str, str
         "TALLY_JWT_SECRET": dev_secrets()["jwtSecret"],
         "TALLY_PUBLIC_BASE_URL": base_url,
     })
+    # Quick local feedback on failing receivers: retries after 2 s, 10 s, 50 s … (deployed: 10 s, 50 s …).
+    os.environ.setdefault("TALLY_WEBHOOK_RETRY_BASE_SECONDS", "2")
     os.environ.update(extra or {})
     from chalicelib import bootstrap
     from chalicelib.settings import get_settings

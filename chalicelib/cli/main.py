@@ -11,6 +11,7 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from chalicelib.cli import devstack
@@ -190,6 +191,47 @@ def cmd_credits_topup(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read(path: str) -> Any:
+    """Strictly parsed JSON from a file or stdin (``-``); DocumentError when unreadable."""
+    from chalicelib.offline_verify import DocumentError, loads
+
+    try:
+        raw = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
+    except OSError as exc:
+        raise DocumentError(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        return loads(raw)
+    except DocumentError as exc:
+        raise DocumentError(f"{path}: {exc}") from None
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    """Offline: needs neither the local stack nor AWS (never calls _connect)."""
+    from chalicelib.offline_verify import DocumentError, check
+
+    try:
+        keys = _read(args.keys) if args.keys else None
+        report = check(_read(args.file), keys=keys)
+    except DocumentError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(report.as_dict(), indent=2))
+        return 0 if report.ok else 1
+    good, bad = "✓", "✗"
+    try:
+        (good + bad).encode(sys.stdout.encoding or "utf-8")
+    except UnicodeEncodeError:
+        good, bad = "ok", "FAIL"
+    print(f"{args.file}: {report.kind}")
+    for item in report.checks:
+        print(f"  {good if item.ok else bad} {item.name}: {item.detail}")
+    for note in report.notes:
+        print(f"  note: {note}")
+    print("VERIFIED" if report.ok else "NOT VERIFIED")
+    return 0 if report.ok else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tally", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="group", required=True)
@@ -235,6 +277,12 @@ def build_parser() -> argparse.ArgumentParser:
     prevoke = ptoken.add_parser("revoke", help="revoke a token by id (or the full token)")
     prevoke.add_argument("token_id")
     prevoke.set_defaults(func=cmd_platform_token_revoke)
+    verify = sub.add_parser("verify", help="check a proof bundle or batch document offline (exit 0 = verified)")
+    verify.add_argument("file", help="saved GET /api/v1/balance/delta/{id}/proof or /api/v1/verify/{root} "
+                                     "answer; - reads stdin")
+    verify.add_argument("--keys", help="saved GET /api/v1/verification-keys answer to pin the public key")
+    verify.add_argument("--json", action="store_true", help="print the report as JSON")
+    verify.set_defaults(func=cmd_verify)
     credits = sub.add_parser("credits", help="operator: prepaid credits").add_subparsers(dest="command",
                                                                                           required=True)
     top = credits.add_parser("topup", help="add credits to a tenant's account (a `topup` ledger entry)")

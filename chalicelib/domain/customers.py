@@ -13,6 +13,24 @@ from chalicelib.domain.identity import Environment
 CUSTOMER_ID_RE = re.compile(r"^[A-Za-z0-9_\-.:]{1,128}$")
 
 
+class SharingState(StrEnum):
+    """Whether a customer's verification data may be shared (INHERIT: the tenant's default)."""
+
+    INHERIT = "INHERIT"
+    SHARED = "SHARED"
+    PRIVATE = "PRIVATE"
+
+
+class EventCadence(StrEnum):
+    """How often the tenant expects deltas for this customer (drives record freshness)."""
+
+    PER_EVENT = "PER_EVENT"
+    HOURLY = "HOURLY"
+    DAILY = "DAILY"
+    WEEKLY = "WEEKLY"
+    MONTHLY = "MONTHLY"
+
+
 class CustomerSource(StrEnum):
     INTEGRATION = "integration"  # first seen on a delta
     MANUAL = "manual"  # created from the dashboard
@@ -37,3 +55,6 @@ class Customer:
     source: CustomerSource
     created_at: datetime
     updated_at: datetime
+    sharing_state_hint: SharingState = SharingState.INHERIT
+    event_cadence: EventCadence | None = None
+    unit_label: str | None = None

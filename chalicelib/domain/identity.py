@@ -42,6 +42,8 @@ class Permission(StrEnum):
     AUDIT_READ = "audit:read"
     CUSTOMERS_WRITE = "customers:write"
     CREDITS_TOPUP = "credits:topup"  # and the caller's tenant must be the platform tenant
+    WEBHOOKS_READ = "webhooks:read"
+    WEBHOOKS_WRITE = "webhooks:write"
 
 
 _EVERYONE = frozenset(Role)
@@ -56,6 +58,8 @@ ROLE_PERMISSIONS: dict[Permission, frozenset[Role]] = {
     Permission.AUDIT_READ: _ADMINS,
     Permission.CUSTOMERS_WRITE: _ADMINS | {Role.MANAGER},
     Permission.CREDITS_TOPUP: _ADMINS,
+    Permission.WEBHOOKS_READ: _EVERYONE,
+    Permission.WEBHOOKS_WRITE: _ADMINS,
 }
 
 

@@ -1,11 +1,23 @@
-"""Customer reads for the Balance API (the key's environment scopes them)."""
+"""Customers: Balance API reads (the key's environment scopes them) and dashboard manual creation."""
 
 from __future__ import annotations
 
-from chalicelib.domain.customers import Customer
-from chalicelib.domain.errors import ValidationError
-from chalicelib.domain.identity import ApiKeyPrincipal
+from datetime import datetime
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+from chalicelib.domain.audit import AuditEntry
+from chalicelib.domain.clock import iso_ms
+from chalicelib.domain.credentials import random_id
+from chalicelib.domain.customers import Customer, CustomerSource, EventCadence, SharingState, check_customer_id
+from chalicelib.domain.errors import ConflictError, ValidationError
+from chalicelib.domain.identity import ApiKeyPrincipal, DashboardPrincipal, Permission
+from chalicelib.domain.webhooks import EventType
+from chalicelib.services import webhooks
 from chalicelib.services.ports import Page, UnitOfWork
+
+if TYPE_CHECKING:
+    from chalicelib.domain.webhooks import Outbox
 
 
 def list_customers(
@@ -31,3 +43,82 @@ def list_customers(
         result = uow.customers.list(principal.tenant_id, principal.environment, limit, result.next_cursor,
                                     prefix=search)
     return result
+
+
+MAX_DISPLAY_NAME = 200
+MAX_UNIT_LABEL = 40
+
+
+def _enum(value: object, kind: type[StrEnum], field: str, default: Any) -> Any:
+    if value is None:
+        return default
+    try:
+        return kind(value)
+    except ValueError:
+        raise ValidationError(f"{field} must be one of {', '.join(kind)}", field=field) from None
+
+
+def create_customer(uow: UnitOfWork, principal: DashboardPrincipal, body: dict[str, Any], *,
+                    now: datetime) -> tuple[Customer, Outbox | None]:
+    """Seed 001 manual creation (admins and managers): audit entry and ``customer.created`` event,
+    all in one transaction. An id already used — manually or by integration records — is a 409."""
+    principal.require(Permission.CUSTOMERS_WRITE)
+    name = body.get("displayName")
+    if not isinstance(name, str) or not name.strip() or len(name.strip()) > MAX_DISPLAY_NAME:
+        raise ValidationError(f"displayName must be 1-{MAX_DISPLAY_NAME} characters", field="displayName")
+    raw_id = body.get("customerId")
+    customer_id = check_customer_id(raw_id) if raw_id is not None else "cust_" + random_id("", 16)
+    unit_label = body.get("unitLabel")
+    if unit_label is not None and (not isinstance(unit_label, str) or not 1 <= len(unit_label) <= MAX_UNIT_LABEL):
+        raise ValidationError(f"unitLabel must be 1-{MAX_UNIT_LABEL} characters", field="unitLabel")
+    customer = Customer(
+        tenant_id=principal.tenant_id, environment=principal.environment, customer_id=customer_id,
+        display_name=name.strip(), source=CustomerSource.MANUAL, created_at=now, updated_at=now,
+        sharing_state_hint=_enum(body.get("sharingStateHint"), SharingState, "sharingStateHint",
+                                 SharingState.INHERIT),
+        event_cadence=_enum(body.get("eventCadence"), EventCadence, "eventCadence", None),
+        unit_label=unit_label,
+    )
+    existing = uow.customers.get(principal.tenant_id, principal.environment, customer_id)
+    if existing is not None:
+        _duplicate(existing)
+    uow.customers.add(customer)
+    uow.audit.add(AuditEntry(tenant_id=principal.tenant_id, actor=principal.actor, action="customer.created",
+                             target=f"customer:{customer_id}", environment=str(principal.environment), at=now,
+                             details={"displayName": customer.display_name}))
+    outbox = webhooks.stage_events(uow, principal.tenant_id, principal.environment,
+                                   [(EventType.CUSTOMER_CREATED, customer_event(customer))], now=now)
+    try:
+        uow.commit()
+    except ConflictError:
+        uow.rollback()
+        found = uow.customers.get(principal.tenant_id, principal.environment, customer_id)
+        if found is None:
+            raise
+        _duplicate(found)
+    return customer, outbox
+
+
+def _duplicate(existing: Customer) -> None:
+    if existing.source == CustomerSource.INTEGRATION:
+        raise ConflictError(
+            f"Customer '{existing.customer_id}' already exists from integration records. It was not adopted: "
+            "use it as it is (its deltas already define it), or create the manual customer under another id.",
+            code="CUSTOMER_EXISTS_FROM_INTEGRATION", customerId=existing.customer_id, source=str(existing.source),
+        )
+    raise ConflictError(f"Customer '{existing.customer_id}' already exists.", code="CUSTOMER_EXISTS",
+                        customerId=existing.customer_id)
+
+
+def customer_event(customer: Customer) -> dict[str, Any]:
+    """``customer.created`` payload."""
+    return {
+        "customerId": customer.customer_id,
+        "displayName": customer.display_name,
+        "source": str(customer.source),
+        "sharingStateHint": str(customer.sharing_state_hint),
+        "eventCadence": str(customer.event_cadence) if customer.event_cadence else None,
+        "unitLabel": customer.unit_label,
+        "environment": str(customer.environment),
+        "createdAt": iso_ms(customer.created_at),
+    }

@@ -18,6 +18,7 @@ from chalicelib.domain.tenants import (
     User,
     UserStatus,
 )
+from chalicelib.services import webhooks
 from chalicelib.services.ports import UnitOfWork
 
 #: Writes per transaction when disabling a tenant's keys and users in chunks.
@@ -129,6 +130,9 @@ def delete_tenant(uow: UnitOfWork, principal: DashboardPrincipal, confirmation: 
         for user in pending_users[start : start + _CHUNK]:
             uow.users.save(user)
         uow.commit()
+    webhooks_disabled = webhooks.disable_all(uow, tenant.id, now=now)  # ≤ 40 endpoints: one transaction
+    if webhooks_disabled:
+        uow.commit()
 
     uow.tenants.save(tenant.deleted(now))
     uow.audit.add(
@@ -141,6 +145,7 @@ def delete_tenant(uow: UnitOfWork, principal: DashboardPrincipal, confirmation: 
             details={
                 "apiKeysDisabled": len(pending_keys),
                 "usersDeactivated": len(pending_users),
+                "webhooksDisabled": webhooks_disabled,
                 "planCancelled": tenant.plan,
             },
         )

@@ -6,6 +6,8 @@ was read), every delta's status (each conditioned on still awaiting
 verification) and the credit settlement with its ledger entry. A crash before
 the commit changes nothing; a rerun after it finds the deltas verified and skips
 them. So no delta is lost, and none is sealed, settled, released or refunded twice.
+The webhook events (``delta.verified``, ``verification.completed``, ``delta.failed``)
+ride in the same transaction as an outbox item, so they exist exactly when the change does.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from chalicelib.domain.batches import SealedBatch
-from chalicelib.domain.clock import period_of
+from chalicelib.domain.clock import iso_ms, period_of
 from chalicelib.domain.credentials import time_ordered_id
 from chalicelib.domain.credits import EntryType
 from chalicelib.domain.deltas import CreditState, Delta
@@ -25,8 +27,10 @@ from chalicelib.domain.errors import ConflictError
 from chalicelib.domain.fingerprints import canonical, content_hash, delta_content
 from chalicelib.domain.identity import Environment
 from chalicelib.domain.merkle import MerkleTree, leaf_hash
+from chalicelib.domain.webhooks import EventType
 from chalicelib.services.credits import stage_move
-from chalicelib.services.ports import UnitOfWork
+from chalicelib.services.ports import OutboxRef, UnitOfWork
+from chalicelib.services.webhooks import stage_events
 
 MAX_BATCH = 90  # deltas per sealed batch: leaves room in the 100-item transaction
 MAX_ATTEMPTS = 10
@@ -39,6 +43,7 @@ class VerifyReport:
     failed: list[Delta] = field(default_factory=list)
     batches: list[SealedBatch] = field(default_factory=list)
     skipped: int = 0  # already resolved (reruns, duplicate messages)
+    outbox: list[OutboxRef] = field(default_factory=list)  # committed webhook events, for the sender to fan out
 
 
 def _fingerprint(delta: Delta) -> tuple[str | None, str | None]:
@@ -49,15 +54,41 @@ def _fingerprint(delta: Delta) -> tuple[str | None, str | None]:
         return None, f"Content cannot be canonicalised (RFC 8785): {exc}"
 
 
-def _settle(uow: UnitOfWork, tenant_id: str, deltas: list[Delta], now: datetime, description: str) -> None:
+def _settle(uow: UnitOfWork, tenant_id: str, deltas: list[Delta], now: datetime,
+            description: str) -> tuple[int, int | None]:
+    """Stage the settlement; returns (credits consumed, credit balance after) for the webhook."""
     reserved = sum(d.credits_reserved for d in deltas if d.credit_state == CreditState.RESERVED)
     if not reserved:
-        return
-    stage_move(uow, uow.credits.account(tenant_id), EntryType.SETTLEMENT, reserved, description, now=now)
+        return 0, None
+    after, _entry = stage_move(uow, uow.credits.account(tenant_id), EntryType.SETTLEMENT, reserved, description,
+                               now=now)
+    return reserved, after.credit_balance
+
+
+def _verified_event(delta: Delta, batch: SealedBatch, now: datetime) -> tuple[str, dict[str, Any]]:
+    """SDK ``DeltaVerifiedPayload`` plus the proof references (the usage block is added at fan-out)."""
+    return EventType.DELTA_VERIFIED, {
+        "recordId": delta.record_id,
+        "receiptId": delta.receipt_id,
+        "verificationReference": batch.root,
+        "customerId": delta.customer_id,
+        "delta": delta.delta,
+        "sequenceNumber": str(delta.sequence_number),
+        "referenceId": delta.reference_id,
+        "blockTimestamp": iso_ms(now),
+        "environment": str(delta.environment),
+        "period": delta.period,
+        "contentHash": delta.content_hash,
+        "proofHash": leaf_hash(bytes.fromhex(delta.content_hash or "")).hex(),
+        "batchId": batch.batch_id,
+        "proofRoot": batch.root,
+        "leafIndex": delta.leaf_index,
+        "verifiedAt": iso_ms(now),
+    }
 
 
 def _seal_once(uow: UnitOfWork, signer: Any, tenant_id: str, environment: Environment, deltas: list[Delta],
-               now: datetime) -> SealedBatch:
+               now: datetime, outbox_refs: list[OutboxRef]) -> SealedBatch:
     head = uow.batches.head(tenant_id, environment)
     hashes = [d.content_hash or "" for d in deltas]
     tree = MerkleTree([leaf_hash(bytes.fromhex(h)) for h in hashes])
@@ -69,23 +100,40 @@ def _seal_once(uow: UnitOfWork, signer: Any, tenant_id: str, environment: Enviro
     )
     batch = replace(batch, signature=signer.sign(canonical(batch.statement())))
     uow.batches.seal(batch, head)
+    events = []
     for index, delta in enumerate(deltas):
-        uow.deltas.mark_verified(replace(
-            delta, leaf_index=index, proof=[p.hex() for p in tree.inclusion_proof(index)],
-            batch_id=batch.batch_id, proof_root=batch.root), now=now)
-    _settle(uow, tenant_id, deltas, now, f"Verification batch settled — {len(deltas)} deltas")
+        sealed = replace(delta, leaf_index=index, proof=[p.hex() for p in tree.inclusion_proof(index)],
+                         batch_id=batch.batch_id, proof_root=batch.root)
+        uow.deltas.mark_verified(sealed, now=now)
+        events.append(_verified_event(sealed, batch, now))
+    consumed, remaining = _settle(uow, tenant_id, deltas, now, f"Verification batch settled — {len(deltas)} deltas")
+    events.append((EventType.VERIFICATION_COMPLETED, {
+        "batchId": batch.batch_id, "proofRoot": batch.root, "environment": str(environment),
+        "itemCount": len(deltas), "recordIds": list(batch.record_ids), "creditsConsumed": consumed,
+        "remainingBalance": remaining, "verifiedAt": iso_ms(now),
+    }))
+    outbox = stage_events(uow, tenant_id, environment, events, now=now)
     uow.commit()
+    if outbox is not None:
+        outbox_refs.append(uow.webhooks.outbox_ref(outbox))
     return batch
 
 
-def _fail_once(uow: UnitOfWork, delta: Delta, error: str, now: datetime) -> None:
+def _fail_once(uow: UnitOfWork, delta: Delta, error: str, now: datetime, outbox_refs: list[OutboxRef]) -> None:
     """Terminal failure: FAILED with the error, its usage unit released, its credits refunded."""
     uow.deltas.mark_failed(delta, error=error, now=now)
     uow.usage.add(delta.tenant_id, delta.period or period_of(delta.created_at), delta.environment, -1, cap=None)
     if delta.credit_state == CreditState.RESERVED and delta.credits_reserved:
         stage_move(uow, uow.credits.account(delta.tenant_id), EntryType.REFUND, delta.credits_reserved,
                    f"Verification failed — {delta.record_id}", now=now)
+    outbox = stage_events(uow, delta.tenant_id, delta.environment, [(EventType.DELTA_FAILED, {
+        "recordId": delta.record_id, "customerId": delta.customer_id, "delta": delta.delta, "error": error,
+        "failedAt": iso_ms(now), "referenceId": delta.reference_id, "environment": str(delta.environment),
+        "creditsRefunded": delta.credits_reserved if delta.credit_state == CreditState.RESERVED else 0,
+    })], now=now)
     uow.commit()
+    if outbox is not None:
+        outbox_refs.append(uow.webhooks.outbox_ref(outbox))
 
 
 def _retrying(uow: UnitOfWork, tenant_id: str, environment: Environment, record_ids: list[str],
@@ -114,7 +162,7 @@ def _verify_group(uow: UnitOfWork, signer: Any, tenant_id: str, environment: Env
             continue
 
         def fail(live: list[Delta], reason: str = error or "") -> Delta:
-            _fail_once(uow, live[0], reason, now)
+            _fail_once(uow, live[0], reason, now, report.outbox)
             return replace(live[0], error=reason)
 
         failed = _retrying(uow, tenant_id, environment, [delta.record_id], fail)
@@ -123,7 +171,7 @@ def _verify_group(uow: UnitOfWork, signer: Any, tenant_id: str, environment: Env
 
     def seal(live: list[Delta]) -> tuple[SealedBatch, list[Delta]]:
         fingerprinted = [replace(d, content_hash=hashes[d.record_id]) for d in live]
-        return _seal_once(uow, signer, tenant_id, environment, fingerprinted, now), fingerprinted
+        return _seal_once(uow, signer, tenant_id, environment, fingerprinted, now, report.outbox), fingerprinted
 
     good = list(hashes)
     for start in range(0, len(good), MAX_BATCH):

@@ -82,3 +82,28 @@ def tally(stack: dict, *args: str) -> str:
     done = run(stack, *args)
     assert done.returncode == 0, done.stderr
     return done.stdout
+
+
+class Recorder:
+    """The SDK's own urllib transport, keeping each raw answer: tests read the exact JSON the server sent
+    (the SDK rewrites some fields, e.g. every ``status`` it does not know becomes ``QUEUED``)."""
+
+    def __init__(self) -> None:
+        from pacspace_sdk.client import TransportResponse
+
+        self.responses: list[TransportResponse] = []
+
+    def __call__(self, method: str, url: str, headers: dict, body: object, timeout_ms: int) -> object:
+        from pacspace_sdk.client import default_transport
+
+        response = default_transport(method, url, headers, body, timeout_ms)
+        self.responses.append(response)
+        return response
+
+    @property
+    def last_text(self) -> str:
+        return self.responses[-1].body.decode()
+
+    @property
+    def last_json(self) -> dict:
+        return json.loads(self.responses[-1].body)

@@ -20,7 +20,8 @@ TABLE_RESOURCES = {
 
 
 def _key_schema(entries: list[dict]) -> list[tuple[str, str]]:
-    return [(e["AttributeName"], e["KeyType"]) for e in entries]
+    """HASH first, then RANGE (PynamoDB lists an index's keys in attribute-name order)."""
+    return sorted(((e["AttributeName"], e["KeyType"]) for e in entries), key=lambda k: k[1] != "HASH")
 
 
 def _model_schema(table_suffix: str) -> dict:

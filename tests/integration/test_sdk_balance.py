@@ -22,9 +22,8 @@ from pacspace_sdk import (
     PacSpace,
     PacSpaceError,
 )
-from pacspace_sdk.client import TransportResponse, default_transport
 
-from tests.integration.localstack import local_stack, tally
+from tests.integration.localstack import Recorder, local_stack, tally
 
 DELTA = "/api/v1/balance/delta"
 BATCH = "/api/v1/balance/delta/batch"
@@ -58,22 +57,6 @@ def stack(tmp_path_factory):
 
 def new_key(stack: dict, tenant_id: str, environment: str = "production") -> dict:
     return json.loads(tally(stack, "dev", "api-key", "--tenant", tenant_id, "--environment", environment, "--json"))
-
-
-class Recorder:
-    """The SDK's own urllib transport, keeping each raw answer so tests can read the exact JSON text."""
-
-    def __init__(self) -> None:
-        self.responses: list[TransportResponse] = []
-
-    def __call__(self, method, url, headers, body, timeout_ms) -> TransportResponse:
-        response = default_transport(method, url, headers, body, timeout_ms)
-        self.responses.append(response)
-        return response
-
-    @property
-    def last_text(self) -> str:
-        return self.responses[-1].body.decode()
 
 
 def sdk(stack: dict, api_key: str, transport: Recorder | None = None) -> PacSpace:

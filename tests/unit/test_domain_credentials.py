@@ -207,6 +207,8 @@ ALLOWED = {
     Permission.AUDIT_READ: {Role.OWNER, Role.ADMIN},
     Permission.CUSTOMERS_WRITE: {Role.OWNER, Role.ADMIN, Role.MANAGER},
     Permission.CREDITS_TOPUP: {Role.OWNER, Role.ADMIN},
+    Permission.WEBHOOKS_READ: {Role.OWNER, Role.ADMIN, Role.MANAGER, Role.VIEWER},
+    Permission.WEBHOOKS_WRITE: {Role.OWNER, Role.ADMIN},
 }
 
 

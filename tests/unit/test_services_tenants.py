@@ -16,6 +16,7 @@ from chalicelib.domain.errors import (
 )
 from chalicelib.domain.identity import Environment, Role
 from chalicelib.domain.tenants import DELETION_MESSAGE, TenantStatus, UserStatus
+from chalicelib.domain.webhooks import Endpoint, EndpointStatus
 from chalicelib.services import auth
 from chalicelib.services import tenants as service
 from tests.fakes import FakeUnitOfWork
@@ -183,7 +184,26 @@ def test_delete_tenant_audits_what_it_did(uow, populated):
     entry = uow.audit.list("2", 1, None).items[0]
     assert (entry.action, entry.actor, entry.target, entry.at) == (
         "tenant.deleted", "user:usr_admin", "tenant:2", LATER)
-    assert entry.details == {"apiKeysDisabled": 121, "usersDeactivated": 4, "planCancelled": "pro"}
+    assert entry.details == {"apiKeysDisabled": 121, "usersDeactivated": 4, "webhooksDisabled": 0,
+                             "planCancelled": "pro"}
+
+
+def test_delete_tenant_disables_every_webhook_endpoint_in_both_environments(uow, populated):
+    endpoints = [Endpoint(tenant_id=t, environment=env, endpoint_id=f"we_{t}{env}", url="https://hooks.example.com/x",
+                          secret="whsec_" + "a" * 32, events=("delta.verified",), created_at=LATER,
+                          created_by="user:usr_admin")
+                 for t in ("2", "3") for env in Environment]
+    for endpoint in endpoints:
+        uow.webhooks.save_endpoint(endpoint, new=True)
+    uow.commit()
+    service.delete_tenant(uow, dashboard("2"), "Acme Inc", now=LATER)
+    statuses = {(e.tenant_id, e.environment): e.status
+                for env in Environment for t in ("2", "3") for e in uow.webhooks.endpoints(t, env)}
+    assert statuses == {("2", Environment.SANDBOX): EndpointStatus.DISABLED,
+                        ("2", Environment.PRODUCTION): EndpointStatus.DISABLED,
+                        ("3", Environment.SANDBOX): EndpointStatus.ACTIVE,
+                        ("3", Environment.PRODUCTION): EndpointStatus.ACTIVE}
+    assert uow.audit.list("2", 1, None).items[0].details["webhooksDisabled"] == 2
 
 
 def test_delete_tenant_writes_in_chunks_within_the_transaction_limit(uow, populated):

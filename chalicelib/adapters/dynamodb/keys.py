@@ -104,3 +104,42 @@ def idempotency_pk(tenant_id: str, environment: str, scope: str, key: str) -> st
 
 def usage_sk(period: str) -> str:
     return f"P#{period}"
+
+
+# --- webhooks table: endpoints, deliveries and the event outbox ---
+
+OUTBOX_SHARDS = 4
+DUE_SHARDS = 4
+
+
+def webhooks_pk(tenant_id: str, environment: str) -> str:
+    return f"T#{tenant_id}#E#{environment}#WH"
+
+
+def endpoint_sk(endpoint_id: str) -> str:
+    return f"EP#{endpoint_id}"
+
+
+DELIVERY_PREFIX = "D#"
+
+
+def delivery_sk(event_id: str, endpoint_id: str) -> str:
+    """Event ids are time-ordered, so a tenant's deliveries list chronologically."""
+    return f"{DELIVERY_PREFIX}{event_id}#{endpoint_id}"
+
+
+def endpoint_key(tenant_id: str, environment: str, endpoint_id: str) -> str:
+    return f"T#{tenant_id}#E#{environment}#EP#{endpoint_id}"
+
+
+def due_shard(event_id: str, endpoint_id: str) -> str:
+    """Spreads the sparse due index over a few partitions: W#0 .. W#3."""
+    return f"W#{sum((event_id + endpoint_id).encode()) % DUE_SHARDS}"
+
+
+def outbox_pk(outbox_id: str) -> str:
+    return f"OUTBOX#{sum(outbox_id.encode()) % OUTBOX_SHARDS}"
+
+
+def outbox_sk(at_iso: str, outbox_id: str) -> str:
+    return f"{at_iso}#{outbox_id}"

@@ -37,6 +37,7 @@ TABLES = {
     "usage": _settings.table_name("usage"),
     "deltas": _settings.table_name("deltas"),
     "idempotency": _settings.table_name("idempotency"),
+    "webhooks": _settings.table_name("webhooks"),
 }
 
 
@@ -214,6 +215,9 @@ class CustomerRecord(_Keyed):
     source = UnicodeAttribute()
     created_at = UTCDateTimeAttribute()
     updated_at = UTCDateTimeAttribute()
+    sharing_state_hint = UnicodeAttribute(null=True)
+    event_cadence = UnicodeAttribute(null=True)
+    unit_label = UnicodeAttribute(null=True)
     # Kept current by every accepted delta (one update per customer per transaction).
     last_seq = NumberAttribute(null=True)
     delta_count = NumberAttribute(null=True)
@@ -377,6 +381,85 @@ class IdempotencyRecord(_Keyed):
     ttl = TTLAttribute()
 
 
+# --- webhooks table: endpoints, deliveries, and the outbox of events awaiting fan-out ---
+
+
+class WebhookEndpointRecord(_Keyed):
+    Meta = _meta("webhooks")
+    tenant_id = UnicodeAttribute()
+    environment = UnicodeAttribute()
+    endpoint_id = UnicodeAttribute()
+    url = UnicodeAttribute()
+    description = UnicodeAttribute(default="")
+    secret = UnicodeAttribute()  # needed to sign; the table is encrypted at rest and the API never returns it
+    events = ListAttribute(of=UnicodeAttribute)
+    status = UnicodeAttribute()
+    created_at = UTCDateTimeAttribute()
+    created_by = UnicodeAttribute()
+    disabled_at = UTCDateTimeAttribute(null=True)
+
+
+class EndpointIndex(GlobalSecondaryIndex):
+    """One endpoint's delivery history, newest event first."""
+
+    class Meta:
+        index_name = "endpoint-index"
+        projection = AllProjection()
+
+    endpoint_key = UnicodeAttribute(hash_key=True)
+    event_id = UnicodeAttribute(range_key=True)
+
+
+class DueIndex(GlobalSecondaryIndex):
+    """Sparse: only deliveries waiting for an attempt carry ``due_shard`` (the retry sweep's work list)."""
+
+    class Meta:
+        index_name = "due-index"
+        projection = AllProjection()
+
+    due_shard = UnicodeAttribute(hash_key=True)
+    due_at = UnicodeAttribute(range_key=True)
+
+
+class WebhookDeliveryRecord(_Keyed):
+    Meta = _meta("webhooks")
+    tenant_id = UnicodeAttribute()
+    environment = UnicodeAttribute()
+    event_id = UnicodeAttribute()
+    event_type = UnicodeAttribute()
+    endpoint_id = UnicodeAttribute()
+    endpoint_key = UnicodeAttribute()
+    endpoint_index = EndpointIndex()
+    url = UnicodeAttribute()
+    body = UnicodeAttribute()  # the exact bytes every attempt sends and signs
+    status = UnicodeAttribute()
+    attempts = ExactJSONAttribute(default=list)
+    attempt_count = NumberAttribute(default=0)
+    created_at = UTCDateTimeAttribute()
+    next_attempt_at = UTCDateTimeAttribute(null=True)
+    delivered_at = UTCDateTimeAttribute(null=True)
+    window_start = NumberAttribute(default=1)
+    window_started_at = UTCDateTimeAttribute(null=True)
+    lease_until = UTCDateTimeAttribute(null=True)  # an attempt in flight (one sender at a time)
+    due_shard = UnicodeAttribute(null=True)
+    due_at = UnicodeAttribute(null=True)
+    due_index = DueIndex()
+    ttl = TTLAttribute(null=True)
+
+
+class OutboxRecord(_Keyed):
+    """Events written in the same transaction as the change they announce; fanned out, then deleted."""
+
+    Meta = _meta("webhooks")
+    outbox_id = UnicodeAttribute()
+    tenant_id = UnicodeAttribute()
+    environment = UnicodeAttribute()
+    events = ExactJSONAttribute()
+    created_at = UTCDateTimeAttribute()
+    progress = NumberAttribute(default=0)  # deliveries already written, when fan-out takes several transactions
+    targets = ListAttribute(of=UnicodeAttribute, null=True)  # endpoint ids fixed by the first partial fan-out
+
+
 #: Every model, for schema checks and the local stack.
 ALL_MODELS: tuple[type[Model], ...] = (
     TenantRecord,
@@ -395,4 +478,7 @@ ALL_MODELS: tuple[type[Model], ...] = (
     ChainHeadRecord,
     ReferenceGuardRecord,
     IdempotencyRecord,
+    WebhookEndpointRecord,
+    WebhookDeliveryRecord,
+    OutboxRecord,
 )

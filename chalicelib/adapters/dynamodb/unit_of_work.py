@@ -53,6 +53,7 @@ class DynamoUnitOfWork:
         self.usage = repos.DynamoUsageRepository(self)
         self.credits = repos.DynamoCreditRepository(self)
         self.idempotency = repos.DynamoIdempotencyRepository(self)
+        self.webhooks = repos.DynamoWebhookRepository(self)
 
     def stage(self, write: StagedWrite) -> None:
         self._staged.append(write)

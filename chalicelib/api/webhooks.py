@@ -1,0 +1,162 @@
+"""Outgoing webhooks: endpoint management (dashboard) and delivery history and retry (Balance API)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chalice import Blueprint, Response
+
+from chalicelib import bootstrap
+from chalicelib.api.request import int_param, query_param
+from chalicelib.api.responses import ok, page_body
+from chalicelib.api.routing import ENVIRONMENT_HEADER, Auth, Ctx, path_param, query, route
+from chalicelib.domain.clock import iso_ms
+from chalicelib.domain.webhooks import SUBSCRIBABLE, Delivery, DeliveryStatus, Endpoint
+from chalicelib.services import webhooks as webhook_service
+from chalicelib.settings import get_settings
+
+bp = Blueprint(__name__)
+WEBHOOK_ID = path_param("webhookId", "The endpoint id (`we_…`).")
+ONCE = "Store this signing secret now: it is shown only once."
+LIMIT = query("limit", "Page size, 1-100 (default 25).", {"type": "integer", "minimum": 1, "maximum": 100})
+CURSOR = query("cursor", "The nextCursor of the previous page.")
+
+
+def endpoint_view(endpoint: Endpoint) -> dict[str, Any]:
+    return {
+        "id": endpoint.endpoint_id,
+        "url": endpoint.url,
+        "description": endpoint.description,
+        "events": list(endpoint.events),
+        "environment": str(endpoint.environment),
+        "status": str(endpoint.status),
+        "secretHint": endpoint.secret_hint,
+        "createdAt": iso_ms(endpoint.created_at),
+        "createdBy": endpoint.created_by,
+        "disabledAt": iso_ms(endpoint.disabled_at),
+    }
+
+
+def delivery_view(delivery: Delivery) -> dict[str, Any]:
+    last = delivery.attempts[-1] if delivery.attempts else None
+    return {
+        "eventId": delivery.event_id,
+        "event": delivery.event_type,
+        "endpointId": delivery.endpoint_id,
+        "url": delivery.url,
+        "status": str(delivery.status),
+        # The SDK rewrites every `status` outside its delta vocabulary to QUEUED; this survives it.
+        "delivered": delivery.status == DeliveryStatus.DELIVERED,
+        "attemptCount": delivery.attempt_count,
+        "lastAttemptAt": iso_ms(last.at) if last else None,
+        "lastStatusCode": last.status_code if last else None,
+        "lastError": last.error if last else None,
+        "nextAttemptAt": iso_ms(delivery.next_attempt_at) if delivery.status == DeliveryStatus.PENDING else None,
+        "deliveredAt": iso_ms(delivery.delivered_at),
+        "createdAt": iso_ms(delivery.created_at),
+        "attempts": [{"number": a.number, "at": iso_ms(a.at), "statusCode": a.status_code,
+                      "durationMs": a.duration_ms, "error": a.error} for a in delivery.attempts],
+    }
+
+
+def _wake(deliveries: list[Delivery]) -> None:
+    """Ask the worker to attempt now; if SQS is unreachable the sweep attempts them within a minute."""
+    try:
+        bootstrap.webhook_queue().attempt([list(webhook_service.delivery_ref(d)) for d in deliveries])
+    except Exception:
+        webhook_service.log.warning("webhook wake-up failed; the sweep will attempt these", exc_info=True)
+
+
+# --- dashboard: endpoints -------------------------------------------------------------------------
+
+
+@route(bp, "/dashboard/webhooks", "POST", auth=Auth.DASHBOARD, summary="Register a webhook endpoint",
+       tags=("Webhooks",), responses={201: "WebhookEndpointWithSecret"}, errors=(400, 403),
+       request_body="CreateWebhookRequest", params=(ENVIRONMENT_HEADER,))
+def create_webhook(ctx: Ctx) -> Response:
+    """Owner/admin. HTTPS URLs only (plain-http loopback on the local stack). `events` defaults to all of
+    `delta.verified`, `delta.failed`, `verification.completed`, `customer.created`. The `whsec_` secret
+    that signs deliveries (`X-PacSpace-Signature`) is in this response only."""
+    body = ctx.body()
+    endpoint = webhook_service.create_endpoint(
+        ctx.uow, ctx.principal, url=body.get("url"), events=body.get("events"),
+        description=body.get("description"), now=ctx.now, allow_loopback=get_settings().webhooks_allow_loopback,
+    )
+    return ok({**endpoint_view(endpoint), "secret": endpoint.secret, "warning": ONCE}, 201)
+
+
+@route(bp, "/dashboard/webhooks", "GET", auth=Auth.DASHBOARD, summary="List webhook endpoints",
+       tags=("Webhooks",), responses={200: "WebhookEndpointList"}, params=(ENVIRONMENT_HEADER,))
+def list_webhooks(ctx: Ctx) -> Response:
+    """Active endpoints of the `X-Environment` scope (at most 20), never their secrets."""
+    endpoints = webhook_service.list_endpoints(ctx.uow, ctx.principal)
+    return ok({"items": [endpoint_view(e) for e in endpoints], "events": list(SUBSCRIBABLE)})
+
+
+@route(bp, "/dashboard/webhooks/{webhookId}", "GET", auth=Auth.DASHBOARD, summary="Get a webhook endpoint",
+       tags=("Webhooks",), responses={200: "WebhookEndpoint"}, errors=(404,), params=(WEBHOOK_ID, ENVIRONMENT_HEADER))
+def get_webhook(ctx: Ctx, webhookId: str) -> Response:
+    return ok(endpoint_view(webhook_service.get_endpoint(ctx.uow, ctx.principal, webhookId)))
+
+
+@route(bp, "/dashboard/webhooks/{webhookId}", "DELETE", auth=Auth.DASHBOARD, summary="Delete a webhook endpoint",
+       tags=("Webhooks",), responses={200: "WebhookEndpoint"}, errors=(403, 404),
+       params=(WEBHOOK_ID, ENVIRONMENT_HEADER))
+def delete_webhook(ctx: Ctx, webhookId: str) -> Response:
+    """Owner/admin. Nothing more is sent to it; its delivery history stays readable."""
+    return ok(endpoint_view(webhook_service.delete_endpoint(ctx.uow, ctx.principal, webhookId, now=ctx.now)))
+
+
+@route(bp, "/dashboard/webhooks/{webhookId}/test", "POST", auth=Auth.DASHBOARD, summary="Send a test event",
+       tags=("Webhooks",), responses={202: "WebhookDelivery"}, errors=(403, 404),
+       params=(WEBHOOK_ID, ENVIRONMENT_HEADER))
+def send_test_webhook(ctx: Ctx, webhookId: str) -> Response:
+    """Owner/admin. Queues a signed `webhook.test` event for this endpoint; the delivery history shows
+    the outcome (the request never waits for the receiver)."""
+    delivery = webhook_service.send_test(ctx.uow, ctx.principal, webhookId, now=ctx.now)
+    _wake([delivery])
+    return ok(delivery_view(delivery), 202)
+
+
+@route(bp, "/dashboard/webhooks/{webhookId}/deliveries", "GET", auth=Auth.DASHBOARD,
+       summary="Delivery history of an endpoint", tags=("Webhooks",), responses={200: "WebhookDeliveryPage"},
+       errors=(400, 404), params=(WEBHOOK_ID, ENVIRONMENT_HEADER, LIMIT, CURSOR))
+def webhook_deliveries(ctx: Ctx, webhookId: str) -> Response:
+    """Newest event first, each with every attempt (time, status code, duration, error)."""
+    limit = int_param(ctx.request, "limit", default=25, minimum=1, maximum=100)
+    page = webhook_service.endpoint_history(ctx.uow, ctx.principal, webhookId, limit=limit,
+                                            cursor=query_param(ctx.request, "cursor"))
+    return ok(page_body([delivery_view(d) for d in page.items], limit=limit, page=page.extra["page"],
+                        next_cursor=page.next_cursor, total=None))
+
+
+# --- Balance API: deliveries of the key's environment ---------------------------------------------
+
+
+@route(bp, "/api/v1/balance/webhooks", "GET", auth=Auth.API_KEY, summary="List webhook deliveries",
+       tags=("Balance API",), responses={200: "WebhookDeliveryPage"}, errors=(400,),
+       params=(query("status", "PENDING, DELIVERED or FAILED.", {"type": "string", "enum": list(DeliveryStatus)}),
+               LIMIT,
+               query("offset", "Skip this many deliveries (0-1000); `cursor` is cheaper.",
+                     {"type": "integer", "minimum": 0, "maximum": 1000}),
+               CURSOR))
+def list_webhook_deliveries(ctx: Ctx) -> Response:
+    """SDK `list_webhook_deliveries`: newest first, with each attempt."""
+    limit = int_param(ctx.request, "limit", default=25, minimum=1, maximum=100)
+    offset = int_param(ctx.request, "offset", default=0, minimum=0, maximum=1000)
+    page = webhook_service.list_deliveries(ctx.uow, ctx.principal, limit=limit, offset=offset,
+                                           cursor=query_param(ctx.request, "cursor"),
+                                           status=query_param(ctx.request, "status"))
+    return ok(page_body([delivery_view(d) for d in page.items], limit=limit, page=page.extra["page"],
+                        next_cursor=page.next_cursor, total=None))
+
+
+@route(bp, "/api/v1/balance/webhooks/{eventId}/retry", "POST", auth=Auth.API_KEY, summary="Retry a webhook event",
+       tags=("Balance API",), responses={202: "WebhookRetry"}, errors=(404, 409),
+       params=(path_param("eventId", "The event id (`evt_…`, the `X-Event-ID` header)."),))
+def retry_webhook(ctx: Ctx, eventId: str) -> Response:
+    """SDK `retry_webhook`: every delivery of the event is attempted again now, with a fresh set of retries."""
+    deliveries = webhook_service.retry_event(ctx.uow, ctx.principal, eventId, now=ctx.now)
+    _wake(deliveries)
+    return ok({"eventId": eventId, "status": str(DeliveryStatus.PENDING),
+               "deliveries": [delivery_view(d) for d in deliveries]}, 202)
