@@ -94,7 +94,9 @@ def webhook_sender() -> Any:
     def build() -> Any:
         from chalicelib.adapters.webhook_http import HttpSender
 
-        return HttpSender(timeout_seconds=get_settings().webhook_timeout_seconds)
+        settings = get_settings()
+        return HttpSender(timeout_seconds=settings.webhook_timeout_seconds,
+                          allow_private=settings.webhooks_allow_loopback)
 
     return _singleton("webhook_sender", build)
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import ipaddress
+import socket
 import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 EXCERPT = 256
 
@@ -25,22 +28,44 @@ class SendResult:
     excerpt: str | None = None
 
 
+def private_address(host: str) -> str | None:
+    """The first non-public address ``host`` resolves to, if any (checked before every request, so a
+    name that now points into a private network is refused even though it passed registration)."""
+    try:
+        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except (OSError, UnicodeError):
+        return None  # unresolvable: the request itself reports it
+    for info in infos:
+        address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
+        if not address.is_global:
+            return str(address)
+    return None
+
+
 class HttpSender:
-    def __init__(self, timeout_seconds: float) -> None:
+    def __init__(self, timeout_seconds: float, *, allow_private: bool = False) -> None:
         self._timeout = timeout_seconds
+        self._allow_private = allow_private
         self._opener = urllib.request.build_opener(_NoRedirects)
 
     def post(self, url: str, body: str, headers: dict[str, str]) -> SendResult:
-        request = urllib.request.Request(url, data=body.encode("utf-8"), headers=headers, method="POST")
         started = time.monotonic()
+        if not self._allow_private:
+            blocked = private_address(urlsplit(url).hostname or "")
+            if blocked:
+                return SendResult(None, _ms(started), f"Refused: the host resolves to a non-public address ({blocked})")
+        request = urllib.request.Request(url, data=body.encode("utf-8"), headers=headers, method="POST")
         try:
             with self._opener.open(request, timeout=self._timeout) as response:
                 excerpt = response.read(EXCERPT).decode("utf-8", "replace")
                 return SendResult(response.status, _ms(started), None, excerpt)
         except urllib.error.HTTPError as exc:
-            excerpt = exc.read(EXCERPT).decode("utf-8", "replace") if exc.fp else None
+            try:
+                excerpt = exc.read(EXCERPT).decode("utf-8", "replace") if exc.fp else None
+            except Exception:
+                excerpt = None
             return SendResult(exc.code, _ms(started), f"HTTP {exc.code}", excerpt)
-        except (urllib.error.URLError, OSError, ValueError) as exc:
+        except Exception as exc:  # URLError, timeouts, and http.client's protocol errors (bad status line …)
             reason = getattr(exc, "reason", exc)
             return SendResult(None, _ms(started), f"{type(exc).__name__}: {reason}"[:200])
 

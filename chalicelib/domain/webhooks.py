@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
+import socket
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -32,6 +33,7 @@ MAX_BACKOFF = timedelta(hours=6)
 RETRY_WINDOW = timedelta(hours=24)
 BACKOFF_FACTOR = 5
 RESPONSE_EXCERPT = 256
+KEPT_ATTEMPTS = 24  # the latest attempts stored with a delivery (the count keeps growing)
 
 
 class EventType(StrEnum):
@@ -68,7 +70,7 @@ def check_url(value: object, *, allow_loopback: bool) -> str:
     url = value.strip()
     try:
         parts = urlsplit(url)
-        host = parts.hostname or ""
+        host = (parts.hostname or "").rstrip(".")
         parts.port  # noqa: B018 - raises on a malformed port
     except ValueError as exc:
         raise ValidationError(f"url is not a valid URL: {exc}", field="url") from exc
@@ -87,22 +89,31 @@ def check_url(value: object, *, allow_loopback: bool) -> str:
     return url
 
 
+def _address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The IP a literal host names, including the legacy IPv4 spellings (``127.1``, ``0x7f000001``,
+    ``2852039166``) that resolvers accept."""
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    if all(c in "0123456789abcdefx." for c in host.lower()):
+        try:
+            return ipaddress.IPv4Address(socket.inet_aton(host))
+        except OSError:
+            return None
+    return None
+
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost" or host.endswith(".localhost"):
         return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    address = _address(host)
+    return address is not None and address.is_loopback
 
 
 def _is_private(host: str) -> bool:
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return address.is_private or address.is_link_local or address.is_reserved or address.is_multicast \
-        or address.is_unspecified
+    address = _address(host)
+    return address is not None and not address.is_global
 
 
 def check_events(value: object) -> tuple[str, ...]:
@@ -201,26 +212,31 @@ class Delivery:
 
     @property
     def attempt_count(self) -> int:
-        return len(self.attempts)
+        return self.attempts[-1].number if self.attempts else 0
 
     def after(self, attempt: Attempt, *, base: timedelta) -> Delivery:
         """The delivery once ``attempt`` is recorded: delivered, rescheduled with backoff, or exhausted."""
-        attempts = (*self.attempts, attempt)
+        attempts = (*self.attempts, attempt)[-KEPT_ATTEMPTS:]
         started = self.window_started_at or attempt.at
         if attempt.succeeded:
             return replace(self, attempts=attempts, status=DeliveryStatus.DELIVERED, delivered_at=attempt.at,
                            next_attempt_at=None, window_started_at=started)
-        failures = len(attempts) - self.window_start + 1
+        failures = attempt.number - self.window_start + 1
         due = attempt.at + backoff(failures, base=base)
         if failures < MAX_ATTEMPTS and due - started <= RETRY_WINDOW:
             return replace(self, attempts=attempts, next_attempt_at=due, window_started_at=started)
         return replace(self, attempts=attempts, status=DeliveryStatus.FAILED, next_attempt_at=None,
                        window_started_at=started)
 
+    def abandoned(self, attempt: Attempt) -> Delivery:
+        """Failed for good without a request (the endpoint is gone)."""
+        return replace(self, attempts=(*self.attempts, attempt)[-KEPT_ATTEMPTS:], status=DeliveryStatus.FAILED,
+                       next_attempt_at=None)
+
     def retried(self, now: datetime) -> Delivery:
         """A manual retry: due now, with a fresh window of attempts."""
         return replace(self, status=DeliveryStatus.PENDING, next_attempt_at=now, delivered_at=None,
-                       window_start=len(self.attempts) + 1, window_started_at=None)
+                       window_start=self.attempt_count + 1, window_started_at=None)
 
 
 def backoff(failures: int, *, base: timedelta) -> timedelta:

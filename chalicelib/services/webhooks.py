@@ -13,7 +13,7 @@ scheduled sweep picks up anything a lost queue message or a crash left behind.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -48,6 +48,7 @@ log = get_logger("tally.webhooks")
 FANOUT_CHUNK = 98  # deliveries per transaction, leaving room for the outbox's own update
 SENDER_LEASE = timedelta(minutes=5)  # longer than a sender Lambda can run: an abandoned attempt is retried
 SENDER_THREADS = 8
+SEND_BUDGET = timedelta(seconds=60)  # of a sender Lambda's 120 s: later waves wait for the next run
 OUTBOX_GRACE = timedelta(seconds=30)
 SWEEP_LIMIT = 100
 
@@ -268,54 +269,71 @@ class SendReport:
 
 
 def attempt(uow: UnitOfWork, refs: Iterable[DeliveryRef], *, clock: Callable[[], datetime], sender: Any,
-            base: timedelta) -> SendReport:
-    """One attempt for each due delivery: claimed under a lease, POSTed in parallel, recorded.
+            base: timedelta, budget: timedelta = SEND_BUDGET) -> SendReport:
+    """One attempt for each due delivery: claimed under a lease, POSTed in parallel, recorded as it returns.
 
-    A delivery that is not due, or that another sender holds, is skipped. Claims
-    and results are single-item writes made here, one at a time; only the HTTP
-    requests run on threads.
+    Work goes in waves of ``SENDER_THREADS`` so each result is stored before the
+    next wave is claimed; once ``budget`` is spent no new wave starts (what is left
+    stays due, and the sweep takes it). A delivery that is not due, or that
+    another sender holds, is skipped. Only the HTTP requests run on threads.
     """
     report = SendReport()
-    claimed: list[tuple[Delivery, datetime, Endpoint | None]] = []
     endpoints: dict[tuple[str, str, str], Endpoint | None] = {}
-    for ref in dict.fromkeys(refs):
-        now = clock()
-        lease = now + SENDER_LEASE
-        delivery = uow.webhooks.claim(ref, now=now, lease_until=lease)
-        if delivery is None:
-            continue
-        key = (delivery.tenant_id, str(delivery.environment), delivery.endpoint_id)
-        if key not in endpoints:
-            endpoints[key] = uow.webhooks.get_endpoint(delivery.tenant_id, delivery.environment,
-                                                       delivery.endpoint_id)
-        claimed.append((delivery, lease, endpoints[key]))
-
-    def send(item: tuple[Delivery, datetime, Endpoint | None]) -> Delivery:
-        delivery, _lease, endpoint = item
-        at = clock()
-        if endpoint is None or endpoint.status != EndpointStatus.ACTIVE:
-            done = Attempt(delivery.attempt_count + 1, at, None, 0, error="The endpoint was deleted.")
-            return replace(delivery, attempts=(*delivery.attempts, done), status=DeliveryStatus.FAILED,
-                           next_attempt_at=None)
-        result = sender.post(delivery.url, delivery.body, signed_headers(endpoint.secret, delivery, at))
-        outcome = Attempt(delivery.attempt_count + 1, at, result.status_code, result.duration_ms, result.error,
-                          result.excerpt)
-        return delivery.after(outcome, base=base)
-
-    if len(claimed) > 1:
-        with ThreadPoolExecutor(max_workers=min(SENDER_THREADS, len(claimed))) as pool:
-            outcomes = list(pool.map(send, claimed))
-    else:
-        outcomes = [send(item) for item in claimed]
-    for (_claimed, lease, _endpoint), outcome in zip(claimed, outcomes, strict=True):
-        uow.webhooks.record_attempt(outcome, lease_until=lease)
-        try:
-            uow.commit()
-        except ConflictError:  # our lease ran out and another sender took over: its record stands
-            uow.rollback()
-            continue
-        report.add(outcome)
+    pending = list(dict.fromkeys(refs))
+    started = clock()
+    with ThreadPoolExecutor(max_workers=SENDER_THREADS) as pool:
+        while pending and clock() - started < budget:
+            wave, pending = pending[:SENDER_THREADS], pending[SENDER_THREADS:]
+            claimed = [c for c in (_claim(uow, ref, clock, endpoints) for ref in wave) if c is not None]
+            futures = {pool.submit(_send, delivery, endpoint, clock, sender, base): (delivery, lease)
+                       for delivery, lease, endpoint in claimed}
+            for future in as_completed(futures):
+                _delivery, lease = futures[future]
+                _record(uow, future.result(), lease, report)
     return report
+
+
+def _claim(uow: UnitOfWork, ref: DeliveryRef, clock: Callable[[], datetime],
+           endpoints: dict[tuple[str, str, str], Endpoint | None]) -> tuple[Delivery, datetime, Endpoint | None] | None:
+    now = clock()
+    lease = now + SENDER_LEASE
+    delivery = uow.webhooks.claim(ref, now=now, lease_until=lease)
+    if delivery is None:
+        return None
+    key = (delivery.tenant_id, str(delivery.environment), delivery.endpoint_id)
+    if key not in endpoints:
+        endpoints[key] = uow.webhooks.get_endpoint(delivery.tenant_id, delivery.environment, delivery.endpoint_id)
+    return delivery, lease, endpoints[key]
+
+
+def _send(delivery: Delivery, endpoint: Endpoint | None, clock: Callable[[], datetime], sender: Any,
+          base: timedelta) -> Delivery:
+    """The delivery after one attempt (runs on a thread: no storage access here)."""
+    at = clock()
+    number = delivery.attempt_count + 1
+    if endpoint is None or endpoint.status != EndpointStatus.ACTIVE:
+        return delivery.abandoned(Attempt(number, at, None, 0, error="The endpoint was deleted."))
+    try:
+        result = sender.post(delivery.url, delivery.body, signed_headers(endpoint.secret, delivery, at))
+        outcome = Attempt(number, at, result.status_code, result.duration_ms, result.error, result.excerpt)
+    except Exception as exc:  # a sender bug must cost one attempt, not the whole wave
+        log.exception("webhook sender failed")
+        outcome = Attempt(number, at, None, 0, error=f"{type(exc).__name__}: {exc}"[:200])
+    return delivery.after(outcome, base=base)
+
+
+def _record(uow: UnitOfWork, outcome: Delivery, lease: datetime, report: SendReport) -> None:
+    uow.webhooks.record_attempt(outcome, lease_until=lease)
+    try:
+        uow.commit()
+    except ConflictError:  # our lease ran out and another sender took over: its record stands
+        uow.rollback()
+        return
+    except Exception:  # e.g. throttling: the lease expires and the attempt is made again
+        uow.rollback()
+        log.exception("recording a webhook attempt failed", extra={"eventId": outcome.event_id})
+        return
+    report.add(outcome)
 
 
 def retry_event(uow: UnitOfWork, principal: ApiKeyPrincipal, event_id: str, *, now: datetime) -> list[Delivery]:

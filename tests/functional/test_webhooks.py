@@ -16,6 +16,7 @@ from pacspace_sdk import Webhooks
 from chalicelib import bootstrap
 from chalicelib.adapters.webhook_http import SendResult
 from chalicelib.domain.clock import parse_iso
+from chalicelib.domain.errors import ConflictError
 from chalicelib.domain.identity import Environment
 from chalicelib.jobs import webhooks as webhook_jobs
 from chalicelib.services import credits as credit_service
@@ -459,3 +460,55 @@ def test_account_deletion_disables_webhooks(api, world, acme, owner, receiver):
     assert reply.status == 200, reply
     endpoints = bootstrap.unit_of_work().webhooks.endpoints(acme.id, Environment.PRODUCTION)
     assert [e.status for e in endpoints] == ["disabled"]
+
+
+def test_a_sender_crash_on_one_delivery_costs_that_attempt_only(api, owner, key, receiver, clock):
+    register(api, owner, events=["customer.created"])
+    register(api, owner, url=f"{URL}/broken", events=["customer.created"])
+    real_post = receiver.post
+
+    def post(url, body, headers):
+        if url.endswith("/broken"):
+            raise RuntimeError("sender bug")
+        return real_post(url, body, headers)
+
+    receiver.post = post
+    api.post("/dashboard/customers", headers=owner, json_body={"displayName": "A", "customerId": "cust_x"})
+    drain_queue()
+    items = {i["url"]: i for i in api.get("/api/v1/balance/webhooks", headers=key).data["items"]}
+    assert items[URL]["status"] == "DELIVERED"
+    broken = items[f"{URL}/broken"]
+    assert (broken["status"], broken["attemptCount"]) == ("PENDING", 1)
+    assert broken["lastError"] == "RuntimeError: sender bug"
+
+
+def test_an_in_flight_delivery_leaves_the_due_index_until_its_lease_ends(api, acme, owner, key, receiver, clock):
+    register(api, owner, events=["customer.created"])
+    receiver.statuses = [500]
+    api.post("/dashboard/customers", headers=owner, json_body={"displayName": "A", "customerId": "cust_i"})
+    drain_queue()
+    clock.advance(seconds=10)
+    uow = bootstrap.unit_of_work()
+    [ref] = uow.webhooks.due(now=clock(), limit=10)
+    assert uow.webhooks.claim(ref, now=clock(), lease_until=clock() + webhook_service.SENDER_LEASE)
+    assert uow.webhooks.due(now=clock(), limit=10) == []  # a sender holds it: the sweep does not see it
+    clock.advance(minutes=5, seconds=1)
+    assert uow.webhooks.due(now=clock(), limit=10) == [ref]  # the sender died: it is due again
+    assert len(sweep(clock).delivered) == 1
+
+
+def test_a_manual_retry_never_overwrites_an_attempt_recorded_after_it_read(api, acme, owner, key, receiver, clock):
+    register(api, owner, events=["customer.created"])
+    receiver.statuses = [500]
+    api.post("/dashboard/customers", headers=owner, json_body={"displayName": "A", "customerId": "cust_m"})
+    drain_queue()
+    [item] = api.get("/api/v1/balance/webhooks", headers=key).data["items"]
+    ref = (acme.id, "production", item["eventId"], item["endpointId"])
+    uow = bootstrap.unit_of_work()
+    stale = uow.webhooks.get_delivery(ref)  # what a retry request read ...
+    clock.advance(seconds=10)
+    assert len(sweep(clock).delivered) == 1  # ... before a sender delivered it
+    uow.webhooks.record_attempt(stale.retried(clock()), lease_until=None)
+    with pytest.raises(ConflictError):
+        uow.commit()
+    assert uow.webhooks.get_delivery(ref).status == "DELIVERED"

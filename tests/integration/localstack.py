@@ -68,9 +68,13 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterator
             try:
                 proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
+                proc.send_signal(signal.SIGUSR1)  # faulthandler: every thread's stack into stack.log
+                time.sleep(1)
                 proc.kill()  # never leak a stack; the test still fails on the timeout
                 proc.wait()
-                raise
+                log.close()
+                pytest.fail("local stack ignored Ctrl-C for 20 s; its threads:\n"
+                            + (home / "stack.log").read_text()[-6000:])
         log.close()
 
 

@@ -10,6 +10,7 @@ from pacspace_sdk import Webhooks, WebhookVerificationError
 from chalicelib.domain.errors import ValidationError
 from chalicelib.domain.identity import Environment
 from chalicelib.domain.webhooks import (
+    KEPT_ATTEMPTS,
     MAX_ATTEMPTS,
     SUBSCRIBABLE,
     Attempt,
@@ -53,6 +54,9 @@ def test_public_https_urls_are_accepted(url):
     "https://user:pw@hooks.example.com/x",  # credentials in the URL
     "https://10.0.0.5/x", "https://192.168.1.1/x", "https://169.254.169.254/latest", "https://[::1]/x",
     "https://127.0.0.1/x", "https://localhost/x", "https://0.0.0.0/x", "https://hooks.example.com:99999/x",
+    # legacy IPv4 spellings, trailing dots and non-global ranges
+    "https://2852039166/", "https://127.1/", "https://0x7f000001/", "https://0/", "https://localhost./x",
+    "https://100.64.1.1/x", "https://[fd00::1]/x",
 ])
 def test_other_urls_are_refused(url):
     with pytest.raises(ValidationError) as caught:
@@ -126,3 +130,14 @@ def test_a_manual_retry_opens_a_fresh_window_of_attempts():
         DeliveryStatus.PENDING, at, d.attempt_count + 1)
     again = retried.after(failed(retried.attempt_count + 1, at), base=BASE)
     assert again.status == DeliveryStatus.PENDING and again.next_attempt_at == at + BASE
+
+
+def test_only_the_latest_attempts_are_kept_while_the_count_keeps_growing():
+    d, at = delivery(), NOW
+    for _round in range(5):  # five manual retries of a receiver that never answers 2xx
+        while d.status == DeliveryStatus.PENDING:
+            d = d.after(failed(d.attempt_count + 1, at), base=BASE)
+            at = d.next_attempt_at or at
+        d = d.retried(at)
+    assert d.attempt_count == 5 * MAX_ATTEMPTS and len(d.attempts) == KEPT_ATTEMPTS
+    assert [a.number for a in d.attempts] == list(range(5 * MAX_ATTEMPTS - KEPT_ATTEMPTS + 1, 5 * MAX_ATTEMPTS + 1))

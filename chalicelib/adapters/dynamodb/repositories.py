@@ -1069,8 +1069,11 @@ class DynamoWebhookRepository(_Repository):
             & (WebhookDeliveryRecord.next_attempt_at <= now)
             & (WebhookDeliveryRecord.lease_until.does_not_exist() | (WebhookDeliveryRecord.lease_until < now))
         )
+        # While the lease runs the delivery leaves the due index; it reappears if the sender dies.
+        actions = [WebhookDeliveryRecord.lease_until.set(lease_until),
+                   WebhookDeliveryRecord.due_at.set(iso_us(lease_until))]
         try:
-            record.update(actions=[WebhookDeliveryRecord.lease_until.set(lease_until)], condition=condition)
+            record.update(actions=actions, condition=condition)
         except UpdateError as exc:
             if getattr(exc, "cause_response_code", None) == "ConditionalCheckFailedException":
                 return None
@@ -1093,8 +1096,8 @@ class DynamoWebhookRepository(_Repository):
                                  (WebhookDeliveryRecord.due_shard, record.due_shard),
                                  (WebhookDeliveryRecord.due_at, record.due_at)):
             actions.append(attribute.remove() if value is None else attribute.set(value))
-        if lease_until is None:  # a manual retry: only when no attempt is in flight
-            condition = WebhookDeliveryRecord.pk.exists() & (
+        if lease_until is None:  # a manual retry: only when no attempt is in flight or recorded since the read
+            condition = (WebhookDeliveryRecord.attempt_count == delivery.attempt_count) & (
                 WebhookDeliveryRecord.lease_until.does_not_exist()
                 | (WebhookDeliveryRecord.lease_until < delivery.next_attempt_at))
         else:
