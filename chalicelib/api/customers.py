@@ -1,4 +1,4 @@
-"""Dashboard customer records (seed 001): manual creation so far."""
+"""Dashboard customer records (seed 001): manual creation and checkpoints so far."""
 
 from __future__ import annotations
 
@@ -7,10 +7,16 @@ from typing import Any
 from chalice import Blueprint, Response
 
 from chalicelib import bootstrap
-from chalicelib.api.responses import ok
-from chalicelib.api.routing import ENVIRONMENT_HEADER, Auth, Ctx, route
+from chalicelib.api.request import int_param, query_param
+from chalicelib.api.responses import ok, page_body
+from chalicelib.api.routing import ENVIRONMENT_HEADER, Auth, Ctx, path_param, query, route
+from chalicelib.domain.checkpoints import Checkpoint
 from chalicelib.domain.clock import iso_ms
 from chalicelib.domain.customers import Customer
+from chalicelib.domain.errors import ValidationError
+from chalicelib.domain.identity import Permission
+from chalicelib.domain.merkle import leaf_hash
+from chalicelib.services import checkpoints as checkpoint_service
 from chalicelib.services import customers as customer_service
 from chalicelib.services import webhooks as webhook_service
 
@@ -33,3 +39,93 @@ def create_customer(ctx: Ctx) -> Response:
     if outbox is not None:
         webhook_service.announce(bootstrap.webhook_queue(), [ctx.uow.webhooks.outbox_ref(outbox)])
     return ok(dashboard_customer_view(customer), 201)
+
+
+# --- checkpoints -------------------------------------------------------------------------------------
+
+CUSTOMER_ID = path_param("customerId", "The customer id.")
+PERIOD = query("period", "UTC month `YYYY-MM` (default: the current month).", {"type": "string",
+                                                                               "pattern": "^[0-9]{4}-[0-9]{2}$"})
+
+
+def checkpoint_view(checkpoint: Checkpoint) -> dict[str, Any]:
+    return {
+        "checkpointId": checkpoint.checkpoint_id,
+        "customerId": checkpoint.customer_id,
+        "period": checkpoint.period,
+        "sequence": checkpoint.sequence,
+        "root": checkpoint.root,
+        "treeSize": checkpoint.tree_size,
+        "firstSequence": checkpoint.first_sequence,
+        "lastSequence": checkpoint.last_sequence,
+        "netChange": checkpoint.net_change,
+        "previousRoot": checkpoint.previous_root,
+        "previousTreeSize": checkpoint.previous_tree_size,
+        "consistencyProof": list(checkpoint.consistency_proof),
+        "createdAt": iso_ms(checkpoint.created_at),
+        "keyId": checkpoint.key_id,
+        "signature": checkpoint.signature,
+        "statement": checkpoint.statement(),
+    }
+
+
+@route(bp, "/dashboard/customers/{customerId}/checkpoint", "POST", auth=Auth.DASHBOARD,
+       summary="Create a customer checkpoint", tags=("Customer records",),
+       responses={201: "CustomerCheckpoint", 200: "CustomerCheckpoint"}, errors=(400, 403, 404, 409),
+       request_body="CreateCheckpointRequest", params=(CUSTOMER_ID, ENVIRONMENT_HEADER))
+def create_checkpoint(ctx: Ctx, customerId: str) -> Response:
+    """Admins and managers. Signs a Merkle root over the customer's verified deltas of `period`, in sequence
+    order, up to the first delta still awaiting verification (failed ones are skipped). A later checkpoint
+    of the period extends the earlier one and carries a consistency proof from it. Nothing new since the
+    latest checkpoint: that one is returned with 200 and `created: false`."""
+    ctx.principal.require(Permission.CUSTOMERS_WRITE)
+    body = ctx.body(required=False)
+    period = body.get("period")
+    if period is not None and not isinstance(period, str):
+        raise ValidationError("period must be YYYY-MM", field="period")
+    scope = checkpoint_service.scope_of(ctx.uow, ctx.principal.tenant_id, ctx.principal.environment, customerId,
+                                        period, now=ctx.now)
+    checkpoint, created = checkpoint_service.create(ctx.uow, scope, now=ctx.now, signer=bootstrap.signer())
+    return ok({**checkpoint_view(checkpoint), "created": created}, 201 if created else 200)
+
+
+@route(bp, "/dashboard/customers/{customerId}/checkpoints", "GET", auth=Auth.DASHBOARD,
+       summary="List a customer's checkpoints", tags=("Customer records",),
+       responses={200: "CustomerCheckpointPage"}, errors=(400, 404),
+       params=(CUSTOMER_ID, ENVIRONMENT_HEADER, PERIOD,
+               query("limit", "Page size, 1-100 (default 50).", {"type": "integer", "minimum": 1, "maximum": 100}),
+               query("cursor", "The nextCursor of the previous page.")))
+def list_checkpoints(ctx: Ctx, customerId: str) -> Response:
+    """Newest first; `period` narrows to one month (a key condition)."""
+    limit = int_param(ctx.request, "limit", default=50, minimum=1, maximum=100)
+    page = checkpoint_service.list_checkpoints(
+        ctx.uow, ctx.principal.tenant_id, ctx.principal.environment, customerId,
+        period=query_param(ctx.request, "period"), limit=limit, cursor=query_param(ctx.request, "cursor"))
+    return ok(page_body([checkpoint_view(c) for c in page.items], limit=limit, page=page.extra["page"],
+                        next_cursor=page.next_cursor, total=None))
+
+
+@route(bp, "/dashboard/customers/{customerId}/checkpoint-fingerprints", "GET", auth=Auth.DASHBOARD,
+       summary="Fingerprint candidates of the next checkpoint", tags=("Customer records",),
+       responses={200: "CheckpointCandidates"}, errors=(400, 404),
+       params=(CUSTOMER_ID, ENVIRONMENT_HEADER, PERIOD,
+               query("limit", "Candidates listed, 1-1000 (default 100); `total` counts them all.",
+                     {"type": "integer", "minimum": 1, "maximum": 1000})))
+def checkpoint_fingerprints(ctx: Ctx, customerId: str) -> Response:
+    """Verified deltas of the period not yet under a checkpoint, in sequence order, with their fingerprints
+    (`contentHash`) and leaf hashes (`proofHash`): exactly what the next checkpoint would add."""
+    limit = int_param(ctx.request, "limit", default=100, minimum=1, maximum=1000)
+    scope = checkpoint_service.scope_of(ctx.uow, ctx.principal.tenant_id, ctx.principal.environment, customerId,
+                                        query_param(ctx.request, "period"), now=ctx.now)
+    candidates, latest, covered = checkpoint_service.fingerprint_candidates(ctx.uow, scope)
+    return ok({
+        "customerId": customerId,
+        "period": scope.period,
+        "latestCheckpoint": checkpoint_view(latest) if latest else None,
+        "total": len(candidates),
+        "items": [{"recordId": d.record_id, "sequenceNumber": d.sequence_number, "delta": d.delta,
+                   "contentHash": d.content_hash, "proofHash": leaf_hash(bytes.fromhex(d.content_hash or "")).hex(),
+                   "verifiedAt": iso_ms(d.verified_at)} for d in candidates[:limit]],
+        "awaitingVerification": covered.waiting,
+        "failedSkipped": covered.skipped_failed,
+    })

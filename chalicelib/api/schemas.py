@@ -6,6 +6,7 @@ TS = {"type": "string", "format": "date-time"}
 TS_OR_NULL = {"type": ["string", "null"], "format": "date-time"}
 STR = {"type": "string"}
 STR_OR_NULL = {"type": ["string", "null"]}
+HEX64 = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
 
 
 def obj(required: list[str], properties: dict, *, closed: bool = True) -> dict:
@@ -43,6 +44,27 @@ WEBHOOK_ENDPOINT = {
     "createdBy": STR,
     "disabledAt": TS_OR_NULL,
 }
+CHECKPOINT_REQUIRED = ["checkpointId", "customerId", "period", "sequence", "root", "treeSize", "firstSequence",
+                       "lastSequence", "netChange", "previousRoot", "previousTreeSize", "consistencyProof",
+                       "createdAt", "keyId", "signature", "statement"]
+CHECKPOINT = {
+    "checkpointId": {"type": "string", "pattern": "^chk_[A-Za-z0-9]+$"},
+    "customerId": STR,
+    "period": {"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}$"},
+    "sequence": {"type": "integer", "minimum": 1},
+    "root": HEX64,
+    "treeSize": {"type": "integer", "minimum": 0},
+    "firstSequence": {"type": ["integer", "null"]},
+    "lastSequence": {"type": ["integer", "null"]},
+    "netChange": NUM,
+    "previousRoot": {"type": ["string", "null"]},
+    "previousTreeSize": {"type": ["integer", "null"]},
+    "consistencyProof": {"type": "array", "items": HEX64},
+    "createdAt": TS,
+    "keyId": STR,
+    "signature": STR,
+    "statement": {"type": "object"},
+}
 SHARING_STATES = ["INHERIT", "SHARED", "PRIVATE"]
 EVENT_CADENCES = ["PER_EVENT", "HOURLY", "DAILY", "WEEKLY", "MONTHLY"]
 INT = {"type": "integer"}
@@ -65,7 +87,6 @@ DELTA_IN = obj(
     },
 )
 ENV_STATE = {"type": "string", "enum": ["provisioned", "provisioning", "not_provisioned", "disabled"]}
-HEX64 = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
 B64 = {"type": "string", "contentEncoding": "base64"}
 BATCH_STATEMENT = obj(
     ["type", "batchId", "tenantId", "environment", "root", "treeSize", "sequence", "previousRoot", "sealedAt",
@@ -324,6 +345,29 @@ SCHEMAS: dict[str, dict] = {
             "sharingStateHint": {"type": "string", "enum": SHARING_STATES},
             "eventCadence": {"type": "string", "enum": EVENT_CADENCES},
             "unitLabel": {"type": "string", "minLength": 1, "maxLength": 40},
+        },
+    ),
+    "CreateCheckpointRequest": obj([], {"period": {"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}$"}}),
+    "CustomerCheckpoint": obj(
+        [*CHECKPOINT_REQUIRED],
+        {**CHECKPOINT, "created": {"type": "boolean"}},
+    ),
+    "CustomerCheckpointPage": page_of("CustomerCheckpointListed", with_total=False),
+    "CustomerCheckpointListed": obj(CHECKPOINT_REQUIRED, CHECKPOINT),
+    "CheckpointCandidates": obj(
+        ["customerId", "period", "latestCheckpoint", "total", "items", "awaitingVerification", "failedSkipped"],
+        {
+            "customerId": STR,
+            "period": STR,
+            "latestCheckpoint": {"oneOf": [{"type": "null"},
+                                           {"$ref": "#/components/schemas/CustomerCheckpointListed"}]},
+            "total": {"type": "integer", "minimum": 0},
+            "items": {"type": "array", "items": obj(
+                ["recordId", "sequenceNumber", "delta", "contentHash", "proofHash", "verifiedAt"],
+                {"recordId": STR, "sequenceNumber": {"type": "integer", "minimum": 1}, "delta": NUM,
+                 "contentHash": HEX64, "proofHash": HEX64, "verifiedAt": TS_OR_NULL})},
+            "awaitingVerification": {"type": "integer", "minimum": 0},
+            "failedSkipped": {"type": "integer", "minimum": 0},
         },
     ),
     # --- outgoing webhooks ---

@@ -98,6 +98,14 @@ def pending_shard(record_id: str) -> str:
     return f"P#{sum(record_id.encode()) % PENDING_SHARDS}"  # read back shard by shard: P#0 .. P#7
 
 
+def checkpoints_pk(tenant_id: str, environment: str, customer_id: str) -> str:
+    return f"T#{tenant_id}#E#{environment}#C#{customer_id}#CKPT"
+
+
+def checkpoint_sk(period: str, sequence: int) -> str:
+    return f"{period}#{sequence:06d}"
+
+
 def idempotency_pk(tenant_id: str, environment: str, scope: str, key: str) -> str:
     return f"T#{tenant_id}#E#{environment}#IDEM#{scope}#{key}"
 

@@ -358,6 +358,29 @@ class ChainHeadRecord(_Keyed):
     last_batch_id = UnicodeAttribute()
 
 
+class CheckpointRecord(_Keyed):
+    """A customer's signed checkpoint of one period (``sk = {period}#{sequence}``); never updated."""
+
+    Meta = _meta("deltas")
+    checkpoint_id = UnicodeAttribute()
+    tenant_id = UnicodeAttribute()
+    environment = UnicodeAttribute()
+    customer_id = UnicodeAttribute()
+    period = UnicodeAttribute()
+    sequence = NumberAttribute()
+    root_hex = UnicodeAttribute()
+    tree_size = NumberAttribute()
+    first_sequence = NumberAttribute(null=True)
+    last_sequence = NumberAttribute(null=True)
+    net_change = DecimalAttribute()
+    previous_root = UnicodeAttribute(null=True)
+    previous_tree_size = NumberAttribute(null=True)
+    consistency_proof = ListAttribute(of=UnicodeAttribute, default=list)
+    created_at = UTCDateTimeAttribute()
+    key_id = UnicodeAttribute()
+    signature = UnicodeAttribute()
+
+
 class ReferenceGuardRecord(_Keyed):
     """Makes ``referenceId`` unique per customer; holds the first acceptance's answer."""
 
@@ -476,6 +499,7 @@ ALL_MODELS: tuple[type[Model], ...] = (
     DeltaRecord,
     BatchRecord,
     ChainHeadRecord,
+    CheckpointRecord,
     ReferenceGuardRecord,
     IdempotencyRecord,
     WebhookEndpointRecord,

@@ -20,6 +20,7 @@ from chalicelib.adapters.dynamodb.models import (
     AuditRecord,
     BatchRecord,
     ChainHeadRecord,
+    CheckpointRecord,
     CounterRecord,
     CreditAccountRecord,
     CustomerRecord,
@@ -39,6 +40,7 @@ from chalicelib.adapters.dynamodb.models import (
 from chalicelib.domain.access import ApiKey, KeyStatus, PlatformToken, Session
 from chalicelib.domain.audit import AuditEntry
 from chalicelib.domain.batches import ChainHead, SealedBatch
+from chalicelib.domain.checkpoints import Checkpoint
 from chalicelib.domain.clock import iso_us, parse_iso
 from chalicelib.domain.credits import CreditAccount, EntryType, LedgerEntry
 from chalicelib.domain.customers import Customer, CustomerSource, EventCadence, SharingState
@@ -645,6 +647,14 @@ class DynamoDeltaRepository(_Repository):
             record.pending_since = iso_us(delta.created_at)
         self._stage("save", record, condition=DeltaRecord.pk.does_not_exist())
 
+    def customer_period(self, tenant_id: str, environment: Environment, customer_id: str,
+                        period: str) -> list[Delta]:
+        """A customer's deltas of one period in sequence order (the customer index, filtered on the period:
+        the read covers the customer's other periods' keys too)."""
+        key = keys.customer_key(tenant_id, str(environment), customer_id)
+        return [_delta_from(r) for r in DeltaRecord.customer_seq_index.query(
+            key, filter_condition=DeltaRecord.period == period)]
+
     def get_many(self, tenant_id: str, environment: Environment, record_ids: list[str]) -> list[Delta]:
         """Consistent reads of many deltas (BatchGetItem), in the order asked; missing ids are skipped."""
         env = str(environment)
@@ -1149,3 +1159,54 @@ def _event_json(event: Event) -> dict[str, Any]:
 def _event_from(data: dict[str, Any], tenant_id: str, environment: Environment) -> Event:
     return Event(event_id=data["id"], event_type=data["event"], tenant_id=tenant_id, environment=environment,
                  created_at=parse_iso(data["createdAt"]), data=data["data"])
+
+
+# --- customer checkpoints ------------------------------------------------------------------------
+
+
+def _checkpoint_from(record: CheckpointRecord) -> Checkpoint:
+    return Checkpoint(
+        checkpoint_id=record.checkpoint_id, tenant_id=record.tenant_id, environment=record.environment,
+        customer_id=record.customer_id, period=record.period, sequence=int(record.sequence), root=record.root_hex,
+        tree_size=int(record.tree_size),
+        first_sequence=int(record.first_sequence) if record.first_sequence is not None else None,
+        last_sequence=int(record.last_sequence) if record.last_sequence is not None else None,
+        net_change=record.net_change, previous_root=record.previous_root,
+        previous_tree_size=int(record.previous_tree_size) if record.previous_tree_size is not None else None,
+        consistency_proof=tuple(record.consistency_proof or ()), created_at=record.created_at,
+        key_id=record.key_id, signature=record.signature,
+    )
+
+
+class DynamoCheckpointRepository(_Repository):
+    def latest(self, tenant_id: str, environment: Environment, customer_id: str, period: str) -> Checkpoint | None:
+        pk = keys.checkpoints_pk(tenant_id, str(environment), customer_id)
+        for record in CheckpointRecord.query(pk, CheckpointRecord.sk.startswith(f"{period}#"), consistent_read=True,
+                                             scan_index_forward=False, limit=1):
+            return _checkpoint_from(record)
+        return None
+
+    def list(self, tenant_id: str, environment: Environment, customer_id: str, period: str | None, limit: int,
+             cursor: str | None) -> Page[Checkpoint]:
+        """Newest first; ``period`` narrows with a key condition."""
+        pk = keys.checkpoints_pk(tenant_id, str(environment), customer_id)
+        prefix = f"{period}#" if period else None
+        condition = CheckpointRecord.sk.startswith(prefix) if prefix else None
+        return _query_page(
+            lambda **kw: CheckpointRecord.query(pk, condition, consistent_read=True, scan_index_forward=False, **kw),
+            _checkpoint_from, limit=limit, cursor=cursor, partition=("pk", pk), sort_prefix=prefix,
+        )
+
+    def add(self, checkpoint: Checkpoint) -> None:
+        """Conditioned on the sequence being free: of two concurrent creators, one wins."""
+        self._stage("save", CheckpointRecord(
+            keys.checkpoints_pk(checkpoint.tenant_id, checkpoint.environment, checkpoint.customer_id),
+            keys.checkpoint_sk(checkpoint.period, checkpoint.sequence),
+            checkpoint_id=checkpoint.checkpoint_id, tenant_id=checkpoint.tenant_id,
+            environment=checkpoint.environment, customer_id=checkpoint.customer_id, period=checkpoint.period,
+            sequence=checkpoint.sequence, root_hex=checkpoint.root, tree_size=checkpoint.tree_size,
+            first_sequence=checkpoint.first_sequence, last_sequence=checkpoint.last_sequence,
+            net_change=checkpoint.net_change, previous_root=checkpoint.previous_root,
+            previous_tree_size=checkpoint.previous_tree_size, consistency_proof=list(checkpoint.consistency_proof),
+            created_at=checkpoint.created_at, key_id=checkpoint.key_id, signature=checkpoint.signature,
+        ), condition=CheckpointRecord.pk.does_not_exist())

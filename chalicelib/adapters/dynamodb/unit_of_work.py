@@ -50,6 +50,7 @@ class DynamoUnitOfWork:
         self.customers = repos.DynamoCustomerRepository(self)
         self.deltas = repos.DynamoDeltaRepository(self)
         self.batches = repos.DynamoBatchRepository(self)
+        self.checkpoints = repos.DynamoCheckpointRepository(self)
         self.usage = repos.DynamoUsageRepository(self)
         self.credits = repos.DynamoCreditRepository(self)
         self.idempotency = repos.DynamoIdempotencyRepository(self)

@@ -1,0 +1,97 @@
+"""Customer checkpoints: create (idempotent for an unchanged scope), list, and fingerprint candidates."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+from chalicelib.domain.checkpoints import Checkpoint, Coverage, coverage
+from chalicelib.domain.clock import period_of
+from chalicelib.domain.credentials import time_ordered_id
+from chalicelib.domain.deltas import Delta
+from chalicelib.domain.errors import ConflictError, NotFoundError
+from chalicelib.domain.fingerprints import canonical
+from chalicelib.domain.identity import Environment
+from chalicelib.domain.merkle import MerkleTree, consistency_proof, leaf_hash
+from chalicelib.domain.usage import check_period
+from chalicelib.services.ports import Page, UnitOfWork
+
+MAX_ATTEMPTS = 5
+
+
+@dataclass(frozen=True)
+class Scope:
+    tenant_id: str
+    environment: Environment
+    customer_id: str
+    period: str
+
+
+def scope_of(uow: UnitOfWork, tenant_id: str, environment: Environment, customer_id: str, period: str | None, *,
+             now: datetime) -> Scope:
+    """A customer of this tenant environment (else 404) and a ``YYYY-MM`` period (default: this month)."""
+    checked = check_period(period) or period_of(now)
+    if uow.customers.get(tenant_id, environment, customer_id) is None:
+        raise NotFoundError("Customer not found.")
+    return Scope(tenant_id, environment, customer_id, checked)
+
+
+def _coverage(uow: UnitOfWork, scope: Scope) -> Coverage:
+    return coverage(uow.deltas.customer_period(scope.tenant_id, scope.environment, scope.customer_id, scope.period))
+
+
+def _leaves(deltas: tuple[Delta, ...]) -> list[bytes]:
+    return [leaf_hash(bytes.fromhex(d.content_hash or "")) for d in deltas]
+
+
+def create(uow: UnitOfWork, scope: Scope, *, now: datetime, signer: Any) -> tuple[Checkpoint, bool]:
+    """Seal the period's settled deltas; ``(checkpoint, created)``.
+
+    When nothing new is covered since the latest checkpoint of the period, that
+    checkpoint is returned (``created`` false): the same scope is never sealed twice.
+    """
+    for _attempt in range(MAX_ATTEMPTS):
+        latest = uow.checkpoints.latest(scope.tenant_id, scope.environment, scope.customer_id, scope.period)
+        covered = _coverage(uow, scope)
+        if latest is not None and latest.tree_size >= len(covered.leaves):
+            return latest, False
+        leaves = _leaves(covered.leaves)
+        tree = MerkleTree(leaves)
+        previous_size = latest.tree_size if latest else None
+        checkpoint = Checkpoint(
+            checkpoint_id="chk_" + time_ordered_id(int(now.timestamp() * 1000), 20), tenant_id=scope.tenant_id,
+            environment=str(scope.environment), customer_id=scope.customer_id, period=scope.period,
+            sequence=(latest.sequence if latest else 0) + 1, root=tree.root.hex(), tree_size=tree.size,
+            first_sequence=covered.leaves[0].sequence_number if covered.leaves else None,
+            last_sequence=covered.leaves[-1].sequence_number if covered.leaves else None,
+            net_change=covered.net_change, previous_root=latest.root if latest else None,
+            previous_tree_size=previous_size,
+            consistency_proof=tuple(p.hex() for p in consistency_proof(leaves, previous_size)) if previous_size
+            else (), created_at=now, key_id=signer.key_id,
+        )
+        checkpoint = replace(checkpoint, signature=signer.sign(canonical(checkpoint.statement())))
+        uow.checkpoints.add(checkpoint)
+        try:
+            uow.commit()
+        except ConflictError:
+            uow.rollback()  # a concurrent request sealed this sequence first: look again
+            continue
+        return checkpoint, True
+    raise ConflictError("Checkpoints for this customer are being created concurrently; retry.",
+                        code="CONCURRENT_WRITE")
+
+
+def list_checkpoints(uow: UnitOfWork, tenant_id: str, environment: Environment, customer_id: str, *,
+                     period: str | None, limit: int, cursor: str | None) -> Page[Checkpoint]:
+    if uow.customers.get(tenant_id, environment, customer_id) is None:
+        raise NotFoundError("Customer not found.")
+    return uow.checkpoints.list(tenant_id, environment, customer_id, check_period(period), limit, cursor)
+
+
+def fingerprint_candidates(uow: UnitOfWork, scope: Scope) -> tuple[list[Delta], Checkpoint | None, Coverage]:
+    """Verified deltas of the period not yet under a checkpoint (what the next one would add)."""
+    latest = uow.checkpoints.latest(scope.tenant_id, scope.environment, scope.customer_id, scope.period)
+    covered = _coverage(uow, scope)
+    already = latest.tree_size if latest else 0
+    return list(covered.leaves[already:]), latest, covered

@@ -1,0 +1,128 @@
+"""Customer checkpoints on the dashboard (seed 001): create, list, fingerprint candidates; signatures,
+roots over the period's verified deltas in sequence order, consistency between growing checkpoints."""
+
+from __future__ import annotations
+
+import base64
+import itertools
+
+import pytest
+
+from chalicelib import bootstrap
+from chalicelib.adapters.signing import verify_signature
+from chalicelib.domain.fingerprints import canonical
+from chalicelib.domain.identity import Environment
+from chalicelib.domain.merkle import leaf_hash, root_of, verify_consistency
+from chalicelib.services import verification
+
+DELTA = "/api/v1/balance/delta"
+CUSTOMERS = "/dashboard/customers"
+
+
+@pytest.fixture
+def key(world, tenant):
+    return {"X-Api-Key": world.api_key(tenant, "production")[1]}
+
+
+def submit(api, key, customer="cust_a", amount=1) -> str:
+    reply = api.post(DELTA, headers=key, json_body={"customerId": customer, "delta": amount, "reason": "r"})
+    assert reply.status == 202, reply
+    return reply.data["recordId"]
+
+
+def verify(tenant, record_ids, clock):
+    refs = [(tenant.id, Environment.PRODUCTION, r) for r in record_ids]
+    return verification.verify_records(bootstrap.unit_of_work(), refs, now=clock(), signer=bootstrap.signer())
+
+
+def checkpoint(api, auth, customer="cust_a", period="2026-04", status=201) -> dict:
+    reply = api.post(f"{CUSTOMERS}/{customer}/checkpoint", headers=auth, json_body={"period": period})
+    assert reply.status == status, reply
+    return reply.data
+
+
+def content_hashes(api, key, record_ids) -> list[str]:
+    return [api.get(f"{DELTA}/{r}", headers=key).data["contentHash"] for r in record_ids]
+
+
+def test_a_checkpoint_signs_the_root_of_the_verified_deltas_in_sequence_order(api, admin, key, tenant, clock):
+    ids = [submit(api, key, amount=n) for n in (5, -2, 3)]
+    verify(tenant, list(reversed(ids)), clock)  # batch order differs from sequence order
+    made = checkpoint(api, admin)
+    leaves = [leaf_hash(bytes.fromhex(h)) for h in content_hashes(api, key, ids)]
+    assert made["root"] == root_of(leaves).hex() and made["treeSize"] == 3 and made["created"] is True
+    assert (made["firstSequence"], made["lastSequence"], made["netChange"], made["sequence"]) == (1, 3, 6, 1)
+    public = base64.b64decode(api.get("/api/v1/verification-keys").data["keys"][0]["publicKey"])
+    assert verify_signature(public, canonical(made["statement"]), made["signature"])
+    assert made["statement"]["root"] == made["root"] and made["statement"]["customerId"] == "cust_a"
+
+
+def test_the_same_scope_is_not_sealed_twice(api, admin, key, tenant, clock):
+    verify(tenant, [submit(api, key)], clock)
+    first = checkpoint(api, admin)
+    again = checkpoint(api, admin, status=200)
+    assert again["checkpointId"] == first["checkpointId"] and again["created"] is False
+
+
+def test_a_later_checkpoint_extends_the_earlier_one_with_a_consistency_proof(api, admin, key, tenant, clock):
+    sizes = []
+    for n in range(1, 6):
+        verify(tenant, [submit(api, key) for _ in range(n)], clock)
+        sizes.append(checkpoint(api, admin))
+    for old, new in itertools.pairwise(sizes):
+        assert new["previousRoot"] == old["root"] and new["previousTreeSize"] == old["treeSize"]
+        assert verify_consistency(old["treeSize"], new["treeSize"], bytes.fromhex(old["root"]),
+                                  bytes.fromhex(new["root"]), [bytes.fromhex(p) for p in new["consistencyProof"]])
+    assert [c["treeSize"] for c in sizes] == [1, 3, 6, 10, 15]
+    listed = api.get(f"{CUSTOMERS}/cust_a/checkpoints?period=2026-04&limit=2", headers=admin).data
+    assert [c["sequence"] for c in listed["items"]] == [5, 4] and listed["nextCursor"]
+    rest = api.get(f"{CUSTOMERS}/cust_a/checkpoints?period=2026-04&cursor={listed['nextCursor']}",
+                   headers=admin).data
+    assert [c["sequence"] for c in rest["items"]] == [3, 2, 1] and rest["nextCursor"] is None
+
+
+def test_coverage_stops_at_the_first_delta_awaiting_verification(api, admin, key, tenant, clock):
+    ids = [submit(api, key) for _ in range(4)]
+    verify(tenant, [ids[0], ids[1], ids[3]], clock)  # ids[2] still queued
+    made = checkpoint(api, admin)
+    assert (made["treeSize"], made["lastSequence"]) == (2, 2)
+    candidates = api.get(f"{CUSTOMERS}/cust_a/checkpoint-fingerprints?period=2026-04", headers=admin).data
+    assert candidates["total"] == 0 and candidates["awaitingVerification"] == 2
+    verify(tenant, [ids[2]], clock)
+    candidates = api.get(f"{CUSTOMERS}/cust_a/checkpoint-fingerprints?period=2026-04", headers=admin).data
+    assert [c["recordId"] for c in candidates["items"]] == ids[2:] and candidates["total"] == 2
+    assert candidates["latestCheckpoint"]["checkpointId"] == made["checkpointId"]
+    assert candidates["items"][0]["proofHash"] == leaf_hash(bytes.fromhex(candidates["items"][0]["contentHash"])).hex()
+    assert checkpoint(api, admin)["treeSize"] == 4
+
+
+def test_periods_and_customers_are_separate(api, admin, key, tenant, clock):
+    verify(tenant, [submit(api, key, "cust_a"), submit(api, key, "cust_b")], clock)
+    clock.advance(days=30)  # 2026-05
+    verify(tenant, [submit(api, key, "cust_a")], clock)
+    assert checkpoint(api, admin, "cust_a", "2026-04")["treeSize"] == 1
+    assert checkpoint(api, admin, "cust_a", "2026-05")["treeSize"] == 1
+    assert checkpoint(api, admin, "cust_b", "2026-05")["treeSize"] == 0  # an empty period seals the empty root
+    default = api.post(f"{CUSTOMERS}/cust_b/checkpoint", headers=admin).data  # no body: the current month
+    assert default["period"] == "2026-05" and default["created"] is False
+    listed = api.get(f"{CUSTOMERS}/cust_a/checkpoints", headers=admin).data["items"]
+    assert [c["period"] for c in listed] == ["2026-05", "2026-04"]
+
+
+def test_errors(api, world, tenant, admin, key, clock):
+    verify(tenant, [submit(api, key)], clock)
+    assert api.post(f"{CUSTOMERS}/cust_nobody/checkpoint", headers=admin, json_body={}).status == 404
+    for bad in ({"period": "2026-13"}, {"period": "April"}, {"period": 202604}):
+        reply = api.post(f"{CUSTOMERS}/cust_a/checkpoint", headers=admin, json_body=bad)
+        assert reply.status == 400 and reply.error["field"] == "period", bad
+    assert api.get(f"{CUSTOMERS}/cust_a/checkpoints?period=x", headers=admin).status == 400
+    assert api.get(f"{CUSTOMERS}/cust_a/checkpoint-fingerprints?limit=0", headers=admin).status == 400
+    viewer = world.auth(tenant, "viewer")
+    assert api.post(f"{CUSTOMERS}/cust_a/checkpoint", headers=viewer, json_body={}).status == 403
+    assert api.get(f"{CUSTOMERS}/cust_a/checkpoints", headers=viewer).status == 200
+    other = world.auth(world.tenant("Globex"), "admin")
+    for method, path in (("post", "checkpoint"), ("get", "checkpoints"), ("get", "checkpoint-fingerprints")):
+        assert getattr(api, method)(f"{CUSTOMERS}/cust_a/{path}", headers=other).status == 404
+    sandbox = {**admin, "X-Environment": "sandbox"}
+    assert api.get(f"{CUSTOMERS}/cust_a/checkpoints", headers=sandbox).status == 404
+    assert api.get(f"{CUSTOMERS}/cust_a/checkpoints").status == 401
