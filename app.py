@@ -6,6 +6,7 @@ from chalicelib.api import (
     api_keys,
     audit,
     balance,
+    balance_records,
     billing,
     credits,
     customers,
@@ -25,8 +26,8 @@ WEBHOOK_QUEUE = "${AWS::StackName}-webhooks"
 app = Chalice(app_name="tally", configure_logs=False)  # chalicelib.log owns the "tally" logger
 app.api.binary_types.append("application/zip")
 
-for blueprint in (meta.bp, tenant.bp, session.bp, api_keys.bp, audit.bp, balance.bp, billing.bp, credits.bp,
-                  customers.bp, verify.bp, webhooks.bp, platform.bp):
+for blueprint in (meta.bp, tenant.bp, session.bp, api_keys.bp, audit.bp, balance.bp, balance_records.bp, billing.bp,
+                  credits.bp, customers.bp, verify.bp, webhooks.bp, platform.bp):
     app.register_blueprint(blueprint)
 
 middleware.install(app)

@@ -67,6 +67,7 @@ TABLES = {
         ("customer-seq-index", "customer_key", "seq_key"),
         ("pending-index", "pending_shard", "pending_since"),
         ("root-index", "root_hex", None),
+        ("checkpoint-period-index", "period_key", "period_sort"),
     ]),
     "IdempotencyTable": table("idempotency", ttl="ttl"),
     "WebhooksTable": table("webhooks", [

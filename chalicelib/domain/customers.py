@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from enum import StrEnum
 
 from chalicelib.domain.errors import ValidationError
@@ -58,3 +59,8 @@ class Customer:
     sharing_state_hint: SharingState = SharingState.INHERIT
     event_cadence: EventCadence | None = None
     unit_label: str | None = None
+    # Kept current by every accepted delta (read-only here; ingest updates them atomically).
+    last_seq: int | None = None
+    delta_count: int = 0
+    balance: Decimal = Decimal(0)
+    last_delta_at: datetime | None = None

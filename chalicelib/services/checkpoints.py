@@ -10,7 +10,7 @@ from chalicelib.domain.checkpoints import Checkpoint, Coverage, coverage
 from chalicelib.domain.clock import period_of
 from chalicelib.domain.credentials import time_ordered_id
 from chalicelib.domain.deltas import Delta
-from chalicelib.domain.errors import ConflictError, NotFoundError
+from chalicelib.domain.errors import ConflictError, NotFoundError, ValidationError
 from chalicelib.domain.fingerprints import canonical
 from chalicelib.domain.identity import Environment
 from chalicelib.domain.merkle import MerkleTree, consistency_proof, leaf_hash
@@ -45,7 +45,25 @@ def _leaves(deltas: tuple[Delta, ...]) -> list[bytes]:
     return [leaf_hash(bytes.fromhex(d.content_hash or "")) for d in deltas]
 
 
-def create(uow: UnitOfWork, scope: Scope, *, now: datetime, signer: Any) -> tuple[Checkpoint, bool]:
+def _check_request(covered: Coverage, *, strict: bool, fingerprints: object) -> None:
+    """``strict``: nothing of the period may still await verification. ``fingerprints``: content hashes
+    the caller expects under the checkpoint."""
+    if strict and covered.waiting:
+        raise ConflictError(f"{covered.waiting} delta(s) of the period still await verification",
+                            code="CHECKPOINT_NOT_READY")
+    if fingerprints is None:
+        return
+    if not isinstance(fingerprints, list) or not all(isinstance(f, str) for f in fingerprints):
+        raise ValidationError("fingerprints must be an array of content hashes", field="fingerprints")
+    missing = sorted(set(fingerprints) - {d.content_hash for d in covered.leaves})
+    if missing:
+        raise ConflictError(f"{len(missing)} fingerprint(s) would not be under the checkpoint (not verified yet, "
+                            "after a delta still awaiting verification, or unknown)",
+                            code="FINGERPRINTS_NOT_COVERED", missing=missing[:20])
+
+
+def create(uow: UnitOfWork, scope: Scope, *, now: datetime, signer: Any, strict: bool = False,
+           fingerprints: object = None) -> tuple[Checkpoint, bool]:
     """Seal the period's settled deltas; ``(checkpoint, created)``.
 
     When nothing new is covered since the latest checkpoint of the period, that
@@ -54,6 +72,7 @@ def create(uow: UnitOfWork, scope: Scope, *, now: datetime, signer: Any) -> tupl
     for _attempt in range(MAX_ATTEMPTS):
         latest = uow.checkpoints.latest(scope.tenant_id, scope.environment, scope.customer_id, scope.period)
         covered = _coverage(uow, scope)
+        _check_request(covered, strict=strict, fingerprints=fingerprints)
         if latest is not None and latest.tree_size >= len(covered.leaves):
             return latest, False
         leaves = _leaves(covered.leaves)
@@ -95,3 +114,28 @@ def fingerprint_candidates(uow: UnitOfWork, scope: Scope) -> tuple[list[Delta], 
     covered = _coverage(uow, scope)
     already = latest.tree_size if latest else 0
     return list(covered.leaves[already:]), latest, covered
+
+
+@dataclass
+class SweepResult:
+    period: str
+    created: list[Checkpoint]
+    unchanged: list[Checkpoint]
+    next_cursor: str | None
+
+
+def create_for_active(uow: UnitOfWork, tenant_id: str, environment: Environment, period: str, *, now: datetime,
+                      signer: Any, cursor: str | None, limit: int = 25) -> SweepResult:
+    """Checkpoint every customer with deltas in ``period``, a page of customers at a time (``nextCursor``
+    continues): customers whose last delta is older than the period are skipped without a read."""
+    page = uow.customers.list(tenant_id, environment, limit, cursor)
+    result = SweepResult(period, [], [], page.next_cursor)
+    for customer in page.items:
+        last = customer.last_delta_at
+        if last is None or period_of(last) < period:
+            continue
+        checkpoint, created = create(uow, Scope(tenant_id, environment, customer.customer_id, period), now=now,
+                                     signer=signer)
+        (result.created if created else result.unchanged).append(checkpoint)
+    return result
+

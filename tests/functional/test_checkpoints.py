@@ -126,3 +126,73 @@ def test_errors(api, world, tenant, admin, key, clock):
     sandbox = {**admin, "X-Environment": "sandbox"}
     assert api.get(f"{CUSTOMERS}/cust_a/checkpoints", headers=sandbox).status == 404
     assert api.get(f"{CUSTOMERS}/cust_a/checkpoints").status == 401
+
+
+# --- Balance API (SDK `checkpoint`, `list_checkpoints`) ------------------------------------------------
+
+BALANCE = "/api/v1/balance/checkpoint"
+
+
+def test_balance_checkpoint_for_one_customer_with_scope_mode_and_fingerprints(api, key, tenant, clock):
+    ids = [submit(api, key) for _ in range(3)]
+    verify(tenant, ids[:2], clock)
+    hashes = content_hashes(api, key, ids)
+    strict = api.post(BALANCE, headers=key, json_body={"customerId": "cust_a", "mode": "strict"})
+    assert strict.status == 409 and strict.error["code"] == "CHECKPOINT_NOT_READY"
+    assert hashes[2] is None  # not verified: no fingerprint yet
+    missing = api.post(BALANCE, headers=key, json_body={"customerId": "cust_a", "fingerprints": [hashes[0], "ab" * 32]})
+    assert missing.status == 409 and missing.error["code"] == "FINGERPRINTS_NOT_COVERED"
+    assert missing.error["missing"] == ["ab" * 32]
+    made = api.post(BALANCE, headers=key, json_body={"customerId": "cust_a", "timePreset": "current_month",
+                                                     "fingerprints": hashes[:2]})
+    assert made.status == 201 and made.data["treeSize"] == 2 and made.data["period"] == "2026-04"
+    again = api.post(BALANCE, headers=key, json_body={"customerId": "cust_a", "period": "2026-04"})
+    assert again.status == 200 and again.data["checkpointId"] == made.data["checkpointId"]
+
+
+@pytest.mark.parametrize("body, code", [
+    ({"customerId": "cust_a", "period": "2026-04", "timePreset": "current_month"}, "INVALID_SCOPE_COMBINATION"),
+    ({"customerId": "cust_a", "startDate": "2026-04-01"}, "INVALID_SCOPE_COMBINATION"),
+    ({"customerId": "cust_a", "timePreset": "previous_month", "endDate": "2026-05-01"}, "INVALID_SCOPE_COMBINATION"),
+    ({"customerId": "cust_a", "startDate": "2026-03-01", "endDate": "2026-05-01"}, "SCOPE_TOO_WIDE"),
+    ({"customerId": "cust_a", "timePreset": "yesterday"}, "VALIDATION_ERROR"),
+    ({"customerId": "cust_a", "mode": "fast"}, "VALIDATION_ERROR"),
+    ({"customerId": "cust_a", "fingerprints": "abc"}, "VALIDATION_ERROR"),
+    ({"customerId": "bad id!"}, "VALIDATION_ERROR"),
+])
+def test_balance_checkpoint_bad_requests(api, key, tenant, clock, body, code):
+    verify(tenant, [submit(api, key)], clock)
+    reply = api.post(BALANCE, headers=key, json_body=body)
+    assert reply.status == 400 and reply.error["code"] == code
+
+
+def test_balance_checkpoint_of_every_active_customer_pages_through_customers(api, key, tenant, clock):
+    clock.advance(days=-20)  # 2026-03: cust_old's only delta
+    verify(tenant, [submit(api, key, "cust_old")], clock)
+    clock.advance(days=20)
+    verify(tenant, [submit(api, key, f"cust_{n:02d}") for n in range(30)], clock)
+    first = api.post(BALANCE, headers=key, json_body={"period": "2026-04"}).data
+    assert first["createdCount"] == 25 and first["nextCursor"]
+    second = api.post(BALANCE, headers=key, json_body={"period": "2026-04", "cursor": first["nextCursor"]}).data
+    assert second["createdCount"] == 5 and second["nextCursor"] is None  # cust_old has nothing in April
+    assert {c["customerId"] for c in first["created"] + second["created"]} == {f"cust_{n:02d}" for n in range(30)}
+    rerun = api.post(BALANCE, headers=key, json_body={"period": "2026-04"}).data
+    assert (rerun["createdCount"], rerun["unchangedCount"]) == (0, 25)
+    listed = api.get("/api/v1/balance/checkpoints?period=2026-04&limit=100", headers=key).data["items"]
+    assert [c["customerId"] for c in listed] == [f"cust_{n:02d}" for n in range(30)]
+    offset = api.get("/api/v1/balance/checkpoints?period=2026-04&limit=5&offset=10", headers=key).data["items"]
+    assert [c["customerId"] for c in offset] == [f"cust_{n:02d}" for n in range(10, 15)]
+    one = api.get("/api/v1/balance/checkpoints?customerId=cust_03", headers=key).data["items"]
+    assert [c["customerId"] for c in one] == ["cust_03"]
+
+
+def test_balance_checkpoints_are_scoped_to_the_key(api, world, key, tenant, clock):
+    verify(tenant, [submit(api, key)], clock)
+    assert api.post(BALANCE, headers=key, json_body={"customerId": "cust_a"}).status == 201
+    sandbox = {"X-Api-Key": world.api_key(tenant, "sandbox")[1]}
+    other = {"X-Api-Key": world.api_key(world.tenant("Globex"), "production")[1]}
+    for headers in (sandbox, other):
+        assert api.get("/api/v1/balance/checkpoints", headers=headers).data["items"] == []
+        assert api.get("/api/v1/balance/checkpoints?customerId=cust_a", headers=headers).status == 404
+        assert api.post(BALANCE, headers=headers, json_body={"customerId": "cust_a"}).status == 404
+    assert api.post(BALANCE, json_body={}).status == 401

@@ -106,6 +106,14 @@ def checkpoint_sk(period: str, sequence: int) -> str:
     return f"{period}#{sequence:06d}"
 
 
+def checkpoint_period_key(tenant_id: str, environment: str, period: str) -> str:
+    return f"T#{tenant_id}#E#{environment}#P#{period}"
+
+
+def checkpoint_period_sort(customer_id: str, sequence: int) -> str:
+    return f"{customer_id}#{sequence:06d}"
+
+
 def idempotency_pk(tenant_id: str, environment: str, scope: str, key: str) -> str:
     return f"T#{tenant_id}#E#{environment}#IDEM#{scope}#{key}"
 

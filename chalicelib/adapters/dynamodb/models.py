@@ -358,10 +358,24 @@ class ChainHeadRecord(_Keyed):
     last_batch_id = UnicodeAttribute()
 
 
+class CheckpointPeriodIndex(GlobalSecondaryIndex):
+    """Every customer's checkpoints of one tenant environment and period (exports, the Balance API list)."""
+
+    class Meta:
+        index_name = "checkpoint-period-index"
+        projection = AllProjection()
+
+    period_key = UnicodeAttribute(hash_key=True)
+    period_sort = UnicodeAttribute(range_key=True)
+
+
 class CheckpointRecord(_Keyed):
     """A customer's signed checkpoint of one period (``sk = {period}#{sequence}``); never updated."""
 
     Meta = _meta("deltas")
+    period_key = UnicodeAttribute()
+    period_sort = UnicodeAttribute()
+    period_index = CheckpointPeriodIndex()
     checkpoint_id = UnicodeAttribute()
     tenant_id = UnicodeAttribute()
     environment = UnicodeAttribute()

@@ -474,6 +474,10 @@ def _customer_from(record: CustomerRecord) -> Customer:
         sharing_state_hint=SharingState(record.sharing_state_hint or SharingState.INHERIT),
         event_cadence=EventCadence(record.event_cadence) if record.event_cadence else None,
         unit_label=record.unit_label,
+        last_seq=int(record.last_seq) if record.last_seq is not None else None,
+        delta_count=int(record.delta_count or 0),
+        balance=record.balance if record.balance is not None else Decimal(0),
+        last_delta_at=record.last_delta_at,
     )
 
 
@@ -1197,11 +1201,22 @@ class DynamoCheckpointRepository(_Repository):
             _checkpoint_from, limit=limit, cursor=cursor, partition=("pk", pk), sort_prefix=prefix,
         )
 
+    def list_period(self, tenant_id: str, environment: Environment, period: str, limit: int,
+                    cursor: str | None) -> Page[Checkpoint]:
+        """Every customer's checkpoints of a period, by customer id then sequence (the period index)."""
+        key = keys.checkpoint_period_key(tenant_id, str(environment), period)
+        return _query_page(
+            lambda **kw: CheckpointRecord.period_index.query(key, **kw), _checkpoint_from, limit=limit,
+            cursor=cursor, partition=("period_key", key), key_names=("pk", "sk", "period_key", "period_sort"),
+        )
+
     def add(self, checkpoint: Checkpoint) -> None:
         """Conditioned on the sequence being free: of two concurrent creators, one wins."""
         self._stage("save", CheckpointRecord(
             keys.checkpoints_pk(checkpoint.tenant_id, checkpoint.environment, checkpoint.customer_id),
             keys.checkpoint_sk(checkpoint.period, checkpoint.sequence),
+            period_key=keys.checkpoint_period_key(checkpoint.tenant_id, checkpoint.environment, checkpoint.period),
+            period_sort=keys.checkpoint_period_sort(checkpoint.customer_id, checkpoint.sequence),
             checkpoint_id=checkpoint.checkpoint_id, tenant_id=checkpoint.tenant_id,
             environment=checkpoint.environment, customer_id=checkpoint.customer_id, period=checkpoint.period,
             sequence=checkpoint.sequence, root_hex=checkpoint.root, tree_size=checkpoint.tree_size,
