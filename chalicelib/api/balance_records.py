@@ -1,18 +1,26 @@
-"""Balance API (API key) over customer records: checkpoints so far (SDK `checkpoint`, `list_checkpoints`)."""
+"""Balance API (API key) over customer records: one customer's balance and activity, sequence gaps,
+checkpoints (SDK `customer`, `gaps`, `checkpoint`, `list_checkpoints`)."""
 
 from __future__ import annotations
+
+from decimal import Decimal
 
 from chalice import Blueprint, Response
 
 from chalicelib import bootstrap
+from chalicelib.api.balance import delta_view
 from chalicelib.api.customers import checkpoint_view
 from chalicelib.api.request import int_param, query_param
 from chalicelib.api.responses import ok, page_body
-from chalicelib.api.routing import Auth, Ctx, query, route
+from chalicelib.api.routing import Auth, Ctx, path_param, query, route
+from chalicelib.domain.clock import iso_ms
 from chalicelib.domain.customers import check_customer_id
+from chalicelib.domain.deltas import DeltaStatus
 from chalicelib.domain.errors import ValidationError
 from chalicelib.domain.scopes import parse_scope, single_month
+from chalicelib.domain.usage import check_period
 from chalicelib.services import checkpoints as checkpoint_service
+from chalicelib.services import customers as customer_service
 from chalicelib.services.ports import Page
 
 bp = Blueprint(__name__)
@@ -96,3 +104,88 @@ def list_balance_checkpoints(ctx: Ctx) -> Response:
     page = page_at(limit, cursor)
     return ok(page_body([checkpoint_view(c) for c in page.items], limit=limit, page=page.extra["page"],
                         next_cursor=page.next_cursor, total=None))
+
+
+CUSTOMER_ID = path_param("customerId", "The customer id.")
+
+
+@route(bp, "/api/v1/balance/customers/{customerId}", "GET", auth=Auth.API_KEY, summary="Customer balance detail",
+       tags=("Balance API",), responses={200: "BalanceCustomerDetail"}, errors=(400, 404),
+       params=(CUSTOMER_ID,
+               query("deltaPage", "Page of recent activity, newest first (1-1000, default 1).",
+                     {"type": "integer", "minimum": 1, "maximum": 1000}),
+               query("deltaLimit", "Deltas per page (1-100, default 20).",
+                     {"type": "integer", "minimum": 1, "maximum": 100}),
+               query("period", "Also summarise one UTC month `YYYY-MM`.",
+                     {"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}$"})))
+def get_balance_customer(ctx: Ctx, customerId: str) -> Response:
+    """SDK `customer`: `computedBalance` and `totalDeltas` come from counters kept by every accepted delta
+    (one read); `recentActivity` is one key-range query whatever the page. With `period`, `periodSummary`
+    adds that month's net change and counts (a read of the customer's deltas of the month)."""
+    page = int_param(ctx.request, "deltaPage", default=1, minimum=1, maximum=1000)
+    limit = int_param(ctx.request, "deltaLimit", default=20, minimum=1, maximum=100)
+    period = check_period(query_param(ctx.request, "period"))
+    customer = customer_service.get_customer(ctx.uow, ctx.principal.tenant_id, ctx.principal.environment,
+                                             customerId)
+    activity = customer_service.recent_activity(ctx.uow, customer, page=page, limit=limit)
+    total = customer.delta_count
+    body = {
+        "customerId": customer.customer_id,
+        "displayName": customer.display_name,
+        "source": str(customer.source),
+        "computedBalance": customer.balance,
+        "totalDeltas": total,
+        "lastSequenceNumber": customer.last_seq,
+        "lastDeltaAt": iso_ms(customer.last_delta_at),
+        "createdAt": iso_ms(customer.created_at),
+        "recentActivity": {"items": [delta_view(d) for d in activity], "page": page, "limit": limit,
+                           "total": total, "hasMore": page * limit < total},
+        "periodSummary": None,
+    }
+    if period is not None:
+        deltas = ctx.uow.deltas.customer_period(customer.tenant_id, customer.environment, customer.customer_id,
+                                                period)
+        body["periodSummary"] = {
+            "period": period,
+            "netChange": sum((d.delta for d in deltas), Decimal(0)),
+            "deltaCount": len(deltas),
+            "verified": sum(1 for d in deltas if d.status == DeltaStatus.VERIFIED),
+            "failed": sum(1 for d in deltas if d.status == DeltaStatus.FAILED),
+            "awaitingVerification": sum(1 for d in deltas if d.awaiting_verification),
+        }
+    return ok(body)
+
+
+@route(bp, "/api/v1/balance/gaps/{customerId}", "GET", auth=Auth.API_KEY, summary="Sequence gaps",
+       tags=("Balance API",), responses={200: "BalanceGaps"}, errors=(400, 404),
+       params=(CUSTOMER_ID,
+               query("fromSequence", "First sequence number checked (default: 10,000 below toSequence).",
+                     {"type": "integer", "minimum": 1}),
+               query("toSequence", "Last sequence number checked (default: the latest).",
+                     {"type": "integer", "minimum": 1}),
+               query("limit", "Gap runs returned (1-1000, default 100).",
+                     {"type": "integer", "minimum": 1, "maximum": 1000})))
+def get_gaps(ctx: Ctx, customerId: str) -> Response:
+    """SDK `gaps`: runs of sequence numbers in the window with no verified delta — `awaiting_verification`,
+    `failed` (terminal), or `missing` (never received). At most 10,000 numbers per request."""
+    customer = customer_service.get_customer(ctx.uow, ctx.principal.tenant_id, ctx.principal.environment,
+                                             customerId)
+    first = _optional_int(ctx, "fromSequence")
+    last = _optional_int(ctx, "toSequence")
+    limit = int_param(ctx.request, "limit", default=100, minimum=1, maximum=1000)
+    first, last, runs = customer_service.gaps(ctx.uow, customer, first=first, last=last, limit=limit)
+    return ok({
+        "customerId": customer.customer_id,
+        "fromSequence": first,
+        "toSequence": last,
+        "lastSequenceNumber": customer.last_seq,
+        "hasGaps": bool(runs),
+        "gaps": [{"fromSequence": g.first, "toSequence": g.last, "count": g.count, "reason": g.reason}
+                 for g in runs],
+    })
+
+
+def _optional_int(ctx: Ctx, name: str) -> int | None:
+    if query_param(ctx.request, name) is None:
+        return None
+    return int_param(ctx.request, name, default=1, minimum=1, maximum=10**12)

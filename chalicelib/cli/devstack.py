@@ -212,6 +212,9 @@ def run_forever(api_port: int = 8000) -> int:
     print(f"Try:  curl {stack.base_url}/dashboard/tenant -H \"Authorization: Bearer $(.venv/bin/tally dev token)\"")
     print("Stop with Ctrl-C.", flush=True)
     stopping = threading.Event()
+    # A shell starts background jobs with SIGINT ignored, and Python then never raises KeyboardInterrupt:
+    # take SIGINT back so Ctrl-C (or `kill -INT`) always stops the stack.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     faulthandler.register(signal.SIGUSR1)  # `kill -USR1 <pid>` prints every thread's stack
     try:

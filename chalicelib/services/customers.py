@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
@@ -10,8 +11,9 @@ from chalicelib.domain.audit import AuditEntry
 from chalicelib.domain.clock import iso_ms
 from chalicelib.domain.credentials import random_id
 from chalicelib.domain.customers import Customer, CustomerSource, EventCadence, SharingState, check_customer_id
-from chalicelib.domain.errors import ConflictError, ValidationError
-from chalicelib.domain.identity import ApiKeyPrincipal, DashboardPrincipal, Permission
+from chalicelib.domain.deltas import Delta, DeltaStatus
+from chalicelib.domain.errors import ConflictError, NotFoundError, ValidationError
+from chalicelib.domain.identity import ApiKeyPrincipal, DashboardPrincipal, Environment, Permission
 from chalicelib.domain.webhooks import EventType
 from chalicelib.services import webhooks
 from chalicelib.services.ports import Page, UnitOfWork
@@ -122,3 +124,65 @@ def customer_event(customer: Customer) -> dict[str, Any]:
         "environment": str(customer.environment),
         "createdAt": iso_ms(customer.created_at),
     }
+
+
+# --- Balance API reads of one customer ------------------------------------------------------------
+
+MAX_GAP_WINDOW = 10_000
+
+
+def get_customer(uow: UnitOfWork, tenant_id: str, environment: Environment, customer_id: str) -> Customer:
+    customer = uow.customers.get(tenant_id, environment, check_customer_id(customer_id))
+    if customer is None:
+        raise NotFoundError("Customer not found.")
+    return customer
+
+
+def recent_activity(uow: UnitOfWork, customer: Customer, *, page: int, limit: int) -> list[Delta]:
+    """Page ``page`` of the customer's deltas, newest first. Sequence numbers are gap-free, so any page is
+    one key-range query (no walking)."""
+    last = customer.last_seq or 0
+    newest = last - (page - 1) * limit
+    return uow.deltas.customer_range(customer.tenant_id, customer.environment, customer.customer_id,
+                                     max(1, newest - limit + 1), newest, newest_first=True)
+
+
+@dataclass(frozen=True)
+class Gap:
+    first: int
+    last: int
+    reason: str  # awaiting_verification | failed | missing
+
+    @property
+    def count(self) -> int:
+        return self.last - self.first + 1
+
+
+def gaps(uow: UnitOfWork, customer: Customer, *, first: int | None, last: int | None,
+         limit: int) -> tuple[int, int, list[Gap]]:
+    """Sequence numbers in ``first..last`` without a verified delta, as runs: still awaiting verification,
+    failed terminally, or missing. The window is at most 10,000 numbers (default: the latest 10,000)."""
+    top = customer.last_seq or 0
+    last = top if last is None else last
+    first = max(1, last - MAX_GAP_WINDOW + 1) if first is None else first
+    if first < 1 or last < first - 1:
+        raise ValidationError("fromSequence must be ≥ 1 and ≤ toSequence", field="fromSequence")
+    if last - first + 1 > MAX_GAP_WINDOW:
+        raise ValidationError(f"at most {MAX_GAP_WINDOW} sequence numbers per request", code="SCOPE_TOO_WIDE",
+                              field="toSequence")
+    found = {d.sequence_number: d for d in uow.deltas.customer_range(
+        customer.tenant_id, customer.environment, customer.customer_id, first, min(last, top))}
+    runs: list[Gap] = []
+    for number in range(first, last + 1):
+        delta = found.get(number)
+        if delta is not None and delta.status == DeltaStatus.VERIFIED:
+            continue
+        reason = "missing" if delta is None else "failed" if delta.status == DeltaStatus.FAILED \
+            else "awaiting_verification"
+        if runs and runs[-1].reason == reason and runs[-1].last == number - 1:
+            runs[-1] = Gap(runs[-1].first, number, reason)
+        else:
+            if len(runs) == limit:
+                break
+            runs.append(Gap(number, number, reason))
+    return first, last, runs

@@ -659,6 +659,16 @@ class DynamoDeltaRepository(_Repository):
         return [_delta_from(r) for r in DeltaRecord.customer_seq_index.query(
             key, filter_condition=DeltaRecord.period == period)]
 
+    def customer_range(self, tenant_id: str, environment: Environment, customer_id: str, first: int, last: int,
+                       *, newest_first: bool = False) -> list[Delta]:
+        """A customer's deltas with sequence numbers ``first..last`` (a key range on the customer index)."""
+        if last < first:
+            return []
+        key = keys.customer_key(tenant_id, str(environment), customer_id)
+        return [_delta_from(r) for r in DeltaRecord.customer_seq_index.query(
+            key, DeltaRecord.seq_key.between(keys.seq_key(first), keys.seq_key(last)),
+            scan_index_forward=not newest_first)]
+
     def get_many(self, tenant_id: str, environment: Environment, record_ids: list[str]) -> list[Delta]:
         """Consistent reads of many deltas (BatchGetItem), in the order asked; missing ids are skipped."""
         env = str(environment)

@@ -1,0 +1,96 @@
+"""Balance API reads of one customer: balance and activity (SDK `customer`), sequence gaps (SDK `gaps`)."""
+
+from __future__ import annotations
+
+import pytest
+
+from chalicelib import bootstrap
+from chalicelib.domain.identity import Environment
+from chalicelib.services import verification
+
+DELTA = "/api/v1/balance/delta"
+
+
+@pytest.fixture
+def key(world, tenant):
+    return {"X-Api-Key": world.api_key(tenant, "production")[1]}
+
+
+def submit(api, key, customer="cust_a", amount=1) -> str:
+    reply = api.post(DELTA, headers=key, json_body={"customerId": customer, "delta": amount, "reason": "r"})
+    assert reply.status == 202, reply
+    return reply.data["recordId"]
+
+
+def verify(tenant, record_ids, clock):
+    refs = [(tenant.id, Environment.PRODUCTION, r) for r in record_ids]
+    return verification.verify_records(bootstrap.unit_of_work(), refs, now=clock(), signer=bootstrap.signer())
+
+
+def test_customer_detail_has_counters_and_pages_of_recent_activity(api, key, tenant, clock):
+    ids = [submit(api, key, amount=n) for n in (10, -3, 2.5, 4, 1)]
+    data = api.get("/api/v1/balance/customers/cust_a?deltaLimit=2", headers=key).data
+    assert (data["computedBalance"], data["totalDeltas"], data["lastSequenceNumber"]) == (14.5, 5, 5)
+    assert [d["recordId"] for d in data["recentActivity"]["items"]] == [ids[4], ids[3]]
+    assert data["recentActivity"]["hasMore"] is True and data["periodSummary"] is None
+    third = api.get("/api/v1/balance/customers/cust_a?deltaLimit=2&deltaPage=3", headers=key).data
+    assert [d["sequenceNumber"] for d in third["recentActivity"]["items"]] == [1]
+    assert third["recentActivity"]["hasMore"] is False
+    beyond = api.get("/api/v1/balance/customers/cust_a?deltaLimit=2&deltaPage=9", headers=key).data
+    assert beyond["recentActivity"]["items"] == []
+
+
+def test_customer_detail_summarises_a_period(api, key, tenant, clock):
+    verify(tenant, [submit(api, key, amount=2), submit(api, key, amount=3)], clock)
+    submit(api, key, amount=5)
+    clock.advance(days=30)
+    submit(api, key, amount=100)
+    summary = api.get("/api/v1/balance/customers/cust_a?period=2026-04", headers=key).data["periodSummary"]
+    assert summary == {"period": "2026-04", "netChange": 10, "deltaCount": 3, "verified": 2, "failed": 0,
+                       "awaitingVerification": 1}
+
+
+def test_customer_detail_errors(api, world, tenant, key):
+    submit(api, key)
+    assert api.get("/api/v1/balance/customers/cust_none", headers=key).status == 404
+    for query in ("deltaPage=0", "deltaLimit=101", "period=2026-4"):
+        assert api.get(f"/api/v1/balance/customers/cust_a?{query}", headers=key).status == 400, query
+    sandbox = {"X-Api-Key": world.api_key(tenant, "sandbox")[1]}
+    other = {"X-Api-Key": world.api_key(world.tenant("Globex"), "production")[1]}
+    for headers in (sandbox, other):
+        assert api.get("/api/v1/balance/customers/cust_a", headers=headers).status == 404
+        assert api.get("/api/v1/balance/gaps/cust_a", headers=headers).status == 404
+    assert api.get("/api/v1/balance/customers/cust_a").status == 401
+
+
+def test_gaps_report_runs_without_a_verified_delta(api, key, tenant, clock):
+    ids = [submit(api, key) for _ in range(6)]
+    verify(tenant, [ids[0], ids[1], ids[4]], clock)
+    uow = bootstrap.unit_of_work()
+    delta = uow.deltas.get(tenant.id, Environment.PRODUCTION, ids[5])
+    verification._fail_once(uow, delta, "test failure", clock(), [])
+    data = api.get("/api/v1/balance/gaps/cust_a", headers=key).data
+    assert (data["fromSequence"], data["toSequence"], data["hasGaps"]) == (1, 6, True)
+    assert data["gaps"] == [
+        {"fromSequence": 3, "toSequence": 4, "count": 2, "reason": "awaiting_verification"},
+        {"fromSequence": 6, "toSequence": 6, "count": 1, "reason": "failed"},
+    ]
+    ahead = api.get("/api/v1/balance/gaps/cust_a?fromSequence=5&toSequence=9", headers=key).data["gaps"]
+    assert ahead == [{"fromSequence": 6, "toSequence": 6, "count": 1, "reason": "failed"},
+                     {"fromSequence": 7, "toSequence": 9, "count": 3, "reason": "missing"}]
+    limited = api.get("/api/v1/balance/gaps/cust_a?limit=1", headers=key).data["gaps"]
+    assert len(limited) == 1
+    verify(tenant, [ids[2], ids[3]], clock)
+    clean = api.get("/api/v1/balance/gaps/cust_a?toSequence=5", headers=key).data
+    assert clean["hasGaps"] is False and clean["gaps"] == []
+
+
+@pytest.mark.parametrize("query, code", [
+    ("fromSequence=0", "VALIDATION_ERROR"), ("fromSequence=5&toSequence=2", "VALIDATION_ERROR"),
+    ("fromSequence=1&toSequence=20000", "SCOPE_TOO_WIDE"), ("limit=0", "VALIDATION_ERROR"),
+    ("toSequence=x", "VALIDATION_ERROR"),
+])
+def test_gap_window_errors(api, key, query, code):
+    submit(api, key)
+    reply = api.get(f"/api/v1/balance/gaps/cust_a?{query}", headers=key)
+    assert reply.status == 400 and reply.error["code"] == code
