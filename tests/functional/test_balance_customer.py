@@ -7,8 +7,7 @@ import pytest
 from chalicelib import bootstrap
 from chalicelib.domain.identity import Environment
 from chalicelib.services import verification
-
-DELTA = "/api/v1/balance/delta"
+from tests.helpers import submit, verify
 
 
 @pytest.fixture
@@ -16,15 +15,8 @@ def key(world, tenant):
     return {"X-Api-Key": world.api_key(tenant, "production")[1]}
 
 
-def submit(api, key, customer="cust_a", amount=1) -> str:
-    reply = api.post(DELTA, headers=key, json_body={"customerId": customer, "delta": amount, "reason": "r"})
-    assert reply.status == 202, reply
-    return reply.data["recordId"]
 
 
-def verify(tenant, record_ids, clock):
-    refs = [(tenant.id, Environment.PRODUCTION, r) for r in record_ids]
-    return verification.verify_records(bootstrap.unit_of_work(), refs, now=clock(), signer=bootstrap.signer())
 
 
 def test_customer_detail_has_counters_and_pages_of_recent_activity(api, key, tenant, clock):

@@ -8,14 +8,11 @@ import itertools
 
 import pytest
 
-from chalicelib import bootstrap
 from chalicelib.adapters.signing import verify_signature
 from chalicelib.domain.fingerprints import canonical
-from chalicelib.domain.identity import Environment
 from chalicelib.domain.merkle import leaf_hash, root_of, verify_consistency
-from chalicelib.services import verification
+from tests.helpers import DELTA, submit, verify
 
-DELTA = "/api/v1/balance/delta"
 CUSTOMERS = "/dashboard/customers"
 
 
@@ -24,15 +21,8 @@ def key(world, tenant):
     return {"X-Api-Key": world.api_key(tenant, "production")[1]}
 
 
-def submit(api, key, customer="cust_a", amount=1) -> str:
-    reply = api.post(DELTA, headers=key, json_body={"customerId": customer, "delta": amount, "reason": "r"})
-    assert reply.status == 202, reply
-    return reply.data["recordId"]
 
 
-def verify(tenant, record_ids, clock):
-    refs = [(tenant.id, Environment.PRODUCTION, r) for r in record_ids]
-    return verification.verify_records(bootstrap.unit_of_work(), refs, now=clock(), signer=bootstrap.signer())
 
 
 def checkpoint(api, auth, customer="cust_a", period="2026-04", status=201) -> dict:
