@@ -186,3 +186,11 @@ def test_balance_checkpoints_are_scoped_to_the_key(api, world, key, tenant, cloc
         assert api.get("/api/v1/balance/checkpoints?customerId=cust_a", headers=headers).status == 404
         assert api.post(BALANCE, headers=headers, json_body={"customerId": "cust_a"}).status == 404
     assert api.post(BALANCE, json_body={}).status == 401
+
+
+def test_checkpoint_roots_stay_out_of_the_batch_root_index(api, admin, key, tenant, clock):
+    verify(tenant, [submit(api, key)], clock)
+    verify(tenant, [submit(api, key)], clock)  # two batches of one: the checkpoint root is neither's
+    made = checkpoint(api, admin)
+    reply = api.get(f"/api/v1/verify/{made['root']}")
+    assert reply.status == 200 and reply.data["verified"] is False

@@ -382,7 +382,7 @@ class CheckpointRecord(_Keyed):
     customer_id = UnicodeAttribute()
     period = UnicodeAttribute()
     sequence = NumberAttribute()
-    root_hex = UnicodeAttribute()
+    checkpoint_root = UnicodeAttribute()  # not `root_hex`: that would put it in the batches' root-index
     tree_size = NumberAttribute()
     first_sequence = NumberAttribute(null=True)
     last_sequence = NumberAttribute(null=True)

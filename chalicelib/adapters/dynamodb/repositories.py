@@ -1181,8 +1181,8 @@ def _event_from(data: dict[str, Any], tenant_id: str, environment: Environment) 
 def _checkpoint_from(record: CheckpointRecord) -> Checkpoint:
     return Checkpoint(
         checkpoint_id=record.checkpoint_id, tenant_id=record.tenant_id, environment=record.environment,
-        customer_id=record.customer_id, period=record.period, sequence=int(record.sequence), root=record.root_hex,
-        tree_size=int(record.tree_size),
+        customer_id=record.customer_id, period=record.period, sequence=int(record.sequence),
+        root=record.checkpoint_root, tree_size=int(record.tree_size),
         first_sequence=int(record.first_sequence) if record.first_sequence is not None else None,
         last_sequence=int(record.last_sequence) if record.last_sequence is not None else None,
         net_change=record.net_change, previous_root=record.previous_root,
@@ -1229,7 +1229,7 @@ class DynamoCheckpointRepository(_Repository):
             period_sort=keys.checkpoint_period_sort(checkpoint.customer_id, checkpoint.sequence),
             checkpoint_id=checkpoint.checkpoint_id, tenant_id=checkpoint.tenant_id,
             environment=checkpoint.environment, customer_id=checkpoint.customer_id, period=checkpoint.period,
-            sequence=checkpoint.sequence, root_hex=checkpoint.root, tree_size=checkpoint.tree_size,
+            sequence=checkpoint.sequence, checkpoint_root=checkpoint.root, tree_size=checkpoint.tree_size,
             first_sequence=checkpoint.first_sequence, last_sequence=checkpoint.last_sequence,
             net_change=checkpoint.net_change, previous_root=checkpoint.previous_root,
             previous_tree_size=checkpoint.previous_tree_size, consistency_proof=list(checkpoint.consistency_proof),
