@@ -1,5 +1,5 @@
 """Balance API (API key) over customer records: one customer's balance and activity, sequence gaps,
-checkpoints (SDK `customer`, `gaps`, `checkpoint`, `list_checkpoints`)."""
+checkpoints, derive and compare (SDK `customer`, `gaps`, `checkpoint`, `list_checkpoints`, `derive`, `compare`)."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from chalicelib.domain.scopes import parse_scope, single_month
 from chalicelib.domain.usage import check_period
 from chalicelib.services import checkpoints as checkpoint_service
 from chalicelib.services import customers as customer_service
+from chalicelib.services import derive as derive_service
 from chalicelib.services.ports import Page
 
 bp = Blueprint(__name__)
@@ -189,3 +190,79 @@ def _optional_int(ctx: Ctx, name: str) -> int | None:
     if query_param(ctx.request, name) is None:
         return None
     return int_param(ctx.request, name, default=1, minimum=1, maximum=10**12)
+
+
+def _derivation(ctx: Ctx, customer_id: object, source: dict) -> derive_service.Derivation:
+    customer = customer_service.get_customer(ctx.uow, ctx.principal.tenant_id, ctx.principal.environment,
+                                             customer_id if isinstance(customer_id, str) else "")
+    scope = parse_scope(period=source.get("period"), time_preset=source.get("timePreset"),
+                        start_date=source.get("startDate"), end_date=source.get("endDate"), now=ctx.now)
+    return derive_service.derive(ctx.uow, customer, scope=scope, starting_balance=source.get("startingBalance"),
+                                 starting_checkpoint=source.get("startingCheckpoint"),
+                                 checkpoint_type=source.get("startingCheckpointType"))
+
+
+def _derivation_view(d: derive_service.Derivation) -> dict:
+    counted = d.counted
+    return {
+        "customerId": d.customer.customer_id,
+        "scope": {"period": d.scope.period if d.scope else None,
+                  "startDate": iso_ms(d.scope.start) if d.scope else None,
+                  "endDate": iso_ms(d.scope.end) if d.scope else None,
+                  "startingCheckpoint": d.checkpoint.checkpoint_id if d.checkpoint else None},
+        "startingBalance": d.starting_balance,
+        "netChange": d.net_change,
+        "derivedBalance": d.derived_balance,
+        "deltaCount": len(counted),
+        "failedExcluded": len(d.deltas) - len(counted),
+        "awaitingVerification": sum(1 for x in d.deltas if x.awaiting_verification),
+        "settled": d.settled,
+        "firstSequence": d.deltas[0].sequence_number if d.deltas else None,
+        "lastSequence": d.deltas[-1].sequence_number if d.deltas else None,
+    }
+
+
+SCOPE_INPUTS = (
+    query("startingBalance", "Balance before the scope (default 0)."),
+    query("startingCheckpoint", "Start after this checkpoint (`chk_…`); not with a time scope."),
+    query("startingCheckpointType", "`checkpoint`.", {"type": "string", "enum": ["checkpoint"]}),
+)
+
+
+@route(bp, "/api/v1/balance/derive/{customerId}", "GET", auth=Auth.API_KEY, summary="Derive a balance",
+       tags=("Balance API",), responses={200: "BalanceDerivation"}, errors=(400, 404),
+       params=(CUSTOMER_ID, *SCOPE_INPUTS, *SCOPE_PARAMS,
+               query("limit", "Deltas listed, 0-1000 (default 100).", {"type": "integer", "minimum": 0,
+                                                                        "maximum": 1000}),
+               query("offset", "Skip this many listed deltas.", {"type": "integer", "minimum": 0})))
+def derive_balance(ctx: Ctx, customerId: str) -> Response:
+    """SDK `derive`: `startingBalance` + every delta of the scope that did not fail terminally. A time scope
+    selects deltas by acceptance time (at most 366 days); `startingCheckpoint` takes the deltas after that
+    checkpoint (not with a time scope: 400 `INVALID_SCOPE_COMBINATION`); neither takes the whole history
+    (at most 50,000 deltas, else 400 `SCOPE_TOO_WIDE`). `settled` is false while any awaits verification."""
+    params = {name: query_param(ctx.request, name) for name in (
+        "period", "timePreset", "startDate", "endDate", "startingBalance", "startingCheckpoint",
+        "startingCheckpointType")}
+    limit = int_param(ctx.request, "limit", default=100, minimum=0, maximum=1000)
+    offset = int_param(ctx.request, "offset", default=0, minimum=0, maximum=10**9)
+    derivation = _derivation(ctx, customerId, params)
+    return ok({**_derivation_view(derivation),
+               "deltas": {"items": [delta_view(d) for d in derivation.deltas[offset : offset + limit]],
+                          "limit": limit, "offset": offset, "total": len(derivation.deltas)}})
+
+
+@route(bp, "/api/v1/balance/compare", "POST", auth=Auth.API_KEY, summary="Compare two parties' balances",
+       tags=("Balance API",), responses={200: "BalanceComparison"}, errors=(400, 404),
+       request_body="CompareRequest")
+def compare_balances(ctx: Ctx) -> Response:
+    """SDK `compare`: derives the balance over the scope (as `derive`) and checks `yourBalance` and
+    `theirBalance` against it, exactly (decimal arithmetic)."""
+    body = ctx.body()
+    yours = derive_service.amount(body.get("yourBalance"), "yourBalance")
+    theirs = derive_service.amount(body.get("theirBalance"), "theirBalance")
+    derivation = _derivation(ctx, check_customer_id(body.get("customerId")), body)
+    derived = derivation.derived_balance
+    return ok({**_derivation_view(derivation), "yourBalance": yours, "theirBalance": theirs,
+               "yoursMatches": yours == derived, "theirsMatches": theirs == derived,
+               "partiesAgree": yours == theirs, "match": yours == derived == theirs,
+               "yourDifference": yours - derived, "theirDifference": theirs - derived})

@@ -65,6 +65,24 @@ CHECKPOINT = {
     "signature": STR,
     "statement": {"type": "object"},
 }
+AMOUNT_IN = {"type": ["number", "string"]}
+DERIVATION_REQUIRED = ["customerId", "scope", "startingBalance", "netChange", "derivedBalance", "deltaCount",
+                       "failedExcluded", "awaitingVerification", "settled", "firstSequence", "lastSequence"]
+DERIVATION = {
+    "customerId": STR,
+    "scope": {"type": "object", "required": ["period", "startDate", "endDate", "startingCheckpoint"],
+              "properties": {"period": STR_OR_NULL, "startDate": TS_OR_NULL, "endDate": TS_OR_NULL,
+                             "startingCheckpoint": STR_OR_NULL}, "additionalProperties": False},
+    "startingBalance": NUM,
+    "netChange": NUM,
+    "derivedBalance": NUM,
+    "deltaCount": {"type": "integer", "minimum": 0},
+    "failedExcluded": {"type": "integer", "minimum": 0},
+    "awaitingVerification": {"type": "integer", "minimum": 0},
+    "settled": {"type": "boolean"},
+    "firstSequence": {"type": ["integer", "null"]},
+    "lastSequence": {"type": ["integer", "null"]},
+}
 SHARING_STATES = ["INHERIT", "SHARED", "PRIVATE"]
 EVENT_CADENCES = ["PER_EVENT", "HOURLY", "DAILY", "WEEKLY", "MONTHLY"]
 INT = {"type": "integer"}
@@ -414,6 +432,27 @@ SCHEMAS: dict[str, dict] = {
             )},
         },
     ),
+    "BalanceDerivation": obj(
+        [*DERIVATION_REQUIRED, "deltas"],
+        {**DERIVATION, "deltas": obj(
+            ["items", "limit", "offset", "total"],
+            {"items": {"type": "array", "items": {"$ref": "#/components/schemas/DeltaStatus"}},
+             "limit": {"type": "integer"}, "offset": {"type": "integer"}, "total": {"type": "integer"}},
+        )},
+    ),
+    "BalanceComparison": obj(
+        [*DERIVATION_REQUIRED, "yourBalance", "theirBalance", "yoursMatches", "theirsMatches", "partiesAgree",
+         "match", "yourDifference", "theirDifference"],
+        {**DERIVATION, "yourBalance": NUM, "theirBalance": NUM, "yoursMatches": {"type": "boolean"},
+         "theirsMatches": {"type": "boolean"}, "partiesAgree": {"type": "boolean"}, "match": {"type": "boolean"},
+         "yourDifference": NUM, "theirDifference": NUM},
+    ),
+    "CompareRequest": obj(["customerId", "yourBalance", "theirBalance"], {
+        "customerId": STR, "yourBalance": AMOUNT_IN, "theirBalance": AMOUNT_IN, "startingBalance": AMOUNT_IN,
+        "startingCheckpoint": STR,
+        "startingCheckpointType": {"type": "string", "enum": ["checkpoint"]},
+        "period": STR, "timePreset": STR, "startDate": STR, "endDate": STR,
+    }),
     "CheckpointOrRun": {"oneOf": [{"$ref": "#/components/schemas/CustomerCheckpoint"},
                                   {"$ref": "#/components/schemas/CheckpointRun"}]},
     "CustomerCheckpointPage": page_of("CustomerCheckpointListed", with_total=False),

@@ -86,3 +86,81 @@ def test_gap_window_errors(api, key, query, code):
     submit(api, key)
     reply = api.get(f"/api/v1/balance/gaps/cust_a?{query}", headers=key)
     assert reply.status == 400 and reply.error["code"] == code
+
+
+# --- derive and compare ------------------------------------------------------------------------------
+
+
+def test_derive_sums_the_scope_and_excludes_terminal_failures(api, key, tenant, clock):
+    ids = [submit(api, key, amount=a) for a in (10, -2.5, 7)]
+    verify(tenant, ids[:2], clock)
+    uow = bootstrap.unit_of_work()
+    verification._fail_once(uow, uow.deltas.get(tenant.id, Environment.PRODUCTION, ids[2]), "x", clock(), [])
+    submit(api, key, amount=1)  # still queued: counted, and the answer says it is not settled
+    data = api.get("/api/v1/balance/derive/cust_a?startingBalance=100", headers=key).data
+    assert (data["derivedBalance"], data["netChange"], data["deltaCount"]) == (108.5, 8.5, 3)
+    assert (data["failedExcluded"], data["awaitingVerification"], data["settled"]) == (1, 1, False)
+    assert data["deltas"]["total"] == 4 and len(data["deltas"]["items"]) == 4
+    page = api.get("/api/v1/balance/derive/cust_a?limit=1&offset=1", headers=key).data["deltas"]
+    assert [d["sequenceNumber"] for d in page["items"]] == [2]
+
+
+def test_derive_by_period_and_after_a_checkpoint(api, admin, key, tenant, clock):
+    verify(tenant, [submit(api, key, amount=5), submit(api, key, amount=3)], clock)
+    made = api.post("/dashboard/customers/cust_a/checkpoint", headers=admin, json_body={}).data
+    clock.advance(days=30)  # May
+    verify(tenant, [submit(api, key, amount=4)], clock)
+    april = api.get("/api/v1/balance/derive/cust_a?period=2026-04", headers=key).data
+    assert april["derivedBalance"] == 8 and april["scope"]["period"] == "2026-04"
+    may = api.get("/api/v1/balance/derive/cust_a?timePreset=current_month&startingBalance=8", headers=key).data
+    assert may["derivedBalance"] == 12 and (may["firstSequence"], may["lastSequence"]) == (3, 3)
+    after = api.get(f"/api/v1/balance/derive/cust_a?startingCheckpoint={made['checkpointId']}&startingBalance=8",
+                    headers=key).data
+    assert after["derivedBalance"] == 12 and after["scope"]["startingCheckpoint"] == made["checkpointId"]
+    custom = api.get("/api/v1/balance/derive/cust_a?timePreset=custom&startDate=2026-04-01&endDate=2026-06-01",
+                     headers=key).data
+    assert custom["derivedBalance"] == 12 and custom["scope"]["period"] is None
+
+
+@pytest.mark.parametrize("query, code", [
+    ("startingCheckpoint=chk_x&period=2026-04", "INVALID_SCOPE_COMBINATION"),
+    ("period=2026-04&startDate=2026-04-01&endDate=2026-05-01", "INVALID_SCOPE_COMBINATION"),
+    ("startingCheckpointType=checkpoint", "INVALID_SCOPE_COMBINATION"),
+    ("startDate=2024-01-01&endDate=2026-01-01", "SCOPE_TOO_WIDE"),
+    ("startingBalance=ten", "VALIDATION_ERROR"),
+    ("startingCheckpoint=nope", "VALIDATION_ERROR"),
+    ("startDate=2026-05-01&endDate=2026-04-01", "VALIDATION_ERROR"),
+])
+def test_derive_scope_errors(api, key, query, code):
+    submit(api, key)
+    reply = api.get(f"/api/v1/balance/derive/cust_a?{query}", headers=key)
+    assert reply.status == 400 and reply.error["code"] == code, reply
+
+
+def test_derive_unknown_checkpoint_or_customer_is_404(api, key):
+    submit(api, key)
+    assert api.get("/api/v1/balance/derive/cust_a?startingCheckpoint=chk_missing", headers=key).status == 404
+    assert api.get("/api/v1/balance/derive/cust_zz", headers=key).status == 404
+
+
+def test_compare_checks_both_parties_exactly(api, key, tenant, clock):
+    verify(tenant, [submit(api, key, amount=0.1), submit(api, key, amount=0.2)], clock)
+    body = {"customerId": "cust_a", "yourBalance": "0.3", "theirBalance": 0.30000000000000004}
+    data = api.post("/api/v1/balance/compare", headers=key, json_body=body).data
+    assert data["derivedBalance"] == 0.3 and data["yoursMatches"] is True
+    assert data["theirsMatches"] is False and data["match"] is False and data["partiesAgree"] is False
+    both = api.post("/api/v1/balance/compare", headers=key,
+                    json_body={"customerId": "cust_a", "yourBalance": 1.3, "theirBalance": "1.30",
+                               "startingBalance": 1}).data
+    assert both["match"] is True and both["yourDifference"] == 0
+
+
+@pytest.mark.parametrize("body, status", [
+    ({"customerId": "cust_a", "yourBalance": 1}, 400),
+    ({"customerId": "cust_a", "yourBalance": True, "theirBalance": 1}, 400),
+    ({"customerId": "cust_a", "yourBalance": 1, "theirBalance": 1, "period": "2026-04", "timePreset": "custom"}, 400),
+    ({"customerId": "cust_zz", "yourBalance": 1, "theirBalance": 1}, 404),
+])
+def test_compare_errors(api, key, body, status):
+    submit(api, key)
+    assert api.post("/api/v1/balance/compare", headers=key, json_body=body).status == status
