@@ -88,6 +88,9 @@ class CustomerRepository(Protocol):
     def list(self, tenant_id: str, environment: Environment, limit: int, cursor: str | None,
              prefix: str | None = None) -> Page[Customer]: ...
     def add(self, customer: Customer) -> None: ...
+    def release_from_balance(self, tenant_id: str, environment: Environment, customer_id: str,
+                             amount: Decimal) -> None:
+        """Take a terminally failed delta's amount back out of the running balance (staged)."""
 
 
 @dataclass(frozen=True)

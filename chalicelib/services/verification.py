@@ -120,9 +120,11 @@ def _seal_once(uow: UnitOfWork, signer: Any, tenant_id: str, environment: Enviro
 
 
 def _fail_once(uow: UnitOfWork, delta: Delta, error: str, now: datetime, outbox_refs: list[OutboxRef]) -> None:
-    """Terminal failure: FAILED with the error, its usage unit released, its credits refunded."""
+    """Terminal failure: FAILED with the error, its usage unit released, its credits refunded, its amount
+    taken out of the customer's running balance (a failed delta never counts)."""
     uow.deltas.mark_failed(delta, error=error, now=now)
     uow.usage.add(delta.tenant_id, delta.period or period_of(delta.created_at), delta.environment, -1, cap=None)
+    uow.customers.release_from_balance(delta.tenant_id, delta.environment, delta.customer_id, delta.delta)
     if delta.credit_state == CreditState.RESERVED and delta.credits_reserved:
         stage_move(uow, uow.credits.account(delta.tenant_id), EntryType.REFUND, delta.credits_reserved,
                    f"Verification failed — {delta.record_id}", now=now)

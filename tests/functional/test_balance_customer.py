@@ -101,6 +101,8 @@ def test_derive_sums_the_scope_and_excludes_terminal_failures(api, key, tenant, 
     assert (data["derivedBalance"], data["netChange"], data["deltaCount"]) == (108.5, 8.5, 3)
     assert (data["failedExcluded"], data["awaitingVerification"], data["settled"]) == (1, 1, False)
     assert data["deltas"]["total"] == 4 and len(data["deltas"]["items"]) == 4
+    detail = api.get("/api/v1/balance/customers/cust_a", headers=key).data
+    assert (detail["computedBalance"], detail["totalDeltas"]) == (8.5, 4)  # the failed 7 left the balance
     page = api.get("/api/v1/balance/derive/cust_a?limit=1&offset=1", headers=key).data["deltas"]
     assert [d["sequenceNumber"] for d in page["items"]] == [2]
 

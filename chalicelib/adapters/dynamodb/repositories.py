@@ -514,6 +514,12 @@ class DynamoCustomerRepository(_Repository):
         )
         self._stage("save", record, condition=CustomerRecord.pk.does_not_exist())
 
+    def release_from_balance(self, tenant_id: str, environment: Environment, customer_id: str,
+                             amount: Decimal) -> None:
+        record = CustomerRecord(keys.env_pk(tenant_id, str(environment)), keys.customer_sk(customer_id))
+        self._stage("update", record, condition=CustomerRecord.pk.exists(),
+                    actions=[CustomerRecord.balance.add(-amount)])
+
 
 # --- batch reads ----------------------------------------------------------------------------
 
