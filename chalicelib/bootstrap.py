@@ -101,6 +101,17 @@ def webhook_sender() -> Any:
     return _singleton("webhook_sender", build)
 
 
+def artifacts() -> Any:
+    """Generated files on S3."""
+
+    def build() -> Any:
+        from chalicelib.adapters.artifacts import S3Artifacts
+
+        return S3Artifacts(get_settings())
+
+    return _singleton("artifacts", build)
+
+
 def reset() -> None:
     """Forget cached singletons (after settings change)."""
     _cache.clear()

@@ -1,12 +1,15 @@
 """Offline checks of Tally proof documents (what ``tally verify FILE`` runs).
 
-Two documents are understood, bare or inside the API envelope:
+Three documents are understood, bare or inside the API envelope:
 
 - a delta proof bundle (``GET /api/v1/balance/delta/{recordId}/proof``): one
   delta's content, its hashes, its inclusion proof, the signed batch statement
   and the public key;
 - a batch document (``GET /api/v1/verify/{proofRoot}``): every leaf hash of a
-  batch with its signed statement and public key.
+  batch with its signed statement and public key;
+- a customer verification package (``tally.verification-package/v1``): a signed
+  customer checkpoint with a sample of its deltas, each with its content and
+  inclusion proof, and the public key.
 
 Everything is recomputed from the file's own bytes, and the reading is strict
 (closed objects, exact types, lowercase hex, canonical base64, canonical number
@@ -24,6 +27,8 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from itertools import pairwise
 from typing import Any
 
 import rfc8785
@@ -31,12 +36,15 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from chalicelib.domain.batches import STATEMENT_TYPE
-from chalicelib.domain.merkle import leaf_hash, root_of, verify_inclusion
+from chalicelib.domain.checkpoints import STATEMENT_TYPE as CHECKPOINT_TYPE
+from chalicelib.domain.merkle import EMPTY_ROOT, leaf_hash, root_of, verify_inclusion
 
 BUNDLE_TYPE = "tally.delta-proof/v1"
+PACKAGE_TYPE = "tally.verification-package/v1"
 ALGORITHM = "Ed25519"
 CONTENT_VERSION = 1  # chalicelib.domain.fingerprints.CONTENT_VERSION (a test keeps them equal)
 HEX64 = re.compile(r"[0-9a-f]{64}")
+STAMP = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z")
 
 
 class DocumentError(ValueError):
@@ -121,6 +129,22 @@ def _opt(pred: Pred) -> Pred:
     return _is(f"{pred.__doc__} or null", lambda v: v is None or pred(v))
 
 
+def _match(description: str, pattern: str) -> Pred:
+    compiled = re.compile(pattern)
+    return _is(description, lambda v: isinstance(v, str) and compiled.fullmatch(v) is not None)
+
+
+def _timestamp(value: Any) -> bool:
+    """``YYYY-MM-DDTHH:MM:SS.mmmZ`` (what Tally writes), and a real instant."""
+    if not isinstance(value, str) or STAMP.fullmatch(value) is None:
+        return False
+    try:
+        datetime.fromisoformat(value[:-1] + "+00:00")
+    except ValueError:  # month 13, February 30, …
+        return False
+    return True
+
+
 TEXT = _is("a non-empty string", lambda v: isinstance(v, str) and v != "")
 HEX = _is("64 lowercase hex digits", lambda v: isinstance(v, str) and HEX64.fullmatch(v) is not None)
 INDEX = _is("an integer >= 0", lambda v: type(v) is int and v >= 0)
@@ -128,6 +152,10 @@ COUNT = _is("an integer >= 1", lambda v: type(v) is int and v >= 1)
 BOOL = _is("a boolean", lambda v: type(v) is bool)
 ENVIRONMENT = _is('"sandbox" or "production"', lambda v: v in ("sandbox", "production") and type(v) is str)
 OBJECT_OR_NULL = _is("an object or null", lambda v: v is None or isinstance(v, dict))
+PERIOD = _match("a YYYY-MM period", r"[0-9]{4}-(0[1-9]|1[0-2])")
+DECIMAL = _match("a canonical decimal string", r"0|-?(0\.[0-9]*[1-9]|[1-9][0-9]*(\.[0-9]*[1-9])?)")
+TIMESTAMP = _is("a timestamp YYYY-MM-DDTHH:MM:SS.mmmZ", _timestamp)
+PACKAGE_ID = _match('"pkg_" and letters or digits', r"pkg_[0-9A-Za-z]+")
 
 STATEMENT = {"type": _const(STATEMENT_TYPE), "batchId": TEXT, "tenantId": TEXT, "environment": ENVIRONMENT,
              "root": HEX, "treeSize": COUNT, "sequence": COUNT, "previousRoot": _opt(HEX), "sealedAt": TEXT,
@@ -139,6 +167,15 @@ PUBLIC_KEY = {"keyId": TEXT, "algorithm": _const(ALGORITHM), "publicKey": _b64(3
 BUNDLE = {"type": _const(BUNDLE_TYPE), "recordId": TEXT, "content": CONTENT, "contentHash": HEX, "leafHash": HEX,
           "leafIndex": INDEX, "treeSize": COUNT, "inclusionProof": [HEX], "proofRoot": HEX,
           "batch": {"statement": STATEMENT, "signature": _b64(64)}, "publicKey": PUBLIC_KEY}
+CHECKPOINT = {"type": TEXT, "checkpointId": TEXT, "tenantId": TEXT, "environment": ENVIRONMENT, "customerId": TEXT,
+              "period": PERIOD, "sequence": COUNT, "root": HEX, "treeSize": INDEX, "firstSequence": _opt(COUNT),
+              "lastSequence": _opt(COUNT), "netChange": DECIMAL, "previousRoot": _opt(HEX),
+              "previousTreeSize": _opt(INDEX), "createdAt": TIMESTAMP, "keyId": TEXT}
+SAMPLE = {"recordId": TEXT, "content": CONTENT, "contentHash": HEX, "leafHash": HEX, "leafIndex": INDEX,
+          "inclusionProof": [HEX]}
+PACKAGE = {"type": _const(PACKAGE_TYPE), "packageId": PACKAGE_ID, "customerId": TEXT, "period": PERIOD,
+           "generatedAt": TIMESTAMP, "checkpoint": {"statement": CHECKPOINT, "signature": _b64(64)},
+           "publicKey": PUBLIC_KEY, "sampleSize": INDEX, "samples": [SAMPLE], "signature": _b64(64)}
 BATCH = {"verified": BOOL, "proofRoot": HEX, "recordedAt": TEXT,
          "summary": {"batchId": TEXT, "treeSize": COUNT, "sequence": COUNT, "environment": ENVIRONMENT,
                      "previousRoot": _opt(HEX)},
@@ -214,7 +251,7 @@ def _structure(report: Report, document: Any, spec: dict, label: str) -> bool:
     return report.add("structure", not errors, detail)
 
 
-def _signature(report: Report, statement: dict, signature: str, key: dict[str, Any]) -> None:
+def _signature(report: Report, statement: dict, signature: str, key: dict[str, Any], signed: str) -> None:
     """Ed25519 over the RFC 8785 bytes of the statement, with the key the document names."""
     report.add("key id", key["keyId"] == statement["keyId"],
                f"{key['algorithm']} key {key['keyId']!r}, statement signed by {statement['keyId']!r}")
@@ -224,7 +261,7 @@ def _signature(report: Report, statement: dict, signature: str, key: dict[str, A
         valid = True
     except (InvalidSignature, ValueError):
         valid = False
-    report.add("signature", valid, f"Ed25519 over the RFC 8785 statement of batch {statement['batchId']}")
+    report.add("signature", valid, f"Ed25519 over the RFC 8785 statement of {signed}")
 
 
 def _published(report: Report, key: dict[str, Any], keys: Any) -> None:
@@ -238,15 +275,19 @@ def _published(report: Report, key: dict[str, Any], keys: Any) -> None:
                                                                   else "not published (or different)"))
 
 
+def _content_hash(content: dict[str, Any]) -> str:
+    try:
+        return hashlib.sha256(rfc8785.dumps(content)).hexdigest()
+    except rfc8785.CanonicalizationError as exc:
+        return f"(not canonicalisable: {exc})"
+
+
 def _check_bundle(doc: dict[str, Any], keys: Any) -> Report:
     report = Report("delta proof bundle")
     if not _structure(report, doc, BUNDLE, BUNDLE_TYPE):
         return report
     content, statement = doc["content"], doc["batch"]["statement"]
-    try:
-        recomputed = hashlib.sha256(rfc8785.dumps(content)).hexdigest()
-    except rfc8785.CanonicalizationError as exc:
-        recomputed = f"(not canonicalisable: {exc})"
+    recomputed = _content_hash(content)
     report.add("content hash", recomputed == doc["contentHash"], f"SHA-256 of RFC 8785 content = {recomputed}")
     leaf = leaf_hash(bytes.fromhex(doc["contentHash"])).hex()
     report.add("leaf hash", leaf == doc["leafHash"], f"RFC 6962 leaf of the content hash = {leaf}")
@@ -261,7 +302,7 @@ def _check_bundle(doc: dict[str, Any], keys: Any) -> Report:
                (content["tenantId"], content["environment"]) == (statement["tenantId"], statement["environment"]),
                f"content {content['tenantId']}/{content['environment']}, "
                f"batch {statement['tenantId']}/{statement['environment']}")
-    _signature(report, statement, doc["batch"]["signature"], doc["publicKey"])
+    _signature(report, statement, doc["batch"]["signature"], doc["publicKey"], f"batch {statement['batchId']}")
     _key_checks(report, doc["publicKey"], keys)
     return report
 
@@ -284,10 +325,109 @@ def _check_batch(doc: dict[str, Any], keys: Any) -> Report:
     claims = doc["verified"] and verification["signatureValid"] and verification["rootValid"]
     report.add("server verdict", claims, "the server reported the batch verified")
     key = {k: verification[k] for k in ("keyId", "algorithm", "publicKey")}
-    _signature(report, statement, verification["signature"], key)
+    _signature(report, statement, verification["signature"], key, f"batch {statement['batchId']}")
     _key_checks(report, key, keys)
     report.notes.append("Record ids are listed by the server and not covered by the signature; "
                         "a delta's proof bundle binds its record.")
+    return report
+
+
+def _utc_month(stamp: str) -> str | None:
+    try:
+        moment = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment.astimezone(UTC).strftime("%Y-%m") if moment.tzinfo else None
+
+
+def _per_sample(report: Report, name: str, samples: list[dict[str, Any]], summary: str,
+                problem: Callable[[dict[str, Any]], str | None]) -> None:
+    """One report line for a check run on every sample: the first failing sample is named."""
+    failures = [(s, p) for s in samples if (p := problem(s)) is not None]
+    if not failures:
+        report.add(name, True, f"{len(samples)} sample(s): {summary}" if samples else "no samples")
+        return
+    (sample, detail), more = failures[0], len(failures) - 1
+    report.add(name, False, f"sample {sample['recordId']} (leaf {sample['leafIndex']}): {detail}"
+               + (f" (+{more} more)" if more else ""))
+
+
+def _check_package(doc: dict[str, Any], keys: Any) -> Report:
+    report = Report("verification package")
+    if not _structure(report, doc, PACKAGE, PACKAGE_TYPE):
+        return report
+    statement, samples = doc["checkpoint"]["statement"], doc["samples"]
+    size, first, last = statement["treeSize"], statement["firstSequence"], statement["lastSequence"]
+    report.add("statement type", statement["type"] == CHECKPOINT_TYPE, f"statement type {statement['type']!r}")
+    report.add("customer and period", (doc["customerId"], doc["period"]) == (statement["customerId"],
+                                                                              statement["period"]),
+               f"package {doc['customerId']} {doc['period']}, checkpoint {statement['customerId']} "
+               f"{statement['period']}")
+    # An empty checkpoint has the empty root and no sequences; leaves have distinct sequence numbers.
+    if size == 0:
+        bounds = statement["root"] == EMPTY_ROOT.hex() and first is None and last is None
+    else:
+        bounds = first is not None and last is not None and size <= last - first + 1
+    previous = statement["previousTreeSize"]
+    bounds = bounds and (statement["previousRoot"] is None) == (previous is None) and (previous or 0) <= size
+    report.add("checkpoint bounds", bounds, f"tree size {size}, " + (f"sequences {first}..{last}" if size else
+                                                                      "the empty root, no sequences")
+               + f", previous tree size {previous}")
+    report.add("sample size", doc["sampleSize"] == len(samples) <= size,
+               f"{len(samples)} samples, package says {doc['sampleSize']}, tree size {size}")
+    indexes = [s["leafIndex"] for s in samples]
+    order = next((f"leaf {b} follows leaf {a}" for a, b in pairwise(indexes) if a >= b), None)
+    order = order or next((f"leaf {i} is outside a tree of {size}" for i in indexes if i >= size), None)
+    report.add("leaf order", order is None, order or f"{len(indexes)} leaf indexes ascending, below {size}")
+
+    root = bytes.fromhex(statement["root"])
+    hashes = {id(s): _content_hash(s["content"]) for s in samples}
+    _per_sample(report, "content hash", samples, "SHA-256 of RFC 8785 content",
+                lambda s: None if hashes[id(s)] == s["contentHash"] else f"recomputed {hashes[id(s)]}")
+    _per_sample(report, "leaf hash", samples, "RFC 6962 leaf of the content hash",
+                lambda s: None if leaf_hash(bytes.fromhex(s["contentHash"])).hex() == s["leafHash"]
+                else "not the leaf of its content hash")
+    _per_sample(report, "inclusion proof", samples, f"reach the signed root {statement['root']} of {size}",
+                lambda s: None if verify_inclusion(bytes.fromhex(s["leafHash"]), s["leafIndex"], size,
+                                                   [bytes.fromhex(h) for h in s["inclusionProof"]], root)
+                else f"{len(s['inclusionProof'])} hashes do not reach the signed root")
+    _per_sample(report, "record", samples, "content is the named record",
+                lambda s: None if s["content"]["recordId"] == s["recordId"]
+                else f"content is record {s['content']['recordId']}")
+    owner = ("tenantId", "environment", "customerId")
+    _per_sample(report, "tenant, environment and customer", samples,
+                "/".join(statement[k] for k in owner),
+                lambda s: None if all(s["content"][k] == statement[k] for k in owner)
+                else "content " + "/".join(s["content"][k] for k in owner))
+    _per_sample(report, "sample period", samples, f"created in {statement['period']} (UTC)",
+                lambda s: None if _utc_month(s["content"]["createdAt"]) == statement["period"]
+                else f"created {s['content']['createdAt']}, not in {statement['period']}")
+
+    # Leaves are in sequence order: the first and last leaves carry firstSequence and lastSequence.
+    before = {id(b): a["content"]["sequenceNumber"] for a, b in pairwise(samples) if a["leafIndex"] < b["leafIndex"]}
+
+    def sequence(s: dict[str, Any]) -> str | None:
+        number, index = s["content"]["sequenceNumber"], s["leafIndex"]
+        if first is None or last is None or not first <= number <= last:
+            return f"sequence {number} outside {first}..{last}"
+        if (index == 0 and number != first) or (index == size - 1 and number != last):
+            return f"sequence {number} at leaf {index} of {size}, the checkpoint says {first}..{last}"
+        if before.get(id(s), 0) >= number:
+            return f"sequence {number} follows sequence {before[id(s)]}"
+        return None
+
+    _per_sample(report, "sequence numbers", samples, f"within {first}..{last}, in leaf order", sequence)
+    _signature(report, statement, doc["checkpoint"]["signature"], doc["publicKey"],
+               f"checkpoint {statement['checkpointId']}")
+    unsigned = {k: v for k, v in doc.items() if k != "signature"}
+    try:
+        Ed25519PublicKey.from_public_bytes(base64.b64decode(doc["publicKey"]["publicKey"])).verify(
+            base64.b64decode(doc["signature"]), rfc8785.dumps(unsigned))
+        whole = True
+    except (InvalidSignature, ValueError):
+        whole = False
+    report.add("package signature", whole, "Ed25519 over the RFC 8785 form of the whole package")
+    _key_checks(report, doc["publicKey"], keys)
     return report
 
 
@@ -305,6 +445,9 @@ def check(document: Any, *, keys: Any = None) -> Report:
     doc = _unwrap(document)
     if isinstance(doc, dict) and doc.get("type") == BUNDLE_TYPE:
         return _check_bundle(doc, keys)
+    if isinstance(doc, dict) and doc.get("type") == PACKAGE_TYPE:
+        return _check_package(doc, keys)
     if isinstance(doc, dict) and "verification" in doc and "records" in doc and "proofRoot" in doc:
         return _check_batch(doc, keys)
-    raise DocumentError(f"not a Tally delta proof bundle ({BUNDLE_TYPE}) or batch document (/api/v1/verify)")
+    raise DocumentError(f"not a Tally delta proof bundle ({BUNDLE_TYPE}), verification package ({PACKAGE_TYPE}) "
+                        "or batch document (/api/v1/verify)")

@@ -14,6 +14,7 @@ os.environ.update({
     "AWS_REGION": "us-east-1",
     "TALLY_STAGE": "test",
     "TALLY_RESOURCE_PREFIX": "tally-test-",
+    "TALLY_BUCKET": "tally-test-artifactsbucket",  # what provision() names the template's bucket
     "TALLY_JWT_ALGORITHMS": "HS256",
     "TALLY_JWT_SECRET": "test-only-hs256-secret-with-32-plus-bytes!",
     "TALLY_LOG_LEVEL": "WARNING",

@@ -1,7 +1,8 @@
-"""Dashboard customer records (seed 001): manual creation and checkpoints so far."""
+"""Dashboard customer records (seed 001): manual creation, checkpoints and verification packages so far."""
 
 from __future__ import annotations
 
+from email.utils import format_datetime
 from typing import Any
 
 from chalice import Blueprint, Response
@@ -10,15 +11,18 @@ from chalicelib import bootstrap
 from chalicelib.api.request import int_param, query_param
 from chalicelib.api.responses import ok, page_body
 from chalicelib.api.routing import ENVIRONMENT_HEADER, Auth, Ctx, path_param, query, route
+from chalicelib.domain.audit import AuditEntry
 from chalicelib.domain.checkpoints import Checkpoint
-from chalicelib.domain.clock import iso_ms
+from chalicelib.domain.clock import iso_ms, parse_iso
 from chalicelib.domain.customers import Customer
 from chalicelib.domain.errors import ValidationError
 from chalicelib.domain.identity import Permission
 from chalicelib.domain.merkle import leaf_hash
 from chalicelib.services import checkpoints as checkpoint_service
 from chalicelib.services import customers as customer_service
+from chalicelib.services import packages as package_service
 from chalicelib.services import webhooks as webhook_service
+from chalicelib.settings import get_settings
 
 bp = Blueprint(__name__)
 
@@ -129,3 +133,53 @@ def checkpoint_fingerprints(ctx: Ctx, customerId: str) -> Response:
         "awaitingVerification": covered.waiting,
         "failedSkipped": covered.skipped_failed,
     })
+
+
+# --- verification packages ------------------------------------------------------------------------
+
+
+@route(bp, "/dashboard/customers/{customerId}/verification-package", "POST", auth=Auth.DASHBOARD,
+       summary="Create a shareable verification package", tags=("Customer records",),
+       responses={201: "VerificationPackageLink"}, errors=(400, 403, 404, 409),
+       request_body="CreatePackageRequest", params=(CUSTOMER_ID, ENVIRONMENT_HEADER))
+def create_verification_package(ctx: Ctx, customerId: str) -> Response:
+    """Admins and managers. A random sample of `sampleSize` (1-100, default 10) of the period's checkpointed
+    deltas, each with its exact content and inclusion proof, plus the signed checkpoint (made now if the
+    period has none or it is behind) and the public key. Shared by an unguessable link that needs no login
+    and expires after `expiresInDays` (1-90, default 7); the link is shown only here. The file passes
+    `tally verify`."""
+    ctx.principal.require(Permission.CUSTOMERS_WRITE)
+    body = ctx.body(required=False)
+    period = body.get("period")
+    if period is not None and not isinstance(period, str):
+        raise ValidationError("period must be YYYY-MM", field="period")
+    sample_size = package_service.check_sample_size(body.get("sampleSize"))
+    ttl = package_service.check_ttl_days(body.get("expiresInDays"))
+    scope = checkpoint_service.scope_of(ctx.uow, ctx.principal.tenant_id, ctx.principal.environment, customerId,
+                                        period, now=ctx.now)
+    shared = package_service.create(ctx.uow, scope, sample_size=sample_size, ttl=ttl, now=ctx.now,
+                                    signer=bootstrap.signer(), store=bootstrap.artifacts())
+    url = f"{get_settings().public_base_url}/api/v1/verification-packages/{shared.token}"
+    ctx.uow.audit.add(AuditEntry(tenant_id=ctx.principal.tenant_id, actor=ctx.principal.actor,
+                                 action="verification_package.created", target=f"customer:{customerId}",
+                                 environment=str(ctx.principal.environment), at=ctx.now,
+                                 details={"packageId": shared.package_id, "period": scope.period,
+                                          "sampleSize": shared.sample_size, "expiresAt": iso_ms(shared.expires_at)}))
+    ctx.uow.commit()
+    return ok({"packageId": shared.package_id, "customerId": customerId, "period": scope.period,
+               "checkpointId": shared.checkpoint.checkpoint_id, "checkpointRoot": shared.checkpoint.root,
+               "treeSize": shared.checkpoint.tree_size, "sampleSize": shared.sample_size, "url": url,
+               "expiresAt": iso_ms(shared.expires_at), "sha256": shared.sha256,
+               "warning": "Anyone with this link can read the sampled deltas until it expires; it is shown once."},
+              201)
+
+
+@route(bp, "/api/v1/verification-packages/{token}", "GET", auth=Auth.NONE, summary="Open a shared package",
+       tags=("Verification",), responses={200: "VerificationPackage"}, errors=(404,),
+       params=(path_param("token", "The link token from the package's creation."),))
+def open_verification_package(ctx: Ctx, token: str) -> Response:
+    """Public, no login: the package behind a shared link until it expires (`Expires` header). Save the
+    answer and run `tally verify FILE` to check every hash, proof and signature offline."""
+    package, expires = package_service.open_shared(token, now=ctx.now, store=bootstrap.artifacts())
+    return ok(package, headers={"Expires": format_datetime(parse_iso(expires), usegmt=True),
+                                "Cache-Control": "private, no-store"})

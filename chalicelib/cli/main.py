@@ -277,9 +277,10 @@ def build_parser() -> argparse.ArgumentParser:
     prevoke = ptoken.add_parser("revoke", help="revoke a token by id (or the full token)")
     prevoke.add_argument("token_id")
     prevoke.set_defaults(func=cmd_platform_token_revoke)
-    verify = sub.add_parser("verify", help="check a proof bundle or batch document offline (exit 0 = verified)")
-    verify.add_argument("file", help="saved GET /api/v1/balance/delta/{id}/proof or /api/v1/verify/{root} "
-                                     "answer; - reads stdin")
+    verify = sub.add_parser("verify", help="check a proof bundle, batch document or verification package "
+                                           "offline (exit 0 = verified)")
+    verify.add_argument("file", help="saved GET /api/v1/balance/delta/{id}/proof, /api/v1/verify/{root} or "
+                                     "/api/v1/verification-packages/{token} answer; - reads stdin")
     verify.add_argument("--keys", help="saved GET /api/v1/verification-keys answer to pin the public key")
     verify.add_argument("--json", action="store_true", help="print the report as JSON")
     verify.set_defaults(func=cmd_verify)

@@ -108,6 +108,11 @@ def list_checkpoints(uow: UnitOfWork, tenant_id: str, environment: Environment, 
     return uow.checkpoints.list(tenant_id, environment, customer_id, check_period(period), limit, cursor)
 
 
+def covered_leaves(uow: UnitOfWork, scope: Scope, checkpoint: Checkpoint) -> tuple[Delta, ...]:
+    """The deltas under ``checkpoint``, leaf order (the settled run only grows, so it is a prefix)."""
+    return _coverage(uow, scope).leaves[: checkpoint.tree_size]
+
+
 def fingerprint_candidates(uow: UnitOfWork, scope: Scope) -> tuple[list[Delta], Checkpoint | None, Coverage]:
     """Verified deltas of the period not yet under a checkpoint (what the next one would add)."""
     latest = uow.checkpoints.latest(scope.tenant_id, scope.environment, scope.customer_id, scope.period)

@@ -1,0 +1,39 @@
+"""Generated files on S3 (verification packages, exports): put, get, presign."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from chalicelib.settings import Settings
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    body: bytes
+    metadata: dict[str, str]
+
+
+class S3Artifacts:
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._client: Any = None
+
+    def _s3(self) -> Any:
+        if self._client is None:
+            import boto3
+
+            self._client = boto3.client("s3", region_name=self._settings.region)
+        return self._client
+
+    def put(self, key: str, body: bytes, *, content_type: str, metadata: dict[str, str] | None = None) -> None:
+        self._s3().put_object(Bucket=self._settings.bucket, Key=key, Body=body, ContentType=content_type,
+                              Metadata=metadata or {}, ServerSideEncryption="AES256")
+
+    def get(self, key: str) -> StoredObject | None:
+        s3 = self._s3()
+        try:
+            answer = s3.get_object(Bucket=self._settings.bucket, Key=key)
+        except s3.exceptions.NoSuchKey:
+            return None
+        return StoredObject(answer["Body"].read(), dict(answer.get("Metadata") or {}))

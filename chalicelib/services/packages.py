@@ -1,0 +1,116 @@
+"""Verification packages: a random sample of a customer's deltas with inclusion proofs against a signed
+checkpoint, shareable through an unguessable, expiring link that needs no login.
+
+The package is self-contained (checkpoint statement and signature, public key,
+each sampled delta's exact content and proof) and signed as a whole (`signature`:
+Ed25519 over the RFC 8785 form of everything else), so `tally verify` checks it
+offline and no byte of it can change unnoticed. It is stored on S3 under the SHA-256 of its link token: the token is
+shown once and never stored, and the object carries its own expiry.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from chalicelib.domain.checkpoints import Checkpoint
+from chalicelib.domain.clock import iso_ms, parse_iso
+from chalicelib.domain.credentials import time_ordered_id
+from chalicelib.domain.errors import ConflictError, NotFoundError, ValidationError
+from chalicelib.domain.fingerprints import canonical, delta_content
+from chalicelib.domain.merkle import MerkleTree, leaf_hash
+from chalicelib.services import checkpoints as checkpoint_service
+from chalicelib.services.ports import UnitOfWork
+
+PACKAGE_TYPE = "tally.verification-package/v1"
+MAX_SAMPLE = 100
+DEFAULT_SAMPLE = 10
+DEFAULT_TTL = timedelta(days=7)
+MAX_TTL = timedelta(days=90)  # the bucket's lifecycle rule removes packages/ after 90 days anyway
+EXPIRES_META = "expires-at"
+
+
+@dataclass(frozen=True)
+class SharedPackage:
+    package_id: str
+    checkpoint: Checkpoint
+    sample_size: int
+    token: str  # shown once
+    expires_at: datetime
+    sha256: str  # of the stored JSON file
+
+
+def _object_key(token: str) -> str:
+    return f"packages/{hashlib.sha256(token.encode()).hexdigest()}.json"
+
+
+def check_sample_size(value: object) -> int:
+    if value is None:
+        return DEFAULT_SAMPLE
+    if type(value) is not int or not 1 <= value <= MAX_SAMPLE:
+        raise ValidationError(f"sampleSize must be an integer from 1 to {MAX_SAMPLE}", field="sampleSize")
+    return value
+
+
+def check_ttl_days(value: object) -> timedelta:
+    if value is None:
+        return DEFAULT_TTL
+    if type(value) is not int or not 1 <= value <= MAX_TTL.days:
+        raise ValidationError(f"expiresInDays must be an integer from 1 to {MAX_TTL.days}", field="expiresInDays")
+    return timedelta(days=value)
+
+
+def create(uow: UnitOfWork, scope: checkpoint_service.Scope, *, sample_size: int, ttl: timedelta, now: datetime,
+           signer: Any, store: Any) -> SharedPackage:
+    """Sample against the period's checkpoint (made now if there is none or it is behind), store, share."""
+    checkpoint, _created = checkpoint_service.create(uow, scope, now=now, signer=signer)
+    if checkpoint.key_id != signer.key_id:
+        raise ConflictError("The checkpoint was signed with a retired key.", code="SIGNING_KEY_RETIRED")
+    covered = checkpoint_service.covered_leaves(uow, scope, checkpoint)
+    tree = MerkleTree([leaf_hash(bytes.fromhex(d.content_hash or "")) for d in covered])
+    if tree.root.hex() != checkpoint.root:
+        raise ConflictError("The checkpoint's deltas could not be read back consistently; retry.",
+                            code="CHECKPOINT_MISMATCH")
+    picked = sorted(secrets.SystemRandom().sample(range(tree.size), min(sample_size, tree.size)))
+    package_id = "pkg_" + time_ordered_id(int(now.timestamp() * 1000), 20)
+    document = {
+        "type": PACKAGE_TYPE,
+        "packageId": package_id,
+        "customerId": scope.customer_id,
+        "period": scope.period,
+        "generatedAt": iso_ms(now),
+        "checkpoint": {"statement": checkpoint.statement(), "signature": checkpoint.signature},
+        "publicKey": {"keyId": signer.key_id, "algorithm": "Ed25519",
+                      "publicKey": base64.b64encode(signer.public_key.raw).decode()},
+        "sampleSize": len(picked),
+        "samples": [{
+            "recordId": covered[i].record_id,
+            "content": delta_content(covered[i]),
+            "contentHash": covered[i].content_hash,
+            "leafHash": tree.levels[0][i].hex(),
+            "leafIndex": i,
+            "inclusionProof": [p.hex() for p in tree.inclusion_proof(i)],
+        } for i in picked],
+    }
+    document["signature"] = signer.sign(canonical(document))  # binds every field, labels and samples included
+    body = json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
+    token = secrets.token_urlsafe(32)
+    expires_at = now + ttl
+    store.put(_object_key(token), body, content_type="application/json", metadata={EXPIRES_META: iso_ms(expires_at)})
+    return SharedPackage(package_id, checkpoint, len(picked), token, expires_at, hashlib.sha256(body).hexdigest())
+
+
+def open_shared(token: str, *, now: datetime, store: Any) -> tuple[dict[str, Any], str]:
+    """The package behind a link; unknown and expired links are the same 404 (nothing to probe)."""
+    if not 20 <= len(token) <= 100:
+        raise NotFoundError("This verification link is unknown or has expired.", code="LINK_NOT_FOUND")
+    found = store.get(_object_key(token))
+    expires = found.metadata.get(EXPIRES_META) if found else None
+    if found is None or expires is None or parse_iso(expires) <= now:
+        raise NotFoundError("This verification link is unknown or has expired.", code="LINK_NOT_FOUND")
+    return json.loads(found.body), expires
