@@ -19,7 +19,7 @@ from pacspace_sdk.errors import InvalidScopeCombinationError
 from chalicelib.adapters.signing import verify_signature
 from chalicelib.domain.fingerprints import canonical
 from chalicelib.domain.merkle import verify_consistency
-from tests.integration.localstack import call, local_stack, tally
+from tests.integration.localstack import call, local_stack, run, tally
 
 WAIT = {"timeout": 30_000, "pollInterval": 200}
 
@@ -180,6 +180,24 @@ def test_customers_create_with_a_dashboard_token(stack, client):
     detail = client.balance.customer(customer)
     assert detail["displayName"] == "Acme Corp" and detail["source"] == "manual"
     assert detail["computedBalance"] == 7 and detail["totalDeltas"] == 1
+
+
+def test_a_verification_package_link_needs_no_login_and_passes_tally_verify(stack, three, tmp_path):
+    jwt = tally(stack, "dev", "token").strip()
+    url = f"{stack['base']}/dashboard/customers/{three['customer']}/verification-package"
+    status, _headers, made = call("POST", url, {"Authorization": f"Bearer {jwt}", "Content-Type": "application/json"},
+                                  {"period": three["month"], "sampleSize": 2})
+    assert status == 201, made
+    link = made["data"]
+    assert link["url"].startswith(stack["base"] + "/api/v1/verification-packages/") and link["sampleSize"] == 2
+    status, _headers, package = call("GET", link["url"])  # no credentials
+    assert status == 200 and package["data"]["checkpoint"]["statement"]["root"] == link["checkpointRoot"]
+    saved = tmp_path / "package.json"
+    saved.write_text(json.dumps(package))
+    keys = tmp_path / "keys.json"
+    keys.write_text(json.dumps(call("GET", f"{stack['base']}/api/v1/verification-keys")[2]))
+    done = run(stack, "verify", str(saved), "--keys", str(keys))
+    assert done.returncode == 0 and done.stdout.rstrip().endswith("VERIFIED"), done.stdout + done.stderr
 
 
 # --- errors ------------------------------------------------------------------------------------------------
