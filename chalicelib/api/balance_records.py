@@ -19,12 +19,13 @@ from chalicelib.domain.deltas import DeltaStatus
 from chalicelib.domain.errors import ValidationError
 from chalicelib.domain.scopes import parse_scope, single_month
 from chalicelib.domain.usage import check_period
-from chalicelib.services import checkpoints as checkpoint_service
+from chalicelib.lazy import lazy
 from chalicelib.services import customers as customer_service
-from chalicelib.services import derive as derive_service
 from chalicelib.services.ports import Page
 
 bp = Blueprint(__name__)
+checkpoint_service = lazy("chalicelib.services.checkpoints")
+derive_service = lazy("chalicelib.services.derive")
 MODES = ("settled", "strict")
 SCOPE_PARAMS = (
     query("period", "UTC month `YYYY-MM`.", {"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}$"}),

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from email.utils import format_datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chalice import Blueprint, Response
 
@@ -12,19 +11,22 @@ from chalicelib.api.request import int_param, query_param
 from chalicelib.api.responses import ok, page_body
 from chalicelib.api.routing import ENVIRONMENT_HEADER, Auth, Ctx, path_param, query, route
 from chalicelib.domain.audit import AuditEntry
-from chalicelib.domain.checkpoints import Checkpoint
 from chalicelib.domain.clock import iso_ms, parse_iso
 from chalicelib.domain.customers import Customer
 from chalicelib.domain.errors import ValidationError
 from chalicelib.domain.identity import Permission
 from chalicelib.domain.merkle import leaf_hash
-from chalicelib.services import checkpoints as checkpoint_service
+from chalicelib.lazy import lazy
 from chalicelib.services import customers as customer_service
-from chalicelib.services import packages as package_service
-from chalicelib.services import webhooks as webhook_service
 from chalicelib.settings import get_settings
 
+if TYPE_CHECKING:
+    from chalicelib.domain.checkpoints import Checkpoint
+
 bp = Blueprint(__name__)
+checkpoint_service = lazy("chalicelib.services.checkpoints")
+package_service = lazy("chalicelib.services.packages")
+webhook_service = lazy("chalicelib.services.webhooks")
 
 
 def dashboard_customer_view(customer: Customer) -> dict[str, Any]:
@@ -180,6 +182,8 @@ def create_verification_package(ctx: Ctx, customerId: str) -> Response:
 def open_verification_package(ctx: Ctx, token: str) -> Response:
     """Public, no login: the package behind a shared link until it expires (`Expires` header). Save the
     answer and run `tally verify FILE` to check every hash, proof and signature offline."""
+    from email.utils import format_datetime
+
     package, expires = package_service.open_shared(token, now=ctx.now, store=bootstrap.artifacts())
     return ok(package, headers={"Expires": format_datetime(parse_iso(expires), usegmt=True),
                                 "Cache-Control": "private, no-store"})

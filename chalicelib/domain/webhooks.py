@@ -11,13 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
-import socket
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
-from urllib.parse import urlsplit
 
 from chalicelib import jsoncodec
 from chalicelib.domain.clock import iso_ms
@@ -65,6 +62,8 @@ def check_url(value: object, *, allow_loopback: bool) -> str:
     cannot point deliveries into the platform's network (names are not resolved
     here; the sender refuses redirects).
     """
+    from urllib.parse import urlsplit  # registration only: kept out of the cold start
+
     if not isinstance(value, str) or not value.strip() or len(value) > MAX_URL:
         raise ValidationError(f"url must be an absolute URL of at most {MAX_URL} characters", field="url")
     url = value.strip()
@@ -89,9 +88,12 @@ def check_url(value: object, *, allow_loopback: bool) -> str:
     return url
 
 
-def _address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    """The IP a literal host names, including the legacy IPv4 spellings (``127.1``, ``0x7f000001``,
-    ``2852039166``) that resolvers accept."""
+def _address(host: str) -> Any:
+    """The IP a literal host names (an ``ipaddress`` object), including the legacy IPv4 spellings
+    (``127.1``, ``0x7f000001``, ``2852039166``) that resolvers accept."""
+    import ipaddress
+    import socket
+
     try:
         return ipaddress.ip_address(host)
     except ValueError:

@@ -14,8 +14,6 @@ from chalicelib.domain.customers import Customer, CustomerSource, EventCadence, 
 from chalicelib.domain.deltas import Delta, DeltaStatus
 from chalicelib.domain.errors import ConflictError, NotFoundError, ValidationError
 from chalicelib.domain.identity import ApiKeyPrincipal, DashboardPrincipal, Environment, Permission
-from chalicelib.domain.webhooks import EventType
-from chalicelib.services import webhooks
 from chalicelib.services.ports import Page, UnitOfWork
 
 if TYPE_CHECKING:
@@ -64,6 +62,9 @@ def create_customer(uow: UnitOfWork, principal: DashboardPrincipal, body: dict[s
                     now: datetime) -> tuple[Customer, Outbox | None]:
     """Seed 001 manual creation (admins and managers): audit entry and ``customer.created`` event,
     all in one transaction. An id already used — manually or by integration records — is a 409."""
+    from chalicelib.domain.webhooks import EventType
+    from chalicelib.services import webhooks
+
     principal.require(Permission.CUSTOMERS_WRITE)
     name = body.get("displayName")
     if not isinstance(name, str) or not name.strip() or len(name.strip()) > MAX_DISPLAY_NAME:

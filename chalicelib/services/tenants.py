@@ -18,7 +18,6 @@ from chalicelib.domain.tenants import (
     User,
     UserStatus,
 )
-from chalicelib.services import webhooks
 from chalicelib.services.ports import UnitOfWork
 
 #: Writes per transaction when disabling a tenant's keys and users in chunks.
@@ -130,6 +129,8 @@ def delete_tenant(uow: UnitOfWork, principal: DashboardPrincipal, confirmation: 
         for user in pending_users[start : start + _CHUNK]:
             uow.users.save(user)
         uow.commit()
+    from chalicelib.services import webhooks
+
     webhooks_disabled = webhooks.disable_all(uow, tenant.id, now=now)  # ≤ 40 endpoints: one transaction
     if webhooks_disabled:
         uow.commit()

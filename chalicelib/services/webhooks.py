@@ -13,7 +13,6 @@ scheduled sweep picks up anything a lost queue message or a crash left behind.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -277,6 +276,8 @@ def attempt(uow: UnitOfWork, refs: Iterable[DeliveryRef], *, clock: Callable[[],
     stays due, and the sweep takes it). A delivery that is not due, or that
     another sender holds, is skipped. Only the HTTP requests run on threads.
     """
+    from concurrent.futures import ThreadPoolExecutor, as_completed  # sender Lambdas only
+
     report = SendReport()
     endpoints: dict[tuple[str, str, str], Endpoint | None] = {}
     pending = list(dict.fromkeys(refs))

@@ -141,3 +141,20 @@ def test_only_the_latest_attempts_are_kept_while_the_count_keeps_growing():
         d = d.retried(at)
     assert d.attempt_count == 5 * MAX_ATTEMPTS and len(d.attempts) == KEPT_ATTEMPTS
     assert [a.number for a in d.attempts] == list(range(5 * MAX_ATTEMPTS - KEPT_ATTEMPTS + 1, 5 * MAX_ATTEMPTS + 1))
+
+
+def test_the_api_lists_the_same_delivery_statuses():
+    from chalicelib.api.webhooks import DELIVERY_STATUSES
+
+    assert [str(s) for s in DeliveryStatus] == DELIVERY_STATUSES
+
+
+def test_the_cold_start_does_not_load_the_webhook_checkpoint_or_package_services():
+    import subprocess
+    import sys
+
+    code = ("import sys, app; print(sorted(m for m in sys.modules if m.startswith(("
+            "'chalicelib.services.webhooks', 'chalicelib.services.checkpoints', 'chalicelib.services.packages', "
+            "'chalicelib.services.derive', 'chalicelib.domain.webhooks', 'concurrent.futures'))))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
