@@ -3,7 +3,10 @@ checkpoints, derive and compare (SDK `customer`, `gaps`, `checkpoint`, `list_che
 
 from __future__ import annotations
 
+from datetime import timedelta
 from decimal import Decimal
+from typing import Any
+from urllib.parse import urlsplit
 
 from chalice import Blueprint, Response
 
@@ -22,10 +25,13 @@ from chalicelib.domain.usage import check_period
 from chalicelib.lazy import lazy
 from chalicelib.services import customers as customer_service
 from chalicelib.services.ports import Page
+from chalicelib.settings import get_settings
 
 bp = Blueprint(__name__)
 checkpoint_service = lazy("chalicelib.services.checkpoints")
 derive_service = lazy("chalicelib.services.derive")
+package_service = lazy("chalicelib.services.packages")
+receipt_service = lazy("chalicelib.services.receipts")
 MODES = ("settled", "strict")
 SCOPE_PARAMS = (
     query("period", "UTC month `YYYY-MM`.", {"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}$"}),
@@ -267,3 +273,67 @@ def compare_balances(ctx: Ctx) -> Response:
                "yoursMatches": yours == derived, "theirsMatches": theirs == derived,
                "partiesAgree": yours == theirs, "match": yours == derived == theirs,
                "yourDifference": yours - derived, "theirDifference": theirs - derived})
+
+
+# --- receipts and invoice proofs ---------------------------------------------------------------------
+
+
+def receipt_view(receipt: Any) -> dict[str, Any]:
+    """The signed statement, with its amounts as JSON numbers too (the statement keeps exact strings)."""
+    statement = receipt.statement
+    return {
+        **{k: statement[k] for k in ("receiptId", "customerId", "period", "startDate", "endDate", "deltaCount",
+                                     "verifiedCount", "failedCount", "awaitingVerification", "firstSequence",
+                                     "lastSequence", "generatedAt", "keyId")},
+        "startingBalance": receipt.starting_balance,
+        "finalBalance": receipt.final_balance,
+        "netChange": receipt.net_change,
+        "latestCheckpoint": statement["checkpoint"],
+        "statement": statement,
+        "signature": receipt.signature,
+        "verificationKeysUrl": f"{get_settings().public_base_url}/api/v1/verification-keys",
+    }
+
+
+def build_receipt(ctx: Ctx, customer_id: str, scope: Any) -> Any:
+    customer = customer_service.get_customer(ctx.uow, ctx.principal.tenant_id, ctx.principal.environment,
+                                             customer_id)
+    return receipt_service.build(ctx.uow, customer, scope, now=ctx.now, signer=bootstrap.signer())
+
+
+@route(bp, "/api/v1/balance/receipt/{customerId}", "GET", auth=Auth.API_KEY, summary="Customer receipt",
+       tags=("Balance API",), responses={200: "Receipt"}, errors=(400, 404), params=(CUSTOMER_ID,))
+def get_receipt(ctx: Ctx, customerId: str) -> Response:
+    """SDK `receipt` (no scope): this UTC month's signed summary — starting and final balance, counts, the
+    latest checkpoint — signed with the platform key (check it against `verificationKeysUrl`)."""
+    scope = parse_scope(time_preset="current_month", now=ctx.now)
+    return ok(receipt_view(build_receipt(ctx, customerId, scope)))
+
+
+@route(bp, "/api/v1/balance/invoice-proof/{customerId}", "GET", auth=Auth.API_KEY, summary="Invoice proof",
+       tags=("Balance API",), responses={200: "InvoiceProof"}, errors=(400, 404, 409),
+       params=(CUSTOMER_ID, *SCOPE_PARAMS))
+def get_invoice_proof(ctx: Ctx, customerId: str) -> Response:
+    """SDK `invoice_proof` (and `receipt` with a scope): the signed receipt of the scope (default: this UTC
+    month) and, when the scope is one whole month, a link the customer opens without logging in — a
+    verification package of 10 sampled deltas against the month's checkpoint, valid 30 days, that `tally
+    verify` checks offline."""
+    scope = parse_scope(period=query_param(ctx.request, "period"), time_preset=query_param(ctx.request, "timePreset"),
+                        start_date=query_param(ctx.request, "startDate"),
+                        end_date=query_param(ctx.request, "endDate"), now=ctx.now) \
+        or parse_scope(time_preset="current_month", now=ctx.now)
+    receipt = build_receipt(ctx, customerId, scope)
+    settings = get_settings()
+    link = host = None
+    hint = "This scope spans more than one UTC month: the receipt's signature is the proof; no sample link."
+    if scope.period is not None:
+        scoped = checkpoint_service.Scope(ctx.principal.tenant_id, ctx.principal.environment, customerId,
+                                          scope.period)
+        shared = package_service.create(ctx.uow, scoped, sample_size=10, ttl=timedelta(days=30), now=ctx.now,
+                                        signer=bootstrap.signer(), store=bootstrap.artifacts())
+        link = f"{settings.public_base_url}/api/v1/verification-packages/{shared.token}"
+        host = urlsplit(link).hostname
+        hint = (f"No login needed until {iso_ms(shared.expires_at)}: open the link, save the JSON and run "
+                "`tally verify` on it to check every hash, proof and signature offline.")
+    return ok({**receipt_view(receipt), "verificationApiUrl": f"{settings.public_base_url}/api/v1/verification-keys",
+               "customerLinkUrl": link, "customerLinkHost": host, "accessHint": hint})

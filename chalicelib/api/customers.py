@@ -187,3 +187,17 @@ def open_verification_package(ctx: Ctx, token: str) -> Response:
     package, expires = package_service.open_shared(token, now=ctx.now, store=bootstrap.artifacts())
     return ok(package, headers={"Expires": format_datetime(parse_iso(expires), usegmt=True),
                                 "Cache-Control": "private, no-store"})
+
+
+@route(bp, "/dashboard/customers/{customerId}/receipt", "GET", auth=Auth.DASHBOARD, summary="Generate a receipt",
+       tags=("Customer records",), responses={200: "Receipt"}, errors=(400, 404),
+       params=(CUSTOMER_ID, ENVIRONMENT_HEADER, PERIOD))
+def get_customer_receipt(ctx: Ctx, customerId: str) -> Response:
+    """The signed summary of one UTC month (default: the current one): starting and final balance, net
+    change, counts, the latest checkpoint; check the signature against `verificationKeysUrl`."""
+    from chalicelib.api.balance_records import build_receipt, receipt_view
+    from chalicelib.domain.scopes import parse_scope
+
+    scope = parse_scope(period=query_param(ctx.request, "period"), now=ctx.now) \
+        or parse_scope(time_preset="current_month", now=ctx.now)
+    return ok(receipt_view(build_receipt(ctx, customerId, scope)))

@@ -65,6 +65,20 @@ CHECKPOINT = {
     "signature": STR,
     "statement": {"type": "object"},
 }
+RECEIPT_REQUIRED = ["receiptId", "customerId", "period", "startDate", "endDate", "deltaCount", "verifiedCount",
+                    "failedCount", "awaitingVerification", "firstSequence", "lastSequence", "generatedAt", "keyId",
+                    "startingBalance", "finalBalance", "netChange", "latestCheckpoint", "statement", "signature",
+                    "verificationKeysUrl"]
+RECEIPT = {
+    "receiptId": {"type": "string", "pattern": "^rct_"}, "customerId": STR, "period": STR_OR_NULL,
+    "startDate": TS, "endDate": TS, "deltaCount": {"type": "integer", "minimum": 0},
+    "verifiedCount": {"type": "integer", "minimum": 0}, "failedCount": {"type": "integer", "minimum": 0},
+    "awaitingVerification": {"type": "integer", "minimum": 0}, "firstSequence": {"type": ["integer", "null"]},
+    "lastSequence": {"type": ["integer", "null"]}, "generatedAt": TS, "keyId": STR,
+    "startingBalance": NUM, "finalBalance": NUM, "netChange": NUM,
+    "latestCheckpoint": {"type": ["object", "null"]}, "statement": {"type": "object"}, "signature": STR,
+    "verificationKeysUrl": STR,
+}
 AMOUNT_IN = {"type": ["number", "string"]}
 DERIVATION_REQUIRED = ["customerId", "scope", "startingBalance", "netChange", "derivedBalance", "deltaCount",
                        "failedExcluded", "awaitingVerification", "settled", "firstSequence", "lastSequence"]
@@ -480,6 +494,12 @@ SCHEMAS: dict[str, dict] = {
              {"recordId": STR, "content": {"type": "object"}, "contentHash": HEX64, "leafHash": HEX64,
               "leafIndex": {"type": "integer", "minimum": 0}, "inclusionProof": {"type": "array", "items": HEX64}})},
          "signature": STR},
+    ),
+    "Receipt": obj(RECEIPT_REQUIRED, RECEIPT),
+    "InvoiceProof": obj(
+        [*RECEIPT_REQUIRED, "verificationApiUrl", "customerLinkUrl", "customerLinkHost", "accessHint"],
+        {**RECEIPT, "verificationApiUrl": STR, "customerLinkUrl": STR_OR_NULL, "customerLinkHost": STR_OR_NULL,
+         "accessHint": STR},
     ),
     "CheckpointOrRun": {"oneOf": [{"$ref": "#/components/schemas/CustomerCheckpoint"},
                                   {"$ref": "#/components/schemas/CheckpointRun"}]},

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 
 from chalicelib import bootstrap
+from chalicelib.adapters.signing import verify_signature
+from chalicelib.cli.main import main
+from chalicelib.domain.fingerprints import canonical
 from chalicelib.domain.identity import Environment
 from chalicelib.services import verification
 from tests.helpers import submit, verify
@@ -166,3 +171,57 @@ def test_compare_checks_both_parties_exactly(api, key, tenant, clock):
 def test_compare_errors(api, key, body, status):
     submit(api, key)
     assert api.post("/api/v1/balance/compare", headers=key, json_body=body).status == status
+
+
+# --- receipts and invoice proofs -----------------------------------------------------------------------
+
+
+def test_a_receipt_carries_starting_and_final_balance_and_is_signed(api, admin, key, tenant, clock):
+    clock.advance(days=-20)  # March: 10 + 5
+    verify(tenant, [submit(api, key, amount=10), submit(api, key, amount=5)], clock)
+    clock.advance(days=20)  # April: -3, 2.5 verified, 1 failed (7), 1 queued (4)
+    ids = [submit(api, key, amount=a) for a in (-3, 2.5, 7, 4)]
+    verify(tenant, ids[:2], clock)
+    uow = bootstrap.unit_of_work()
+    verification._fail_once(uow, uow.deltas.get(tenant.id, Environment.PRODUCTION, ids[2]), "x", clock(), [])
+    api.post("/dashboard/customers/cust_a/checkpoint", headers=admin, json_body={})
+    clock.advance(days=20)  # May: 100 (after the April receipt's scope)
+    submit(api, key, amount=100)
+    receipt = api.get("/dashboard/customers/cust_a/receipt?period=2026-04", headers=admin).data
+    assert (receipt["startingBalance"], receipt["netChange"], receipt["finalBalance"]) == (15, 3.5, 18.5)
+    assert (receipt["deltaCount"], receipt["verifiedCount"], receipt["failedCount"],
+            receipt["awaitingVerification"]) == (3, 2, 1, 1)
+    assert (receipt["firstSequence"], receipt["lastSequence"]) == (3, 6)
+    assert receipt["latestCheckpoint"]["treeSize"] == 2
+    statement = receipt["statement"]
+    assert statement["type"] == "tally.receipt/v1" and statement["finalBalance"] == "18.5"
+    public = base64.b64decode(api.get("/api/v1/verification-keys").data["keys"][0]["publicKey"])
+    assert verify_signature(public, canonical(statement), receipt["signature"])
+    march = api.get("/dashboard/customers/cust_a/receipt?period=2026-03", headers=admin).data
+    assert (march["startingBalance"], march["finalBalance"], march["latestCheckpoint"]) == (0, 15, None)
+    current = api.get("/api/v1/balance/receipt/cust_a", headers=key).data  # the SDK's unscoped receipt: May
+    assert (current["period"], current["startingBalance"], current["finalBalance"]) == ("2026-05", 18.5, 118.5)
+
+
+def test_an_invoice_proof_links_a_verification_package_for_a_month(api, key, tenant, clock, tmp_path):
+    verify(tenant, [submit(api, key, amount=a) for a in (1, 2, 3)], clock)
+    proof = api.get("/api/v1/balance/invoice-proof/cust_a?period=2026-04", headers=key).data
+    assert proof["finalBalance"] == 6 and proof["customerLinkHost"] == "127.0.0.1"
+    assert proof["verificationApiUrl"].endswith("/api/v1/verification-keys") and "tally verify" in proof["accessHint"]
+    package = api.get(proof["customerLinkUrl"].split("127.0.0.1:8000", 1)[-1])
+    assert package.status == 200 and package.data["checkpoint"]["statement"]["treeSize"] == 3
+    saved = tmp_path / "package.json"
+    saved.write_text(package.body.decode() if isinstance(package.body, bytes) else package.body)
+    assert main(["verify", str(saved)]) == 0
+    wide = api.get("/api/v1/balance/invoice-proof/cust_a?startDate=2026-03-01&endDate=2026-05-01", headers=key).data
+    assert wide["customerLinkUrl"] is None and wide["finalBalance"] == 6 and wide["period"] is None
+
+
+def test_receipt_errors(api, world, tenant, admin, key):
+    submit(api, key)
+    assert api.get("/api/v1/balance/receipt/cust_zz", headers=key).status == 404
+    bad = api.get("/api/v1/balance/invoice-proof/cust_a?period=2026-04&timePreset=current_month", headers=key)
+    assert bad.status == 400 and bad.error["code"] == "INVALID_SCOPE_COMBINATION"
+    assert api.get("/dashboard/customers/cust_a/receipt?period=04-2026", headers=admin).status == 400
+    other = {"X-Api-Key": world.api_key(world.tenant("Globex"), "production")[1]}
+    assert api.get("/api/v1/balance/invoice-proof/cust_a", headers=other).status == 404

@@ -200,6 +200,16 @@ def test_a_verification_package_link_needs_no_login_and_passes_tally_verify(stac
     assert done.returncode == 0 and done.stdout.rstrip().endswith("VERIFIED"), done.stdout + done.stderr
 
 
+def test_receipt_and_invoice_proof_through_the_sdk(client, three):
+    receipt = client.balance.receipt(three["customer"])
+    assert receipt["finalBalance"] == 9.5 and receipt["deltaCount"] == 3 and receipt["signature"]
+    proof = client.balance.invoice_proof(three["customer"], {"period": three["month"]})
+    assert proof["finalBalance"] == 9.5 and proof["customerLinkUrl"].startswith("http")
+    assert proof["customerLinkHost"] == "127.0.0.1" and proof["verificationApiUrl"].endswith("/verification-keys")
+    status, _headers, package = call("GET", proof["customerLinkUrl"])
+    assert status == 200 and package["data"]["customerId"] == three["customer"]
+
+
 # --- errors ------------------------------------------------------------------------------------------------
 
 
