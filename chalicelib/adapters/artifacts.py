@@ -22,8 +22,11 @@ class S3Artifacts:
     def _s3(self) -> Any:
         if self._client is None:
             import boto3
+            from botocore.config import Config
 
-            self._client = boto3.client("s3", region_name=self._settings.region)
+            # SigV4 presigned URLs (SigV2 is refused by buckets in newer regions).
+            self._client = boto3.client("s3", region_name=self._settings.region,
+                                        config=Config(signature_version="s3v4"))
         return self._client
 
     def put(self, key: str, body: bytes, *, content_type: str, metadata: dict[str, str] | None = None) -> None:
@@ -37,3 +40,9 @@ class S3Artifacts:
         except s3.exceptions.NoSuchKey:
             return None
         return StoredObject(answer["Body"].read(), dict(answer.get("Metadata") or {}))
+
+    def presign(self, key: str, *, expires_in: int, filename: str) -> str:
+        """A time-limited download URL (for bodies too large for a Lambda response)."""
+        return self._s3().generate_presigned_url("get_object", ExpiresIn=expires_in, Params={
+            "Bucket": self._settings.bucket, "Key": key,
+            "ResponseContentDisposition": f'attachment; filename="{filename}"'})

@@ -8,7 +8,7 @@ from chalice import Blueprint, Response
 
 from chalicelib import bootstrap
 from chalicelib.api.request import int_param, query_param
-from chalicelib.api.responses import ok, page_body
+from chalicelib.api.responses import file_response, ok, page_body
 from chalicelib.api.routing import ENVIRONMENT_HEADER, Auth, Ctx, path_param, query, route
 from chalicelib.domain.audit import AuditEntry
 from chalicelib.domain.clock import iso_ms, parse_iso
@@ -201,3 +201,72 @@ def get_customer_receipt(ctx: Ctx, customerId: str) -> Response:
     scope = parse_scope(period=query_param(ctx.request, "period"), now=ctx.now) \
         or parse_scope(time_preset="current_month", now=ctx.now)
     return ok(receipt_view(build_receipt(ctx, customerId, scope)))
+
+
+# --- exports --------------------------------------------------------------------------------------
+
+INLINE_LIMIT = 4 * 1024 * 1024  # Lambda answers at most 6 MB; larger files go to S3 behind a presigned URL
+LINK_SECONDS = 3600
+CHECKPOINT_COLUMNS = ("customerId", "period", "sequence", "checkpointId", "root", "treeSize", "firstSequence",
+                      "lastSequence", "netChange", "previousRoot", "previousTreeSize", "createdAt", "keyId",
+                      "signature")
+
+
+def _large_file(ctx: Ctx, body: bytes, media: str, filename: str) -> Response:
+    from chalicelib.domain.credentials import random_id
+
+    key = f"exports/{ctx.principal.tenant_id}/{random_id('', 24)}/{filename}"
+    store = bootstrap.artifacts()
+    store.put(key, body, content_type=media)
+    url = store.presign(key, expires_in=LINK_SECONDS, filename=filename)
+    return ok({"url": url, "expiresInSeconds": LINK_SECONDS, "bytes": len(body), "filename": filename}, 303,
+              headers={"Location": url})
+
+
+@route(bp, "/dashboard/customers/batch-checkpoints/export", "GET", auth=Auth.DASHBOARD,
+       summary="Export checkpoints across customers", tags=("Customer records",),
+       responses={200: {"media": {"text/csv": {"type": "string"},
+                                  "application/json": {"$ref": "#/components/schemas/CheckpointExport"}}},
+                  303: "FileLink"},
+       errors=(400,), params=(ENVIRONMENT_HEADER, PERIOD,
+                              query("format", "`csv` (default) or `json`.", {"type": "string",
+                                                                              "enum": ["csv", "json"]})))
+def export_batch_checkpoints(ctx: Ctx) -> Response:
+    """Every customer's checkpoints of one UTC month (default: the current one), by customer and sequence,
+    from the checkpoint-period index a page at a time. Files over 4 MB are written to S3 and answered with
+    303 and a presigned URL (valid one hour)."""
+    import csv
+    import io
+    import json
+
+    from chalicelib.domain.scopes import parse_scope
+
+    fmt = query_param(ctx.request, "format") or "csv"
+    if fmt not in ("csv", "json"):
+        raise ValidationError("format must be csv or json", field="format")
+    scope = parse_scope(period=query_param(ctx.request, "period"), now=ctx.now) \
+        or parse_scope(time_preset="current_month", now=ctx.now)
+    period = scope.period
+    rows: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        page = ctx.uow.checkpoints.list_period(ctx.principal.tenant_id, ctx.principal.environment, period, 100,
+                                               cursor)
+        rows += [checkpoint_view(c) for c in page.items]
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    filename = f"checkpoints-{period}.{fmt}"
+    if fmt == "json":
+        media = "application/json"
+        body = json.dumps({"period": period, "count": len(rows), "items": rows}, default=str).encode()
+    else:
+        media = "text/csv"
+        out = io.StringIO()
+        writer = csv.writer(out)
+        writer.writerow(CHECKPOINT_COLUMNS)
+        writer.writerows([["" if r[c] is None else r[c] for c in CHECKPOINT_COLUMNS] for r in rows])
+        body = out.getvalue().encode()
+    if len(body) > INLINE_LIMIT:
+        return _large_file(ctx, body, media, filename)
+    return file_response(body, media, filename)

@@ -21,8 +21,8 @@ AUTO_ERRORS = {
     Auth.API_KEY: (401, 429),
     Auth.PLATFORM: (401, 403),
 }
-REASONS = {200: "OK", 201: "Created", 202: "Accepted", 400: "Bad request", 401: "Unauthenticated",
-           402: "Payment required", 403: "Forbidden", 404: "Not found", 409: "Conflict",
+REASONS = {200: "OK", 201: "Created", 202: "Accepted", 303: "See other (presigned)", 400: "Bad request",
+           401: "Unauthenticated", 402: "Payment required", 403: "Forbidden", 404: "Not found", 409: "Conflict",
            422: "Unprocessable", 429: "Too many requests", 500: "Internal error"}
 
 
@@ -46,6 +46,10 @@ def _operation(op: Operation) -> dict:
     responses: dict[str, Any] = {}
     idempotent = any(p.get("name") == "Idempotency-Key" for p in op.params)
     for status, schema in op.responses.items():
+        if isinstance(schema, dict) and "media" in schema:  # a file: {"media": {type: schema}}
+            responses[str(status)] = {"description": REASONS.get(status, "Response"),
+                                      "content": {media: {"schema": body} for media, body in schema["media"].items()}}
+            continue
         success = _success_schema(op, status, schema)
         if idempotent and status == 202:
             # A repeated key still in flight answers 202 with the IDEMPOTENCY_PENDING error envelope.

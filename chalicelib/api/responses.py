@@ -17,6 +17,15 @@ def json_response(body: Any, status: int, headers: dict[str, str] | None = None)
     return Response(body=dumps(body), status_code=status, headers=merged)
 
 
+def file_response(body: str | bytes, media: str, filename: str) -> Response:
+    """A download with its media type and an attachment file name (text as text: Chalice sends bytes only
+    for the app's binary types)."""
+    if isinstance(body, bytes) and (media.startswith("text/") or media == JSON):
+        body = body.decode("utf-8")
+    return Response(body=body, status_code=200, headers={
+        "Content-Type": media, "Content-Disposition": f'attachment; filename="{filename}"'})
+
+
 def ok(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     """Tenant-facing success: ``{statusCode, success: true, data}``."""
     return json_response({"statusCode": status, "success": True, "data": data}, status, headers)

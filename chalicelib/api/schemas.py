@@ -501,6 +501,14 @@ SCHEMAS: dict[str, dict] = {
         {**RECEIPT, "verificationApiUrl": STR, "customerLinkUrl": STR_OR_NULL, "customerLinkHost": STR_OR_NULL,
          "accessHint": STR},
     ),
+    "CheckpointExport": obj(["period", "count", "items"], {
+        "period": STR, "count": {"type": "integer", "minimum": 0},
+        "items": {"type": "array", "items": {"type": "object"}},
+    }),
+    "FileLink": obj(["url", "expiresInSeconds", "bytes", "filename"], {
+        "url": {"type": "string", "format": "uri"}, "expiresInSeconds": {"type": "integer"},
+        "bytes": {"type": "integer"}, "filename": STR,
+    }),
     "CheckpointOrRun": {"oneOf": [{"$ref": "#/components/schemas/CustomerCheckpoint"},
                                   {"$ref": "#/components/schemas/CheckpointRun"}]},
     "CustomerCheckpointPage": page_of("CustomerCheckpointListed", with_total=False),

@@ -4,10 +4,14 @@ roots over the period's verified deltas in sequence order, consistency between g
 from __future__ import annotations
 
 import base64
+import csv
+import io
 import itertools
+import json
 
 import pytest
 
+from chalicelib import bootstrap
 from chalicelib.adapters.signing import verify_signature
 from chalicelib.domain.fingerprints import canonical
 from chalicelib.domain.merkle import leaf_hash, root_of, verify_consistency
@@ -194,3 +198,45 @@ def test_checkpoint_roots_stay_out_of_the_batch_root_index(api, admin, key, tena
     made = checkpoint(api, admin)
     reply = api.get(f"/api/v1/verify/{made['root']}")
     assert reply.status == 200 and reply.data["verified"] is False
+
+
+# --- multi-customer checkpoint export ---------------------------------------------------------------------
+
+EXPORT = "/dashboard/customers/batch-checkpoints/export"
+
+
+def test_checkpoints_export_as_csv_and_json(api, admin, key, tenant, clock):
+    verify(tenant, [submit(api, key, c, n) for n, c in enumerate(("cust_b", "cust_a", "cust_b"), start=1)], clock)
+    for customer in ("cust_a", "cust_b"):
+        checkpoint(api, admin, customer)
+    reply = api.get(f"{EXPORT}?period=2026-04&format=csv", headers=admin)
+    assert reply.status == 200 and reply.headers["content-type"].startswith("text/csv")
+    assert reply.headers["content-disposition"] == 'attachment; filename="checkpoints-2026-04.csv"'
+    rows = list(csv.DictReader(io.StringIO(reply.body.decode())))
+    assert [(r["customerId"], r["treeSize"], r["netChange"]) for r in rows] == [("cust_a", "1", "2"),
+                                                                                ("cust_b", "2", "4")]
+    as_json = json.loads(api.get(f"{EXPORT}?format=json", headers=admin).body)  # default: the current month
+    assert as_json["count"] == 2 and [c["customerId"] for c in as_json["items"]] == ["cust_a", "cust_b"]
+    assert api.get(f"{EXPORT}?period=2026-03", headers=admin).body.decode().count("\n") == 1  # header only
+
+
+def test_a_large_export_goes_to_s3_behind_a_presigned_url(api, admin, key, tenant, clock, monkeypatch):
+    from chalicelib.api import customers
+
+    verify(tenant, [submit(api, key)], clock)
+    checkpoint(api, admin)
+    monkeypatch.setattr(customers, "INLINE_LIMIT", 10)
+    reply = api.get(f"{EXPORT}?period=2026-04", headers=admin)
+    assert reply.status == 303 and reply.headers["location"] == reply.data["url"]
+    assert reply.data["filename"] == "checkpoints-2026-04.csv" and "X-Amz-Signature=" in reply.data["url"]
+    key = reply.data["url"].split(".amazonaws.com/", 1)[1].split("?", 1)[0]
+    stored = bootstrap.artifacts().get(key)
+    assert stored.body.decode().startswith("customerId,period,sequence") and len(stored.body) == reply.data["bytes"]
+
+
+def test_export_errors(api, world, tenant, admin):
+    assert api.get(f"{EXPORT}?format=xml", headers=admin).status == 400
+    assert api.get(f"{EXPORT}?period=2026-13", headers=admin).status == 400
+    assert api.get(EXPORT).status == 401
+    other = world.auth(world.tenant("Globex"), "viewer")
+    assert api.get(f"{EXPORT}?period=2026-04", headers=other).body.decode().count("\n") == 1
