@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import IO, Any
 
 from chalicelib.settings import Settings
 
@@ -29,9 +29,14 @@ class S3Artifacts:
                                         config=Config(signature_version="s3v4"))
         return self._client
 
-    def put(self, key: str, body: bytes, *, content_type: str, metadata: dict[str, str] | None = None) -> None:
-        self._s3().put_object(Bucket=self._settings.bucket, Key=key, Body=body, ContentType=content_type,
-                              Metadata=metadata or {}, ServerSideEncryption="AES256")
+    def put(self, key: str, body: bytes | IO[bytes], *, content_type: str,
+            metadata: dict[str, str] | None = None) -> None:
+        """Bytes in one request; a file in parts (multipart upload), never wholly in memory."""
+        extra = {"ContentType": content_type, "Metadata": metadata or {}, "ServerSideEncryption": "AES256"}
+        if isinstance(body, bytes):
+            self._s3().put_object(Bucket=self._settings.bucket, Key=key, Body=body, **extra)
+        else:
+            self._s3().upload_fileobj(body, self._settings.bucket, key, ExtraArgs=extra)
 
     def get(self, key: str) -> StoredObject | None:
         s3 = self._s3()

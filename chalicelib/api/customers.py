@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from chalice import Blueprint, Response
 
@@ -212,14 +212,14 @@ CHECKPOINT_COLUMNS = ("customerId", "period", "sequence", "checkpointId", "root"
                       "signature")
 
 
-def _large_file(ctx: Ctx, body: bytes, media: str, filename: str) -> Response:
+def _large_file(ctx: Ctx, body: bytes | IO[bytes], media: str, filename: str, size: int) -> Response:
     from chalicelib.domain.credentials import random_id
 
     key = f"exports/{ctx.principal.tenant_id}/{random_id('', 24)}/{filename}"
     store = bootstrap.artifacts()
     store.put(key, body, content_type=media)
     url = store.presign(key, expires_in=LINK_SECONDS, filename=filename)
-    return ok({"url": url, "expiresInSeconds": LINK_SECONDS, "bytes": len(body), "filename": filename}, 303,
+    return ok({"url": url, "expiresInSeconds": LINK_SECONDS, "bytes": size, "filename": filename}, 303,
               headers={"Location": url})
 
 
@@ -268,5 +268,39 @@ def export_batch_checkpoints(ctx: Ctx) -> Response:
         writer.writerows([["" if r[c] is None else r[c] for c in CHECKPOINT_COLUMNS] for r in rows])
         body = out.getvalue().encode()
     if len(body) > INLINE_LIMIT:
-        return _large_file(ctx, body, media, filename)
+        return _large_file(ctx, body, media, filename, len(body))
     return file_response(body, media, filename)
+
+
+ACTIVITY_COLUMNS = ("sequenceNumber", "recordId", "receiptId", "createdAt", "delta", "reason", "referenceId",
+                    "status", "contentHash", "proofHash", "batchId", "proofRoot", "leafIndex", "verifiedAt", "error")
+STATUSES = ("QUEUED", "PROCESSING", "VERIFIED", "FAILED")
+
+
+@route(bp, "/dashboard/customers/{customerId}/export", "GET", auth=Auth.DASHBOARD,
+       summary="Export customer activity (CSV)", tags=("Customer records",),
+       responses={200: {"media": {"text/csv": {"type": "string"}}}, 303: "FileLink"}, errors=(400, 404),
+       params=(CUSTOMER_ID, ENVIRONMENT_HEADER,
+               query("status", "Only deltas in this status (any case).", {"type": "string"}),
+               query("startDate", "Accepted at or after (ISO 8601)."),
+               query("endDate", "Accepted before (ISO 8601).")))
+def export_customer_activity(ctx: Ctx, customerId: str) -> Response:
+    """One row per delta in sequence order, with status, fingerprint (`contentHash`) and proof references.
+    Rows are read 1,000 at a time and spooled (memory stays bounded); a file over 4 MB goes to S3 and is
+    answered with 303 and a presigned URL (valid one hour)."""
+    from chalicelib.domain.scopes import parse_scope
+    from chalicelib.services import exports
+
+    status = query_param(ctx.request, "status")
+    if status is not None and status.upper() not in STATUSES:
+        raise ValidationError(f"status must be one of {', '.join(STATUSES)}", field="status")
+    start, end = query_param(ctx.request, "startDate"), query_param(ctx.request, "endDate")
+    scope = parse_scope(start_date=start, end_date=end, now=ctx.now) if (start or end) else None
+    customer = customer_service.get_customer(ctx.uow, ctx.principal.tenant_id, ctx.principal.environment,
+                                             customerId)
+    with exports.customer_activity_csv(ctx.uow, customer, status=status.upper() if status else None,
+                                       scope=scope, columns=ACTIVITY_COLUMNS) as spooled:
+        filename = f"{customer.customer_id}-activity.csv"
+        if spooled.size > INLINE_LIMIT:
+            return _large_file(ctx, spooled.file, "text/csv", filename, spooled.size)
+        return file_response(spooled.file.read(), "text/csv", filename)
