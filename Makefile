@@ -31,6 +31,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/dashboard_latency.py
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/verify.py
+	$(BIN)/python bench/records.py
 
 clean:
 	rm -rf build .pytest_cache .ruff_cache .hypothesis
