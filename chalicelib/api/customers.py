@@ -304,3 +304,24 @@ def export_customer_activity(ctx: Ctx, customerId: str) -> Response:
         if spooled.size > INLINE_LIMIT:
             return _large_file(ctx, spooled.file, "text/csv", filename, spooled.size)
         return file_response(spooled.file.read(), "text/csv", filename)
+
+
+@route(bp, "/dashboard/customers", "GET", auth=Auth.DASHBOARD, summary="List customer records",
+       tags=("Customer records",), responses={200: "DashboardCustomerPage"}, errors=(400,),
+       params=(ENVIRONMENT_HEADER, query("search", "Customer id prefix."),
+               query("limit", "Page size, 1-100 (default 25).", {"type": "integer", "minimum": 1, "maximum": 100}),
+               query("page", "1-based page number; `cursor` is cheaper for deep pages.",
+                     {"type": "integer", "minimum": 1, "maximum": 1000}),
+               query("cursor", "The nextCursor of the previous page.")))
+def list_dashboard_customers(ctx: Ctx) -> Response:
+    """Customers of the `X-Environment` scope by id, with their running balance and delta count (counters
+    kept by every accepted delta); `search` is an id prefix (a key condition)."""
+    limit = int_param(ctx.request, "limit", default=25, minimum=1, maximum=100)
+    page = customer_service.list_customers(
+        ctx.uow, ctx.principal, limit=limit, cursor=query_param(ctx.request, "cursor"),
+        search=query_param(ctx.request, "search"),
+        page=int_param(ctx.request, "page", default=1, minimum=1, maximum=1000),
+    )
+    items = [{**dashboard_customer_view(c), "balance": c.balance, "deltaCount": c.delta_count,
+              "lastSequenceNumber": c.last_seq, "lastDeltaAt": iso_ms(c.last_delta_at)} for c in page.items]
+    return ok(page_body(items, limit=limit, page=page.extra["page"], next_cursor=page.next_cursor, total=None))

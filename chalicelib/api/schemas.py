@@ -369,6 +369,19 @@ SCHEMAS: dict[str, dict] = {
             "updatedAt": TS,
         },
     ),
+    "DashboardCustomerListed": obj(
+        ["customerId", "displayName", "source", "sharingStateHint", "eventCadence", "unitLabel", "environment",
+         "createdAt", "updatedAt", "balance", "deltaCount", "lastSequenceNumber", "lastDeltaAt"],
+        {
+            "customerId": STR, "displayName": STR, "source": {"type": "string", "enum": ["integration", "manual"]},
+            "sharingStateHint": {"type": "string", "enum": SHARING_STATES},
+            "eventCadence": {"type": ["string", "null"], "enum": [*EVENT_CADENCES, None]},
+            "unitLabel": STR_OR_NULL, "environment": {"type": "string", "enum": ["sandbox", "production"]},
+            "createdAt": TS, "updatedAt": TS, "balance": NUM, "deltaCount": {"type": "integer", "minimum": 0},
+            "lastSequenceNumber": {"type": ["integer", "null"]}, "lastDeltaAt": TS_OR_NULL,
+        },
+    ),
+    "DashboardCustomerPage": page_of("DashboardCustomerListed", with_total=False),
     "CreateCustomerRequest": obj(
         ["displayName"],
         {

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 def list_customers(
     uow: UnitOfWork,
-    principal: ApiKeyPrincipal,
+    principal: ApiKeyPrincipal | DashboardPrincipal,
     *,
     limit: int,
     cursor: str | None = None,

@@ -84,3 +84,24 @@ def test_the_batch_checkpoint_export_is_not_taken_for_a_customer(api, admin, key
     submit(api, key, "batch-checkpoints")  # a customer id that collides with the static route's segment
     reply = api.get("/dashboard/customers/batch-checkpoints/export?period=2026-04", headers=admin)
     assert reply.headers["content-disposition"] == 'attachment; filename="checkpoints-2026-04.csv"'
+
+
+# --- the dashboard customer list ------------------------------------------------------------------------
+
+
+def test_the_dashboard_lists_customers_with_their_counters(api, world, tenant, admin, key):
+    for customer, amount in (("cust_b", 2), ("cust_a", 1.5), ("cust_b", 3), ("other_c", 1)):
+        submit(api, key, customer, amount)
+    api.post("/dashboard/customers", headers=admin, json_body={"displayName": "Manual", "customerId": "cust_m"})
+    items = api.get("/dashboard/customers", headers=admin).data["items"]
+    assert [(c["customerId"], c["balance"], c["deltaCount"]) for c in items] == [
+        ("cust_a", 1.5, 1), ("cust_b", 5, 2), ("cust_m", 0, 0), ("other_c", 1, 1)]
+    assert items[2]["source"] == "manual" and items[2]["lastDeltaAt"] is None
+    searched = api.get("/dashboard/customers?search=cust_&limit=2", headers=world.auth(tenant, "viewer")).data
+    assert [c["customerId"] for c in searched["items"]] == ["cust_a", "cust_b"] and searched["nextCursor"]
+    second = api.get("/dashboard/customers?search=cust_&limit=2&page=2", headers=admin).data["items"]
+    assert [c["customerId"] for c in second] == ["cust_m"]
+    assert api.get("/dashboard/customers", headers={**admin, "X-Environment": "sandbox"}).data["items"] == []
+    assert api.get("/dashboard/customers", headers=world.auth(world.tenant("Globex"), "admin")).data["items"] == []
+    assert api.get("/dashboard/customers?limit=0", headers=admin).status == 400
+    assert api.get("/dashboard/customers").status == 401
