@@ -325,3 +325,58 @@ def list_dashboard_customers(ctx: Ctx) -> Response:
     items = [{**dashboard_customer_view(c), "balance": c.balance, "deltaCount": c.delta_count,
               "lastSequenceNumber": c.last_seq, "lastDeltaAt": iso_ms(c.last_delta_at)} for c in page.items]
     return ok(page_body(items, limit=limit, page=page.extra["page"], next_cursor=page.next_cursor, total=None))
+
+
+DETAIL_SORTS = ("sequenceNumber", "createdAt", "delta")
+
+
+@route(bp, "/dashboard/customers/{customerId}", "GET", auth=Auth.DASHBOARD, summary="Customer detail and activity",
+       tags=("Customer records",), responses={200: "DashboardCustomerDetail"}, errors=(400, 404),
+       params=(CUSTOMER_ID, ENVIRONMENT_HEADER,
+               query("deltaPage", "1-based page of activity (default 1).", {"type": "integer", "minimum": 1}),
+               query("deltaLimit", "Deltas per page, 1-100 (default 20).",
+                     {"type": "integer", "minimum": 1, "maximum": 100}),
+               query("status", "queued, processing, verified or failed (any case)."),
+               query("reason", "Exact reason."),
+               query("startDate", "Accepted at or after (ISO 8601)."),
+               query("endDate", "Accepted before (ISO 8601)."),
+               query("search", "Record id, receipt id or reference id prefix."),
+               query("sortBy", "sequenceNumber (default), createdAt or delta.",
+                     {"type": "string", "enum": list(DETAIL_SORTS)}),
+               query("sortOrder", "desc (default) or asc.", {"type": "string", "enum": ["asc", "desc"]})))
+def get_dashboard_customer(ctx: Ctx, customerId: str) -> Response:
+    """The customer's record, counters, latest checkpoint of this month, and a page of its activity.
+    Unfiltered and by sequence, a page is one key-range query; with filters or another sort, the
+    customer's deltas are read page by page (at most 50,000, else 400 `SCOPE_TOO_WIDE`) and filtered."""
+    from chalicelib.api.balance import delta_view
+    from chalicelib.domain.clock import period_of
+    from chalicelib.domain.scopes import parse_scope
+
+    page = int_param(ctx.request, "deltaPage", default=1, minimum=1, maximum=10**6)
+    limit = int_param(ctx.request, "deltaLimit", default=20, minimum=1, maximum=100)
+    status = query_param(ctx.request, "status")
+    if status is not None and status.upper() not in STATUSES:
+        raise ValidationError(f"status must be one of {', '.join(s.lower() for s in STATUSES)}", field="status")
+    sort_by = query_param(ctx.request, "sortBy") or "sequenceNumber"
+    if sort_by not in DETAIL_SORTS:
+        raise ValidationError(f"sortBy must be one of {', '.join(DETAIL_SORTS)}", field="sortBy")
+    order = query_param(ctx.request, "sortOrder") or "desc"
+    if order not in ("asc", "desc"):
+        raise ValidationError("sortOrder must be asc or desc", field="sortOrder")
+    start, end = query_param(ctx.request, "startDate"), query_param(ctx.request, "endDate")
+    window = parse_scope(start_date=start, end_date=end, now=ctx.now) if (start or end) else None
+    customer = customer_service.get_customer(ctx.uow, ctx.principal.tenant_id, ctx.principal.environment,
+                                             customerId)
+    activity = customer_service.activity_page(
+        ctx.uow, customer, page=page, limit=limit, status=status.upper() if status else None,
+        reason=query_param(ctx.request, "reason"), window=window, search=query_param(ctx.request, "search"),
+        sort_by=sort_by, descending=order == "desc")
+    latest = ctx.uow.checkpoints.latest(customer.tenant_id, customer.environment, customer.customer_id,
+                                        period_of(ctx.now))
+    return ok({
+        **dashboard_customer_view(customer), "balance": customer.balance, "deltaCount": customer.delta_count,
+        "lastSequenceNumber": customer.last_seq, "lastDeltaAt": iso_ms(customer.last_delta_at),
+        "latestCheckpoint": checkpoint_view(latest) if latest else None,
+        "activity": {"items": [delta_view(d) for d in activity.items], "page": page, "limit": limit,
+                     "total": activity.total, "hasMore": page * limit < activity.total},
+    })

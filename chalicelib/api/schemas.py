@@ -99,6 +99,17 @@ DERIVATION = {
 }
 SHARING_STATES = ["INHERIT", "SHARED", "PRIVATE"]
 EVENT_CADENCES = ["PER_EVENT", "HOURLY", "DAILY", "WEEKLY", "MONTHLY"]
+LISTED_CUSTOMER_REQUIRED = ["customerId", "displayName", "source", "sharingStateHint", "eventCadence", "unitLabel",
+                            "environment", "createdAt", "updatedAt", "balance", "deltaCount", "lastSequenceNumber",
+                            "lastDeltaAt"]
+LISTED_CUSTOMER = {
+    "customerId": STR, "displayName": STR, "source": {"type": "string", "enum": ["integration", "manual"]},
+    "sharingStateHint": {"type": "string", "enum": SHARING_STATES},
+    "eventCadence": {"type": ["string", "null"], "enum": [*EVENT_CADENCES, None]},
+    "unitLabel": STR_OR_NULL, "environment": {"type": "string", "enum": ["sandbox", "production"]},
+    "createdAt": TS, "updatedAt": TS, "balance": NUM, "deltaCount": {"type": "integer", "minimum": 0},
+    "lastSequenceNumber": {"type": ["integer", "null"]}, "lastDeltaAt": TS_OR_NULL,
+}
 INT = {"type": "integer"}
 DELTA_STATUS = {"type": "string", "enum": ["QUEUED", "PROCESSING", "VERIFIED", "FAILED"]}
 ACCEPTED_PROPS = {
@@ -369,19 +380,17 @@ SCHEMAS: dict[str, dict] = {
             "updatedAt": TS,
         },
     ),
-    "DashboardCustomerListed": obj(
-        ["customerId", "displayName", "source", "sharingStateHint", "eventCadence", "unitLabel", "environment",
-         "createdAt", "updatedAt", "balance", "deltaCount", "lastSequenceNumber", "lastDeltaAt"],
-        {
-            "customerId": STR, "displayName": STR, "source": {"type": "string", "enum": ["integration", "manual"]},
-            "sharingStateHint": {"type": "string", "enum": SHARING_STATES},
-            "eventCadence": {"type": ["string", "null"], "enum": [*EVENT_CADENCES, None]},
-            "unitLabel": STR_OR_NULL, "environment": {"type": "string", "enum": ["sandbox", "production"]},
-            "createdAt": TS, "updatedAt": TS, "balance": NUM, "deltaCount": {"type": "integer", "minimum": 0},
-            "lastSequenceNumber": {"type": ["integer", "null"]}, "lastDeltaAt": TS_OR_NULL,
-        },
-    ),
+    "DashboardCustomerListed": obj(LISTED_CUSTOMER_REQUIRED, LISTED_CUSTOMER),
     "DashboardCustomerPage": page_of("DashboardCustomerListed", with_total=False),
+    "DashboardCustomerDetail": obj(
+        [*LISTED_CUSTOMER_REQUIRED, "latestCheckpoint", "activity"],
+        {**LISTED_CUSTOMER,
+         "latestCheckpoint": {"oneOf": [{"type": "null"}, {"$ref": "#/components/schemas/CustomerCheckpointListed"}]},
+         "activity": obj(["items", "page", "limit", "total", "hasMore"], {
+             "items": {"type": "array", "items": {"$ref": "#/components/schemas/DeltaStatus"}},
+             "page": {"type": "integer", "minimum": 1}, "limit": {"type": "integer", "minimum": 1},
+             "total": {"type": "integer", "minimum": 0}, "hasMore": {"type": "boolean"}})},
+    ),
     "CreateCustomerRequest": obj(
         ["displayName"],
         {

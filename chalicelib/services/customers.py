@@ -187,3 +187,45 @@ def gaps(uow: UnitOfWork, customer: Customer, *, first: int | None, last: int | 
                 break
             runs.append(Gap(number, number, reason))
     return first, last, runs
+
+
+MAX_FILTERED = 50_000
+
+
+@dataclass(frozen=True)
+class ActivityPage:
+    items: list[Delta]
+    total: int
+
+
+def activity_page(uow: UnitOfWork, customer: Customer, *, page: int, limit: int, status: str | None,
+                  reason: str | None, window: Any, search: str | None, sort_by: str,
+                  descending: bool) -> ActivityPage:
+    """A page of the customer's deltas. By sequence with no filter: one key-range query (gap-free sequence
+    numbers). Otherwise the deltas are read a page at a time (bounded), filtered, sorted, sliced."""
+    total = customer.delta_count
+    filtered = status or reason or window or search
+    if not filtered and sort_by == "sequenceNumber":
+        last = customer.last_seq or 0
+        if descending:
+            return ActivityPage(recent_activity(uow, customer, page=page, limit=limit), total)
+        first = (page - 1) * limit + 1
+        return ActivityPage(uow.deltas.customer_range(customer.tenant_id, customer.environment,
+                                                      customer.customer_id, first, min(last, first + limit - 1)),
+                            total)
+    if (customer.last_seq or 0) > MAX_FILTERED:
+        raise ValidationError(f"Filtering or sorting reads every delta of the customer (more than {MAX_FILTERED:,}"
+                              "); narrow with the export instead.", code="SCOPE_TOO_WIDE")
+    from chalicelib.services.exports import customer_deltas
+
+    def wanted(d: Delta) -> bool:
+        return ((status is None or str(d.status) == status) and (reason is None or d.reason == reason)
+                and (window is None or window.start <= d.created_at < window.end)
+                and (search is None or any((v or "").startswith(search)
+                                           for v in (d.record_id, d.receipt_id, d.reference_id))))
+
+    keys = {"sequenceNumber": lambda d: d.sequence_number, "createdAt": lambda d: (d.created_at, d.sequence_number),
+            "delta": lambda d: (d.delta, d.sequence_number)}
+    chosen = sorted((d for d in customer_deltas(uow, customer) if wanted(d)), key=keys[sort_by],
+                    reverse=descending)
+    return ActivityPage(chosen[(page - 1) * limit : page * limit], len(chosen))

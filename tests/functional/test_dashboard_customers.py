@@ -1,5 +1,5 @@
-"""Customer activity export (seed 001): CSV rows in sequence order with status, fingerprint and proof
-references; filters; large files through S3 and a presigned URL."""
+"""Dashboard customer records (seed 001): the list, the detail page with filters and sorting, and the activity
+CSV export (status, fingerprint and proof references per delta; filters; large files through S3)."""
 
 from __future__ import annotations
 
@@ -105,3 +105,55 @@ def test_the_dashboard_lists_customers_with_their_counters(api, world, tenant, a
     assert api.get("/dashboard/customers", headers=world.auth(world.tenant("Globex"), "admin")).data["items"] == []
     assert api.get("/dashboard/customers?limit=0", headers=admin).status == 400
     assert api.get("/dashboard/customers").status == 401
+
+
+# --- the dashboard customer detail ----------------------------------------------------------------------
+
+DETAIL = "/dashboard/customers/cust_a"
+
+
+def test_detail_shows_counters_checkpoint_and_activity_pages(api, admin, key, tenant, clock):
+    ids = [submit(api, key, amount=a) for a in (5, -1, 2, 7)]
+    verify(tenant, ids[:2], clock)
+    api.post(f"{DETAIL}/checkpoint", headers=admin, json_body={})
+    data = api.get(f"{DETAIL}?deltaLimit=3", headers=admin).data
+    assert (data["balance"], data["deltaCount"], data["lastSequenceNumber"]) == (13, 4, 4)
+    assert data["latestCheckpoint"]["treeSize"] == 2
+    assert [d["sequenceNumber"] for d in data["activity"]["items"]] == [4, 3, 2] and data["activity"]["hasMore"]
+    ascending = api.get(f"{DETAIL}?deltaLimit=3&deltaPage=2&sortOrder=asc", headers=admin).data["activity"]
+    assert [d["sequenceNumber"] for d in ascending["items"]] == [4] and ascending["hasMore"] is False
+
+
+def test_detail_filters_and_sorts(api, admin, key, tenant, clock):
+    ids = [submit(api, key, amount=a) for a in (5, -1, 2)]
+    verify(tenant, ids[:1], clock)
+    clock.advance(days=1)
+    reply = api.post("/api/v1/balance/delta", headers=key,
+                     json_body={"customerId": "cust_a", "delta": 9, "reason": "refund", "referenceId": "inv-42"})
+    late = reply.data["recordId"]
+
+    def seqs(query: str) -> list[int]:
+        activity = api.get(f"{DETAIL}?{query}", headers=admin).data["activity"]
+        return [d["sequenceNumber"] for d in activity["items"]]
+
+    assert seqs("status=verified") == [1]
+    assert seqs("status=QUEUED&sortOrder=asc") == [2, 3, 4]
+    assert seqs("reason=refund") == [4]
+    assert seqs("startDate=2026-04-16&endDate=2026-04-17") == [4]
+    assert seqs("search=inv-4") == [4] and seqs(f"search={late[:12]}") == [4]
+    assert seqs("sortBy=delta") == [4, 1, 3, 2] and seqs("sortBy=delta&sortOrder=asc") == [2, 3, 1, 4]
+    assert api.get(f"{DETAIL}?status=queued&deltaLimit=1", headers=admin).data["activity"]["total"] == 3
+
+
+@pytest.mark.parametrize("query", ["status=done", "sortBy=reason", "sortOrder=up", "deltaLimit=101",
+                                   "deltaPage=0", "startDate=2026-04-01"])
+def test_detail_bad_queries_are_400(api, admin, key, query):
+    submit(api, key)
+    assert api.get(f"{DETAIL}?{query}", headers=admin).status == 400
+
+
+def test_detail_unknown_customer_other_tenant_and_environment_are_404(api, world, admin, key):
+    submit(api, key)
+    assert api.get("/dashboard/customers/cust_zz", headers=admin).status == 404
+    assert api.get(DETAIL, headers=world.auth(world.tenant("Globex"), "admin")).status == 404
+    assert api.get(DETAIL, headers={**admin, "X-Environment": "sandbox"}).status == 404
