@@ -210,6 +210,17 @@ def test_receipt_and_invoice_proof_through_the_sdk(client, three):
     assert status == 200 and package["data"]["customerId"] == three["customer"]
 
 
+def test_derive_and_compare_through_the_sdk(client, three):
+    derived = client.balance.derive(three["customer"], {"startingBalance": 100})
+    assert derived["derivedBalance"] == 109.5 and derived["deltaCount"] == 3 and derived["settled"] is True
+    month = client.balance.derive_for_period(three["customer"], three["month"])
+    assert month["derivedBalance"] == 9.5 and month["scope"]["period"] == three["month"]
+    compared = client.balance.compare(three["customer"], {"yours": 9.5, "theirs": "9.4"})
+    assert compared["yoursMatches"] is True and compared["theirsMatches"] is False and compared["match"] is False
+    with pytest.raises(ValueError):  # the SDK itself refuses this mix before sending (the server would: 400)
+        client.balance.derive(three["customer"], {"startingCheckpoint": "chk_x", "period": three["month"]})
+
+
 # --- errors ------------------------------------------------------------------------------------------------
 
 
