@@ -24,7 +24,7 @@ from chalicelib.domain.scopes import parse_scope, single_month
 from chalicelib.domain.usage import check_period
 from chalicelib.lazy import lazy
 from chalicelib.services import customers as customer_service
-from chalicelib.services.ports import Page
+from chalicelib.services.ports import Page, page_after_offset
 from chalicelib.settings import get_settings
 
 bp = Blueprint(__name__)
@@ -104,12 +104,7 @@ def list_balance_checkpoints(ctx: Ctx) -> Response:
         return ctx.uow.checkpoints.list_period(principal.tenant_id, principal.environment,
                                                single_month(scope, now=ctx.now), size, at)
 
-    if offset and cursor is None:
-        skipped = page_at(offset, None)
-        if skipped.next_cursor is None:
-            return ok(page_body([], limit=limit, page=1, next_cursor=None, total=None))
-        cursor = skipped.next_cursor
-    page = page_at(limit, cursor)
+    page = page_after_offset(page_at, offset=offset, limit=limit, cursor=cursor)
     return ok(page_body([checkpoint_view(c) for c in page.items], limit=limit, page=page.extra["page"],
                         next_cursor=page.next_cursor, total=None))
 

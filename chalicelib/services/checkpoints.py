@@ -69,12 +69,20 @@ def create(uow: UnitOfWork, scope: Scope, *, now: datetime, signer: Any, strict:
     When nothing new is covered since the latest checkpoint of the period, that
     checkpoint is returned (``created`` false): the same scope is never sealed twice.
     """
+    checkpoint, created, _leaves = seal(uow, scope, now=now, signer=signer, strict=strict,
+                                        fingerprints=fingerprints)
+    return checkpoint, created
+
+
+def seal(uow: UnitOfWork, scope: Scope, *, now: datetime, signer: Any, strict: bool = False,
+         fingerprints: object = None) -> tuple[Checkpoint, bool, tuple[Delta, ...]]:
+    """:func:`create`, also answering the deltas under the checkpoint in leaf order (read once)."""
     for _attempt in range(MAX_ATTEMPTS):
         latest = uow.checkpoints.latest(scope.tenant_id, scope.environment, scope.customer_id, scope.period)
         covered = _coverage(uow, scope)
         _check_request(covered, strict=strict, fingerprints=fingerprints)
         if latest is not None and latest.tree_size >= len(covered.leaves):
-            return latest, False
+            return latest, False, covered.leaves[: latest.tree_size]  # the settled run only grows: a prefix
         leaves = _leaves(covered.leaves)
         tree = MerkleTree(leaves)
         previous_size = latest.tree_size if latest else None
@@ -96,7 +104,7 @@ def create(uow: UnitOfWork, scope: Scope, *, now: datetime, signer: Any, strict:
         except ConflictError:
             uow.rollback()  # a concurrent request sealed this sequence first: look again
             continue
-        return checkpoint, True
+        return checkpoint, True, covered.leaves
     raise ConflictError("Checkpoints for this customer are being created concurrently; retry.",
                         code="CONCURRENT_WRITE")
 
@@ -106,11 +114,6 @@ def list_checkpoints(uow: UnitOfWork, tenant_id: str, environment: Environment, 
     if uow.customers.get(tenant_id, environment, customer_id) is None:
         raise NotFoundError("Customer not found.")
     return uow.checkpoints.list(tenant_id, environment, customer_id, check_period(period), limit, cursor)
-
-
-def covered_leaves(uow: UnitOfWork, scope: Scope, checkpoint: Checkpoint) -> tuple[Delta, ...]:
-    """The deltas under ``checkpoint``, leaf order (the settled run only grows, so it is a prefix)."""
-    return _coverage(uow, scope).leaves[: checkpoint.tree_size]
 
 
 def fingerprint_candidates(uow: UnitOfWork, scope: Scope) -> tuple[list[Delta], Checkpoint | None, Coverage]:

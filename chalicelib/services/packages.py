@@ -68,10 +68,9 @@ def check_ttl_days(value: object) -> timedelta:
 def create(uow: UnitOfWork, scope: checkpoint_service.Scope, *, sample_size: int, ttl: timedelta, now: datetime,
            signer: Any, store: Any) -> SharedPackage:
     """Sample against the period's checkpoint (made now if there is none or it is behind), store, share."""
-    checkpoint, _created = checkpoint_service.create(uow, scope, now=now, signer=signer)
+    checkpoint, _created, covered = checkpoint_service.seal(uow, scope, now=now, signer=signer)
     if checkpoint.key_id != signer.key_id:
         raise ConflictError("The checkpoint was signed with a retired key.", code="SIGNING_KEY_RETIRED")
-    covered = checkpoint_service.covered_leaves(uow, scope, checkpoint)
     tree = MerkleTree([leaf_hash(bytes.fromhex(d.content_hash or "")) for d in covered])
     if tree.root.hex() != checkpoint.root:
         raise ConflictError("The checkpoint's deltas could not be read back consistently; retry.",

@@ -8,7 +8,7 @@ first, except the credential lookups that must find the tenant from a key.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
@@ -37,6 +37,18 @@ class Page(Generic[T]):
     next_cursor: str | None = None
     total: int | None = None
     extra: dict = field(default_factory=dict)
+
+
+def page_after_offset(fetch: Callable[[int, str | None], Page[T]], *, offset: int, limit: int,
+                      cursor: str | None) -> Page[T]:
+    """``fetch(size, cursor)`` a page, first skipping ``offset`` items with one larger read when no cursor
+    is given (callers bound the offset; a cursor is always cheaper)."""
+    if offset and cursor is None:
+        skipped = fetch(offset, None)
+        if skipped.next_cursor is None:
+            return Page(items=[], next_cursor=None, extra={"page": 1})
+        cursor = skipped.next_cursor
+    return fetch(limit, cursor)
 
 
 class TenantRepository(Protocol):

@@ -40,7 +40,7 @@ from chalicelib.domain.webhooks import (
     signed_headers,
 )
 from chalicelib.log import get_logger
-from chalicelib.services.ports import DeliveryRef, OutboxRef, Page, UnitOfWork
+from chalicelib.services.ports import DeliveryRef, OutboxRef, Page, UnitOfWork, page_after_offset
 
 log = get_logger("tally.webhooks")
 
@@ -360,12 +360,9 @@ def list_deliveries(uow: UnitOfWork, principal: ApiKeyPrincipal, *, limit: int, 
     """Newest first. ``offset`` skips whole items from the start (bounded); cursors are cheaper."""
     if status is not None and status not in DeliveryStatus.__members__:
         raise ValidationError(f"status must be one of {', '.join(DeliveryStatus)}", field="status")
-    if offset and cursor is None:
-        skipped = uow.webhooks.deliveries(principal.tenant_id, principal.environment, offset, None, status=status)
-        if skipped.next_cursor is None:
-            return Page(items=[], next_cursor=None, extra={"page": 1})
-        cursor = skipped.next_cursor
-    return uow.webhooks.deliveries(principal.tenant_id, principal.environment, limit, cursor, status=status)
+    return page_after_offset(
+        lambda size, at: uow.webhooks.deliveries(principal.tenant_id, principal.environment, size, at, status=status),
+        offset=offset, limit=limit, cursor=cursor)
 
 
 # --- the worker ------------------------------------------------------------------------------------
