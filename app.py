@@ -25,6 +25,7 @@ WEBHOOK_QUEUE = "${AWS::StackName}-webhooks"
 
 app = Chalice(app_name="tally", configure_logs=False)  # chalicelib.log owns the "tally" logger
 app.api.binary_types.append("application/zip")
+app.api.binary_types.append("application/pdf")
 
 for blueprint in (meta.bp, tenant.bp, session.bp, api_keys.bp, audit.bp, balance.bp, balance_records.bp, billing.bp,
                   credits.bp, customers.bp, verify.bp, webhooks.bp, platform.bp):

@@ -1,4 +1,5 @@
-"""Customer-record benchmark (`make bench`): the activity export's memory and a large checkpoint.
+"""Customer-record benchmark (`make bench`): round trips at 10 and 10,000 customers, the activity
+export's memory and a large checkpoint.
 
 Storage is a stand-in that makes each page of deltas on request (moto answers an index
 query by reading the whole table, which makes 50,000-delta runs take hours), so the figures
@@ -9,6 +10,10 @@ builds one Merkle tree over the month.
    deltas. Bounded memory means the peak stays flat while the file grows tenfold.
 2. Checkpoint over 100,000 deltas of one month: seconds, and the pages a DynamoDB query
    would return (1 MB each, at the stored item size).
+
+3. DynamoDB round trips (botocore hook, in-process moto) of the summary, a directory page
+   (unfiltered, and filtered), and a customer detail, with 10 and with 10,000 customers in the
+   tenant environment: they must be equal, or nearly (a filtered page reads at most 10 index pages).
 
 Prints; asserts nothing.
 """
@@ -75,6 +80,9 @@ class Customers:
     def get(self, *args):
         return customer(COUNT[0])
 
+    def mark_checkpointed(self, *args):
+        pass
+
 
 class Uow:
     def __init__(self) -> None:
@@ -126,7 +134,69 @@ def checkpoint(count: int) -> None:
           f"(+ {pages} DynamoDB query pages of 1 MB to read them, and one write)")
 
 
+def round_trips(sizes: tuple[int, ...] = (10, 10_000)) -> None:
+    import tests.conftest  # noqa: F401, I001  - test environment, set before moto and the models import
+    from moto import mock_aws
+
+    requests = {
+        "GET /dashboard/customers/summary": "/dashboard/customers/summary",
+        "GET /dashboard/customers?include=directory (25)": "/dashboard/customers?include=directory&limit=25",
+        "  ... &policy=OPEN (1 in 20 match)": "/dashboard/customers?include=directory&limit=25&policy=OPEN",
+        "GET /dashboard/customers/{id} (20 deltas)": "/dashboard/customers/cust_00000?deltaLimit=20",
+    }
+    table: dict[str, list[int]] = {name: [] for name in requests}
+    for size in sizes:
+        with mock_aws():
+            import boto3
+
+            from chalicelib.adapters.dynamodb.connection import shared_connection
+            from chalicelib.adapters.dynamodb.keys import customer_sk, env_pk
+            from chalicelib.adapters.dynamodb.models import CustomerRecord
+            from chalicelib.cli.resources import provision
+            from chalicelib.domain.clock import utcnow
+            from chalicelib.domain.customers import name_key
+            from tests.contract import ContractClient
+            from tests.factories import World
+
+            provision(boto3.session.Session(), stack_name="tally-test", region="us-east-1")
+            world = World(utcnow)
+            tenant = world.tenant("Bench Inc")
+            admin = world.auth(tenant, "admin")
+            _key_id, api_key = world.api_key(tenant, "production")
+            api = ContractClient()
+            now = utcnow()
+            with CustomerRecord.batch_write() as batch:
+                for n in range(1, size):
+                    cid = f"cust_{n:05d}"
+                    batch.save(CustomerRecord(
+                        env_pk(tenant.id, "production"), customer_sk(cid), name_key=name_key(f"Customer {n}", cid),
+                        tenant_id=tenant.id, environment="production", customer_id=cid,
+                        display_name=f"Customer {n}", source="manual", created_at=now, updated_at=now,
+                        policy="OPEN" if n % 20 == 0 else "TWO_TIER"))
+            for _ in range(20):
+                api.request("POST", "/api/v1/balance/delta", headers={"X-Api-Key": api_key},
+                            json_body={"customerId": "cust_00000", "delta": 1, "reason": "bench"})
+            calls = {"n": 0}
+
+            def counted(calls: dict[str, int] = calls, **_: object) -> None:
+                calls["n"] += 1
+
+            events = shared_connection().client.meta.events
+            events.register("before-call.dynamodb", counted)
+            for name, path in requests.items():
+                api.request("GET", path, headers=admin)  # warm: first-use writes stay out of the count
+                calls["n"] = 0
+                reply = api.request("GET", path, headers=admin)
+                assert reply.status == 200, reply
+                table[name].append(calls["n"])
+            events.unregister("before-call.dynamodb", counted)
+    print("DynamoDB round trips per request at " + " vs ".join(f"{s:,}" for s in sizes) + " customers:")
+    for name, counts in table.items():
+        print(f"  {name:50s} " + " vs ".join(str(c) for c in counts))
+
+
 if __name__ == "__main__":
+    round_trips()
     export(5_000)
     export(50_000)
     checkpoint(100_000)

@@ -60,7 +60,7 @@ TABLES = {
     "TenantsTable": table("tenants", [("directory-index", "directory_pk", "directory_sk")], ttl="ttl"),
     "ApiKeysTable": table("api-keys", [("key-id-index", "key_id", None)]),
     "AuditTable": table("audit"),
-    "CustomersTable": table("customers"),
+    "CustomersTable": table("customers", [("directory-index", "pk", "name_key")]),
     "LedgerTable": table("ledger"),
     "UsageTable": table("usage"),
     "DeltasTable": table("deltas", [

@@ -28,6 +28,7 @@ import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, TypeVar
 
 from chalicelib.adapters.dynamodb import keys
@@ -35,7 +36,7 @@ from chalicelib.adapters.dynamodb.cursors import decode_cursor, encode_cursor
 from chalicelib.domain.access import ApiKey, PlatformToken, Session
 from chalicelib.domain.audit import AuditEntry
 from chalicelib.domain.clock import iso_us
-from chalicelib.domain.customers import Customer
+from chalicelib.domain.customers import Customer, CustomerStats
 from chalicelib.domain.errors import ConflictError
 from chalicelib.domain.identity import PLATFORM_TENANT_ID, Environment
 from chalicelib.domain.tenants import Tenant, User
@@ -104,6 +105,7 @@ class _Write:
     key: Key
     item: Any  # None deletes
     condition: Condition = _always
+    apply: Callable[[Any], Any] | None = None  # an update computed from the item at commit (ADD)
 
 
 def _paginate(
@@ -315,6 +317,10 @@ class FakeCustomerRepository(_Repository):
     def get(self, tenant_id: str, environment: Environment, customer_id: str) -> Customer | None:
         return self._store.customers.get((keys.env_pk(tenant_id, environment), keys.customer_sk(customer_id)))
 
+    def get_many(self, tenant_id: str, environment: Environment, customer_ids: list[str]) -> dict[str, Customer]:
+        found = {c: self.get(tenant_id, environment, c) for c in customer_ids}
+        return {c: customer for c, customer in found.items() if customer is not None}
+
     def list(self, tenant_id: str, environment: Environment, limit: int, cursor: str | None,
              prefix: str | None = None) -> Page[Customer]:
         """By id; ``prefix`` is a ``begins_with`` key condition."""
@@ -328,6 +334,22 @@ class FakeCustomerRepository(_Repository):
     def add(self, customer: Customer) -> None:
         row = (keys.env_pk(customer.tenant_id, customer.environment), keys.customer_sk(customer.customer_id))
         self._stage(self._store.customers, row, customer, _absent)
+
+    def stats(self, tenant_id: str, environment: Environment) -> CustomerStats:
+        found = self._store.customers.get((keys.env_pk(tenant_id, environment), keys.STATS_SK))
+        return found or CustomerStats()
+
+    def count(self, tenant_id: str, environment: Environment, **changes: int | Decimal) -> None:
+        """Staged like DynamoDB's ADD: applied to whatever the totals are at commit."""
+        if not any(changes.values()):
+            return
+
+        def add(current: CustomerStats | None) -> CustomerStats:
+            base = current or CustomerStats()
+            return replace(base, **{name: getattr(base, name) + value for name, value in changes.items()})
+
+        self._uow.stage(_Write(self._store.customers, (keys.env_pk(tenant_id, environment), keys.STATS_SK),
+                               None, apply=add))
 
 
 class FakeWebhookRepository(_Repository):
@@ -385,7 +407,9 @@ class FakeUnitOfWork:
         if not all(write.condition(write.table.rows.get(write.key)) for write in staged):
             raise ConflictError("The resource was changed concurrently; retry the request.")
         for write in staged:
-            if write.item is None:
+            if write.apply is not None:
+                write.table.rows[write.key] = write.apply(write.table.rows.get(write.key))
+            elif write.item is None:
                 write.table.rows.pop(write.key, None)
             else:
                 write.table.rows[write.key] = write.item

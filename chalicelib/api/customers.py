@@ -1,4 +1,5 @@
-"""Dashboard customer records (seed 001): manual creation, checkpoints and verification packages so far."""
+"""Dashboard customer records (seed 001): list and directory, summary, manual creation, detail, exports,
+receipts, checkpoints, verification packages and close packages."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ from chalicelib import bootstrap
 from chalicelib.api.request import int_param, query_param
 from chalicelib.api.responses import file_response, ok, page_body
 from chalicelib.api.routing import ENVIRONMENT_HEADER, Auth, Ctx, path_param, query, route
+from chalicelib.domain import directory
 from chalicelib.domain.audit import AuditEntry
-from chalicelib.domain.clock import iso_ms, parse_iso
-from chalicelib.domain.customers import Customer
+from chalicelib.domain.clock import iso_ms, parse_iso, period_of
+from chalicelib.domain.customers import Customer, EventCadence, Policy, SharingState
 from chalicelib.domain.errors import ValidationError
 from chalicelib.domain.identity import Permission
 from chalicelib.domain.merkle import leaf_hash
@@ -25,6 +27,7 @@ if TYPE_CHECKING:
 
 bp = Blueprint(__name__)
 checkpoint_service = lazy("chalicelib.services.checkpoints")
+close_package_service = lazy("chalicelib.services.close_packages")
 package_service = lazy("chalicelib.services.packages")
 webhook_service = lazy("chalicelib.services.webhooks")
 
@@ -190,17 +193,40 @@ def open_verification_package(ctx: Ctx, token: str) -> Response:
 
 
 @route(bp, "/dashboard/customers/{customerId}/receipt", "GET", auth=Auth.DASHBOARD, summary="Generate a receipt",
-       tags=("Customer records",), responses={200: "Receipt"}, errors=(400, 404),
-       params=(CUSTOMER_ID, ENVIRONMENT_HEADER, PERIOD))
+       tags=("Customer records",),
+       responses={200: {"media": {
+           "application/json": {"type": "object", "required": ["statusCode", "success", "data"], "properties": {
+               "statusCode": {"const": 200}, "success": {"const": True},
+               "data": {"$ref": "#/components/schemas/Receipt"}}},
+           "application/pdf": {"type": "string", "format": "binary"}}}, 303: "FileLink"},
+       errors=(400, 404),
+       params=(CUSTOMER_ID, ENVIRONMENT_HEADER, PERIOD,
+               query("format", "`json` (default) or `pdf`: a one-page printable receipt, as an attachment.",
+                     {"type": "string", "enum": ["json", "pdf"]})))
 def get_customer_receipt(ctx: Ctx, customerId: str) -> Response:
     """The signed summary of one UTC month (default: the current one): starting and final balance, net
-    change, counts, the latest checkpoint; check the signature against `verificationKeysUrl`."""
+    change, counts, the latest checkpoint; check the signature against `verificationKeysUrl`. `format=pdf`
+    answers the same receipt as a one-page PDF to file or send (`receipt-{customerId}-{period}.pdf`); the
+    signed statement is printed on it, so the page alone is enough to check the signature. API Gateway
+    returns a binary body only to a request that accepts one: without `Accept: application/pdf` (or `*/*`)
+    the PDF is stored and answered with 303 and a presigned URL instead."""
     from chalicelib.api.balance_records import build_receipt, receipt_view
     from chalicelib.domain.scopes import parse_scope
 
+    fmt = query_param(ctx.request, "format") or "json"
+    if fmt not in ("json", "pdf"):
+        raise ValidationError("format must be json or pdf", field="format")
     scope = parse_scope(period=query_param(ctx.request, "period"), now=ctx.now) \
         or parse_scope(time_preset="current_month", now=ctx.now)
-    return ok(receipt_view(build_receipt(ctx, customerId, scope)))
+    view = receipt_view(build_receipt(ctx, customerId, scope))
+    if fmt == "pdf":
+        from chalicelib.services.receipt_pdf import render_receipt_pdf
+
+        body, filename = render_receipt_pdf(view), f"receipt-{customerId}-{scope.period}.pdf"
+        if not _accepts(ctx, "application/pdf"):
+            return _large_file(ctx, body, "application/pdf", filename, len(body))
+        return file_response(body, "application/pdf", filename)
+    return ok(view)
 
 
 # --- exports --------------------------------------------------------------------------------------
@@ -212,15 +238,31 @@ CHECKPOINT_COLUMNS = ("customerId", "period", "sequence", "checkpointId", "root"
                       "signature")
 
 
-def _large_file(ctx: Ctx, body: bytes | IO[bytes], media: str, filename: str, size: int) -> Response:
+def _stored_file(ctx: Ctx, body: bytes | IO[bytes], media: str, filename: str) -> str:
+    """Put an export on S3 under an unguessable key of the tenant's; the key."""
     from chalicelib.domain.credentials import random_id
 
     key = f"exports/{ctx.principal.tenant_id}/{random_id('', 24)}/{filename}"
-    store = bootstrap.artifacts()
-    store.put(key, body, content_type=media)
-    url = store.presign(key, expires_in=LINK_SECONDS, filename=filename)
+    bootstrap.artifacts().put(key, body, content_type=media)
+    return key
+
+
+def _file_link(key: str, filename: str, size: int) -> Response:
+    """303 to a presigned URL of a stored export."""
+    url = bootstrap.artifacts().presign(key, expires_in=LINK_SECONDS, filename=filename)
     return ok({"url": url, "expiresInSeconds": LINK_SECONDS, "bytes": size, "filename": filename}, 303,
               headers={"Location": url})
+
+
+def _accepts(ctx: Ctx, media: str) -> bool:
+    """Whether the request's Accept header takes a binary ``media`` (Chalice, like API Gateway, refuses to
+    send a binary body to a request that does not: such requests get the link instead)."""
+    accept = (ctx.request.headers or {}).get("accept") or ""
+    return any(part.split(";", 1)[0].strip().lower() in ("*/*", media) for part in accept.split(","))
+
+
+def _large_file(ctx: Ctx, body: bytes | IO[bytes], media: str, filename: str, size: int) -> Response:
+    return _file_link(_stored_file(ctx, body, media, filename), filename, size)
 
 
 @route(bp, "/dashboard/customers/batch-checkpoints/export", "GET", auth=Auth.DASHBOARD,
@@ -306,25 +348,163 @@ def export_customer_activity(ctx: Ctx, customerId: str) -> Response:
         return file_response(spooled.file.read(), "text/csv", filename)
 
 
+@route(bp, "/dashboard/customers/bulk/close-package-export", "POST", auth=Auth.DASHBOARD,
+       summary="Export close packages as one zip", tags=("Customer records",),
+       responses={200: {"media": {"application/zip": {"type": "string", "format": "binary"}}}, 303: "FileLink"},
+       errors=(400, 403, 404, 409), request_body="ClosePackageExportRequest", params=(ENVIRONMENT_HEADER,))
+def export_close_packages(ctx: Ctx) -> Response:
+    """Admins and managers. One folder per customer (1-100 distinct `customerIds`) with the month's signed
+    receipt (`receipt.json`, `receipt.pdf`), its checkpoints (`checkpoints.json`), its activity
+    (`activity.csv`) and a verification package that passes `tally verify` (`verification-package.json`,
+    against the month's checkpoint, made now if there is none or it is behind); at the root `manifest.json`
+    lists every file's SHA-256 and size, signed with the platform key. Nothing is written unless every
+    customer can be packaged: unknown ids are 404 and a month with no verified delta is 409
+    `NOTHING_TO_CHECKPOINT`, each naming every such customer (`customerIds`). The zip is kept on S3; up to
+    4 MB, to a request that accepts it (`Accept: application/zip` or `*/*`), it is answered inline, else
+    with 303 and a presigned URL (valid one hour)."""
+    from chalicelib.api.balance_records import receipt_view
+
+    ctx.principal.require(Permission.CUSTOMERS_WRITE)
+    body = ctx.body()
+    request = close_package_service.check_request(body.get("customerIds"), body.get("period"), now=ctx.now)
+    principal = ctx.principal
+    views = close_package_service.Views(receipt=receipt_view, checkpoint=checkpoint_view,
+                                        activity_columns=ACTIVITY_COLUMNS)
+    with close_package_service.export(ctx.uow, principal.tenant_id, principal.environment, request, now=ctx.now,
+                                      signer=bootstrap.signer(), views=views) as archive:
+        small = archive.size <= INLINE_LIMIT and _accepts(ctx, close_package_service.MEDIA)
+        inline = archive.file.read() if small else None
+        key = _stored_file(ctx, archive.file if inline is None else inline, close_package_service.MEDIA,
+                           archive.filename)
+    ctx.uow.audit.add(AuditEntry(tenant_id=principal.tenant_id, actor=principal.actor,
+                                 action="close_package.exported", target=f"period:{request.period}",
+                                 environment=str(principal.environment), at=ctx.now,
+                                 details={"period": request.period, "customerCount": len(request.customer_ids),
+                                          "bytes": archive.size, "sha256": archive.sha256}))
+    ctx.uow.commit()
+    if inline is None:
+        return _file_link(key, archive.filename, archive.size)
+    return file_response(inline, close_package_service.MEDIA, archive.filename)
+
+
+def _enum_query(name: str, kind: Any, description: str) -> dict[str, Any]:
+    return query(name, description, {"type": "string", "enum": [str(v) for v in kind]})
+
+
+def listed_customer_view(customer: Customer) -> dict[str, Any]:
+    return {**dashboard_customer_view(customer), "balance": customer.balance, "deltaCount": customer.delta_count,
+            "lastSequenceNumber": customer.last_seq, "lastDeltaAt": iso_ms(customer.last_delta_at)}
+
+
+def directory_view(customer: Customer, now: Any) -> dict[str, Any]:
+    """Seed 001 ``include=directory``: everything derives from the customer item and the clock."""
+    cycle_count, cycle_net = directory.current_cycle(customer, now)
+    close = directory.next_close(now)
+    interval = directory.EXPECTED_INTERVAL.get(customer.event_cadence) if customer.event_cadence else None
+    health = directory.health(customer, now)
+    return {
+        **listed_customer_view(customer),
+        "sharingState": str(customer.sharing_state_hint),
+        "cycleSummary": {
+            "period": period_of(now), "deltaCount": cycle_count, "netChange": cycle_net,
+            "checkpointed": cycle_count > 0 and not directory.open_in_cycle(customer, now),
+            "latestCheckpointPeriod": customer.checkpoint_period,
+        },
+        "verificationState": str(directory.verification_state(customer)),
+        "nextCloseDate": iso_ms(close),
+        "freshness": {
+            "lastDeltaAt": iso_ms(customer.last_delta_at),
+            "ageSeconds": int((now - customer.last_delta_at).total_seconds()) if customer.last_delta_at else None,
+            "expectedWithinSeconds": int(interval.total_seconds()) if interval else None,
+            "health": str(health),
+        },
+        "health": str(health),
+        "counts": {"deltas": customer.delta_count, "verified": customer.verified_count,
+                   "awaitingVerification": customer.awaiting_verification, "failed": customer.failed_count},
+    }
+
+
 @route(bp, "/dashboard/customers", "GET", auth=Auth.DASHBOARD, summary="List customer records",
-       tags=("Customer records",), responses={200: "DashboardCustomerPage"}, errors=(400,),
-       params=(ENVIRONMENT_HEADER, query("search", "Customer id prefix."),
+       tags=("Customer records",),
+       responses={200: {"anyOf": [{"$ref": "#/components/schemas/DashboardCustomerPage"},
+                                  {"$ref": "#/components/schemas/DashboardDirectoryPage"}]}},
+       errors=(400,),
+       params=(ENVIRONMENT_HEADER,
+               query("include", "`directory` for the enriched directory records.",
+                     {"type": "string", "enum": ["directory"]}),
+               query("search", "Prefix of what the page is sorted by: the id, or the display name (any case)."),
+               query("sortBy", "`customerId` (default) or `displayName` (default with `include=directory`).",
+                     {"type": "string", "enum": ["customerId", "displayName"]}),
+               query("sortOrder", "`asc` (default) or `desc`.", {"type": "string", "enum": ["asc", "desc"]}),
+               _enum_query("sharingState", SharingState, "Sharing state hint: INHERIT (the tenant's default), "
+                           "SHARED or PRIVATE."),
+               _enum_query("health", directory.Health, "Record freshness against the event cadence: HEALTHY "
+                           "(within the expected interval), LATE (within twice it), STALE, NO_ACTIVITY, "
+                           "UNMONITORED (no cadence)."),
+               _enum_query("policy", Policy, "Metering policy: TWO_TIER (allotment then overage), GATED (stops "
+                           "when prepaid units run out), OPEN (unmetered)."),
+               _enum_query("eventCadence", EventCadence, "Expected delta cadence: PER_EVENT and HOURLY (an hour), "
+                           "DAILY, WEEKLY, MONTHLY (31 days)."),
+               _enum_query("cycleCloseWindow", directory.CycleCloseWindow, "`7d`, `14d`, `30d`: this UTC month "
+                           "has deltas no checkpoint covers yet and closes within that many days; `IDLE`: no "
+                           "delta this month."),
                query("limit", "Page size, 1-100 (default 25).", {"type": "integer", "minimum": 1, "maximum": 100}),
                query("page", "1-based page number; `cursor` is cheaper for deep pages.",
                      {"type": "integer", "minimum": 1, "maximum": 1000}),
                query("cursor", "The nextCursor of the previous page.")))
 def list_dashboard_customers(ctx: Ctx) -> Response:
-    """Customers of the `X-Environment` scope by id, with their running balance and delta count (counters
-    kept by every accepted delta); `search` is an id prefix (a key condition)."""
-    limit = int_param(ctx.request, "limit", default=25, minimum=1, maximum=100)
+    """Customers of the `X-Environment` scope with their running balance and delta count (counters kept by
+    every accepted delta). `include=directory` adds display name, source, sharing state, event cadence,
+    cycle summary, verification state, next close date, record freshness and at-a-glance counts, and
+    sorts by display name from the directory index unless `sortBy` says otherwise.
+
+    Cost: an unfiltered page is one query of `limit` items; `search` is a key condition on the sort order.
+    A filtered page reads the index in pages of 100 and keeps the matches, examining at most 1,000
+    customers per request: when that runs out first, the page comes back short (possibly empty) with a
+    `nextCursor` that resumes after the last customer examined."""
+    request = ctx.request
+    include = query_param(request, "include")
+    if include not in (None, "directory"):
+        raise ValidationError("include must be directory", field="include")
+    order = query_param(request, "sortOrder") or "asc"
+    if order not in ("asc", "desc"):
+        raise ValidationError("sortOrder must be asc or desc", field="sortOrder")
+    filters = directory.parse_filter({name: query_param(request, name) for name in
+                                      ("sharingState", "health", "policy", "eventCadence", "cycleCloseWindow")})
+    limit = int_param(request, "limit", default=25, minimum=1, maximum=100)
     page = customer_service.list_customers(
-        ctx.uow, ctx.principal, limit=limit, cursor=query_param(ctx.request, "cursor"),
-        search=query_param(ctx.request, "search"),
-        page=int_param(ctx.request, "page", default=1, minimum=1, maximum=1000),
+        ctx.uow, ctx.principal, limit=limit, cursor=query_param(request, "cursor"),
+        search=query_param(request, "search"),
+        page=int_param(request, "page", default=1, minimum=1, maximum=1000),
+        sort_by=query_param(request, "sortBy") or ("displayName" if include else "customerId"),
+        descending=order == "desc", filters=filters, now=ctx.now,
     )
-    items = [{**dashboard_customer_view(c), "balance": c.balance, "deltaCount": c.delta_count,
-              "lastSequenceNumber": c.last_seq, "lastDeltaAt": iso_ms(c.last_delta_at)} for c in page.items]
+    items = [directory_view(c, ctx.now) if include else listed_customer_view(c) for c in page.items]
     return ok(page_body(items, limit=limit, page=page.extra["page"], next_cursor=page.next_cursor, total=None))
+
+
+@route(bp, "/dashboard/customers/summary", "GET", auth=Auth.DASHBOARD, summary="Aggregate customer summary",
+       tags=("Customer records",), responses={200: "CustomerSummary"}, params=(ENVIRONMENT_HEADER,))
+def get_customer_summary(ctx: Ctx) -> Response:
+    """Totals of the `X-Environment` scope: customers (by source), deltas, balances and verification
+    metrics, plus this UTC month's accepted deltas. Read from counters the write paths keep current (two
+    key lookups), so the cost does not grow with customers or deltas."""
+    stats, usage = customer_service.summary(ctx.uow, ctx.principal, now=ctx.now)
+    settled = stats.verified + stats.failed
+    return ok({
+        "environment": str(ctx.principal.environment),
+        "customers": {"total": stats.customers, "manual": stats.manual, "integration": stats.integration},
+        "deltas": {"total": stats.deltas, "verified": stats.verified,
+                   "awaitingVerification": stats.awaiting_verification, "failed": stats.failed},
+        "balances": {"total": stats.balance},
+        "verification": {
+            "verifiedRate": round(stats.verified / settled, 6) if settled else None,
+            "failedRate": round(stats.failed / settled, 6) if settled else None,
+        },
+        "currentPeriod": {"period": usage.period,
+                          "acceptedDeltas": usage.by_environment.get(str(ctx.principal.environment), 0)},
+        "generatedAt": iso_ms(ctx.now),
+    })
 
 
 DETAIL_SORTS = ("sequenceNumber", "createdAt", "delta")

@@ -26,8 +26,9 @@ REASONS = {200: "OK", 201: "Created", 202: "Accepted", 303: "See other (presigne
            422: "Unprocessable", 429: "Too many requests", 500: "Internal error"}
 
 
-def _ref(name: str) -> dict:
-    return {"$ref": f"#/components/schemas/{name}"}
+def _ref(name: str | dict) -> dict:
+    """A component reference; an inline schema (e.g. an ``anyOf`` of references) is used as it is."""
+    return name if isinstance(name, dict) else {"$ref": f"#/components/schemas/{name}"}
 
 
 def _success_schema(op: Operation, status: int, schema: Any) -> dict:

@@ -99,14 +99,18 @@ DERIVATION = {
 }
 SHARING_STATES = ["INHERIT", "SHARED", "PRIVATE"]
 EVENT_CADENCES = ["PER_EVENT", "HOURLY", "DAILY", "WEEKLY", "MONTHLY"]
+POLICIES = ["TWO_TIER", "GATED", "OPEN"]
+HEALTHS = ["HEALTHY", "LATE", "STALE", "NO_ACTIVITY", "UNMONITORED"]
+COUNT = {"type": "integer", "minimum": 0}
 LISTED_CUSTOMER_REQUIRED = ["customerId", "displayName", "source", "sharingStateHint", "eventCadence", "unitLabel",
-                            "environment", "createdAt", "updatedAt", "balance", "deltaCount", "lastSequenceNumber",
-                            "lastDeltaAt"]
+                            "policy", "environment", "createdAt", "updatedAt", "balance", "deltaCount",
+                            "lastSequenceNumber", "lastDeltaAt"]
 LISTED_CUSTOMER = {
     "customerId": STR, "displayName": STR, "source": {"type": "string", "enum": ["integration", "manual"]},
     "sharingStateHint": {"type": "string", "enum": SHARING_STATES},
     "eventCadence": {"type": ["string", "null"], "enum": [*EVENT_CADENCES, None]},
-    "unitLabel": STR_OR_NULL, "environment": {"type": "string", "enum": ["sandbox", "production"]},
+    "unitLabel": STR_OR_NULL, "policy": {"type": "string", "enum": POLICIES},
+    "environment": {"type": "string", "enum": ["sandbox", "production"]},
     "createdAt": TS, "updatedAt": TS, "balance": NUM, "deltaCount": {"type": "integer", "minimum": 0},
     "lastSequenceNumber": {"type": ["integer", "null"]}, "lastDeltaAt": TS_OR_NULL,
 }
@@ -366,8 +370,8 @@ SCHEMAS: dict[str, dict] = {
     ),
     # --- dashboard customer records ---
     "DashboardCustomer": obj(
-        ["customerId", "displayName", "source", "sharingStateHint", "eventCadence", "unitLabel", "environment",
-         "createdAt", "updatedAt"],
+        ["customerId", "displayName", "source", "sharingStateHint", "eventCadence", "unitLabel", "policy",
+         "environment", "createdAt", "updatedAt"],
         {
             "customerId": STR,
             "displayName": STR,
@@ -375,6 +379,7 @@ SCHEMAS: dict[str, dict] = {
             "sharingStateHint": {"type": "string", "enum": SHARING_STATES},
             "eventCadence": {"type": ["string", "null"], "enum": [*EVENT_CADENCES, None]},
             "unitLabel": STR_OR_NULL,
+            "policy": {"type": "string", "enum": POLICIES},
             "environment": {"type": "string", "enum": ["sandbox", "production"]},
             "createdAt": TS,
             "updatedAt": TS,
@@ -382,6 +387,41 @@ SCHEMAS: dict[str, dict] = {
     ),
     "DashboardCustomerListed": obj(LISTED_CUSTOMER_REQUIRED, LISTED_CUSTOMER),
     "DashboardCustomerPage": page_of("DashboardCustomerListed", with_total=False),
+    "DashboardDirectoryEntry": obj(
+        [*LISTED_CUSTOMER_REQUIRED, "sharingState", "cycleSummary", "verificationState", "nextCloseDate",
+         "freshness", "health", "counts"],
+        {**LISTED_CUSTOMER,
+         "sharingState": {"type": "string", "enum": SHARING_STATES},
+         "cycleSummary": obj(["period", "deltaCount", "netChange", "checkpointed", "latestCheckpointPeriod"], {
+             "period": {"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}$"}, "deltaCount": COUNT, "netChange": NUM,
+             "checkpointed": {"type": "boolean"}, "latestCheckpointPeriod": STR_OR_NULL}),
+         "verificationState": {"type": "string", "enum": ["NONE", "PENDING", "VERIFIED", "ATTENTION"]},
+         "nextCloseDate": TS,
+         "freshness": obj(["lastDeltaAt", "ageSeconds", "expectedWithinSeconds", "health"], {
+             "lastDeltaAt": TS_OR_NULL, "ageSeconds": {"type": ["integer", "null"]},
+             "expectedWithinSeconds": {"type": ["integer", "null"]}, "health": {"type": "string", "enum": HEALTHS}}),
+         "health": {"type": "string", "enum": HEALTHS},
+         "counts": obj(["deltas", "verified", "awaitingVerification", "failed"], {
+             "deltas": COUNT, "verified": COUNT, "awaitingVerification": COUNT, "failed": COUNT})},
+    ),
+    "DashboardDirectoryPage": page_of("DashboardDirectoryEntry", with_total=False),
+    "CustomerSummary": obj(
+        ["environment", "customers", "deltas", "balances", "verification", "currentPeriod", "generatedAt"],
+        {
+            "environment": {"type": "string", "enum": ["sandbox", "production"]},
+            "customers": obj(["total", "manual", "integration"], {"total": COUNT, "manual": COUNT,
+                                                                  "integration": COUNT}),
+            "deltas": obj(["total", "verified", "awaitingVerification", "failed"], {
+                "total": COUNT, "verified": COUNT, "awaitingVerification": COUNT, "failed": COUNT}),
+            "balances": obj(["total"], {"total": NUM}),
+            "verification": obj(["verifiedRate", "failedRate"], {
+                "verifiedRate": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
+                "failedRate": {"type": ["number", "null"], "minimum": 0, "maximum": 1}}),
+            "currentPeriod": obj(["period", "acceptedDeltas"], {
+                "period": {"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}$"}, "acceptedDeltas": COUNT}),
+            "generatedAt": TS,
+        },
+    ),
     "DashboardCustomerDetail": obj(
         [*LISTED_CUSTOMER_REQUIRED, "latestCheckpoint", "activity"],
         {**LISTED_CUSTOMER,
@@ -399,6 +439,7 @@ SCHEMAS: dict[str, dict] = {
             "sharingStateHint": {"type": "string", "enum": SHARING_STATES},
             "eventCadence": {"type": "string", "enum": EVENT_CADENCES},
             "unitLabel": {"type": "string", "minLength": 1, "maxLength": 40},
+            "policy": {"type": "string", "enum": POLICIES},
         },
     ),
     "CreateCheckpointRequest": obj([], {"period": {"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}$"}}),
@@ -493,6 +534,11 @@ SCHEMAS: dict[str, dict] = {
         "period": {"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}$"},
         "sampleSize": {"type": "integer", "minimum": 1, "maximum": 100},
         "expiresInDays": {"type": "integer", "minimum": 1, "maximum": 90},
+    }),
+    "ClosePackageExportRequest": obj(["customerIds", "period"], {
+        "customerIds": {"type": "array", "minItems": 1, "maxItems": 100, "uniqueItems": True,
+                        "items": {"type": "string", "pattern": "^[A-Za-z0-9_\\-.:]{1,128}$"}},
+        "period": {"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}$"},
     }),
     "VerificationPackageLink": obj(
         ["packageId", "customerId", "period", "checkpointId", "checkpointRoot", "treeSize", "sampleSize", "url",

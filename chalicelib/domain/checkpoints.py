@@ -28,6 +28,7 @@ class Coverage:
     leaves: tuple[Delta, ...]  # verified, in sequence order
     skipped_failed: int
     waiting: int  # deltas of the period after the run (not yet verified, or after one that is not)
+    through: int | None = None  # the last sequence number of the settled run (verified or failed)
 
     @property
     def net_change(self) -> Decimal:
@@ -38,14 +39,16 @@ def coverage(deltas_in_sequence: list[Delta]) -> Coverage:
     """The settled prefix of a period's deltas (see module docstring)."""
     leaves: list[Delta] = []
     failed = 0
+    through = None
     for index, delta in enumerate(deltas_in_sequence):
         if delta.status == DeltaStatus.VERIFIED:
             leaves.append(delta)
         elif delta.status == DeltaStatus.FAILED:
             failed += 1
         else:
-            return Coverage(tuple(leaves), failed, len(deltas_in_sequence) - index)
-    return Coverage(tuple(leaves), failed, 0)
+            return Coverage(tuple(leaves), failed, len(deltas_in_sequence) - index, through)
+        through = delta.sequence_number
+    return Coverage(tuple(leaves), failed, 0, through)
 
 
 @dataclass(frozen=True)

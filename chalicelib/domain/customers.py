@@ -32,6 +32,15 @@ class EventCadence(StrEnum):
     MONTHLY = "MONTHLY"
 
 
+class Policy(StrEnum):
+    """How the tenant meters this customer's usage (a label the directory filters on and receipts show):
+    TWO_TIER — an allotment, then overage; GATED — usage stops when prepaid units run out; OPEN — unmetered."""
+
+    TWO_TIER = "TWO_TIER"
+    GATED = "GATED"
+    OPEN = "OPEN"
+
+
 class CustomerSource(StrEnum):
     INTEGRATION = "integration"  # first seen on a delta
     MANUAL = "manual"  # created from the dashboard
@@ -59,8 +68,47 @@ class Customer:
     sharing_state_hint: SharingState = SharingState.INHERIT
     event_cadence: EventCadence | None = None
     unit_label: str | None = None
+    policy: Policy = Policy.TWO_TIER
     # Kept current by every accepted delta (read-only here; ingest updates them atomically).
     last_seq: int | None = None
     delta_count: int = 0
     balance: Decimal = Decimal(0)
     last_delta_at: datetime | None = None
+    # Kept current by the verifier (same transaction as the seal or the failure).
+    verified_count: int = 0
+    failed_count: int = 0
+    # The latest period with accepted deltas: its count and net change (less terminal failures).
+    cycle_period: str | None = None
+    cycle_count: int = 0
+    cycle_net: Decimal = Decimal(0)
+    # The newest checkpoint: its period and the last sequence number it covers.
+    checkpoint_period: str | None = None
+    checkpoint_last_seq: int | None = None
+
+    @property
+    def awaiting_verification(self) -> int:
+        return max(0, self.delta_count - self.verified_count - self.failed_count)
+
+
+@dataclass(frozen=True)
+class CustomerStats:
+    """One tenant environment's customer totals, kept current at write time (the summary reads one item)."""
+
+    customers: int = 0
+    manual: int = 0
+    integration: int = 0
+    deltas: int = 0
+    verified: int = 0
+    failed: int = 0
+    balance: Decimal = Decimal(0)  # sum of every customer's running balance
+
+    @property
+    def awaiting_verification(self) -> int:
+        return max(0, self.deltas - self.verified - self.failed)
+
+
+def name_key(display_name: str, customer_id: str) -> str:
+    """The directory index's sort key: case-folded name, then id (a tab sorts before any printable
+    character, so "Acme" comes before "Acme Corp"); 400 characters keep the key well under the limit."""
+    folded = "".join(ch if ch.isprintable() else " " for ch in display_name.casefold())[:400]
+    return f"{folded}\t{customer_id}"

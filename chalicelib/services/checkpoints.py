@@ -26,15 +26,17 @@ class Scope:
     environment: Environment
     customer_id: str
     period: str
+    newest_checkpoint_period: str | None = None  # the customer's, when the scope was made
 
 
 def scope_of(uow: UnitOfWork, tenant_id: str, environment: Environment, customer_id: str, period: str | None, *,
              now: datetime) -> Scope:
     """A customer of this tenant environment (else 404) and a ``YYYY-MM`` period (default: this month)."""
     checked = check_period(period) or period_of(now)
-    if uow.customers.get(tenant_id, environment, customer_id) is None:
+    customer = uow.customers.get(tenant_id, environment, customer_id)
+    if customer is None:
         raise NotFoundError("Customer not found.")
-    return Scope(tenant_id, environment, customer_id, checked)
+    return Scope(tenant_id, environment, customer_id, checked, customer.checkpoint_period)
 
 
 def _coverage(uow: UnitOfWork, scope: Scope) -> Coverage:
@@ -99,6 +101,9 @@ def seal(uow: UnitOfWork, scope: Scope, *, now: datetime, signer: Any, strict: b
         )
         checkpoint = replace(checkpoint, signature=signer.sign(canonical(checkpoint.statement())))
         uow.checkpoints.add(checkpoint)
+        if scope.newest_checkpoint_period is None or scope.newest_checkpoint_period <= scope.period:
+            uow.customers.mark_checkpointed(scope.tenant_id, scope.environment, scope.customer_id, scope.period,
+                                            covered.through)
         try:
             uow.commit()
         except ConflictError:
@@ -142,7 +147,8 @@ def create_for_active(uow: UnitOfWork, tenant_id: str, environment: Environment,
         last = customer.last_delta_at
         if last is None or period_of(last) < period:
             continue
-        checkpoint, created = create(uow, Scope(tenant_id, environment, customer.customer_id, period), now=now,
+        checkpoint, created = create(uow, Scope(tenant_id, environment, customer.customer_id, period,
+                                                customer.checkpoint_period), now=now,
                                      signer=signer)
         (result.created if created else result.unchanged).append(checkpoint)
     return result

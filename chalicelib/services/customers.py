@@ -5,19 +5,35 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from chalicelib.domain.audit import AuditEntry
-from chalicelib.domain.clock import iso_ms
+from chalicelib.domain.clock import iso_ms, period_of
 from chalicelib.domain.credentials import random_id
-from chalicelib.domain.customers import Customer, CustomerSource, EventCadence, SharingState, check_customer_id
+from chalicelib.domain.customers import (
+    Customer,
+    CustomerSource,
+    CustomerStats,
+    EventCadence,
+    Policy,
+    SharingState,
+    check_customer_id,
+    name_key,
+)
 from chalicelib.domain.deltas import Delta, DeltaStatus
 from chalicelib.domain.errors import ConflictError, NotFoundError, ValidationError
 from chalicelib.domain.identity import ApiKeyPrincipal, DashboardPrincipal, Environment, Permission
 from chalicelib.services.ports import Page, UnitOfWork
 
 if TYPE_CHECKING:
+    from chalicelib.domain.directory import DirectoryFilter
+    from chalicelib.domain.usage import UsageCounter
     from chalicelib.domain.webhooks import Outbox
+
+
+DIRECTORY_SORTS = ("displayName", "customerId")
+FILTER_BUDGET = 1_000  # customers examined per filtered page (10 index queries of 100)
 
 
 def list_customers(
@@ -28,21 +44,44 @@ def list_customers(
     cursor: str | None = None,
     search: str | None = None,
     page: int = 1,
+    sort_by: str = "customerId",
+    descending: bool = False,
+    filters: DirectoryFilter | None = None,
+    now: datetime | None = None,
 ) -> Page[Customer]:
-    """Customers ordered by id; ``search`` is an id prefix (a key condition, so it stays cheap).
+    """Customers by id (the table) or by display name (the directory index), optionally filtered.
 
-    A ``cursor`` resumes in one query. A bare ``page`` number walks forward page
-    by page, so its cost grows with the page number: clients should follow cursors.
+    ``search`` is a prefix of what the page is sorted by — the id, or the display name in any case —
+    so it is a key condition either way. Filters are applied to index pages as they are read, at most
+    ``FILTER_BUDGET`` customers per request (a short page then carries a cursor). A ``cursor`` resumes
+    in one request; a bare ``page`` number walks forward page by page, so clients should follow cursors.
     """
-    if search is not None and len(search) > 128:
-        raise ValidationError("search must be at most 128 characters", field="search")
-    result = uow.customers.list(principal.tenant_id, principal.environment, limit, cursor, prefix=search)
+    if sort_by not in DIRECTORY_SORTS:
+        raise ValidationError(f"sortBy must be one of {', '.join(DIRECTORY_SORTS)}", field="sortBy")
+    if search is not None and not 1 <= len(search) <= 128:
+        raise ValidationError("search must be 1-128 characters", field="search")
+    by_name = sort_by == "displayName"
+    prefix = None if search is None else name_key(search, "")[:-1] if by_name else search
+    keep = partial(filters.keeps, now=now) if filters is not None and filters.active else None
+
+    def fetch(after: str | None) -> Page[Customer]:
+        return uow.customers.directory(principal.tenant_id, principal.environment, by_name=by_name,
+                                       descending=descending, limit=limit, cursor=after, prefix=prefix, keep=keep,
+                                       budget=FILTER_BUDGET)
+
+    result = fetch(cursor)
     while cursor is None and result.extra["page"] < page:
         if not result.next_cursor:
             return Page(items=[], next_cursor=None, extra={"page": page})
-        result = uow.customers.list(principal.tenant_id, principal.environment, limit, result.next_cursor,
-                                    prefix=search)
+        result = fetch(result.next_cursor)
     return result
+
+
+def summary(uow: UnitOfWork, principal: DashboardPrincipal, *, now: datetime) -> tuple[CustomerStats, UsageCounter]:
+    """The environment's totals (one item kept current at write time) and this period's usage counter:
+    two key lookups whatever the number of customers or deltas."""
+    return (uow.customers.stats(principal.tenant_id, principal.environment),
+            uow.usage.get(principal.tenant_id, period_of(now)))
 
 
 MAX_DISPLAY_NAME = 200
@@ -81,11 +120,13 @@ def create_customer(uow: UnitOfWork, principal: DashboardPrincipal, body: dict[s
                                  SharingState.INHERIT),
         event_cadence=_enum(body.get("eventCadence"), EventCadence, "eventCadence", None),
         unit_label=unit_label,
+        policy=_enum(body.get("policy"), Policy, "policy", Policy.TWO_TIER),
     )
     existing = uow.customers.get(principal.tenant_id, principal.environment, customer_id)
     if existing is not None:
         _duplicate(existing)
     uow.customers.add(customer)
+    uow.customers.count(principal.tenant_id, principal.environment, customers=1, manual=1)
     uow.audit.add(AuditEntry(tenant_id=principal.tenant_id, actor=principal.actor, action="customer.created",
                              target=f"customer:{customer_id}", environment=str(principal.environment), at=now,
                              details={"displayName": customer.display_name}))
@@ -122,6 +163,7 @@ def customer_event(customer: Customer) -> dict[str, Any]:
         "sharingStateHint": str(customer.sharing_state_hint),
         "eventCadence": str(customer.event_cadence) if customer.event_cadence else None,
         "unitLabel": customer.unit_label,
+        "policy": str(customer.policy),
         "environment": str(customer.environment),
         "createdAt": iso_ms(customer.created_at),
     }

@@ -1,11 +1,12 @@
 """Accepting deltas: the Balance API write path.
 
 Acceptance is atomic per transaction: the delta items, each customer's next
-gap-free sequence numbers (created on first sight), the period's usage counter
-and — under credits billing — the credit reservation and its ledger entry commit
-together or not at all. A batch is read in one snapshot and written in as few
-transactions as DynamoDB's 100-item limit allows; if a condition fails because
-someone else wrote first, the remainder is re-read and re-planned.
+gap-free sequence numbers (created on first sight) and cycle counters, the
+period's usage counter, the environment's customer totals and — under credits
+billing — the credit reservation and its ledger entry commit together or not at
+all. A batch is read in one snapshot and written in as few transactions as
+DynamoDB's 100-item limit allows; if a condition fails because someone else
+wrote first, the remainder is re-read and re-planned.
 """
 
 from __future__ import annotations
@@ -98,6 +99,7 @@ class _Attempt:
         self.credits_mode = tenant.billing_mode == BillingMode.CREDITS
         self.period = period_of(now)
         self.last_seq = {cid: state.last_seq for cid, state in snapshot.customers.items()}
+        self.cycle = {cid: state.cycle_period for cid, state in snapshot.customers.items()}
         self.account = snapshot.credits
 
     def commit_chunk(self, chunk: list[tuple[int, DeltaInput]]) -> list[tuple[int, Delta]]:
@@ -110,7 +112,11 @@ class _Attempt:
         stamp = int(now.timestamp() * 1000)
         made: list[tuple[int, Delta]] = []
         next_seq: dict[str, int] = {}
+        created = 0
         for customer_id, items in per_customer.items():
+            state = self.snap.customers.get(customer_id)
+            is_new = self.last_seq.get(customer_id) is None and not (state and state.exists)
+            created += int(is_new)
             start = self.last_seq.get(customer_id) or 0
             for offset, (index, item) in enumerate(items, start=1):
                 delta = Delta(
@@ -129,8 +135,11 @@ class _Attempt:
                 principal.tenant_id, principal.environment, customer_id,
                 expected_last_seq=self.last_seq.get(customer_id), count=len(items),
                 balance_change=sum((item.delta for _i, item in items), Decimal(0)), now=now,
+                is_new=is_new, period=self.period, same_cycle=self.cycle.get(customer_id) == self.period,
             )
             next_seq[customer_id] = start + len(items)
+        uow.customers.count(principal.tenant_id, principal.environment, customers=created, integration=created,
+                            deltas=len(chunk), balance=sum((item.delta for _i, item in chunk), Decimal(0)))
         cap = self.plan.monthly_allotment if (self.plan.hard_cap and not self.credits_mode) else None
         uow.usage.add(principal.tenant_id, self.period, principal.environment, len(chunk), cap=cap)
         account_after = self.account
@@ -141,6 +150,7 @@ class _Attempt:
                 f"Credits reserved for pending verifications — {len(chunk)} delta{plural}", now=now)
         uow.commit()
         self.last_seq.update(next_seq)
+        self.cycle.update(dict.fromkeys(next_seq, self.period))
         self.account = account_after
         return made
 
@@ -180,7 +190,7 @@ def submit_deltas(
         capacity = acceptance_capacity(run.tenant, run.plan, consumed=snap.usage_consumed, credits=snap.credits)
         allowed = fresh if capacity.limit is None else fresh[: capacity.limit]
         refused = fresh[len(allowed):]
-        fixed = 1 + (2 if run.credits_mode else 0)
+        fixed = 2 + (2 if run.credits_mode else 0)  # usage counter, customer totals (+ account, ledger entry)
         done: set[int] = set()
         try:
             for chunk in _chunks(allowed, fixed):

@@ -65,9 +65,20 @@ def check_ttl_days(value: object) -> timedelta:
     return timedelta(days=value)
 
 
-def create(uow: UnitOfWork, scope: checkpoint_service.Scope, *, sample_size: int, ttl: timedelta, now: datetime,
-           signer: Any, store: Any) -> SharedPackage:
-    """Sample against the period's checkpoint (made now if there is none or it is behind), store, share."""
+@dataclass(frozen=True)
+class PackageDocument:
+    """A signed package as the file `tally verify` reads (not stored, not shared)."""
+
+    package_id: str
+    checkpoint: Checkpoint
+    sample_size: int
+    body: bytes  # the JSON file
+    sha256: str  # of ``body``
+
+
+def build_document(uow: UnitOfWork, scope: checkpoint_service.Scope, *, sample_size: int, now: datetime,
+                   signer: Any) -> PackageDocument:
+    """Sample against the period's checkpoint (made now if there is none or it is behind) and sign."""
     checkpoint, _created, covered = checkpoint_service.seal(uow, scope, now=now, signer=signer)
     if checkpoint.key_id != signer.key_id:
         raise ConflictError("The checkpoint was signed with a retired key.", code="SIGNING_KEY_RETIRED")
@@ -98,10 +109,19 @@ def create(uow: UnitOfWork, scope: checkpoint_service.Scope, *, sample_size: int
     }
     document["signature"] = signer.sign(canonical(document))  # binds every field, labels and samples included
     body = json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
+    return PackageDocument(package_id, checkpoint, len(picked), body, hashlib.sha256(body).hexdigest())
+
+
+def create(uow: UnitOfWork, scope: checkpoint_service.Scope, *, sample_size: int, ttl: timedelta, now: datetime,
+           signer: Any, store: Any) -> SharedPackage:
+    """:func:`build_document`, stored and shared behind a new link."""
+    package = build_document(uow, scope, sample_size=sample_size, now=now, signer=signer)
     token = secrets.token_urlsafe(32)
     expires_at = now + ttl
-    store.put(_object_key(token), body, content_type="application/json", metadata={EXPIRES_META: iso_ms(expires_at)})
-    return SharedPackage(package_id, checkpoint, len(picked), token, expires_at, hashlib.sha256(body).hexdigest())
+    store.put(_object_key(token), package.body, content_type="application/json",
+              metadata={EXPIRES_META: iso_ms(expires_at)})
+    return SharedPackage(package.package_id, package.checkpoint, package.sample_size, token, expires_at,
+                         package.sha256)
 
 
 def open_shared(token: str, *, now: datetime, store: Any) -> tuple[dict[str, Any], str]:

@@ -21,7 +21,7 @@ if TYPE_CHECKING:  # annotations only: keeps `import app` (cold start) small
     from chalicelib.domain.batches import ChainHead, SealedBatch
     from chalicelib.domain.checkpoints import Checkpoint
     from chalicelib.domain.credits import CreditAccount, LedgerEntry
-    from chalicelib.domain.customers import Customer
+    from chalicelib.domain.customers import Customer, CustomerStats
     from chalicelib.domain.deltas import Delta
     from chalicelib.domain.identity import Environment
     from chalicelib.domain.tenants import Tenant, User
@@ -97,18 +97,28 @@ class AuditRepository(Protocol):
 
 class CustomerRepository(Protocol):
     def get(self, tenant_id: str, environment: Environment, customer_id: str) -> Customer | None: ...
+    def get_many(self, tenant_id: str, environment: Environment, customer_ids: list[str]) -> dict[str, Customer]: ...
     def list(self, tenant_id: str, environment: Environment, limit: int, cursor: str | None,
              prefix: str | None = None) -> Page[Customer]: ...
     def add(self, customer: Customer) -> None: ...
     def release_from_balance(self, tenant_id: str, environment: Environment, customer_id: str,
-                             amount: Decimal) -> None:
+                             amount: Decimal, *, period: str, in_cycle: bool) -> None:
         """Take a terminally failed delta's amount back out of the running balance (staged)."""
+    def directory(self, tenant_id: str, environment: Environment, *, by_name: bool, descending: bool,
+                  limit: int, cursor: str | None, prefix: str | None,
+                  keep: Callable[[Customer], bool] | None, budget: int) -> Page[Customer]: ...
+    def stats(self, tenant_id: str, environment: Environment) -> CustomerStats: ...
+    def count(self, tenant_id: str, environment: Environment, **changes: int | Decimal) -> None: ...
+    def count_verified(self, tenant_id: str, environment: Environment, customer_id: str, count: int) -> None: ...
+    def mark_checkpointed(self, tenant_id: str, environment: Environment, customer_id: str, period: str,
+                          through_seq: int | None) -> None: ...
 
 
 @dataclass(frozen=True)
 class CustomerState:
     exists: bool
     last_seq: int | None  # None: no delta accepted yet
+    cycle_period: str | None = None  # the period its cycle counters belong to
 
 
 @dataclass
@@ -148,7 +158,7 @@ class DeltaRepository(Protocol):
     def mark_failed(self, delta: Delta, *, error: str, now: datetime) -> None: ...
     def advance_customer(self, tenant_id: str, environment: Environment, customer_id: str, *,
                          expected_last_seq: int | None, count: int, balance_change: Decimal,
-                         now: datetime) -> None: ...
+                         now: datetime, is_new: bool, period: str, same_cycle: bool) -> None: ...
 
 
 class BatchRepository(Protocol):

@@ -12,7 +12,7 @@ ride in the same transaction as an outbox item, so they exist exactly when the c
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -32,7 +32,9 @@ from chalicelib.services.credits import stage_move
 from chalicelib.services.ports import OutboxRef, UnitOfWork
 from chalicelib.services.webhooks import stage_events
 
-MAX_BATCH = 90  # deltas per sealed batch: leaves room in the 100-item transaction
+MAX_BATCH = 90  # deltas per sealed batch
+MAX_SEAL_WRITES = 92  # deltas + one counter update per customer; the rest of the 100 items: head, batch,
+#                       settlement (account, entry), outbox item, environment totals
 MAX_ATTEMPTS = 10
 SWEEP_GRACE = timedelta(seconds=30)
 
@@ -106,6 +108,9 @@ def _seal_once(uow: UnitOfWork, signer: Any, tenant_id: str, environment: Enviro
                          batch_id=batch.batch_id, proof_root=batch.root)
         uow.deltas.mark_verified(sealed, now=now)
         events.append(_verified_event(sealed, batch, now))
+    for customer_id, count in Counter(d.customer_id for d in deltas).items():
+        uow.customers.count_verified(tenant_id, environment, customer_id, count)
+    uow.customers.count(tenant_id, environment, verified=len(deltas))
     consumed, remaining = _settle(uow, tenant_id, deltas, now, f"Verification batch settled — {len(deltas)} deltas")
     events.append((EventType.VERIFICATION_COMPLETED, {
         "batchId": batch.batch_id, "proofRoot": batch.root, "environment": str(environment),
@@ -122,9 +127,13 @@ def _seal_once(uow: UnitOfWork, signer: Any, tenant_id: str, environment: Enviro
 def _fail_once(uow: UnitOfWork, delta: Delta, error: str, now: datetime, outbox_refs: list[OutboxRef]) -> None:
     """Terminal failure: FAILED with the error, its usage unit released, its credits refunded, its amount
     taken out of the customer's running balance (a failed delta never counts)."""
+    period = delta.period or period_of(delta.created_at)
+    customer = uow.customers.get(delta.tenant_id, delta.environment, delta.customer_id)
     uow.deltas.mark_failed(delta, error=error, now=now)
-    uow.usage.add(delta.tenant_id, delta.period or period_of(delta.created_at), delta.environment, -1, cap=None)
-    uow.customers.release_from_balance(delta.tenant_id, delta.environment, delta.customer_id, delta.delta)
+    uow.usage.add(delta.tenant_id, period, delta.environment, -1, cap=None)
+    uow.customers.release_from_balance(delta.tenant_id, delta.environment, delta.customer_id, delta.delta,
+                                       period=period, in_cycle=customer is not None and customer.cycle_period == period)
+    uow.customers.count(delta.tenant_id, delta.environment, failed=1, balance=-delta.delta)
     if delta.credit_state == CreditState.RESERVED and delta.credits_reserved:
         stage_move(uow, uow.credits.account(delta.tenant_id), EntryType.REFUND, delta.credits_reserved,
                    f"Verification failed — {delta.record_id}", now=now)
@@ -152,6 +161,24 @@ def _retrying(uow: UnitOfWork, tenant_id: str, environment: Environment, record_
     raise ConflictError("Verification kept losing races; the sweep will retry.", code="CONCURRENT_WRITE")
 
 
+def _seal_groups(record_ids: list[str], owner: dict[str, str]) -> list[list[str]]:
+    """Consecutive groups of at most ``MAX_BATCH`` deltas whose deltas plus distinct customers fit
+    ``MAX_SEAL_WRITES`` (each customer's verified counter is one more write in the seal)."""
+    groups: list[list[str]] = []
+    current: list[str] = []
+    customers: set[str] = set()
+    for record_id in record_ids:
+        grown = customers | {owner[record_id]}
+        if current and (len(current) == MAX_BATCH or len(current) + 1 + len(grown) > MAX_SEAL_WRITES):
+            groups.append(current)
+            current, customers, grown = [], set(), {owner[record_id]}
+        current.append(record_id)
+        customers = grown
+    if current:
+        groups.append(current)
+    return groups
+
+
 def _verify_group(uow: UnitOfWork, signer: Any, tenant_id: str, environment: Environment, record_ids: list[str],
                   now: datetime, report: VerifyReport) -> None:
     loaded = uow.deltas.get_many(tenant_id, environment, record_ids)
@@ -175,9 +202,9 @@ def _verify_group(uow: UnitOfWork, signer: Any, tenant_id: str, environment: Env
         fingerprinted = [replace(d, content_hash=hashes[d.record_id]) for d in live]
         return _seal_once(uow, signer, tenant_id, environment, fingerprinted, now, report.outbox), fingerprinted
 
-    good = list(hashes)
-    for start in range(0, len(good), MAX_BATCH):
-        outcome = _retrying(uow, tenant_id, environment, good[start : start + MAX_BATCH], seal)
+    owner = {d.record_id: d.customer_id for d in loaded}
+    for group in _seal_groups(list(hashes), owner):
+        outcome = _retrying(uow, tenant_id, environment, group, seal)
         if outcome is not None:
             batch, sealed = outcome
             report.batches.append(batch)

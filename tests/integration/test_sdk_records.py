@@ -200,6 +200,23 @@ def test_a_verification_package_link_needs_no_login_and_passes_tally_verify(stac
     assert done.returncode == 0 and done.stdout.rstrip().endswith("VERIFIED"), done.stdout + done.stderr
 
 
+def test_a_close_package_export_is_a_zip_over_real_http(stack, three):
+    import io
+    import urllib.request
+    import zipfile
+
+    jwt = tally(stack, "dev", "token").strip()
+    request = urllib.request.Request(
+        f"{stack['base']}/dashboard/customers/bulk/close-package-export", method="POST",
+        data=json.dumps({"customerIds": [three["customer"]], "period": three["month"]}).encode(),
+        headers={"Authorization": f"Bearer {jwt}", "Content-Type": "application/json", "Accept": "application/zip"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        assert response.status == 200 and response.headers["Content-Type"] == "application/zip"
+        archive = zipfile.ZipFile(io.BytesIO(response.read()))
+    manifest = json.loads(archive.read("manifest.json"))
+    assert manifest["customerIds"] == [three["customer"]] and len(manifest["files"]) == 5
+
+
 def test_receipt_and_invoice_proof_through_the_sdk(client, three):
     receipt = client.balance.receipt(three["customer"])
     assert receipt["finalBalance"] == 9.5 and receipt["deltaCount"] == 3 and receipt["signature"]

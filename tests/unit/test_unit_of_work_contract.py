@@ -262,6 +262,8 @@ def test_stored_objects_read_back_equal(uow):
     assert uow.platform_tokens.get("ptk_abcdefgh") == stored[1]
     assert uow.audit.list("2", 1, None).items == [stored[2]]
     assert uow.customers.get("2", P, "cus-1") == stored[3]
+    assert uow.customers.get_many("2", P, ["cus-0", "cus-1"]) == {"cus-1": stored[3]}
+    assert uow.customers.get_many("2", S, ["cus-1"]) == {}
     assert uow.users.get("2", "usr_a") == stored[4]
     original = tenant("2", stripe_customer_id="cus_1", has_unpaid_invoices_at=NOW, lang="fr")
     commit(uow, lambda: uow.tenants.add(original))
@@ -364,3 +366,19 @@ def test_a_page_that_exactly_fills_the_limit_has_no_cursor(uow):
     assert uow.audit.list("2", 4, None).next_cursor is None
     assert uow.customers.list("2", P, 4, None).next_cursor is None
     assert uow.tenants.directory(4, None).next_cursor is None
+
+
+def test_customer_totals_add_up_at_commit_and_not_on_rollback(uow):
+    from decimal import Decimal
+
+    from chalicelib.domain.customers import CustomerStats
+
+    assert uow.customers.stats("2", P) == CustomerStats()
+    commit(uow, lambda: uow.customers.count("2", P, customers=1, integration=1, deltas=3, balance=Decimal("2.5")))
+    commit(uow, lambda: uow.customers.count("2", P, deltas=2, verified=4, failed=1, balance=Decimal("-1")))
+    uow.customers.count("2", P, deltas=100)
+    uow.rollback()
+    assert uow.customers.stats("2", P) == CustomerStats(customers=1, integration=1, deltas=5, verified=4, failed=1,
+                                                        balance=Decimal("1.5"))
+    assert uow.customers.stats("2", S) == CustomerStats()
+    assert [c.customer_id for c in uow.customers.list("2", P, 10, None).items] == []  # not a customer row

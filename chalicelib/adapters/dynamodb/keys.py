@@ -40,6 +40,9 @@ def customer_sk(customer_id: str) -> str:
     return f"C#{customer_id}"
 
 
+STATS_SK = "STATS"  # beside the customers (whose sort keys all start with C#)
+
+
 def audit_sk(at_iso: str, entry_id: str) -> str:
     return f"{at_iso}#{entry_id}"
 

@@ -206,8 +206,22 @@ class AuditRecord(_Keyed):
 # --- customers, ledger and usage tables (the Balance API builds on these) ---
 
 
+class CustomerDirectoryIndex(GlobalSecondaryIndex):
+    """A tenant environment's customers by case-folded display name (the directory's default order)."""
+
+    class Meta:
+        index_name = "directory-index"
+        projection = AllProjection()
+
+    pk = UnicodeAttribute(hash_key=True)
+    name_key = UnicodeAttribute(range_key=True)
+
+
 class CustomerRecord(_Keyed):
     Meta = _meta("customers")
+    directory_index = CustomerDirectoryIndex()
+    name_key = UnicodeAttribute(null=True)
+    policy = UnicodeAttribute(null=True)
     tenant_id = UnicodeAttribute()
     environment = UnicodeAttribute()
     customer_id = UnicodeAttribute()
@@ -223,6 +237,28 @@ class CustomerRecord(_Keyed):
     delta_count = NumberAttribute(null=True)
     balance = DecimalAttribute(null=True)
     last_delta_at = UTCDateTimeAttribute(null=True)
+    cycle_period = UnicodeAttribute(null=True)
+    cycle_count = NumberAttribute(null=True)
+    cycle_net = DecimalAttribute(null=True)
+    # Kept current by the verifier and by checkpoints.
+    verified_count = NumberAttribute(null=True)
+    failed_count = NumberAttribute(null=True)
+    checkpoint_period = UnicodeAttribute(null=True)
+    checkpoint_last_seq = NumberAttribute(null=True)
+
+
+class CustomerStatsRecord(_Keyed):
+    """``sk = STATS`` beside the customers of one tenant environment: totals for the summary, moved by
+    ADDs in the same transactions that create customers, accept, verify and fail deltas."""
+
+    Meta = _meta("customers")
+    customers = NumberAttribute(null=True)
+    manual = NumberAttribute(null=True)
+    integration = NumberAttribute(null=True)
+    deltas = NumberAttribute(null=True)
+    verified = NumberAttribute(null=True)
+    failed = NumberAttribute(null=True)
+    balance = DecimalAttribute(null=True)
 
 
 class CreditAccountRecord(_Keyed):

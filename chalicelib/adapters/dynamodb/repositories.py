@@ -6,6 +6,7 @@ on the owning unit of work and committed together.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -23,7 +24,9 @@ from chalicelib.adapters.dynamodb.models import (
     CheckpointRecord,
     CounterRecord,
     CreditAccountRecord,
+    CustomerDirectoryIndex,
     CustomerRecord,
+    CustomerStatsRecord,
     DeltaRecord,
     IdempotencyRecord,
     LedgerEntryRecord,
@@ -43,7 +46,15 @@ from chalicelib.domain.batches import ChainHead, SealedBatch
 from chalicelib.domain.checkpoints import Checkpoint
 from chalicelib.domain.clock import iso_us, parse_iso
 from chalicelib.domain.credits import CreditAccount, EntryType, LedgerEntry
-from chalicelib.domain.customers import Customer, CustomerSource, EventCadence, SharingState
+from chalicelib.domain.customers import (
+    Customer,
+    CustomerSource,
+    CustomerStats,
+    EventCadence,
+    Policy,
+    SharingState,
+    name_key,
+)
 from chalicelib.domain.deltas import CreditState, Delta, DeltaStatus
 from chalicelib.domain.identity import Environment, Role
 from chalicelib.domain.tenants import BillingMode, Tenant, TenantStatus, User, UserStatus
@@ -74,14 +85,15 @@ TABLE_KEYS = ("pk", "sk")
 
 
 def _query_page(run: Any, to_domain: Any, *, limit: int, cursor: str | None, partition: tuple[str, str],
-                key_names: tuple[str, ...] = TABLE_KEYS, sort_prefix: str | None = None) -> Page:
+                key_names: tuple[str, ...] = TABLE_KEYS, sort_prefix: str | None = None,
+                sort_key: str = "sk") -> Page:
     """One page of a key query, plus a cursor only when another item really follows.
 
     DynamoDB returns a LastEvaluatedKey whenever a query stops at its Limit, even
     when nothing follows; asking for one extra item tells the two cases apart.
     """
     start, page = decode_cursor(cursor, partition=partition, key_names=key_names,
-                                sort_prefix=("sk", sort_prefix) if sort_prefix else None)
+                                sort_prefix=(sort_key, sort_prefix) if sort_prefix else None)
     records = list(run(limit=limit + 1, page_size=limit + 1, last_evaluated_key=start))
     next_cursor = None
     if len(records) > limit:
@@ -474,17 +486,47 @@ def _customer_from(record: CustomerRecord) -> Customer:
         sharing_state_hint=SharingState(record.sharing_state_hint or SharingState.INHERIT),
         event_cadence=EventCadence(record.event_cadence) if record.event_cadence else None,
         unit_label=record.unit_label,
+        policy=Policy(record.policy or Policy.TWO_TIER),
         last_seq=int(record.last_seq) if record.last_seq is not None else None,
         delta_count=int(record.delta_count or 0),
         balance=record.balance if record.balance is not None else Decimal(0),
         last_delta_at=record.last_delta_at,
+        verified_count=int(record.verified_count or 0),
+        failed_count=int(record.failed_count or 0),
+        cycle_period=record.cycle_period,
+        cycle_count=int(record.cycle_count or 0),
+        cycle_net=record.cycle_net if record.cycle_net is not None else Decimal(0),
+        checkpoint_period=record.checkpoint_period,
+        checkpoint_last_seq=int(record.checkpoint_last_seq) if record.checkpoint_last_seq is not None else None,
     )
+
+
+def _stats_from(record: CustomerStatsRecord | None) -> CustomerStats:
+    if record is None:
+        return CustomerStats()
+    return CustomerStats(
+        customers=int(record.customers or 0), manual=int(record.manual or 0),
+        integration=int(record.integration or 0), deltas=int(record.deltas or 0),
+        verified=int(record.verified or 0), failed=int(record.failed or 0),
+        balance=record.balance if record.balance is not None else Decimal(0),
+    )
+
+
+DIRECTORY_PAGE = 100  # index items read per query while filling a filtered directory page
 
 
 class DynamoCustomerRepository(_Repository):
     def get(self, tenant_id: str, environment: Environment, customer_id: str) -> Customer | None:
         record = _get(CustomerRecord, keys.env_pk(tenant_id, environment), keys.customer_sk(customer_id))
         return _customer_from(record) if record else None
+
+    def get_many(self, tenant_id: str, environment: Environment, customer_ids: list[str]) -> dict[str, Customer]:
+        """The customers that exist among ``customer_ids``, by id: BatchGetItem, 100 keys a call."""
+        pk = keys.env_pk(tenant_id, str(environment))
+        found = batch_get([(CustomerRecord, pk, keys.customer_sk(c)) for c in customer_ids])
+        table = CustomerRecord.Meta.table_name
+        return {c: _customer_from(CustomerRecord.from_raw_data(found[(table, pk, keys.customer_sk(c))]))
+                for c in customer_ids if (table, pk, keys.customer_sk(c)) in found}
 
     def list(self, tenant_id: str, environment: Environment, limit: int, cursor: str | None,
              prefix: str | None = None) -> Page[Customer]:
@@ -497,10 +539,83 @@ class DynamoCustomerRepository(_Repository):
             _customer_from, limit=limit, cursor=cursor, partition=("pk", pk), sort_prefix=sort_prefix,
         )
 
+    def directory(self, tenant_id: str, environment: Environment, *, by_name: bool, descending: bool,
+                  limit: int, cursor: str | None, prefix: str | None,
+                  keep: Callable[[Customer], bool] | None, budget: int) -> Page[Customer]:
+        """Customers by display name (the directory index) or by id (the table), kept by ``keep``.
+
+        Unfiltered: one query. Filtered: index pages of 100 are read and filtered until
+        the page is full or ``budget`` customers were examined; the cursor then resumes
+        after the last customer examined (so a page may come back short, even empty,
+        with a cursor).
+        """
+        pk = keys.env_pk(tenant_id, str(environment))
+        if by_name:
+            key_names: tuple[str, ...] = ("pk", "sk", "name_key")
+            sort_key, sort_prefix = "name_key", prefix or ""
+
+            def run(**kw: Any) -> Any:
+                condition = CustomerDirectoryIndex.name_key.startswith(sort_prefix) if sort_prefix else None
+                return CustomerRecord.directory_index.query(pk, condition, scan_index_forward=not descending, **kw)
+        else:
+            key_names, sort_key, sort_prefix = TABLE_KEYS, "sk", keys.customer_sk(prefix or "")
+
+            def run(**kw: Any) -> Any:
+                return CustomerRecord.query(pk, CustomerRecord.sk.startswith(sort_prefix), consistent_read=True,
+                                            scan_index_forward=not descending, **kw)
+        if keep is None:
+            return _query_page(run, _customer_from, limit=limit, cursor=cursor, partition=("pk", pk),
+                               key_names=key_names, sort_prefix=sort_prefix or None, sort_key=sort_key)
+        start, page = decode_cursor(cursor, partition=("pk", pk), key_names=key_names,
+                                    sort_prefix=(sort_key, sort_prefix) if sort_prefix else None)
+        kept: list[Customer] = []
+        examined = 0
+        while True:
+            results = run(limit=DIRECTORY_PAGE, page_size=DIRECTORY_PAGE, last_evaluated_key=start)
+            records = list(results)
+            for record in records:
+                examined += 1
+                customer = _customer_from(record)
+                if keep(customer):
+                    kept.append(customer)
+                if len(kept) == limit or examined >= budget:
+                    last = {name: {"S": getattr(record, name)} for name in key_names}
+                    return Page(items=kept, next_cursor=encode_cursor(last, page), extra={"page": page})
+            start = results.last_evaluated_key
+            if not start or len(records) < DIRECTORY_PAGE:
+                return Page(items=kept, next_cursor=None, extra={"page": page})
+
+    def stats(self, tenant_id: str, environment: Environment) -> CustomerStats:
+        return _stats_from(_get(CustomerStatsRecord, keys.env_pk(tenant_id, str(environment)), keys.STATS_SK))
+
+    def count(self, tenant_id: str, environment: Environment, **changes: int | Decimal) -> None:
+        """Stage ADDs to the environment's totals (``customers``, ``manual``, ``integration``, ``deltas``,
+        ``verified``, ``failed``, ``balance``); zeros are left out."""
+        actions = [getattr(CustomerStatsRecord, name).add(value) for name, value in changes.items() if value]
+        if actions:
+            self._stage("update", CustomerStatsRecord(keys.env_pk(tenant_id, str(environment)), keys.STATS_SK),
+                        actions=actions)
+
+    def count_verified(self, tenant_id: str, environment: Environment, customer_id: str, count: int) -> None:
+        record = CustomerRecord(keys.env_pk(tenant_id, str(environment)), keys.customer_sk(customer_id))
+        self._stage("update", record, condition=CustomerRecord.pk.exists(),
+                    actions=[CustomerRecord.verified_count.add(count)])
+
+    def mark_checkpointed(self, tenant_id: str, environment: Environment, customer_id: str, period: str,
+                          through_seq: int | None) -> None:
+        """The newest checkpoint's period and the last sequence number settled under it (directory)."""
+        record = CustomerRecord(keys.env_pk(tenant_id, str(environment)), keys.customer_sk(customer_id))
+        self._stage("update", record, condition=CustomerRecord.pk.exists(), actions=[
+            CustomerRecord.checkpoint_period.set(period),
+            CustomerRecord.checkpoint_last_seq.set(through_seq or 0),
+        ])
+
     def add(self, customer: Customer) -> None:
         record = CustomerRecord(
             keys.env_pk(customer.tenant_id, customer.environment),
             keys.customer_sk(customer.customer_id),
+            name_key=name_key(customer.display_name, customer.customer_id),
+            policy=str(customer.policy),
             tenant_id=customer.tenant_id,
             environment=str(customer.environment),
             customer_id=customer.customer_id,
@@ -515,10 +630,18 @@ class DynamoCustomerRepository(_Repository):
         self._stage("save", record, condition=CustomerRecord.pk.does_not_exist())
 
     def release_from_balance(self, tenant_id: str, environment: Environment, customer_id: str,
-                             amount: Decimal) -> None:
+                             amount: Decimal, *, period: str, in_cycle: bool) -> None:
+        """A terminal failure: out of the running balance, counted as failed, and out of the current cycle's
+        counters when it belongs to it (``in_cycle``, conditioned so a concurrent roll-over is a conflict)."""
         record = CustomerRecord(keys.env_pk(tenant_id, str(environment)), keys.customer_sk(customer_id))
-        self._stage("update", record, condition=CustomerRecord.pk.exists(),
-                    actions=[CustomerRecord.balance.add(-amount)])
+        actions = [CustomerRecord.balance.add(-amount), CustomerRecord.failed_count.add(1)]
+        if in_cycle:
+            actions += [CustomerRecord.cycle_count.add(-1), CustomerRecord.cycle_net.add(-amount)]
+            condition = CustomerRecord.cycle_period == period
+        else:
+            condition = CustomerRecord.pk.exists() & (CustomerRecord.cycle_period.does_not_exist()
+                                                      | (CustomerRecord.cycle_period != period))
+        self._stage("update", record, condition=condition, actions=actions)
 
 
 # --- batch reads ----------------------------------------------------------------------------
@@ -611,6 +734,7 @@ class DynamoDeltaRepository(_Repository):
             customers[customer_id] = CustomerState(
                 exists=record is not None,
                 last_seq=int(record.last_seq) if record and record.last_seq is not None else None,
+                cycle_period=record.cycle_period if record else None,
             )
         guards = {}
         for customer_id, reference_id in references:
@@ -734,8 +858,11 @@ class DynamoDeltaRepository(_Repository):
         self._stage("save", record, condition=ReferenceGuardRecord.pk.does_not_exist())
 
     def advance_customer(self, tenant_id: str, environment: Environment, customer_id: str, *,
-                         expected_last_seq: int | None, count: int, balance_change: Decimal, now: datetime) -> None:
-        """Claim sequence numbers ``expected+1 .. expected+count``; creates the customer on first sight."""
+                         expected_last_seq: int | None, count: int, balance_change: Decimal, now: datetime,
+                         is_new: bool, period: str, same_cycle: bool) -> None:
+        """Claim sequence numbers ``expected+1 .. expected+count``; creates the customer on first sight
+        (``is_new``: exactly then, so the totals count it once). ``same_cycle``: the customer's cycle
+        counters are already ``period``'s (else they restart at this chunk)."""
         env = str(environment)
         record = CustomerRecord(keys.env_pk(tenant_id, env), keys.customer_sk(customer_id))
         actions = [
@@ -747,12 +874,20 @@ class DynamoDeltaRepository(_Repository):
             CustomerRecord.created_at.set(CustomerRecord.created_at | now),
             CustomerRecord.updated_at.set(now),
             CustomerRecord.last_delta_at.set(now),
+            CustomerRecord.name_key.set(CustomerRecord.name_key | name_key(customer_id, customer_id)),
             CustomerRecord.last_seq.set((expected_last_seq or 0) + count),
             CustomerRecord.delta_count.add(count),
             CustomerRecord.balance.add(balance_change),
         ]
-        if expected_last_seq is None:
-            condition = CustomerRecord.last_seq.does_not_exist()
+        if same_cycle:
+            actions += [CustomerRecord.cycle_count.add(count), CustomerRecord.cycle_net.add(balance_change)]
+        else:
+            actions += [CustomerRecord.cycle_period.set(period), CustomerRecord.cycle_count.set(count),
+                        CustomerRecord.cycle_net.set(balance_change)]
+        if is_new:
+            condition = CustomerRecord.pk.does_not_exist()
+        elif expected_last_seq is None:
+            condition = CustomerRecord.pk.exists() & CustomerRecord.last_seq.does_not_exist()
         else:
             condition = CustomerRecord.last_seq == expected_last_seq
         self._stage("update", record, condition=condition, actions=actions)

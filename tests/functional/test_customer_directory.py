@@ -1,0 +1,272 @@
+"""Seed 001 directory (`include=directory`: display-name index, filters, sorting, derived fields) and the
+customer summary (totals kept current by every write path, never counted from rows)."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.helpers import DELTA, submit, verify
+
+LIST = "/dashboard/customers"
+DIRECTORY = "/dashboard/customers?include=directory"
+SUMMARY = "/dashboard/customers/summary"
+
+
+@pytest.fixture
+def key(world, tenant):
+    return {"X-Api-Key": world.api_key(tenant, "production")[1]}
+
+
+def create(api, admin, customer_id: str, name: str, **fields) -> None:
+    reply = api.post(LIST, headers=admin, json_body={"customerId": customer_id, "displayName": name, **fields})
+    assert reply.status == 201, reply
+
+
+def ids(reply) -> list[str]:
+    assert reply.status == 200, reply
+    return [c["customerId"] for c in reply.data["items"]]
+
+
+def failing(api, key, customer: str, amount: float = 4) -> str:
+    """A delta whose metadata RFC 8785 cannot canonicalise: the verifier fails it terminally."""
+    reply = api.post(DELTA, headers=key, json_body={"customerId": customer, "delta": amount, "reason": "r",
+                                                    "metadata": {"huge": 2 ** 60}})
+    assert reply.status == 202, reply
+    return reply.data["recordId"]
+
+
+# --- summary ---------------------------------------------------------------------------------------------
+
+
+def test_the_summary_counts_customers_deltas_balances_and_verification(api, world, tenant, admin, key, clock):
+    empty = api.get(SUMMARY, headers=admin)
+    assert empty.status == 200 and empty.data["customers"] == {"total": 0, "manual": 0, "integration": 0}
+    assert empty.data["verification"] == {"verifiedRate": None, "failedRate": None}
+
+    create(api, admin, "cust_m", "Manual Co")
+    good = [submit(api, key, "cust_a", 10), submit(api, key, "cust_a", -2.5), submit(api, key, "cust_b", 3),
+            submit(api, key, "cust_m", 1)]
+    bad = failing(api, key, "cust_b")
+    report = verify(tenant, [*good[:3], bad], clock)
+    assert len(report.failed) == 1
+
+    data = api.get(SUMMARY, headers=world.auth(tenant, "viewer")).data
+    assert data["customers"] == {"total": 3, "manual": 1, "integration": 2}
+    assert data["deltas"] == {"total": 5, "verified": 3, "awaitingVerification": 1, "failed": 1}
+    assert data["balances"] == {"total": 11.5}  # 10 - 2.5 + 3 + 1; the failed 4 is out
+    assert data["verification"] == {"verifiedRate": 0.75, "failedRate": 0.25}
+    assert data["currentPeriod"] == {"period": "2026-04", "acceptedDeltas": 4}  # the failure is released
+    # the totals agree with the rows they summarise
+    items = api.get(LIST, headers=admin).data["items"]
+    assert sum(c["balance"] for c in items) == data["balances"]["total"]
+    assert sum(c["deltaCount"] for c in items) == data["deltas"]["total"]
+
+
+def test_the_summary_is_per_environment_and_per_tenant(api, world, tenant, admin, key):
+    submit(api, key, "cust_a")
+    sandbox = api.get(SUMMARY, headers={**admin, "X-Environment": "sandbox"}).data
+    assert sandbox["environment"] == "sandbox" and sandbox["deltas"]["total"] == 0
+    other = api.get(SUMMARY, headers=world.auth(world.tenant("Globex"), "admin")).data
+    assert other["customers"]["total"] == 0
+    assert api.get(SUMMARY).status == 401
+
+
+def test_a_customer_is_counted_once_however_it_arrives(api, admin, key):
+    create(api, admin, "cust_m", "Manual Co")
+    for customer in ("cust_m", "cust_m", "cust_new", "cust_new"):
+        submit(api, key, customer)
+    api.post("/api/v1/balance/delta/batch", headers=key, json_body={"deltas": [
+        {"customerId": "cust_new", "delta": 1, "reason": "r"}, {"customerId": "cust_x", "delta": 1, "reason": "r"},
+        {"customerId": "cust_x", "delta": 1, "reason": "r"}]})
+    assert api.post(LIST, headers=admin, json_body={"customerId": "cust_m", "displayName": "Again"}).status == 409
+    data = api.get(SUMMARY, headers=admin).data
+    assert data["customers"] == {"total": 3, "manual": 1, "integration": 2}
+    assert data["deltas"]["total"] == 7
+
+
+# --- directory ---------------------------------------------------------------------------------------------
+
+
+def test_the_directory_sorts_by_display_name_from_the_index(api, admin, key):
+    create(api, admin, "c1", "beta Labs")
+    create(api, admin, "c2", "Alpha")
+    create(api, admin, "c3", "alpha corp")
+    submit(api, key, "b_integration")  # integration customers are named by their id
+    assert ids(api.get(DIRECTORY, headers=admin)) == ["c2", "c3", "b_integration", "c1"]
+    assert ids(api.get(f"{DIRECTORY}&sortOrder=desc", headers=admin)) == ["c1", "b_integration", "c3", "c2"]
+    assert ids(api.get(f"{DIRECTORY}&search=ALPHA", headers=admin)) == ["c2", "c3"]
+    assert ids(api.get(f"{DIRECTORY}&sortBy=customerId", headers=admin)) == ["b_integration", "c1", "c2", "c3"]
+    assert ids(api.get(f"{LIST}?sortBy=displayName&sortOrder=desc", headers=admin)) == [
+        "c1", "b_integration", "c3", "c2"]
+    first = api.get(f"{DIRECTORY}&limit=3", headers=admin).data
+    assert [c["customerId"] for c in first["items"]] == ["c2", "c3", "b_integration"] and first["nextCursor"]
+    rest = api.get(f"{DIRECTORY}&limit=3&cursor={first['nextCursor']}", headers=admin).data
+    assert [c["customerId"] for c in rest["items"]] == ["c1"] and rest["nextCursor"] is None
+    assert ids(api.get(f"{DIRECTORY}&limit=3&page=2", headers=admin)) == ["c1"]
+
+
+def test_directory_records_carry_the_derived_fields(api, admin, key, tenant, clock):
+    create(api, admin, "cust_a", "Acme", eventCadence="DAILY", sharingStateHint="SHARED", policy="GATED",
+           unitLabel="records")
+    verified = [submit(api, key, "cust_a", 5), submit(api, key, "cust_a", -1)]
+    submit(api, key, "cust_a", 2)
+    verify(tenant, verified, clock)
+    entry = api.get(DIRECTORY, headers=admin).data["items"][0]
+    assert entry["displayName"] == "Acme" and entry["source"] == "manual" and entry["unitLabel"] == "records"
+    assert (entry["sharingState"], entry["policy"], entry["eventCadence"]) == ("SHARED", "GATED", "DAILY")
+    assert entry["cycleSummary"] == {"period": "2026-04", "deltaCount": 3, "netChange": 6, "checkpointed": False,
+                                     "latestCheckpointPeriod": None}
+    assert entry["counts"] == {"deltas": 3, "verified": 2, "awaitingVerification": 1, "failed": 0}
+    assert entry["verificationState"] == "PENDING"
+    assert entry["nextCloseDate"] == "2026-05-01T00:00:00.000Z"
+    assert entry["freshness"] == {"lastDeltaAt": "2026-04-15T12:00:00.000Z", "ageSeconds": 0,
+                                  "expectedWithinSeconds": 86400, "health": "HEALTHY"}
+    assert entry["balance"] == 6 and entry["lastSequenceNumber"] == 3
+
+
+def test_a_failure_leaves_the_cycle_and_marks_the_customer_for_attention(api, admin, key, tenant, clock):
+    good = submit(api, key, "cust_a", 5)
+    verify(tenant, [good, failing(api, key, "cust_a", 7)], clock)
+    entry = api.get(DIRECTORY, headers=admin).data["items"][0]
+    assert entry["cycleSummary"]["deltaCount"] == 1 and entry["cycleSummary"]["netChange"] == 5
+    assert entry["counts"] == {"deltas": 2, "verified": 1, "awaitingVerification": 0, "failed": 1}
+    assert entry["verificationState"] == "ATTENTION" and entry["balance"] == 5
+
+
+def test_health_follows_freshness_against_cadence(api, admin, key, clock):
+    create(api, admin, "hourly", "Hourly", eventCadence="HOURLY")
+    create(api, admin, "daily", "Daily", eventCadence="DAILY")
+    create(api, admin, "quiet", "Quiet", eventCadence="DAILY")
+    submit(api, key, "hourly")
+    submit(api, key, "daily")
+    submit(api, key, "loose")  # no cadence: unmonitored
+    clock.advance(hours=1, minutes=30)
+
+    def health(value: str) -> list[str]:
+        return ids(api.get(f"{DIRECTORY}&health={value}&sortBy=customerId", headers=admin))
+
+    assert (health("HEALTHY"), health("LATE"), health("STALE")) == (["daily"], ["hourly"], [])
+    assert (health("NO_ACTIVITY"), health("UNMONITORED")) == (["quiet"], ["loose"])
+    clock.advance(hours=1)
+    assert health("STALE") == ["hourly"]
+
+
+def test_filters_on_stored_enums(api, admin, key):
+    create(api, admin, "s1", "Shared one", sharingStateHint="SHARED", policy="OPEN", eventCadence="WEEKLY")
+    create(api, admin, "p1", "Private one", sharingStateHint="PRIVATE", eventCadence="WEEKLY")
+    submit(api, key, "i1")  # integration defaults: INHERIT, TWO_TIER, no cadence
+    assert ids(api.get(f"{DIRECTORY}&sharingState=SHARED", headers=admin)) == ["s1"]
+    assert ids(api.get(f"{DIRECTORY}&sharingState=INHERIT", headers=admin)) == ["i1"]
+    assert ids(api.get(f"{DIRECTORY}&policy=TWO_TIER", headers=admin)) == ["i1", "p1"]
+    assert ids(api.get(f"{DIRECTORY}&eventCadence=WEEKLY&policy=OPEN", headers=admin)) == ["s1"]
+    assert ids(api.get(f"{DIRECTORY}&eventCadence=WEEKLY&search=p", headers=admin)) == ["p1"]
+
+
+def test_cycle_close_window_finds_customers_with_unclosed_activity(api, admin, key, tenant, clock):
+    create(api, admin, "idle", "Idle")
+    records = [submit(api, key, "open_a"), submit(api, key, "closed_b")]
+    verify(tenant, records, clock)
+    created = api.post("/dashboard/customers/closed_b/checkpoint", headers=admin, json_body={"period": "2026-04"})
+    assert created.status == 201
+
+    def window(value: str) -> list[str]:
+        return ids(api.get(f"{DIRECTORY}&cycleCloseWindow={value}&sortBy=customerId", headers=admin))
+
+    assert window("30d") == ["open_a"]  # April 15 → closes May 1, 15.5 days away
+    assert window("14d") == [] and window("IDLE") == ["idle"]
+    clock.advance(days=10)
+    assert window("7d") == ["open_a"]
+    submit(api, key, "closed_b")  # new activity after its checkpoint reopens the cycle
+    assert window("7d") == ["closed_b", "open_a"]
+    entry = next(c for c in api.get(DIRECTORY, headers=admin).data["items"] if c["customerId"] == "closed_b")
+    assert entry["cycleSummary"]["latestCheckpointPeriod"] == "2026-04" and not entry["cycleSummary"]["checkpointed"]
+    clock.advance(days=10)  # May: every April cycle is behind; nobody has activity this month
+    assert window("30d") == [] and window("IDLE") == ["closed_b", "idle", "open_a"]
+
+
+def test_a_filtered_page_stops_at_its_budget_and_resumes_by_cursor(api, admin, key, monkeypatch):
+    from chalicelib.adapters.dynamodb import repositories
+    from chalicelib.services import customers
+
+    monkeypatch.setattr(customers, "FILTER_BUDGET", 4)
+    monkeypatch.setattr(repositories, "DIRECTORY_PAGE", 3)
+    for n in range(10):
+        create(api, admin, f"c{n}", f"Name {n}", policy="OPEN" if n in (1, 7, 8) else "GATED")
+    seen: list[str] = []
+    pages = 0
+    url = f"{DIRECTORY}&policy=OPEN&limit=2"
+    cursor = None
+    while True:
+        reply = api.get(url + (f"&cursor={cursor}" if cursor else ""), headers=admin)
+        seen += ids(reply)
+        pages += 1
+        cursor = reply.data["nextCursor"]
+        if not cursor:
+            break
+    assert seen == ["c1", "c7", "c8"] and pages >= 3  # examined 4 per request at most
+
+
+@pytest.mark.parametrize("query", ["include=everything", "include=directory&health=FINE",
+                                   "include=directory&policy=two_tier", "include=directory&sortBy=balance",
+                                   "include=directory&sortOrder=up", "include=directory&cycleCloseWindow=3d",
+                                   "include=directory&sharingState=PUBLIC", "include=directory&eventCadence=YEARLY",
+                                   "include=directory&cursor=bm9wZQ"])
+def test_bad_directory_queries_are_400(api, admin, query):
+    reply = api.get(f"{LIST}?{query}", headers=admin)
+    assert reply.status == 400
+
+
+def test_the_directory_is_scoped_to_tenant_and_environment(api, world, admin, key):
+    create(api, admin, "c1", "One")
+    submit(api, key, "c2")
+    assert ids(api.get(DIRECTORY, headers={**admin, "X-Environment": "sandbox"})) == []
+    assert ids(api.get(DIRECTORY, headers=world.auth(world.tenant("Globex"), "admin"))) == []
+    assert api.get(DIRECTORY).status == 401
+
+
+def test_a_cursor_from_one_order_is_refused_by_the_other(api, admin):
+    for n in range(3):
+        create(api, admin, f"c{n}", f"N{n}")
+    cursor = api.get(f"{DIRECTORY}&limit=1", headers=admin).data["nextCursor"]
+    assert api.get(f"{LIST}?limit=1&cursor={cursor}", headers=admin).status == 400
+
+
+# --- the totals never drift from the rows they summarise ------------------------------------------------
+
+NAMES = itertools.count()
+OPERATIONS = st.lists(st.tuples(st.sampled_from(["c0", "c1", "c2", "m0"]), st.integers(-5, 9).filter(bool),
+                                st.booleans(), st.booleans()), min_size=1, max_size=12)
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(operations=OPERATIONS, manual=st.booleans())
+def test_summary_totals_equal_the_sum_of_customer_rows(api, world, clock, operations, manual):
+    """Whatever mix of manual creation, accepted, verified and failed deltas: the summary's counters (moved at
+    write time) equal what the customer rows add up to, and the balances only count deltas that did not fail."""
+    tenant = world.tenant(f"Prop {next(NAMES)}")
+    admin = world.auth(tenant, "admin")
+    key = {"X-Api-Key": world.api_key(tenant, "production")[1]}
+    if manual:
+        create(api, admin, "m0", "Manual")
+    verified, expected_balance = [], 0
+    for customer, amount, will_fail, settle in operations:
+        record = failing(api, key, customer, amount) if will_fail else submit(api, key, customer, amount)
+        if settle or will_fail:
+            verified.append(record)
+        expected_balance += 0 if will_fail else amount
+    verify(tenant, verified, clock)
+    data = api.get(SUMMARY, headers=admin).data
+    rows = api.get(f"{DIRECTORY}&limit=100", headers=admin).data["items"]
+    assert data["customers"]["total"] == len(rows)
+    assert data["customers"]["manual"] == sum(r["source"] == "manual" for r in rows) == int(manual)
+    assert data["deltas"]["total"] == sum(r["counts"]["deltas"] for r in rows) == len(operations)
+    for name in ("verified", "failed", "awaitingVerification"):
+        assert data["deltas"][name] == sum(r["counts"][name] for r in rows)
+    assert data["deltas"]["failed"] == sum(1 for op in operations if op[2])
+    assert data["balances"]["total"] == sum(r["balance"] for r in rows) == expected_balance
+    assert sum(r["cycleSummary"]["netChange"] for r in rows) == expected_balance
+    assert sum(r["cycleSummary"]["deltaCount"] for r in rows) == len(operations) - data["deltas"]["failed"]
