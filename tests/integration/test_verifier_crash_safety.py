@@ -26,7 +26,7 @@ import itertools
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -72,12 +72,13 @@ GOOD = len(INPUTS) - 1
 EXPECTED_CALLS = (
     "BatchGetItem",        # load every referenced delta
     "BatchGetItem",        # terminal failure: re-read the delta still pending
+    "GetItem",             #   the customer (is the delta in its current cycle?)
     "GetItem",             #   the credit account
-    "TransactWriteItems",  #   FAILED + usage released + refund and its ledger entry
+    "TransactWriteItems",  #   FAILED + usage released + customer and totals + refund and its ledger entry
     "BatchGetItem",        # seal: re-read the deltas still pending
     "GetItem",             #   the chain head
     "GetItem",             #   the credit account
-    "TransactWriteItems",  #   batch + head + 7 statuses + settlement and its ledger entry
+    "TransactWriteItems",  #   batch + head + 7 statuses + customer and totals + settlement and its entry
 )
 
 
@@ -139,6 +140,7 @@ class Outcome:
     usage: tuple[int, tuple[tuple[str, int], ...], int]  # consumed, per environment, released
     head_sequence: int
     tree_sizes: tuple[int, ...]  # per batch, in chain order
+    customers: tuple  # the environment's totals, then per customer: counts, balance, cycle counters
 
 
 # --- arrangement, verifier runs, observation -----------------------------------------------------
@@ -257,7 +259,18 @@ def observe(tenant_id: str, record_ids: list[str], *, settled: bool = True) -> O
         usage=(usage.consumed, tuple(sorted(usage.by_environment.items())), int(usage_record.released or 0)),
         head_sequence=head.sequence,
         tree_sizes=tuple(b.tree_size for b in batches),
+        customers=_customer_counters(uow, tenant_id, sorted({d.customer_id for d in deltas})),
     )
+
+
+def _customer_counters(uow: Any, tenant_id: str, customer_ids: list[str]) -> tuple:
+    """Totals and per-customer counters, checked against each other (the summary equals the rows)."""
+    stats = uow.customers.stats(tenant_id, P)
+    rows = [uow.customers.get(tenant_id, P, c) for c in customer_ids]
+    assert stats.verified == sum(c.verified_count for c in rows) and stats.failed == sum(c.failed_count for c in rows)
+    assert stats.deltas == sum(c.delta_count for c in rows) and stats.balance == sum(c.balance for c in rows)
+    return (astuple(stats), *((c.customer_id, c.delta_count, c.verified_count, c.failed_count, str(c.balance),
+                               c.cycle_count, str(c.cycle_net)) for c in rows))
 
 
 # --- fixtures ----------------------------------------------------------------------------------------
@@ -321,6 +334,12 @@ def test_the_baseline_settles_seven_and_refunds_the_one_rfc8785_refuses(baseline
     assert outcome.account == (TOPUP - GOOD, 0, TOPUP - GOOD, 4)
     assert outcome.usage == (GOOD, (("production", GOOD), ("sandbox", 0)), 1)
     assert (outcome.head_sequence, outcome.tree_sizes) == (1, (GOOD,))
+    assert outcome.customers == (
+        (3, 0, 3, n, GOOD, 1, Decimal("14.500001")),  # customers, manual, integration, deltas, verified, failed
+        ("cust_a", 3, 3, 0, "13.000001", 3, "13.000001"),  # deltas, verified, failed, balance, cycle count, net
+        ("cust_b", 3, 2, 1, "1.5", 2, "1.5"),  # the failed 1 is out of the balance and the cycle
+        ("cust_c", 2, 2, 0, "0", 2, "0"),
+    )
 
 
 CRASHES = [
