@@ -64,12 +64,15 @@ def seed(dev_secrets: dict[str, Any]) -> dict[str, Any]:
             token_id=token_id, name="Demo platform token", abilities=frozenset(a.value for a in Ability),
             secret_hash=hash_secret(dev_secrets["platformToken"]), created_at=now))
     for environment in Environment:
+        added = 0
         for customer_id, display_name in DEMO_CUSTOMERS.items():
             if uow.customers.get(DEMO_TENANT_ID, environment, customer_id) is None:
                 uow.customers.add(Customer(
                     tenant_id=DEMO_TENANT_ID, environment=environment, customer_id=customer_id,
                     display_name=display_name, source=CustomerSource.INTEGRATION, created_at=now,
                     updated_at=now))
+                added += 1
+        uow.customers.count(DEMO_TENANT_ID, environment, customers=added, integration=added)  # the summary's
     uow.commit()
     if uow.credits.account(DEMO_TENANT_ID).entry_count == 0:
         credit_service.topup(uow, DEMO_TENANT_ID, DEMO_CREDITS, actor="operator:seed", now=now,

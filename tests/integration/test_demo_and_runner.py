@@ -26,6 +26,7 @@ def _counts(world) -> dict:
         "users": len(uow.users.list("2")),
         "keys": len(uow.api_keys.list_all("2")),
         "customers": [len(uow.customers.list("2", env, 100, None).items) for env in Environment],
+        "totals": [uow.customers.stats("2", env).customers for env in Environment],  # the summary agrees
         "token": uow.platform_tokens.get("ptk_CCCCCCCCCCCCCCCC") is not None,
     }
 
@@ -35,7 +36,7 @@ def test_demo_seed_creates_the_documented_data_once(world):
     after_first = _counts(world)
     assert first == {"tenantId": "2", "adminUserId": "usr_demo_admin"}
     assert after_first == {"tenants": [True, True, True, False], "users": 5, "keys": 2,
-                           "customers": [3, 3], "token": True}
+                           "customers": [3, 3], "totals": [3, 3], "token": True}
     assert world.uow().tenants.get("3").plan == "free"
     demo.seed(SECRETS)
     assert _counts(world) == after_first
