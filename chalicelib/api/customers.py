@@ -461,7 +461,8 @@ def list_dashboard_customers(ctx: Ctx) -> Response:
     Cost: an unfiltered page is one query of `limit` items; `search` is a key condition on the sort order.
     A filtered page reads the index in pages of 100 and keeps the matches, examining at most 1,000
     customers per request: when that runs out first, the page comes back short (possibly empty) with a
-    `nextCursor` that resumes after the last customer examined."""
+    `nextCursor` that resumes after the last customer examined. Filtered pages follow `nextCursor` only
+    (`page` > 1 with a filter is 400)."""
     request = ctx.request
     include = query_param(request, "include")
     if include not in (None, "directory"):

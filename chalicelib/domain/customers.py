@@ -107,8 +107,21 @@ class CustomerStats:
         return max(0, self.deltas - self.verified - self.failed)
 
 
+NAME_KEY_BYTES = 800  # of the folded name: with a tab and a 128-character id, under DynamoDB's 1,024-byte key
+
+
 def name_key(display_name: str, customer_id: str) -> str:
     """The directory index's sort key: case-folded name, then id (a tab sorts before any printable
-    character, so "Acme" comes before "Acme Corp"); 400 characters keep the key well under the limit."""
-    folded = "".join(ch if ch.isprintable() else " " for ch in display_name.casefold())[:400]
-    return f"{folded}\t{customer_id}"
+    character, so "Acme" comes before "Acme Corp"). Case folding can grow a name (ΐ becomes 6 bytes), so
+    the name is cut by UTF-8 bytes, on a character boundary."""
+    folded = "".join(ch if ch.isprintable() else " " for ch in display_name.casefold())
+    cut = folded.encode()[:NAME_KEY_BYTES].decode(errors="ignore")
+    return f"{cut}\t{customer_id}"
+
+
+def marker_advances(customer: Customer, period: str, through: int | None) -> bool:
+    """Whether a checkpoint of ``period`` settled through sequence ``through`` is newer than the customer's
+    recorded one (a checkpoint of an older month, made later, must not move it back)."""
+    if customer.checkpoint_period is None or customer.checkpoint_period < period:
+        return True
+    return customer.checkpoint_period == period and (customer.checkpoint_last_seq or 0) < (through or 0)

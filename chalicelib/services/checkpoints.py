@@ -9,6 +9,7 @@ from typing import Any
 from chalicelib.domain.checkpoints import Checkpoint, Coverage, coverage
 from chalicelib.domain.clock import period_of
 from chalicelib.domain.credentials import time_ordered_id
+from chalicelib.domain.customers import marker_advances
 from chalicelib.domain.deltas import Delta
 from chalicelib.domain.errors import ConflictError, NotFoundError, ValidationError
 from chalicelib.domain.fingerprints import canonical
@@ -26,7 +27,6 @@ class Scope:
     environment: Environment
     customer_id: str
     period: str
-    newest_checkpoint_period: str | None = None  # the customer's, when the scope was made
 
 
 def scope_of(uow: UnitOfWork, tenant_id: str, environment: Environment, customer_id: str, period: str | None, *,
@@ -36,7 +36,7 @@ def scope_of(uow: UnitOfWork, tenant_id: str, environment: Environment, customer
     customer = uow.customers.get(tenant_id, environment, customer_id)
     if customer is None:
         raise NotFoundError("Customer not found.")
-    return Scope(tenant_id, environment, customer_id, checked, customer.checkpoint_period)
+    return Scope(tenant_id, environment, customer_id, checked)
 
 
 def _coverage(uow: UnitOfWork, scope: Scope) -> Coverage:
@@ -83,7 +83,16 @@ def seal(uow: UnitOfWork, scope: Scope, *, now: datetime, signer: Any, strict: b
         latest = uow.checkpoints.latest(scope.tenant_id, scope.environment, scope.customer_id, scope.period)
         covered = _coverage(uow, scope)
         _check_request(covered, strict=strict, fingerprints=fingerprints)
+        customer = uow.customers.get(scope.tenant_id, scope.environment, scope.customer_id)
+        moved = customer is not None and marker_advances(customer, scope.period, covered.through)
+        if moved:
+            uow.customers.mark_checkpointed(customer, scope.period, covered.through)
         if latest is not None and latest.tree_size >= len(covered.leaves):
+            if moved:  # nothing new to sign, but failures after it are settled too: move the marker
+                try:
+                    uow.commit()
+                except ConflictError:
+                    uow.rollback()  # a concurrent writer moved it; the next request looks again
             return latest, False, covered.leaves[: latest.tree_size]  # the settled run only grows: a prefix
         leaves = _leaves(covered.leaves)
         tree = MerkleTree(leaves)
@@ -101,9 +110,6 @@ def seal(uow: UnitOfWork, scope: Scope, *, now: datetime, signer: Any, strict: b
         )
         checkpoint = replace(checkpoint, signature=signer.sign(canonical(checkpoint.statement())))
         uow.checkpoints.add(checkpoint)
-        if scope.newest_checkpoint_period is None or scope.newest_checkpoint_period <= scope.period:
-            uow.customers.mark_checkpointed(scope.tenant_id, scope.environment, scope.customer_id, scope.period,
-                                            covered.through)
         try:
             uow.commit()
         except ConflictError:
@@ -147,8 +153,7 @@ def create_for_active(uow: UnitOfWork, tenant_id: str, environment: Environment,
         last = customer.last_delta_at
         if last is None or period_of(last) < period:
             continue
-        checkpoint, created = create(uow, Scope(tenant_id, environment, customer.customer_id, period,
-                                                customer.checkpoint_period), now=now,
+        checkpoint, created = create(uow, Scope(tenant_id, environment, customer.customer_id, period), now=now,
                                      signer=signer)
         (result.created if created else result.unchanged).append(checkpoint)
     return result

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -53,8 +55,9 @@ def list_customers(
 
     ``search`` is a prefix of what the page is sorted by — the id, or the display name in any case —
     so it is a key condition either way. Filters are applied to index pages as they are read, at most
-    ``FILTER_BUDGET`` customers per request (a short page then carries a cursor). A ``cursor`` resumes
-    in one request; a bare ``page`` number walks forward page by page, so clients should follow cursors.
+    ``FILTER_BUDGET`` customers per request (a short page then carries a cursor), so filtered pages are
+    followed by cursor only. A ``cursor`` resumes in one request; a bare ``page`` number (unfiltered)
+    walks forward page by page, so clients should follow cursors.
     """
     if sort_by not in DIRECTORY_SORTS:
         raise ValidationError(f"sortBy must be one of {', '.join(DIRECTORY_SORTS)}", field="sortBy")
@@ -63,6 +66,9 @@ def list_customers(
     by_name = sort_by == "displayName"
     prefix = None if search is None else name_key(search, "")[:-1] if by_name else search
     keep = partial(filters.keeps, now=now) if filters is not None and filters.active else None
+    if keep is not None and page > 1 and cursor is None:
+        raise ValidationError("With filters, pages may come back short: follow nextCursor instead of page numbers",
+                              field="page")
 
     def fetch(after: str | None) -> Page[Customer]:
         return uow.customers.directory(principal.tenant_id, principal.environment, by_name=by_name,
@@ -85,6 +91,7 @@ def summary(uow: UnitOfWork, principal: DashboardPrincipal, *, now: datetime) ->
 
 
 MAX_DISPLAY_NAME = 200
+CREATE_ATTEMPTS = 5
 MAX_UNIT_LABEL = 40
 
 
@@ -122,24 +129,26 @@ def create_customer(uow: UnitOfWork, principal: DashboardPrincipal, body: dict[s
         unit_label=unit_label,
         policy=_enum(body.get("policy"), Policy, "policy", Policy.TWO_TIER),
     )
-    existing = uow.customers.get(principal.tenant_id, principal.environment, customer_id)
-    if existing is not None:
-        _duplicate(existing)
-    uow.customers.add(customer)
-    uow.customers.count(principal.tenant_id, principal.environment, customers=1, manual=1)
-    uow.audit.add(AuditEntry(tenant_id=principal.tenant_id, actor=principal.actor, action="customer.created",
-                             target=f"customer:{customer_id}", environment=str(principal.environment), at=now,
-                             details={"displayName": customer.display_name}))
-    outbox = webhooks.stage_events(uow, principal.tenant_id, principal.environment,
-                                   [(EventType.CUSTOMER_CREATED, customer_event(customer))], now=now)
-    try:
-        uow.commit()
-    except ConflictError:
-        uow.rollback()
-        found = uow.customers.get(principal.tenant_id, principal.environment, customer_id)
-        if found is None:
-            raise
-        _duplicate(found)
+    for attempt in range(CREATE_ATTEMPTS):
+        existing = uow.customers.get(principal.tenant_id, principal.environment, customer_id)
+        if existing is not None:
+            _duplicate(existing)
+        uow.customers.add(customer)
+        uow.customers.count(principal.tenant_id, principal.environment, customers=1, manual=1)
+        uow.audit.add(AuditEntry(tenant_id=principal.tenant_id, actor=principal.actor, action="customer.created",
+                                 target=f"customer:{customer_id}", environment=str(principal.environment), at=now,
+                                 details={"displayName": customer.display_name}))
+        outbox = webhooks.stage_events(uow, principal.tenant_id, principal.environment,
+                                       [(EventType.CUSTOMER_CREATED, customer_event(customer))], now=now)
+        try:
+            uow.commit()
+        except ConflictError:
+            uow.rollback()  # created meanwhile (answered above on the next pass), or the totals item was busy
+            if attempt == CREATE_ATTEMPTS - 1:
+                raise
+            time.sleep(random.uniform(0, 0.002 * (2 ** attempt)))
+            continue
+        break
     return customer, outbox
 
 

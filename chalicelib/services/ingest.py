@@ -66,6 +66,15 @@ def accepted_view(delta: Delta) -> dict[str, Any]:
     return view
 
 
+def cycle_move(stored: str | None, period: str) -> str:
+    """How a delta of ``period`` moves the customer's month counters: ``add`` to this month's, ``restart``
+    them for a new month, or ``keep`` them when they already belong to a later month (a request whose
+    clock read the last instant of the old month committing after one of the new month)."""
+    if stored == period:
+        return "add"
+    return "restart" if stored is None or stored < period else "keep"
+
+
 def _chunks(items: list[tuple[int, DeltaInput]], fixed: int) -> list[list[tuple[int, DeltaInput]]]:
     """Split so each transaction holds ≤ 100 items: deltas, guards, one update per customer, fixed rows."""
     chunks: list[list[tuple[int, DeltaInput]]] = []
@@ -135,7 +144,7 @@ class _Attempt:
                 principal.tenant_id, principal.environment, customer_id,
                 expected_last_seq=self.last_seq.get(customer_id), count=len(items),
                 balance_change=sum((item.delta for _i, item in items), Decimal(0)), now=now,
-                is_new=is_new, period=self.period, same_cycle=self.cycle.get(customer_id) == self.period,
+                is_new=is_new, period=self.period, cycle=cycle_move(self.cycle.get(customer_id), self.period),
             )
             next_seq[customer_id] = start + len(items)
         uow.customers.count(principal.tenant_id, principal.environment, customers=created, integration=created,
@@ -150,7 +159,7 @@ class _Attempt:
                 f"Credits reserved for pending verifications — {len(chunk)} delta{plural}", now=now)
         uow.commit()
         self.last_seq.update(next_seq)
-        self.cycle.update(dict.fromkeys(next_seq, self.period))
+        self.cycle.update({c: max(self.cycle.get(c) or self.period, self.period) for c in next_seq})
         self.account = account_after
         return made
 

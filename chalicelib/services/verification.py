@@ -12,6 +12,8 @@ ride in the same transaction as an outbox item, so they exist exactly when the c
 
 from __future__ import annotations
 
+import random
+import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
@@ -150,14 +152,15 @@ def _fail_once(uow: UnitOfWork, delta: Delta, error: str, now: datetime, outbox_
 def _retrying(uow: UnitOfWork, tenant_id: str, environment: Environment, record_ids: list[str],
               action: Any) -> Any:
     """Run ``action(pending deltas)``; on a lost race re-read and retry with what is still pending."""
-    for _attempt in range(MAX_ATTEMPTS):
+    for attempt in range(MAX_ATTEMPTS):
         pending = [d for d in uow.deltas.get_many(tenant_id, environment, record_ids) if d.awaiting_verification]
         if not pending:
             return None
         try:
             return action(pending)
         except ConflictError:
-            uow.rollback()
+            uow.rollback()  # seals share the customer and totals items with ingest: back off, with jitter
+            time.sleep(random.uniform(0, min(0.1, 0.002 * (2 ** attempt))))
     raise ConflictError("Verification kept losing races; the sweep will retry.", code="CONCURRENT_WRITE")
 
 

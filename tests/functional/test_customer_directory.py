@@ -214,7 +214,7 @@ def test_a_filtered_page_stops_at_its_budget_and_resumes_by_cursor(api, admin, k
                                    "include=directory&policy=two_tier", "include=directory&sortBy=balance",
                                    "include=directory&sortOrder=up", "include=directory&cycleCloseWindow=3d",
                                    "include=directory&sharingState=PUBLIC", "include=directory&eventCadence=YEARLY",
-                                   "include=directory&cursor=bm9wZQ"])
+                                   "include=directory&cursor=bm9wZQ", "include=directory&policy=OPEN&page=2"])
 def test_bad_directory_queries_are_400(api, admin, query):
     reply = api.get(f"{LIST}?{query}", headers=admin)
     assert reply.status == 400
@@ -270,3 +270,45 @@ def test_summary_totals_equal_the_sum_of_customer_rows(api, world, clock, operat
     assert data["balances"]["total"] == sum(r["balance"] for r in rows) == expected_balance
     assert sum(r["cycleSummary"]["netChange"] for r in rows) == expected_balance
     assert sum(r["cycleSummary"]["deltaCount"] for r in rows) == len(operations) - data["deltas"]["failed"]
+
+
+# --- the checkpoint marker and the month counters never move backwards ------------------------------------
+
+
+def test_a_later_checkpoint_of_an_older_month_does_not_move_the_marker_back(api, admin, key, tenant, clock):
+    clock.advance(days=-31)  # March 15
+    march = submit(api, key, "cust_a")
+    verify(tenant, [march], clock)
+    clock.advance(days=31)  # April 15
+    verify(tenant, [submit(api, key, "cust_a")], clock)
+    assert api.post(f"{LIST}/cust_a/checkpoint", headers=admin, json_body={"period": "2026-04"}).status == 201
+    # March sealed afterwards, through the close-package export (a path that builds its own scopes)
+    exported = api.post(f"{LIST}/bulk/close-package-export", headers={**admin, "Accept": "application/zip"},
+                        json_body={"customerIds": ["cust_a"], "period": "2026-03"})
+    assert exported.status == 200
+    assert api.get(f"{LIST}/cust_a/checkpoints?period=2026-03", headers=admin).data["items"]
+    entry = api.get(DIRECTORY, headers=admin).data["items"][0]
+    assert entry["cycleSummary"]["latestCheckpointPeriod"] == "2026-04" and entry["cycleSummary"]["checkpointed"]
+
+
+def test_failures_after_a_checkpoint_close_the_cycle_on_the_next_request(api, admin, key, tenant, clock):
+    verify(tenant, [submit(api, key, "cust_a")], clock)
+    assert api.post(f"{LIST}/cust_a/checkpoint", headers=admin, json_body={}).status == 201
+    verify(tenant, [failing(api, key, "cust_a")], clock)
+    assert not api.get(DIRECTORY, headers=admin).data["items"][0]["cycleSummary"]["checkpointed"]
+    again = api.post(f"{LIST}/cust_a/checkpoint", headers=admin, json_body={})
+    assert again.status == 200 and again.data["created"] is False  # nothing new to sign ...
+    assert api.get(DIRECTORY, headers=admin).data["items"][0]["cycleSummary"]["checkpointed"]  # ... yet settled
+
+
+def test_a_late_commit_from_the_old_month_leaves_the_new_months_counters(api, key, tenant, clock):
+    from chalicelib import bootstrap
+    from chalicelib.domain.identity import Environment
+
+    clock.advance(days=16)  # May 1, 12:00
+    submit(api, key, "cust_a", 5)
+    clock.advance(hours=-12, seconds=-1)  # a request whose clock read April 30, 23:59:59, committing later
+    submit(api, key, "cust_a", 2)
+    customer = bootstrap.unit_of_work().customers.get(tenant.id, Environment.PRODUCTION, "cust_a")
+    assert (customer.cycle_period, customer.cycle_count, customer.cycle_net, customer.balance) == (
+        "2026-05", 1, 5, 7)

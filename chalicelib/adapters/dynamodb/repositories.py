@@ -601,11 +601,17 @@ class DynamoCustomerRepository(_Repository):
         self._stage("update", record, condition=CustomerRecord.pk.exists(),
                     actions=[CustomerRecord.verified_count.add(count)])
 
-    def mark_checkpointed(self, tenant_id: str, environment: Environment, customer_id: str, period: str,
-                          through_seq: int | None) -> None:
-        """The newest checkpoint's period and the last sequence number settled under it (directory)."""
-        record = CustomerRecord(keys.env_pk(tenant_id, str(environment)), keys.customer_sk(customer_id))
-        self._stage("update", record, condition=CustomerRecord.pk.exists(), actions=[
+    def mark_checkpointed(self, customer: Customer, period: str, through_seq: int | None) -> None:
+        """The newest checkpoint's period and the last sequence number settled under it (directory),
+        moved from exactly the marker ``customer`` holds: a concurrent move is a conflict, not a regression."""
+        record = CustomerRecord(keys.env_pk(customer.tenant_id, str(customer.environment)),
+                                keys.customer_sk(customer.customer_id))
+        if customer.checkpoint_period is None:
+            condition = CustomerRecord.pk.exists() & CustomerRecord.checkpoint_period.does_not_exist()
+        else:
+            condition = ((CustomerRecord.checkpoint_period == customer.checkpoint_period)
+                         & (CustomerRecord.checkpoint_last_seq == (customer.checkpoint_last_seq or 0)))
+        self._stage("update", record, condition=condition, actions=[
             CustomerRecord.checkpoint_period.set(period),
             CustomerRecord.checkpoint_last_seq.set(through_seq or 0),
         ])
@@ -859,10 +865,10 @@ class DynamoDeltaRepository(_Repository):
 
     def advance_customer(self, tenant_id: str, environment: Environment, customer_id: str, *,
                          expected_last_seq: int | None, count: int, balance_change: Decimal, now: datetime,
-                         is_new: bool, period: str, same_cycle: bool) -> None:
+                         is_new: bool, period: str, cycle: str) -> None:
         """Claim sequence numbers ``expected+1 .. expected+count``; creates the customer on first sight
-        (``is_new``: exactly then, so the totals count it once). ``same_cycle``: the customer's cycle
-        counters are already ``period``'s (else they restart at this chunk)."""
+        (``is_new``: exactly then, so the totals count it once). ``cycle``: ``add`` to the month counters,
+        ``restart`` them for ``period``, or ``keep`` them (they belong to a later month)."""
         env = str(environment)
         record = CustomerRecord(keys.env_pk(tenant_id, env), keys.customer_sk(customer_id))
         actions = [
@@ -879,9 +885,9 @@ class DynamoDeltaRepository(_Repository):
             CustomerRecord.delta_count.add(count),
             CustomerRecord.balance.add(balance_change),
         ]
-        if same_cycle:
+        if cycle == "add":
             actions += [CustomerRecord.cycle_count.add(count), CustomerRecord.cycle_net.add(balance_change)]
-        else:
+        elif cycle == "restart":
             actions += [CustomerRecord.cycle_period.set(period), CustomerRecord.cycle_count.set(count),
                         CustomerRecord.cycle_net.set(balance_change)]
         if is_new:
