@@ -122,9 +122,23 @@ def check_customers(uow: UnitOfWork, tenant_id: str, environment: Environment, r
     return [found[c] for c in request.customer_ids]
 
 
-def folder_of(customer_id: str) -> str:
-    """The customer's folder; ids made only of dots (valid ids) are escaped so no path climbs out."""
-    return (customer_id if customer_id.strip(".") else customer_id.replace(".", "%2E")) + "/"
+def folders(customer_ids: list[str]) -> dict[str, str]:
+    """Each customer's folder, portable across file systems: ``:`` and trailing dots are escaped (``%`` never
+    appears in an id, so escapes cannot meet a real id; an id of only dots cannot climb out), and an id equal
+    to an earlier one but for case gets ``~2``, ``~3``… (``~`` is not an id character either), so no two
+    folders merge when unzipped on a case-insensitive file system. The manifest maps ids to folders."""
+    taken: set[str] = set()
+    found: dict[str, str] = {}
+    for customer_id in customer_ids:
+        trimmed = customer_id.rstrip(".")
+        base = trimmed.replace(":", "%3A") + "%2E" * (len(customer_id) - len(trimmed))
+        name, n = base, 1
+        while name.casefold() in taken:
+            n += 1
+            name = f"{base}~{n}"
+        taken.add(name.casefold())
+        found[customer_id] = name + "/"
+    return found
 
 
 class _Writer:
@@ -171,11 +185,11 @@ def _checkpoints(uow: UnitOfWork, customer: Customer, period: str) -> list[Check
             return sorted(found, key=lambda c: c.sequence)
 
 
-def _add_customer(writer: _Writer, uow: UnitOfWork, customer: Customer, request: Request, *, now: datetime,
-                  signer: Any, views: Views) -> None:
+def _add_customer(writer: _Writer, uow: UnitOfWork, customer: Customer, folder: str, request: Request, *,
+                  now: datetime, signer: Any, views: Views) -> None:
     """One customer's folder. The package comes first: it seals the month's checkpoint if it is behind, so
     the receipt and the checkpoint list that follow include it."""
-    folder, period = folder_of(customer.customer_id), request.period
+    period = request.period
     scope = checkpoint_service.Scope(customer.tenant_id, customer.environment, customer.customer_id, period)
     package = packages.build_document(uow, scope, sample_size=packages.DEFAULT_SAMPLE, now=now, signer=signer)
     receipt = views.receipt(receipts.build(uow, customer, request.scope, now=now, signer=signer))
@@ -198,8 +212,10 @@ def build_archive(uow: UnitOfWork, customers: list[Customer], request: Request, 
     with spool:
         with zipfile.ZipFile(spool, "w", compression=zipfile.ZIP_DEFLATED) as archive:
             writer = _Writer(archive, now)
+            folder = folders([c.customer_id for c in customers])
             for customer in customers:
-                _add_customer(writer, uow, customer, request, now=now, signer=signer, views=views)
+                _add_customer(writer, uow, customer, folder[customer.customer_id], request, now=now, signer=signer,
+                              views=views)
             manifest: dict[str, Any] = {
                 "type": MANIFEST_TYPE,
                 "period": request.period,
@@ -207,6 +223,7 @@ def build_archive(uow: UnitOfWork, customers: list[Customer], request: Request, 
                 "tenantId": tenant_id,
                 "environment": str(environment),
                 "customerIds": [c.customer_id for c in customers],
+                "folders": folder,
                 "files": writer.files,
                 "keyId": signer.key_id,
             }

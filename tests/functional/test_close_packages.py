@@ -243,3 +243,25 @@ def test_the_cold_start_does_not_load_the_close_package_service():
             "'chalicelib.services.close_packages', 'chalicelib.services.receipt_pdf', 'zipfile'))))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_folders_stay_apart_on_any_file_system():
+    from chalicelib.services.close_packages import folders
+
+    assert folders(["Cust_A", "cust_a", "CUST_A", "ns:1", ".", "..", "a.", "b"]) == {
+        "Cust_A": "Cust_A/", "cust_a": "cust_a~2/", "CUST_A": "CUST_A~3/", "ns:1": "ns%3A1/", ".": "%2E/",
+        "..": "%2E%2E/", "a.": "a%2E/", "b": "b/"}
+
+
+def test_ids_equal_but_for_case_get_their_own_folders(api, admin, key, tenant, clock):
+    ids = ["Acme", "acme", "ns:acme"]
+    verify(tenant, [submit(api, key, c) for c in ids], clock)
+    reply = api.post(EXPORT, headers={**admin, **ZIP}, json_body={"customerIds": ids, "period": "2026-04"})
+    assert reply.status == 200, reply
+    archive = zipfile.ZipFile(io.BytesIO(reply.body))
+    manifest = json.loads(archive.read("manifest.json"))
+    assert manifest["folders"] == {"Acme": "Acme/", "acme": "acme~2/", "ns:acme": "ns%3Aacme/"}
+    tops = {n.split("/", 1)[0].casefold() for n in archive.namelist() if "/" in n}
+    assert len(tops) == 3  # still three folders once case is ignored
+    for customer, folder in manifest["folders"].items():
+        assert json.loads(archive.read(folder + "checkpoints.json"))["customerId"] == customer

@@ -232,7 +232,19 @@ def test_a_cursor_from_one_order_is_refused_by_the_other(api, admin):
     for n in range(3):
         create(api, admin, f"c{n}", f"N{n}")
     cursor = api.get(f"{DIRECTORY}&limit=1", headers=admin).data["nextCursor"]
-    assert api.get(f"{LIST}?limit=1&cursor={cursor}", headers=admin).status == 400
+    assert api.get(f"{LIST}?limit=1&cursor={cursor}", headers=admin).status == 400  # name order vs id order
+    assert api.get(f"{DIRECTORY}&limit=1&sortOrder=desc&cursor={cursor}", headers=admin).status == 400
+    assert api.get(f"{DIRECTORY}&limit=1&policy=TWO_TIER&sortOrder=desc&cursor={cursor}",
+                   headers=admin).status == 400
+    seen, cursor = [], None
+    while True:  # descending, followed by cursor: every customer once, newest name first
+        reply = api.get(f"{DIRECTORY}&limit=2&sortOrder=desc" + (f"&cursor={cursor}" if cursor else ""),
+                        headers=admin)
+        seen += ids(reply)
+        cursor = reply.data["nextCursor"]
+        if not cursor:
+            break
+    assert seen == ["c2", "c1", "c0"]
 
 
 # --- the totals never drift from the rows they summarise ------------------------------------------------

@@ -1,9 +1,10 @@
 """Opaque paging cursors over DynamoDB keys.
 
-A cursor is bound to the query it was issued for: its partition and, when the
-query narrows the sort key by prefix, that prefix. A cursor pointing anywhere
-else (another tenant's partition, another search) is a 400, never a start key
-handed to DynamoDB.
+A cursor is bound to the query it was issued for: its partition, when the query
+narrows the sort key by prefix, that prefix, and its direction (``order``: a
+descending query tags its cursors). A cursor pointing anywhere else (another
+tenant's partition, another search, the other direction) is a 400, never a start
+key handed to DynamoDB.
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ from typing import Any
 from chalicelib.domain.errors import ValidationError
 
 
-def encode_cursor(last_key: dict[str, Any] | None, page: int) -> str | None:
+def encode_cursor(last_key: dict[str, Any] | None, page: int, order: str | None = None) -> str | None:
     if not last_key:
         return None
-    raw = json.dumps({"k": last_key, "p": page}, separators=(",", ":"), sort_keys=True)
+    body = {"k": last_key, "p": page} | ({"o": order} if order else {})
+    raw = json.dumps(body, separators=(",", ":"), sort_keys=True)
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
@@ -28,6 +30,7 @@ def decode_cursor(
     partition: tuple[str, str],
     key_names: tuple[str, ...],
     sort_prefix: tuple[str, str] | None = None,
+    order: str | None = None,
 ) -> tuple[dict[str, Any] | None, int]:
     """Return (ExclusiveStartKey, page number of the page it starts).
 
@@ -52,6 +55,8 @@ def decode_cursor(
             raise ValueError("cursor belongs to another partition")
         if sort_prefix and not last_key[sort_prefix[0]]["S"].startswith(sort_prefix[1]):
             raise ValueError("cursor belongs to another query")
+        if data.get("o") != order:
+            raise ValueError("cursor belongs to the other direction")
     except (ValueError, KeyError, TypeError) as exc:
         raise ValidationError("cursor is invalid or expired", field="cursor") from exc
     return last_key, page + 1

@@ -86,19 +86,19 @@ TABLE_KEYS = ("pk", "sk")
 
 def _query_page(run: Any, to_domain: Any, *, limit: int, cursor: str | None, partition: tuple[str, str],
                 key_names: tuple[str, ...] = TABLE_KEYS, sort_prefix: str | None = None,
-                sort_key: str = "sk") -> Page:
+                sort_key: str = "sk", order: str | None = None) -> Page:
     """One page of a key query, plus a cursor only when another item really follows.
 
     DynamoDB returns a LastEvaluatedKey whenever a query stops at its Limit, even
     when nothing follows; asking for one extra item tells the two cases apart.
     """
     start, page = decode_cursor(cursor, partition=partition, key_names=key_names,
-                                sort_prefix=(sort_key, sort_prefix) if sort_prefix else None)
+                                sort_prefix=(sort_key, sort_prefix) if sort_prefix else None, order=order)
     records = list(run(limit=limit + 1, page_size=limit + 1, last_evaluated_key=start))
     next_cursor = None
     if len(records) > limit:
         records = records[:limit]
-        next_cursor = encode_cursor({name: {"S": getattr(records[-1], name)} for name in key_names}, page)
+        next_cursor = encode_cursor({name: {"S": getattr(records[-1], name)} for name in key_names}, page, order)
     return Page(items=[to_domain(r) for r in records], next_cursor=next_cursor, extra={"page": page})
 
 
@@ -563,11 +563,12 @@ class DynamoCustomerRepository(_Repository):
             def run(**kw: Any) -> Any:
                 return CustomerRecord.query(pk, CustomerRecord.sk.startswith(sort_prefix), consistent_read=True,
                                             scan_index_forward=not descending, **kw)
+        order = "desc" if descending else None
         if keep is None:
             return _query_page(run, _customer_from, limit=limit, cursor=cursor, partition=("pk", pk),
-                               key_names=key_names, sort_prefix=sort_prefix or None, sort_key=sort_key)
+                               key_names=key_names, sort_prefix=sort_prefix or None, sort_key=sort_key, order=order)
         start, page = decode_cursor(cursor, partition=("pk", pk), key_names=key_names,
-                                    sort_prefix=(sort_key, sort_prefix) if sort_prefix else None)
+                                    sort_prefix=(sort_key, sort_prefix) if sort_prefix else None, order=order)
         kept: list[Customer] = []
         examined = 0
         while True:
@@ -580,7 +581,7 @@ class DynamoCustomerRepository(_Repository):
                     kept.append(customer)
                 if len(kept) == limit or examined >= budget:
                     last = {name: {"S": getattr(record, name)} for name in key_names}
-                    return Page(items=kept, next_cursor=encode_cursor(last, page), extra={"page": page})
+                    return Page(items=kept, next_cursor=encode_cursor(last, page, order), extra={"page": page})
             start = results.last_evaluated_key
             if not start or len(records) < DIRECTORY_PAGE:
                 return Page(items=kept, next_cursor=None, extra={"page": page})
