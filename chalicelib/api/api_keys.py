@@ -7,7 +7,15 @@ from chalice import Blueprint, Response
 from chalicelib.api.auth import request_environment
 from chalicelib.api.request import int_param, query_param
 from chalicelib.api.responses import ok, page_body
-from chalicelib.api.routing import ENVIRONMENT_HEADER, Auth, Ctx, path_param, query, route
+from chalicelib.api.routing import (
+    CURSOR,
+    ENVIRONMENT_HEADER,
+    Auth,
+    Ctx,
+    page_size,
+    path_param,
+    route,
+)
 from chalicelib.domain.access import ApiKey
 from chalicelib.domain.clock import iso_ms
 from chalicelib.domain.identity import Environment
@@ -58,8 +66,8 @@ def create_api_key(ctx: Ctx) -> Response:
 @route(bp, "/dashboard/api-keys", "GET", auth=Auth.DASHBOARD, summary="List API keys",
        tags=("API keys",), responses={200: "ApiKeyPage"}, errors=(400,),
        params=(ENVIRONMENT_HEADER,
-               query("limit", "Page size, 1-100 (default 25).", {"type": "integer", "minimum": 1, "maximum": 100}),
-               query("cursor", "The nextCursor of the previous page.")))
+               page_size(25),
+               CURSOR))
 def list_api_keys(ctx: Ctx) -> Response:
     """Keys of the `X-Environment` scope, newest first; never the secret."""
     limit = int_param(ctx.request, "limit", default=25, minimum=1, maximum=100)

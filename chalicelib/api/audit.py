@@ -6,7 +6,7 @@ from chalice import Blueprint, Response
 
 from chalicelib.api.request import int_param, query_param
 from chalicelib.api.responses import ok, page_body
-from chalicelib.api.routing import Auth, Ctx, query, route
+from chalicelib.api.routing import CURSOR, Auth, Ctx, page_size, route
 from chalicelib.domain.audit import AuditEntry
 from chalicelib.domain.clock import iso_ms
 from chalicelib.services.audit import list_audit_entries
@@ -28,8 +28,8 @@ def entry_view(entry: AuditEntry) -> dict:
 
 @route(bp, "/dashboard/audit", "GET", auth=Auth.DASHBOARD, summary="List audit entries",
        tags=("Audit",), responses={200: "AuditPage"}, errors=(400, 403),
-       params=(query("limit", "Page size, 1-100 (default 25).", {"type": "integer", "minimum": 1, "maximum": 100}),
-               query("cursor", "The nextCursor of the previous page.")))
+       params=(page_size(25),
+               CURSOR))
 def list_audit(ctx: Ctx) -> Response:
     """Every state-changing action, newest first: actor, action, target, time."""
     limit = int_param(ctx.request, "limit", default=25, minimum=1, maximum=100)

@@ -7,7 +7,17 @@ from chalice import Blueprint, Response
 from chalicelib import bootstrap
 from chalicelib.api.request import header, int_param, query_param
 from chalicelib.api.responses import json_response, ok, page_body
-from chalicelib.api.routing import IDEMPOTENCY_HEADER, Auth, Ctx, path_param, query, route
+from chalicelib.api.routing import (
+    CURSOR,
+    IDEMPOTENCY_HEADER,
+    PAGE_NUMBER,
+    Auth,
+    Ctx,
+    page_size,
+    path_param,
+    query,
+    route,
+)
 from chalicelib.domain.clock import iso_ms
 from chalicelib.domain.customers import Customer
 from chalicelib.domain.deltas import MAX_BATCH, Delta, DeltaStatus, parse_delta
@@ -38,10 +48,9 @@ def customer_summary(customer: Customer) -> dict:
 @route(bp, "/api/v1/balance/customers", "GET", auth=Auth.API_KEY, summary="List customers",
        tags=("Balance API",), responses={200: "BalanceCustomerPage"}, errors=(400,),
        params=(query("search", "Customer id prefix."),
-               query("limit", "Page size, 1-100 (default 25).", {"type": "integer", "minimum": 1, "maximum": 100}),
-               query("page", "1-based page number; `cursor` is cheaper for deep pages.",
-                     {"type": "integer", "minimum": 1, "maximum": 1000}),
-               query("cursor", "The nextCursor of the previous page.")))
+               page_size(25),
+               PAGE_NUMBER,
+               CURSOR))
 def list_customers(ctx: Ctx) -> Response:
     """Compact customer list of the key's environment (SDK `balance.customers`)."""
     limit = int_param(ctx.request, "limit", default=25, minimum=1, maximum=100)

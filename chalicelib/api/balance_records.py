@@ -15,7 +15,7 @@ from chalicelib.api.balance import delta_view
 from chalicelib.api.customers import checkpoint_view
 from chalicelib.api.request import int_param, query_param
 from chalicelib.api.responses import ok, page_body
-from chalicelib.api.routing import Auth, Ctx, path_param, query, route
+from chalicelib.api.routing import CURSOR, Auth, Ctx, page_size, path_param, query, route
 from chalicelib.domain.clock import iso_ms
 from chalicelib.domain.customers import check_customer_id
 from chalicelib.domain.deltas import DeltaStatus
@@ -79,10 +79,10 @@ def create_balance_checkpoint(ctx: Ctx) -> Response:
        tags=("Balance API",), responses={200: "CustomerCheckpointPage"}, errors=(400, 404),
        params=(query("customerId", "One customer's checkpoints (all its months unless a scope is given)."),
                *SCOPE_PARAMS,
-               query("limit", "Page size, 1-100 (default 50).", {"type": "integer", "minimum": 1, "maximum": 100}),
+               page_size(50),
                query("offset", "Skip this many (0-1000); `cursor` is cheaper.",
                      {"type": "integer", "minimum": 0, "maximum": 1000}),
-               query("cursor", "The nextCursor of the previous page.")))
+               CURSOR))
 def list_balance_checkpoints(ctx: Ctx) -> Response:
     """SDK `list_checkpoints`. With `customerId`: newest first. Without: every customer's checkpoints of one
     UTC month (default: the current month), by customer id."""

@@ -10,7 +10,17 @@ from chalice import Blueprint, Response
 from chalicelib import bootstrap
 from chalicelib.api.request import int_param, query_param
 from chalicelib.api.responses import file_response, ok, page_body
-from chalicelib.api.routing import ENVIRONMENT_HEADER, Auth, Ctx, path_param, query, route
+from chalicelib.api.routing import (
+    CURSOR,
+    ENVIRONMENT_HEADER,
+    PAGE_NUMBER,
+    Auth,
+    Ctx,
+    page_size,
+    path_param,
+    query,
+    route,
+)
 from chalicelib.domain import directory
 from chalicelib.domain.audit import AuditEntry
 from chalicelib.domain.clock import iso_ms, parse_iso, period_of
@@ -102,8 +112,8 @@ def create_checkpoint(ctx: Ctx, customerId: str) -> Response:
        summary="List a customer's checkpoints", tags=("Customer records",),
        responses={200: "CustomerCheckpointPage"}, errors=(400, 404),
        params=(CUSTOMER_ID, ENVIRONMENT_HEADER, PERIOD,
-               query("limit", "Page size, 1-100 (default 50).", {"type": "integer", "minimum": 1, "maximum": 100}),
-               query("cursor", "The nextCursor of the previous page.")))
+               page_size(50),
+               CURSOR))
 def list_checkpoints(ctx: Ctx, customerId: str) -> Response:
     """Newest first; `period` narrows to one month (a key condition)."""
     limit = int_param(ctx.request, "limit", default=50, minimum=1, maximum=100)
@@ -448,10 +458,9 @@ def directory_view(customer: Customer, now: Any) -> dict[str, Any]:
                _enum_query("cycleCloseWindow", directory.CycleCloseWindow, "`7d`, `14d`, `30d`: this UTC month "
                            "has deltas no checkpoint covers yet and closes within that many days; `IDLE`: no "
                            "delta this month."),
-               query("limit", "Page size, 1-100 (default 25).", {"type": "integer", "minimum": 1, "maximum": 100}),
-               query("page", "1-based page number; `cursor` is cheaper for deep pages.",
-                     {"type": "integer", "minimum": 1, "maximum": 1000}),
-               query("cursor", "The nextCursor of the previous page.")))
+               page_size(25),
+               PAGE_NUMBER,
+               CURSOR))
 def list_dashboard_customers(ctx: Ctx) -> Response:
     """Customers of the `X-Environment` scope with their running balance and delta count (counters kept by
     every accepted delta). `include=directory` adds display name, source, sharing state, event cadence,

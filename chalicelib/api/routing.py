@@ -169,6 +169,16 @@ def query(name: str, description: str, schema: dict | None = None, *, required: 
     }
 
 
+CURSOR = query("cursor", "The nextCursor of the previous page.")
+PAGE_NUMBER = query("page", "1-based page number; `cursor` is cheaper for deep pages.",
+                    {"type": "integer", "minimum": 1, "maximum": 1000})
+
+
+def page_size(default: int) -> dict:
+    """The ``limit`` parameter of a page of 1-100 items (one definition for every listing route)."""
+    return query("limit", f"Page size, 1-100 (default {default}).", {"type": "integer", "minimum": 1, "maximum": 100})
+
+
 ENVIRONMENT_HEADER = {
     "name": "X-Environment",
     "in": "header",

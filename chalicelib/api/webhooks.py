@@ -9,7 +9,16 @@ from chalice import Blueprint, Response
 from chalicelib import bootstrap
 from chalicelib.api.request import int_param, query_param
 from chalicelib.api.responses import ok, page_body
-from chalicelib.api.routing import ENVIRONMENT_HEADER, Auth, Ctx, path_param, query, route
+from chalicelib.api.routing import (
+    CURSOR,
+    ENVIRONMENT_HEADER,
+    Auth,
+    Ctx,
+    page_size,
+    path_param,
+    query,
+    route,
+)
 from chalicelib.domain.clock import iso_ms
 from chalicelib.lazy import lazy
 from chalicelib.settings import get_settings
@@ -24,8 +33,6 @@ DELIVERY_STATUSES = ["PENDING", "DELIVERED", "FAILED"]  # domain.webhooks.Delive
 bp = Blueprint(__name__)
 WEBHOOK_ID = path_param("webhookId", "The endpoint id (`we_…`).")
 ONCE = "Store this signing secret now: it is shown only once."
-LIMIT = query("limit", "Page size, 1-100 (default 25).", {"type": "integer", "minimum": 1, "maximum": 100})
-CURSOR = query("cursor", "The nextCursor of the previous page.")
 
 
 def endpoint_view(endpoint: Endpoint) -> dict[str, Any]:
@@ -126,7 +133,7 @@ def send_test_webhook(ctx: Ctx, webhookId: str) -> Response:
 
 @route(bp, "/dashboard/webhooks/{webhookId}/deliveries", "GET", auth=Auth.DASHBOARD,
        summary="Delivery history of an endpoint", tags=("Webhooks",), responses={200: "WebhookDeliveryPage"},
-       errors=(400, 404), params=(WEBHOOK_ID, ENVIRONMENT_HEADER, LIMIT, CURSOR))
+       errors=(400, 404), params=(WEBHOOK_ID, ENVIRONMENT_HEADER, page_size(25), CURSOR))
 def webhook_deliveries(ctx: Ctx, webhookId: str) -> Response:
     """Newest event first, each with every attempt (time, status code, duration, error)."""
     limit = int_param(ctx.request, "limit", default=25, minimum=1, maximum=100)
@@ -142,7 +149,7 @@ def webhook_deliveries(ctx: Ctx, webhookId: str) -> Response:
 @route(bp, "/api/v1/balance/webhooks", "GET", auth=Auth.API_KEY, summary="List webhook deliveries",
        tags=("Balance API",), responses={200: "WebhookDeliveryPage"}, errors=(400,),
        params=(query("status", "PENDING, DELIVERED or FAILED.", {"type": "string", "enum": DELIVERY_STATUSES}),
-               LIMIT,
+               page_size(25),
                query("offset", "Skip this many deliveries (0-1000); `cursor` is cheaper.",
                      {"type": "integer", "minimum": 0, "maximum": 1000}),
                CURSOR))

@@ -531,13 +531,8 @@ class DynamoCustomerRepository(_Repository):
     def list(self, tenant_id: str, environment: Environment, limit: int, cursor: str | None,
              prefix: str | None = None) -> Page[Customer]:
         """Customers by id; ``prefix`` narrows with a key condition, never a filter."""
-        pk = keys.env_pk(tenant_id, environment)
-        sort_prefix = keys.customer_sk(prefix or "")
-        return _query_page(
-            lambda **kw: CustomerRecord.query(pk, CustomerRecord.sk.startswith(sort_prefix), consistent_read=True,
-                                              **kw),
-            _customer_from, limit=limit, cursor=cursor, partition=("pk", pk), sort_prefix=sort_prefix,
-        )
+        return self.directory(tenant_id, environment, by_name=False, descending=False, limit=limit, cursor=cursor,
+                              prefix=prefix, keep=None, budget=limit)
 
     def directory(self, tenant_id: str, environment: Environment, *, by_name: bool, descending: bool,
                   limit: int, cursor: str | None, prefix: str | None,
