@@ -29,7 +29,7 @@ import pytest  # noqa: E402
 
 from chalicelib.cli import motofixes  # noqa: E402
 
-motofixes.copy_tables_once_per_transaction()  # moto's rollback copies, once per table (see module)
+motofixes.install()  # moto's DynamoDB items in an in-memory SQLite store (see chalicelib/cli/motofixes.py)
 
 TEST_STACK = "tally-test"
 

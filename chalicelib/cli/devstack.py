@@ -27,6 +27,7 @@ REGION = "us-east-1"
 STATE_DIR = Path(os.environ.get("TALLY_HOME", PROJECT_DIR / ".tally"))
 STATE_FILE = STATE_DIR / "state.json"
 SECRETS_FILE = STATE_DIR / "dev-secrets.json"
+DATA_DIR = STATE_DIR / "data"
 
 
 def load_app() -> Any:
@@ -129,8 +130,7 @@ class LocalStack:
         from chalicelib.cli import motofixes
 
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
-        motofixes.serialize_dynamodb()
-        motofixes.copy_tables_once_per_transaction()
+        motofixes.install(DATA_DIR / "dynamodb.sqlite3")
         self.moto_port = self.moto_port or free_port()
         self._moto = ThreadedMotoServer(ip_address=self.host, port=self.moto_port, verbose=False)
         self._moto.start()
