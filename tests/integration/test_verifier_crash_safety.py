@@ -32,7 +32,6 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from moto import mock_aws
 
 from chalicelib import bootstrap
 from chalicelib.adapters.dynamodb import keys
@@ -48,6 +47,7 @@ from chalicelib.domain.merkle import leaf_hash, root_of, verify_inclusion
 from chalicelib.domain.tenants import BillingMode
 from chalicelib.services import credits as credit_service
 from chalicelib.services import ingest, verification
+from tests.conftest import empty_world
 from tests.factories import World
 
 P = Environment.PRODUCTION
@@ -277,27 +277,24 @@ def _customer_counters(uow: Any, tenant_id: str, customer_ids: list[str]) -> tup
 
 
 @pytest.fixture(scope="module")
-def baseline(boto_session: Any) -> tuple[Outcome, tuple[str, ...]]:
-    """Verification with no crash, in its own fresh moto world: (outcome, DynamoDB calls made)."""
-    from chalicelib.cli.resources import provision
-
-    with mock_aws():
-        bootstrap.reset()
-        provision(boto_session, stack_name="tally-test", region="us-east-1")
-        calls = DynamoCalls().attach()
-        try:
-            tenant_id, record_ids = arrange(World(lambda: START))
-            signer = bootstrap.signer()  # read before counting (Secrets Manager, not DynamoDB)
-            with calls.run():
-                report = verification.verify_records(bootstrap.unit_of_work(), [(tenant_id, P, r) for r in record_ids],
-                                                     now=START, signer=signer)
-            operations = tuple(calls.operations)
-            assert (len(report.verified), len(report.failed), len(report.batches)) == (GOOD, 1, 1)
-            swept = sweep(START + verification.SWEEP_GRACE + timedelta(minutes=1))
-            assert (swept.verified, swept.failed, swept.batches) == ([], [], [])
-            outcome = observe(tenant_id, record_ids)
-        finally:
-            calls.detach()
+def baseline(moto_world: dict) -> tuple[Outcome, tuple[str, ...]]:
+    """Verification with no crash, in an emptied moto world: (outcome, DynamoDB calls made)."""
+    empty_world()
+    bootstrap.reset()
+    calls = DynamoCalls().attach()
+    try:
+        tenant_id, record_ids = arrange(World(lambda: START))
+        signer = bootstrap.signer()  # read before counting (Secrets Manager, not DynamoDB)
+        with calls.run():
+            report = verification.verify_records(bootstrap.unit_of_work(), [(tenant_id, P, r) for r in record_ids],
+                                                 now=START, signer=signer)
+        operations = tuple(calls.operations)
+        assert (len(report.verified), len(report.failed), len(report.batches)) == (GOOD, 1, 1)
+        swept = sweep(START + verification.SWEEP_GRACE + timedelta(minutes=1))
+        assert (swept.verified, swept.failed, swept.batches) == ([], [], [])
+        outcome = observe(tenant_id, record_ids)
+    finally:
+        calls.detach()
     bootstrap.reset()
     return outcome, operations
 
