@@ -1,22 +1,33 @@
-"""The local stack behind ``make run``: moto in-process, resources from the deployment
-template, idempotent demo data, the API on 127.0.0.1:8000 and the job runner.
+"""The local stack behind ``make run``, shaped like the deployment.
 
-Environment is configured here *before* anything imports boto3 or the models,
-because PynamoDB reads table names and endpoints at import time.
+* The AWS emulator (:mod:`chalicelib.cli.emulator`): moto's server in its own process, its state
+  on disk under ``.tally/data`` so it survives a restart or a kill.
+* Resources from the deployment template, then idempotent demo data.
+* The gateway on 127.0.0.1:8000 with its execution environments (:mod:`chalicelib.cli.local_gateway`):
+  worker processes that each serve one request at a time, as Lambda does.
+* The jobs process (:mod:`chalicelib.cli.runner`): the queue and schedule handlers.
+
+One stack per ``.tally`` folder, held by a lock that dies with the process. Environment is configured
+here *before* anything imports boto3 or the models, because PynamoDB reads table names and endpoints
+at import time; the child processes inherit it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import faulthandler
+import fcntl
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +39,8 @@ STATE_DIR = Path(os.environ.get("TALLY_HOME", PROJECT_DIR / ".tally"))
 STATE_FILE = STATE_DIR / "state.json"
 SECRETS_FILE = STATE_DIR / "dev-secrets.json"
 DATA_DIR = STATE_DIR / "data"
+LOCK_FILE = STATE_DIR / "stack.lock"
+DEFAULT_WORKERS = int(os.environ.get("TALLY_LOCAL_WORKERS") or 4)
 
 
 def load_app() -> Any:
@@ -93,29 +106,67 @@ def configure_environment(aws_endpoint: str, base_url: str, extra: dict[str, str
         sys.modules["chalicelib.adapters.dynamodb.connection"].reset()
 
 
+def _lock_free() -> bool:
+    """True when no stack holds the lock (the holder's death releases it, even by SIGKILL)."""
+    if not LOCK_FILE.exists():
+        return True
+    with LOCK_FILE.open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return False
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return True
+
+
 def read_state() -> dict[str, Any] | None:
-    """The running stack's state, or None when no stack is running."""
-    if not STATE_FILE.exists():
+    """The running stack's state, or None when no stack is running (a state file left by a killed
+    stack is stale: its lock died with it)."""
+    if not STATE_FILE.exists() or _lock_free():
         return None
-    state = json.loads(STATE_FILE.read_text())
-    try:
-        os.kill(int(state["pid"]), 0)
-    except (OSError, KeyError, ValueError):
-        return None
-    return state
+    return json.loads(STATE_FILE.read_text())
+
+
+class AlreadyRunningError(RuntimeError):
+    pass
+
+
+def _terminate(processes: list[subprocess.Popen], grace: float) -> None:
+    """SIGTERM to all at once, SIGKILL to whoever is still there after ``grace`` seconds."""
+    for process in processes:
+        if process.poll() is None:
+            with contextlib.suppress(OSError):
+                process.terminate()
+    deadline = time.monotonic() + grace
+    for process in processes:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=max(0.0, deadline - time.monotonic()))
+        if process.poll() is None:
+            with contextlib.suppress(OSError):
+                process.kill()
+            process.wait()
 
 
 @dataclass
 class LocalStack:
-    """Start/stop the whole local stack (used by ``tally dev up`` and real-HTTP tests)."""
+    """The whole local stack: the AWS emulator, the gateway with its execution environments, the jobs
+    process. Each is a process of its own, as each is a service of its own on AWS; all of them end
+    within half a second of this one, however it ends."""
 
     api_port: int = 8000
-    moto_port: int = 0
     host: str = "127.0.0.1"
+    workers: int = DEFAULT_WORKERS
     run_jobs: bool = True
-    write_state: bool = True
+    timings: dict[str, float] = field(default_factory=dict)
 
     def start(self) -> LocalStack:
+        self._lock = _open_lock()
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self._lock.close()
+            self._lock = None
+            raise AlreadyRunningError(f"A local stack is already running (see {STATE_FILE}).") from None
         try:
             return self._start()
         except BaseException:
@@ -123,22 +174,18 @@ class LocalStack:
             raise
 
     def _start(self) -> LocalStack:
-        import logging
-
-        from moto.server import ThreadedMotoServer
-
-        from chalicelib.cli import motofixes
-
-        logging.getLogger("werkzeug").setLevel(logging.ERROR)
-        motofixes.install(DATA_DIR / "dynamodb.sqlite3")
-        self.moto_port = self.moto_port or free_port()
-        self._moto = ThreadedMotoServer(ip_address=self.host, port=self.moto_port, verbose=False)
-        self._moto.start()
-        # socketserver records every request thread while block_on_close is set and joins them all on close:
-        # switch it off before the first request, so Ctrl-C never waits for in-flight work.
-        self._moto._server.block_on_close = False
+        started = time.monotonic()
+        self.moto_port = free_port()
         self.aws_endpoint = f"http://{self.host}:{self.moto_port}"
         self.base_url = f"http://{self.host}:{self.api_port}"
+        self.emulator = subprocess.Popen(
+            [sys.executable, "-m", "chalicelib.cli.emulator", "--host", self.host, "--port", str(self.moto_port),
+             "--data", str(DATA_DIR)], stdout=subprocess.PIPE, text=True)
+        line = self.emulator.stdout.readline() if self.emulator.stdout else ""
+        if not line.startswith("{"):
+            raise RuntimeError("the AWS emulator did not start (see its output above)")
+        self.restored = json.loads(line)
+        self.timings["emulator"] = time.monotonic() - started
         configure_environment(self.aws_endpoint, self.base_url)
 
         import boto3
@@ -152,77 +199,88 @@ class LocalStack:
         # The template's parameters have no Cognito locally: HS256 from dev secrets instead.
         env.pop("TALLY_JWT_JWKS_URL", None)
         configure_environment(self.aws_endpoint, self.base_url, env)
+        self.env = env
 
         from chalicelib.cli import demo
 
+        mark = time.monotonic()
         self.demo = demo.seed(dev_secrets())
-        self._serve()
-        if self.run_jobs:
-            from chalicelib.cli.runner import JobRunner
+        self.timings["demo"] = time.monotonic() - mark
+        from chalicelib.cli.local_gateway import Gateway
 
-            self.runner = JobRunner(app=load_app(), sqs_client=boto3.client("sqs", region_name=REGION),
-                                    stack_name=STACK_NAME)
-            self.runner.start()
-        if self.write_state:
-            STATE_DIR.mkdir(parents=True, exist_ok=True)
-            STATE_FILE.write_text(json.dumps({
-                "pid": os.getpid(), "baseUrl": self.base_url, "awsEndpoint": self.aws_endpoint,
-                "stackName": STACK_NAME, "region": REGION, "tenantId": self.demo["tenantId"],
-                "env": env, "startedAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            }, indent=2))
+        self.gateway = Gateway(self.host, self.api_port, self.workers)
+        self.jobs = (subprocess.Popen([sys.executable, "-m", "chalicelib.cli.runner"], stdout=subprocess.PIPE,
+                                      text=True) if self.run_jobs else None)
+        self.gateway.start()
+        if self.jobs is not None and self.jobs.stdout is not None:
+            self.jobs.stdout.readline()  # "ready"
+        self.timings["start"] = time.monotonic() - started
+        STATE_FILE.write_text(json.dumps({
+            "pid": os.getpid(), "baseUrl": self.base_url, "awsEndpoint": self.aws_endpoint,
+            "stackName": STACK_NAME, "region": REGION, "tenantId": self.demo["tenantId"], "env": env,
+            "startedAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "dataDir": str(DATA_DIR),
+            "processes": {"emulator": self.emulator.pid, "jobs": self.jobs.pid if self.jobs else None,
+                          "environments": self.gateway.pool.pids()},
+        }, indent=2))
         return self
 
-    def _serve(self) -> None:
-        from chalice.config import Config
-        from chalice.local import LocalDevServer
-
-        from chalicelib.cli.local_gateway import TallyRequestHandler
-
-        app = load_app()
-        config = Config.create(chalice_stage="local", app_name="tally", chalice_app=app,
-                               project_dir=str(PROJECT_DIR))
-        self._server = LocalDevServer(app, config, self.host, self.api_port, handler_cls=TallyRequestHandler)
-        self._server.server.block_on_close = False  # as for moto: never join in-flight requests on stop
-        self._server_thread = threading.Thread(target=self._server.server.serve_forever, daemon=True)
-        self._server_thread.start()
-
     def stop(self) -> None:
-        """Stop promptly: in-flight requests are abandoned (their threads are daemons), not awaited."""
-        if getattr(self, "runner", None):
-            self.runner.stop()
-        if getattr(self, "_server", None):
-            self._server.shutdown()
-            self._server.server.server_close()
-        if getattr(self, "_moto", None):
-            self._moto.stop()
-        if self.write_state and STATE_FILE.exists():
-            state = json.loads(STATE_FILE.read_text())
-            if state.get("pid") == os.getpid():
+        """Stop promptly: in-flight requests are abandoned, not awaited (what was acknowledged is
+        already committed by the emulator)."""
+        if getattr(self, "gateway", None):
+            self.gateway.stop()
+        _terminate([p for p in (getattr(self, "jobs", None), getattr(self, "emulator", None)) if p], grace=2.0)
+        if getattr(self, "_lock", None):
+            if STATE_FILE.exists():
                 STATE_FILE.unlink()
+            fcntl.flock(self._lock, fcntl.LOCK_UN)
+            self._lock.close()
+            self._lock = None
 
 
-def run_forever(api_port: int = 8000) -> int:
-    """``make run``: start, print how to get credentials, stop cleanly on Ctrl-C."""
-    if read_state():
-        print(f"A local stack is already running (see {STATE_FILE}).")
+def _open_lock() -> Any:
+    STATE_DIR.mkdir(parents=True, exist_ok=True)
+    return LOCK_FILE.open("a")
+
+
+def reset() -> int:
+    """``tally dev reset``: forget every table item, object, message and secret (the stack must be stopped)."""
+    if not _lock_free():
+        print(f"A local stack is running (see {STATE_FILE}): stop it first.")
         return 1
-    stack = LocalStack(api_port=api_port).start()
-    print(f"Tally is running on {stack.base_url}  (AWS services: moto at {stack.aws_endpoint})")
+    if DATA_DIR.exists():
+        shutil.rmtree(DATA_DIR)
+    for stale in (STATE_FILE, STATE_DIR / "cookies.txt"):
+        if stale.exists():
+            stale.unlink()
+    print(f"Removed {DATA_DIR}: the next `make run` starts from nothing (demo credentials stay in {SECRETS_FILE}).")
+    return 0
+
+
+def run_forever(api_port: int = 8000, workers: int = DEFAULT_WORKERS) -> int:
+    """``make run``: start, print how to get credentials, stop cleanly on Ctrl-C or SIGTERM."""
+    try:
+        stack = LocalStack(api_port=api_port, workers=workers).start()
+    except AlreadyRunningError as exc:
+        print(str(exc))
+        return 1
+    print(f"Tally is running on {stack.base_url}  (AWS services: moto at {stack.aws_endpoint}; "
+          f"{stack.workers} execution environments; data in {DATA_DIR})")
+    print(f"Started in {stack.timings['start']:.1f} s (restored {stack.restored.get('objects', 0)} S3 objects and "
+          f"{stack.restored.get('messages', 0)} queued messages in {stack.restored.get('restoreSeconds', 0):.2f} s).")
     print("Demo credentials:  .venv/bin/tally dev credentials --json")
     print(f"Try:  curl {stack.base_url}/dashboard/tenant -H \"Authorization: Bearer $(.venv/bin/tally dev token)\"")
     print("Stop with Ctrl-C.", flush=True)
     stopping = threading.Event()
     # A shell starts background jobs with SIGINT ignored, and Python then never raises KeyboardInterrupt:
     # take SIGINT back so Ctrl-C (or `kill -INT`) always stops the stack.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGINT, lambda *_: stopping.set())
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     faulthandler.register(signal.SIGUSR1)  # `kill -USR1 <pid>` prints every thread's stack
-    try:
-        while not stopping.wait(0.5):
-            pass
-    except KeyboardInterrupt:
+    while not stopping.wait(0.5):
         pass
-    finally:
-        print("\nStopping…", flush=True)
-        stack.stop()
+    began = time.monotonic()
+    print("\nStopping…", flush=True)
+    stack.stop()
+    print(f"Stopped in {time.monotonic() - began:.1f} s.", flush=True)
     return 0

@@ -90,7 +90,11 @@ def _cookie_jar(state: dict[str, Any], tenant_id: str, user_id: str) -> str:
 
 
 def cmd_dev_up(args: argparse.Namespace) -> int:
-    return devstack.run_forever(api_port=args.port)
+    return devstack.run_forever(api_port=args.port, workers=args.workers)
+
+
+def cmd_dev_reset(args: argparse.Namespace) -> int:
+    return devstack.reset()
 
 
 def cmd_dev_credentials(args: argparse.Namespace) -> int:
@@ -240,7 +244,12 @@ def build_parser() -> argparse.ArgumentParser:
         dest="command", required=True)
     up = dev.add_parser("up", help="start the local stack (what `make run` does)")
     up.add_argument("--port", type=int, default=8000)
+    up.add_argument("--workers", type=int, default=devstack.DEFAULT_WORKERS,
+                    help="execution environments serving requests side by side, each one request at a time "
+                         "(default: $TALLY_LOCAL_WORKERS or 4)")
     up.set_defaults(func=cmd_dev_up)
+    reset = dev.add_parser("reset", help="delete the local stack's data: the next start begins from nothing")
+    reset.set_defaults(func=cmd_dev_reset)
     creds = dev.add_parser("credentials", help="demo credentials of the running stack")
     creds.add_argument("--json", action="store_true")
     creds.set_defaults(func=cmd_dev_credentials)

@@ -115,3 +115,26 @@ class JobRunner:
         self._stop.set()
         if self._thread:
             self._thread.join(timeout=2)  # a handler mid-transaction is abandoned; the sweep redoes its work
+
+
+def main() -> int:
+    """The jobs process of the local stack: the app's queue and schedule handlers, one event at a time."""
+    import signal
+
+    import boto3
+
+    from chalicelib.cli.devstack import REGION, STACK_NAME, load_app
+    from chalicelib.cli.emulator import die_with_parent
+
+    die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor stops us (SIGTERM)
+    runner = JobRunner(app=load_app(), sqs_client=boto3.client("sqs", region_name=REGION), stack_name=STACK_NAME)
+    print("ready", flush=True)
+    runner._loop()
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())

@@ -58,7 +58,7 @@ def _number_key(text: str) -> bytes:
     if not digits_text:
         return b"\x01"  # zero: after every negative, before every positive
     stripped = digits_text.rstrip("0")
-    magnitude = int(exponent) + len(digits_text)  # the value is 0.d1d2… × 10^magnitude
+    magnitude = int(exponent) + len(digits_text)  # the value is 0.d1d2... x 10^magnitude
     body = stripped.encode()
     scaled = (magnitude + 4096).to_bytes(2, "big")
     if not sign:
@@ -436,7 +436,8 @@ class SqliteTable(Table):
             columns = [c for c, name in zip(sort_columns, start_parts, strict=True) if name]
             values = [v for v, name in zip(values, start_parts, strict=True) if name]
             if columns:
-                sql += f" AND ({', '.join(columns)}) {'>' if scan_index_forward else '<'} ({', '.join('?' * len(columns))})"
+                after = ">" if scan_index_forward else "<"
+                sql += f" AND ({', '.join(columns)}) {after} ({', '.join('?' * len(columns))})"
                 args += values
         sql += " ORDER BY " + ", ".join(f"{c} {order}" for c in sort_columns)
         if limit:
