@@ -1,0 +1,250 @@
+"""Local stack at volume (`make bench`): what a user sees running `make run` with real work.
+
+Over HTTP with the public SDK (pacspace-sdk's own HTTP client), against `tally dev up` on a fresh
+TALLY_HOME:
+1. single-emit latency p50/p95 with nothing stored;
+2. cost of one batch of 100 at ~1,000 stored deltas (median of sequential batches, verifier idle);
+3. ingest of 50,000 deltas in batches of 100 from 4 threads, while the verifier runs: ingest
+   throughput over its active window vs verifier throughput over its own (side by side, one run);
+4. the same batch cost and single-emit latency at 50,000 stored, and their ratios to 2 and 1;
+5. peak RSS of the whole stack (sum over its processes, sampled every 0.25 s) and per process;
+6. stop time (SIGTERM until every process is gone) and restart time with 50,000 stored deltas.
+
+Prints figures, asserts nothing. `python bench/localstack.py --deltas 5000` for a quick run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+TALLY = str(Path(sys.executable).with_name("tally"))
+sys.path.insert(0, str(ROOT))
+
+from chalicelib.cli.devstack import free_port  # noqa: E402
+
+
+class Stack:
+    def __init__(self, home: Path, port: int) -> None:
+        self.home, self.port = home, port
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("TALLY_", "AWS_"))}
+        self.env["TALLY_HOME"] = str(home)
+        self.base = f"http://127.0.0.1:{port}"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> float:
+        began = time.monotonic()
+        log = (self.home / "stack.log").open("a")
+        self.proc = subprocess.Popen([TALLY, "dev", "up", "--port", str(self.port)], env=self.env, stdout=log,
+                                     stderr=subprocess.STDOUT)
+        while True:
+            if self.proc.poll() is not None:
+                raise SystemExit("the local stack failed to start:\n" + (self.home / "stack.log").read_text())
+            try:
+                with urllib.request.urlopen(f"{self.base}/health", timeout=2) as response:
+                    if response.status == 200 and (self.home / "state.json").exists():
+                        return time.monotonic() - began
+            except OSError:
+                time.sleep(0.1)
+
+    def stop(self) -> float:
+        assert self.proc is not None
+        began = time.monotonic()
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(timeout=60)
+        return time.monotonic() - began
+
+    def pids(self) -> dict[str, int]:
+        state = json.loads((self.home / "state.json").read_text())
+        processes = state["processes"]
+        found = {"supervisor": state["pid"], "emulator": processes["emulator"], "jobs": processes["jobs"]}
+        found.update({f"environment {i + 1}": pid for i, pid in enumerate(processes["environments"])})
+        return found
+
+    def tally(self, *args: str) -> str:
+        return subprocess.run([TALLY, *args], env=self.env, check=True, capture_output=True, text=True).stdout
+
+
+class RssSampler(threading.Thread):
+    """Peak of the summed RSS of the stack's processes, and each process's own peak."""
+
+    def __init__(self, stack: Stack) -> None:
+        super().__init__(daemon=True)
+        self.stack = stack
+        self.peak_total = 0
+        self.peaks: dict[str, int] = {}
+        self._stop = threading.Event()
+
+    @staticmethod
+    def rss(pid: int) -> int:
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+        except OSError:
+            pass
+        return 0
+
+    def run(self) -> None:
+        while not self._stop.wait(0.25):
+            try:
+                pids = self.stack.pids()
+            except (OSError, ValueError, KeyError):
+                continue
+            sizes = {name: self.rss(pid) for name, pid in pids.items()}
+            self.peak_total = max(self.peak_total, sum(sizes.values()))
+            for name, size in sizes.items():
+                self.peaks[name] = max(self.peaks.get(name, 0), size)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--deltas", type=int, default=50_000)
+    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--customers", type=int, default=1_000)
+    args = parser.parse_args()
+
+    from pacspace_sdk import PacSpace
+
+    home = Path(tempfile.mkdtemp(prefix="tally-bench-localstack-"))
+    stack = Stack(home, free_port())
+    first_start = stack.start()
+    tenant = json.loads(stack.tally("tenants", "create", "--name", "Bench Inc", "--plan", "scale", "--json"))
+    key = json.loads(stack.tally("dev", "api-key", "--tenant", tenant["id"], "--environment", "production",
+                                 "--json"))["fullKey"]
+    jwt = stack.tally("dev", "token", "--tenant", tenant["id"], "--role", "admin", "--ttl", "86400").strip()
+    client = PacSpace(key, base_url=stack.base)
+    sampler = RssSampler(stack)
+    sampler.start()
+
+    def verified() -> int:
+        request = urllib.request.Request(f"{stack.base}/dashboard/customers/summary",
+                                         headers={"Authorization": f"Bearer {jwt}"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read())["data"]["deltas"]["verified"]
+
+    sent = 0
+
+    def batch(size: int = 100) -> float:
+        nonlocal sent
+        start = sent
+        sent += size
+        deltas = [{"customerId": f"bench_{((start + i) // 10) % args.customers:05d}", "delta": 1 + (start + i) % 7,
+                   "reason": "bench usage", "referenceId": f"b-{start + i}"} for i in range(size)]
+        began = time.perf_counter()
+        answer = client.balance._client.post("/api/v1/balance/delta/batch", {"deltas": deltas}, {})
+        took = time.perf_counter() - began
+        assert answer["totalQueued"] == size, answer
+        return took
+
+    def singles(n: int, tag: str) -> list[float]:
+        times = []
+        for i in range(n):
+            began = time.perf_counter()
+            client.balance.emit(f"single_{i % 50}", 1, "single emit", {"referenceId": f"s-{tag}-{i}"})
+            times.append(time.perf_counter() - began)
+        return times
+
+    def settle(target: int, timeout: float = 1800) -> None:
+        deadline = time.monotonic() + timeout
+        while verified() < target:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"only {verified()} of {target} verified after {timeout:.0f} s")
+            time.sleep(0.5)
+
+    single_0 = singles(200, "0")
+    while sent < 1_000:
+        batch()
+    settle(sent + 200)
+    batch_1k = [batch() for _ in range(15)]
+    settle(sent + 200)
+
+    # Ingest to the target from several threads while the verifier works; watch both rates.
+    marks: list[tuple[float, int]] = []
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            marks.append((time.monotonic(), verified()))
+            time.sleep(0.5)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    base_verified = verified()
+    ingest_began = time.monotonic()
+    watcher.start()
+    remaining = (args.deltas - sent) // 100
+    with ThreadPoolExecutor(args.threads) as pool:
+        list(pool.map(lambda _i: batch(), range(remaining)))
+    ingest_ended = time.monotonic()
+    ingested = remaining * 100
+    settle(sent + 200, timeout=3600)
+    done.set()
+    watcher.join()
+    marks.append((time.monotonic(), verified()))
+    first_move = next(t for t, v in marks if v > base_verified)
+    last_needed = next(t for t, v in marks if v >= base_verified + ingested)
+    ingest_rate = ingested / (ingest_ended - ingest_began)
+    verify_rate = ingested / max(1e-9, last_needed - first_move)
+    backlog_at_end = base_verified + ingested - next(v for t, v in marks if t >= ingest_ended)
+
+    batch_50k = [batch() for _ in range(15)]
+    settle(sent + 200)
+    single_50k = singles(200, "50k")
+    settle(sent + 400)
+    stored = sent + 400
+    sampler.stop()
+    stop_seconds = stack.stop()
+    restart = Stack(home, stack.port)
+    restart_seconds = restart.start()
+    after_restart = RssSampler(restart)
+    pids = restart.pids()
+    restart_rss = sum(after_restart.rss(pid) for pid in pids.values())
+    restart_stop = restart.stop()
+
+    mb = 1024 * 1024
+    print(f"local stack, {stored:,} deltas stored (a fresh TALLY_HOME, {args.threads} ingest threads, "
+          f"{args.customers:,} customers)")
+    print(f"  first start (demo data seeded): {first_start:.1f} s")
+    print(f"  single emit at 0 stored:        p50 {statistics.median(single_0) * 1000:.1f} ms, "
+          f"p95 {pct(single_0, 0.95) * 1000:.1f} ms")
+    print(f"  single emit at {stored:,}:     p50 {statistics.median(single_50k) * 1000:.1f} ms, "
+          f"p95 {pct(single_50k, 0.95) * 1000:.1f} ms  (p50 ratio "
+          f"{statistics.median(single_50k) / statistics.median(single_0):.2f}x)")
+    print(f"  batch of 100 at ~1,000 stored:  median {statistics.median(batch_1k) * 1000:.1f} ms")
+    print(f"  batch of 100 at {stored:,}:   median {statistics.median(batch_50k) * 1000:.1f} ms  (ratio "
+          f"{statistics.median(batch_50k) / statistics.median(batch_1k):.2f}x, goal <= 1.5x)")
+    print(f"  ingest {ingested:,} deltas:        {ingest_rate:.0f} deltas/s")
+    print(f"  verifier, same run:             {verify_rate:.0f} deltas/s  ({verify_rate / ingest_rate:.2f}x ingest, "
+          f"goal >= 1.0x; backlog when ingest ended: {backlog_at_end:,})")
+    print(f"  peak RSS, whole stack:          {sampler.peak_total / mb:.0f} MB (goal <= 1536 MB)")
+    print("  peak RSS per process:           " + ", ".join(f"{name} {size / mb:.0f} MB"
+                                                            for name, size in sampler.peaks.items()))
+    print(f"  stop (SIGTERM, all processes):  {stop_seconds:.2f} s")
+    print(f"  restart with {stored:,} stored: {restart_seconds:.1f} s to the first answer "
+          f"(RSS after restart {restart_rss / mb:.0f} MB); stop again {restart_stop:.2f} s")
+    size = sum(f.stat().st_size for f in (home / "data").iterdir())
+    print(f"  data on disk:                   {size / mb:.0f} MB in {home / 'data'}")
+
+
+if __name__ == "__main__":
+    main()
