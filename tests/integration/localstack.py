@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -41,41 +42,112 @@ def call(method: str, url: str, headers: dict | None = None, body: dict | None =
         return exc.code, dict(exc.headers), json.loads(exc.read())
 
 
-def local_stack(tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterator[dict]:
-    """Start the stack, yield ``{"base", "home", "proc"}``, stop it with Ctrl-C (SIGINT)."""
-    home = tmp_path_factory.mktemp(name)
-    port = free_port()
-    log = (home / "stack.log").open("w")
-    proc = subprocess.Popen([TALLY, "dev", "up", "--port", str(port)], env=stack_env(home), stdout=log,
-                            stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if call("GET", f"{base}/health")[0] == 200 and (home / "state.json").exists():
-                break
-        except OSError:
-            time.sleep(0.2)
-        assert proc.poll() is None, (home / "stack.log").read_text()
-    else:
-        proc.kill()
-        pytest.fail("local stack did not start: " + (home / "stack.log").read_text())
-    try:
-        yield {"base": base, "home": home, "proc": proc}
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
+class Stack:
+    """`tally dev up` in a subprocess on a TALLY_HOME of its own; start, stop, kill and start again."""
+
+    def __init__(self, home: Path, port: int | None = None) -> None:
+        self.home = home
+        self.port = port or free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen | None = None
+        self._log = None
+
+    @property
+    def log_text(self) -> str:
+        path = self.home / "stack.log"
+        return path.read_text() if path.exists() else ""
+
+    def start(self, timeout: float = 90.0) -> Stack:
+        self._log = (self.home / "stack.log").open("a")
+        self.proc = subprocess.Popen([TALLY, "dev", "up", "--port", str(self.port)], env=stack_env(self.home),
+                                     stdout=self._log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
             try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.send_signal(signal.SIGUSR1)  # faulthandler: every thread's stack into stack.log
-                time.sleep(1)
-                proc.kill()  # never leak a stack; the test still fails on the timeout
-                proc.wait()
-                log.close()
-                pytest.fail("local stack ignored Ctrl-C for 20 s; its threads:\n"
-                            + (home / "stack.log").read_text()[-6000:])
-        log.close()
+                if call("GET", f"{self.base}/health")[0] == 200 and (self.home / "state.json").exists():
+                    return self
+            except OSError:
+                time.sleep(0.2)
+            assert self.proc.poll() is None, self.log_text
+        self.proc.kill()
+        pytest.fail("local stack did not start: " + self.log_text)
+
+    def stop(self, sig: int = signal.SIGINT, timeout: float = 20.0) -> float:
+        """Send ``sig`` and wait for the whole stack to end; returns the seconds it took."""
+        assert self.proc is not None
+        began = time.monotonic()
+        self.proc.send_signal(sig)
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.send_signal(signal.SIGUSR1)  # faulthandler: every thread's stack into stack.log
+            time.sleep(1)
+            self.proc.kill()  # never leak a stack; the test still fails on the timeout
+            self.proc.wait()
+            pytest.fail(f"local stack ignored signal {sig} for {timeout:.0f} s; its threads:\n"
+                        + self.log_text[-6000:])
+        took = time.monotonic() - began
+        if self._log:
+            self._log.close()
+        return took
+
+    def kill(self) -> None:
+        """SIGKILL the supervisor, as an OOM killer or `kill -9` would; its children follow it."""
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait()
+        if self._log:
+            self._log.close()
+
+    def children_alive(self) -> list[int]:
+        state_pids = []
+        try:
+            state = json.loads((self.home / "state.json").read_text())
+            processes = state.get("processes", {})
+            state_pids = [processes.get("emulator"), processes.get("jobs"), *processes.get("environments", [])]
+        except (OSError, ValueError):
+            pass
+        alive = []
+        for pid in filter(None, state_pids):
+            try:
+                os.kill(pid, 0)
+            except OSError:
+                continue
+            alive.append(pid)
+        return alive
+
+    def info(self) -> dict:
+        return {"base": self.base, "home": self.home, "proc": self.proc, "stack": self}
+
+
+_TEMPLATE: dict[str, Path] = {}
+
+
+def _seeded_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A home whose stack was started once (demo data seeded) and stopped: copied for each module's stack,
+    so each starts from the state a first `make run` leaves, without seeding it again."""
+    if "home" not in _TEMPLATE:
+        home = tmp_path_factory.mktemp("tally-template")
+        stack = Stack(home).start()
+        stack.stop()
+        for leftover in ("stack.log", "cookies.txt", "state.json"):
+            (home / leftover).unlink(missing_ok=True)
+        _TEMPLATE["home"] = home
+    return _TEMPLATE["home"]
+
+
+def local_stack(tmp_path_factory: pytest.TempPathFactory, name: str, *, fresh: bool = False) -> Iterator[dict]:
+    """Start a stack (on a copy of the seeded template unless ``fresh``), yield ``{"base", "home", "proc",
+    "stack"}``, stop it with Ctrl-C (SIGINT)."""
+    home = tmp_path_factory.mktemp(name)
+    if not fresh:
+        shutil.copytree(_seeded_template(tmp_path_factory), home, dirs_exist_ok=True)
+    stack = Stack(home).start()
+    try:
+        yield stack.info()
+    finally:
+        if stack.proc is not None and stack.proc.poll() is None:
+            stack.stop()
 
 
 def run(stack: dict, *args: str) -> subprocess.CompletedProcess:
