@@ -233,6 +233,9 @@ class GatewayHandler(BaseHTTPRequestHandler):
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """http.server's own errors (bad request line, header too long, …) as the JSON envelope."""
+        if getattr(self, "request_version", "HTTP/0.9") == "HTTP/0.9":
+            self.request_version = "HTTP/1.0"  # an unparsed request line: answer with a status line and headers
+            self.close_connection = True
         self._send_envelope(code)
 
     def _send_envelope(self, status: int, headers: dict[str, str] | None = None) -> None:

@@ -39,16 +39,20 @@ def balances(stack, creds) -> dict:
 
 
 # Runs first: the demo figures are checked before any top-up changes them.
-def test_the_demo_tenant_starts_with_100000_credits(stack, creds):
+def test_the_demo_tenant_starts_with_100000_credits_less_what_its_demo_deltas_spent(stack, creds):
     assert creds["tenantId"] == "2"
-    assert balances(stack, creds) == {"creditBalance": DEMO_CREDITS, "availableBalance": DEMO_CREDITS,
-                                      "reserved": 0}
-    entries = dashboard(stack, creds, "/dashboard/credit/entries?page=1&limit=20")
+    entries = dashboard(stack, creds, "/dashboard/credit/entries?page=1&limit=100")
+    assert entries["total"] == len(entries["items"])
     seeded = [e for e in entries["items"] if e["description"] == "Demo credits"]
     assert len(seeded) == 1
     assert seeded[0]["type"] == "topup" and seeded[0]["amount"] == DEMO_CREDITS
     assert seeded[0]["balanceAfter"] == DEMO_CREDITS
-    assert entries["total"] == len(entries["items"]) == 1
+    settled = [e for e in entries["items"] if e["type"] == "settlement"]
+    spent = -sum(e["amount"] for e in settled)
+    # 3 customers x 6 deltas x 2 months x 2 environments, 1 credit each, every one verified and settled
+    assert spent == 72
+    assert balances(stack, creds) == {"creditBalance": DEMO_CREDITS - spent,
+                                      "availableBalance": DEMO_CREDITS - spent, "reserved": 0}
 
 
 def test_credits_topup_adds_credits_seen_over_http(stack, creds):

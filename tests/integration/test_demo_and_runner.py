@@ -28,6 +28,8 @@ def _counts(world) -> dict:
         "customers": [len(uow.customers.list("2", env, 100, None).items) for env in Environment],
         "totals": [uow.customers.stats("2", env).customers for env in Environment],  # the summary agrees
         "token": uow.platform_tokens.get("ptk_CCCCCCCCCCCCCCCC") is not None,
+        "paid": {"users": len(uow.users.list("4")), "keys": len(uow.api_keys.list_all("4")),
+                 "customers": [len(uow.customers.list("4", env, 100, None).items) for env in Environment]},
     }
 
 
@@ -35,9 +37,12 @@ def test_demo_seed_creates_the_documented_data_once(world):
     first = demo.seed(SECRETS)
     after_first = _counts(world)
     assert first == {"tenantId": "2", "adminUserId": "usr_demo_admin"}
-    assert after_first == {"tenants": [True, True, True, False], "users": 5, "keys": 2,
-                           "customers": [3, 3], "totals": [3, 3], "token": True}
+    assert after_first == {"tenants": [True, True, True, True], "users": 5, "keys": 2,
+                           "customers": [3, 3], "totals": [3, 3], "token": True,
+                           "paid": {"users": 5, "keys": 2, "customers": [0, 3]}}
     assert world.uow().tenants.get("3").plan == "free"
+    paid = world.uow().tenants.get("4")
+    assert (paid.company_name, str(paid.billing_mode), paid.plan) == ("Initech Pro", "monthly", "growth")
     demo.seed(SECRETS)
     assert _counts(world) == after_first
 

@@ -24,7 +24,7 @@ def stack(tmp_path_factory):
 def tenants(stack) -> dict[str, dict]:
     """Two tenants, each with a production key, a JWT and a customer of its own name."""
     demo = json.loads(tally(stack, "dev", "credentials", "--json"))
-    other = json.loads(tally(stack, "tenants", "create", "--name", "Umbrella Corp", "--json"))
+    other = json.loads(tally(stack, "tenants", "create", "--name", "Umbrella Corp", "--plan", "growth", "--json"))
     key_b = json.loads(tally(stack, "dev", "api-key", "--tenant", other["id"], "--environment", "production",
                              "--json"))["fullKey"]
     jwt_b = tally(stack, "dev", "token", "--tenant", other["id"], "--role", "admin").strip()
