@@ -128,7 +128,7 @@ def checkpoint(count: int) -> None:
     uow = Uow()
     scope = checkpoints.Scope("2", Environment.PRODUCTION, "cust_bench", "2026-04")
     began = time.perf_counter()
-    made, _created = checkpoints.create(uow, scope, now=START, signer=Signer("k1", b"\x01" * 32))
+    made, _created = checkpoints.create(uow, scope, now=START, signer=Signer(b"\x01" * 32))
     pages = -(-count * ITEM_BYTES // 1_000_000)
     print(f"checkpoint over {made.tree_size:,} deltas of one month: {time.perf_counter() - began:.1f} s in-process "
           f"(+ {pages} DynamoDB query pages of 1 MB to read them, and one write)")

@@ -60,12 +60,19 @@ def jwt_verifier() -> Any:
 
 
 def signer() -> Any:
-    """The platform's Ed25519 signer (its secret is read once per process)."""
+    """The platform's Ed25519 signer (its secret is read once per process).
+
+    Before first use its public key is recorded in the signing-key registry (a read, and a write
+    only for a key never seen before), so everything it signs names a published key. A test
+    override is used as given (not registered)."""
 
     def build() -> Any:
         from chalicelib.adapters.signing import load_signer
+        from chalicelib.services import signing_keys
 
-        return load_signer(get_settings())
+        loaded = load_signer(get_settings())
+        signing_keys.register(unit_of_work(), loaded.key_id, loaded.public_key.raw, now=now())
+        return loaded
 
     return _singleton("signer", build)
 

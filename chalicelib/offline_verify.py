@@ -9,7 +9,12 @@ Three documents are understood, bare or inside the API envelope:
   batch with its signed statement and public key;
 - a customer verification package (``tally.verification-package/v1``): a signed
   customer checkpoint with a sample of its deltas, each with its content and
-  inclusion proof, and the public key.
+  inclusion proof, and the public key (and, for a checkpoint signed before a key
+  rotation, the retired key that signed it).
+
+Key ids are RFC 7638 thumbprints of their keys, so a statement's ``keyId`` commits
+to its key; ``--keys`` pins each key to a saved ``GET /api/v1/verification-keys``
+answer, which lists retired keys too.
 
 Everything is recomputed from the file's own bytes, and the reading is strict
 (closed objects, exact types, lowercase hex, canonical base64, canonical number
@@ -38,6 +43,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from chalicelib.domain.batches import STATEMENT_TYPE
 from chalicelib.domain.checkpoints import STATEMENT_TYPE as CHECKPOINT_TYPE
 from chalicelib.domain.merkle import EMPTY_ROOT, leaf_hash, root_of, verify_inclusion
+from chalicelib.domain.signing_keys import KEY_ID_PATTERN, key_id_of
 
 BUNDLE_TYPE = "tally.delta-proof/v1"
 PACKAGE_TYPE = "tally.verification-package/v1"
@@ -101,6 +107,13 @@ def loads(raw: bytes | str) -> Any:
 # --- shapes: closed objects, exact types ---------------------------------------------------------
 
 Pred = Callable[[Any], bool]
+
+
+@dataclass(frozen=True)
+class Omittable:
+    """A member a closed object may omit (``spec`` applies when it is there)."""
+
+    spec: Any
 
 
 def _is(description: str, test: Pred) -> Pred:
@@ -173,8 +186,11 @@ CHECKPOINT = {"type": TEXT, "checkpointId": TEXT, "tenantId": TEXT, "environment
               "previousTreeSize": _opt(INDEX), "createdAt": TIMESTAMP, "keyId": TEXT}
 SAMPLE = {"recordId": TEXT, "content": CONTENT, "contentHash": HEX, "leafHash": HEX, "leafIndex": INDEX,
           "inclusionProof": [HEX]}
+# ``checkpoint.publicKey``: only in a package whose checkpoint was signed before a key rotation (the retired
+# key that signed it); otherwise ``publicKey`` signed both the checkpoint and the package.
 PACKAGE = {"type": _const(PACKAGE_TYPE), "packageId": PACKAGE_ID, "customerId": TEXT, "period": PERIOD,
-           "generatedAt": TIMESTAMP, "checkpoint": {"statement": CHECKPOINT, "signature": _b64(64)},
+           "generatedAt": TIMESTAMP,
+           "checkpoint": {"statement": CHECKPOINT, "signature": _b64(64), "publicKey": Omittable(PUBLIC_KEY)},
            "publicKey": PUBLIC_KEY, "sampleSize": INDEX, "samples": [SAMPLE], "signature": _b64(64)}
 BATCH = {"verified": BOOL, "proofRoot": HEX, "recordedAt": TEXT,
          "summary": {"batchId": TEXT, "treeSize": COUNT, "sequence": COUNT, "environment": ENVIRONMENT,
@@ -189,15 +205,17 @@ KEYS = {"keys": [{"keyId": TEXT, "algorithm": _const(ALGORITHM), "publicKey": _b
 
 
 def shape_errors(value: Any, spec: Any, path: str = "$") -> list[str]:
-    """Every way ``value`` departs from ``spec`` (dict = closed object, [spec] = array, else a predicate)."""
+    """Every way ``value`` departs from ``spec`` (dict = closed object whose ``Omittable`` members may be
+    absent, [spec] = array, else a predicate)."""
     if isinstance(spec, dict):
         if not isinstance(value, dict):
             return [f"{path}: expected an object"]
         errors = [f"{path}.{k}: unknown field" for k in value if k not in spec]
-        errors += [f"{path}.{k}: missing" for k in spec if k not in value]
+        errors += [f"{path}.{k}: missing" for k, sub in spec.items()
+                   if k not in value and not isinstance(sub, Omittable)]
         for key, sub in spec.items():
             if key in value:
-                errors += shape_errors(value[key], sub, f"{path}.{key}")
+                errors += shape_errors(value[key], sub.spec if isinstance(sub, Omittable) else sub, f"{path}.{key}")
         return errors
     if isinstance(spec, list):
         if not isinstance(value, list):
@@ -251,10 +269,23 @@ def _structure(report: Report, document: Any, spec: dict, label: str) -> bool:
     return report.add("structure", not errors, detail)
 
 
+def _key_id(report: Report, key: dict[str, Any], statement: dict) -> None:
+    """The statement names the key, and an id in Tally's format is that key's RFC 7638 thumbprint (so the
+    signed statement commits to the very key). Ids of another shape predate derived ids and are only compared."""
+    named = key["keyId"] == statement["keyId"]
+    derived = KEY_ID_PATTERN.fullmatch(key["keyId"]) is not None
+    thumbprint = key_id_of(base64.b64decode(key["publicKey"]))
+    holds = named and (not derived or key["keyId"] == thumbprint)
+    detail = f"{key['algorithm']} key {key['keyId']!r}, statement signed by {statement['keyId']!r}"
+    if derived:
+        detail += (", the key's thumbprint" if key["keyId"] == thumbprint
+                   else f", but the key's thumbprint is {thumbprint!r}")
+    report.add("key id", holds, detail)
+
+
 def _signature(report: Report, statement: dict, signature: str, key: dict[str, Any], signed: str) -> None:
     """Ed25519 over the RFC 8785 bytes of the statement, with the key the document names."""
-    report.add("key id", key["keyId"] == statement["keyId"],
-               f"{key['algorithm']} key {key['keyId']!r}, statement signed by {statement['keyId']!r}")
+    _key_id(report, key, statement)
     try:
         Ed25519PublicKey.from_public_bytes(base64.b64decode(key["publicKey"])).verify(
             base64.b64decode(signature), rfc8785.dumps(statement))
@@ -264,15 +295,16 @@ def _signature(report: Report, statement: dict, signature: str, key: dict[str, A
     report.add("signature", valid, f"Ed25519 over the RFC 8785 statement of {signed}")
 
 
-def _published(report: Report, key: dict[str, Any], keys: Any) -> None:
+def _published(report: Report, key: dict[str, Any], keys: Any, name: str = "published key") -> None:
+    """The key is listed under its id (active or retired: a retired key still checks what it signed)."""
     keys = _unwrap(keys)
     errors = shape_errors(keys, KEYS)
     if errors:
         raise DocumentError("not a verification-keys document: " + "; ".join(errors[:3]))
     match = [k for k in keys["keys"] if k["keyId"] == key["keyId"]]
     same = bool(match) and base64.b64decode(match[0]["publicKey"]) == base64.b64decode(key["publicKey"])
-    report.add("published key", same, f"key {key['keyId']!r} " + ("matches the published key" if same
-                                                                  else "not published (or different)"))
+    report.add(name, same, f"key {key['keyId']!r} " + (f"matches the published key ({match[0]['status']})" if same
+                                                       else "not published (or different)"))
 
 
 def _content_hash(content: dict[str, Any]) -> str:
@@ -417,7 +449,8 @@ def _check_package(doc: dict[str, Any], keys: Any) -> Report:
         return None
 
     _per_sample(report, "sequence numbers", samples, f"within {first}..{last}, in leaf order", sequence)
-    _signature(report, statement, doc["checkpoint"]["signature"], doc["publicKey"],
+    checkpoint_key = doc["checkpoint"].get("publicKey", doc["publicKey"])  # a retired key, after a rotation
+    _signature(report, statement, doc["checkpoint"]["signature"], checkpoint_key,
                f"checkpoint {statement['checkpointId']}")
     unsigned = {k: v for k, v in doc.items() if k != "signature"}
     try:
@@ -428,13 +461,15 @@ def _check_package(doc: dict[str, Any], keys: Any) -> Report:
         whole = False
     report.add("package signature", whole, "Ed25519 over the RFC 8785 form of the whole package")
     _key_checks(report, doc["publicKey"], keys)
+    if "publicKey" in doc["checkpoint"] and keys is not None:
+        _published(report, checkpoint_key, keys, "published checkpoint key")
     return report
 
 
 def _key_checks(report: Report, key: dict[str, Any], keys: Any) -> None:
     if keys is None:
         report.notes.append("The public key is the one embedded in the document; pass the saved "
-                            "GET /api/v1/verification-keys output (--keys) to pin it to the published key.")
+                            "GET /api/v1/verification-keys output (--keys) to pin it to the published keys.")
     else:
         _published(report, key, keys)
 

@@ -57,9 +57,8 @@ class Settings:
     # Balance API: per-key token bucket (requests/second and burst); 0 disables.
     rate_limit_per_second: float = 100.0
     rate_limit_burst: int = 200
-    # Ed25519 signing key: seed secret (Secrets Manager id) and the published key id.
+    # Ed25519 signing key: the seed secret (Secrets Manager id). Its key id is derived from the key.
     signing_secret_id: str = "tally-local/signing-key"
-    signing_key_id: str = "k1"
     verify_queue_url: str = ""  # empty: found by name (`{prefix}verify`)
     # Outgoing webhooks: queue, first retry delay (then x5 per failure), request timeout, and
     # whether plain-http loopback URLs are accepted (local stack and tests only).
@@ -103,7 +102,6 @@ def load_settings() -> Settings:
         rate_limit_burst=_int("TALLY_RATE_LIMIT_BURST", 200),
         signing_secret_id=env.get("TALLY_SIGNING_SECRET_ID")
         or env.get("TALLY_RESOURCE_PREFIX", "tally-local-").rstrip("-") + "/signing-key",
-        signing_key_id=env.get("TALLY_SIGNING_KEY_ID", "k1"),
         verify_queue_url=env.get("TALLY_VERIFY_QUEUE_URL", ""),
         webhook_queue_url=env.get("TALLY_WEBHOOK_QUEUE_URL", ""),
         webhook_retry_base_seconds=_int("TALLY_WEBHOOK_RETRY_BASE_SECONDS", 10),

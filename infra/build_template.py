@@ -140,9 +140,6 @@ def role() -> dict:
         },
         {"Sid": "Secrets", "Effect": "Allow", "Action": ["secretsmanager:GetSecretValue"],
          "Resource": [{"Ref": "SigningKeySecret"}, {"Ref": "StripeSecret"}]},
-        {"Sid": "Parameters", "Effect": "Allow", "Action": ["ssm:GetParameter", "ssm:GetParameters"],
-         "Resource": {SUB: "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}"
-                                ":parameter/${AWS::StackName}/*"}},
     ]
     return {
         "Type": "AWS::IAM::Role",
@@ -201,7 +198,9 @@ def build() -> dict:
     resources["WebhookQueue"] = queue("webhooks", dlq="WebhookDeadLetterQueue")
     resources["SigningKeySecret"] = {
         "Type": "AWS::SecretsManager::Secret",
-        # Losing the signing key would orphan every published signature: keep it on stack deletion.
+        # Losing the signing key would orphan every published signature: keep it on stack deletion. Its key
+        # id is derived from the key (no parameter); a new secret is a rotation to a new id, and the old
+        # key stays published from the signing-key registry (tenants table).
         "DeletionPolicy": "Retain",
         "UpdateReplacePolicy": "Retain",
         "Properties": {
@@ -216,15 +215,6 @@ def build() -> dict:
             "Name": {SUB: "${AWS::StackName}/stripe"},
             "Description": "Stripe API key and webhook signing secret (set by the operator).",
             "SecretString": '{"api_key": "", "webhook_secret": ""}',
-        },
-    }
-    resources["SigningKeyIdParameter"] = {
-        "Type": "AWS::SSM::Parameter",
-        "Properties": {
-            "Name": {SUB: "/${AWS::StackName}/signing-key-id"},
-            "Type": "String",
-            "Value": "k1",
-            "Description": "Key id published with the current signing key.",
         },
     }
     resources["TallyFunctionRole"] = role()

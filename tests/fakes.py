@@ -39,6 +39,7 @@ from chalicelib.domain.clock import iso_us
 from chalicelib.domain.customers import Customer, CustomerStats
 from chalicelib.domain.errors import ConflictError
 from chalicelib.domain.identity import PLATFORM_TENANT_ID, Environment
+from chalicelib.domain.signing_keys import SigningKey
 from chalicelib.domain.tenants import Tenant, User
 from chalicelib.domain.webhooks import Endpoint
 from chalicelib.services.ports import Page
@@ -93,6 +94,7 @@ class FakeStore:
     api_keys: Table = field(default_factory=Table)
     sessions: Table = field(default_factory=Table)
     platform_tokens: Table = field(default_factory=Table)
+    signing_keys: Table = field(default_factory=Table)
     audit: Table = field(default_factory=Table)
     customers: Table = field(default_factory=Table)
     webhook_endpoints: Table = field(default_factory=Table)
@@ -299,6 +301,19 @@ class FakePlatformTokenRepository(_Repository):
         self._store.platform_tokens.rows[row] = replace(self._store.platform_tokens.rows[row], last_used_at=now)
 
 
+class FakeSigningKeyRepository(_Repository):
+    """The registry partition: write-once items, listed by sort key (``K#{key_id}``) like the Query."""
+
+    def get(self, key_id: str) -> SigningKey | None:
+        return self._store.signing_keys.get((keys.SIGNING_KEYS_PK, keys.signing_key_sk(key_id)))
+
+    def list(self) -> list[SigningKey]:
+        return [key for _sk, key in self._store.signing_keys.partition(keys.SIGNING_KEYS_PK)]
+
+    def add(self, key: SigningKey) -> None:
+        self._stage(self._store.signing_keys, (keys.SIGNING_KEYS_PK, keys.signing_key_sk(key.key_id)), key, _absent)
+
+
 class FakeAuditRepository(_Repository):
     def add(self, entry: AuditEntry) -> None:
         row = (keys.tenant_pk(entry.tenant_id), keys.audit_sk(iso_us(entry.at) or "", entry.entry_id))
@@ -380,6 +395,7 @@ class FakeUnitOfWork:
         self.api_keys = FakeApiKeyRepository(self)
         self.sessions = FakeSessionRepository(self)
         self.platform_tokens = FakePlatformTokenRepository(self)
+        self.signing_keys = FakeSigningKeyRepository(self)
         self.audit = FakeAuditRepository(self)
         self.customers = FakeCustomerRepository(self)
         self.webhooks = FakeWebhookRepository(self)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 from chalice import Blueprint, Response
 
 from chalicelib import bootstrap
@@ -197,7 +199,8 @@ PROOF_TYPE = "tally.delta-proof/v1"
 def get_delta_proof(ctx: Ctx, recordId: str) -> Response:
     """Everything needed to check one verified delta offline (`tally verify FILE`): the exact content its
     hash commits to, the leaf hash, the inclusion proof, the signed batch statement and the public key.
-    A delta not yet `VERIFIED` answers 409 `DELTA_NOT_VERIFIED`."""
+    The public key is the one the batch names, current or retired. A delta not yet `VERIFIED` answers 409
+    `DELTA_NOT_VERIFIED`; a batch whose key id is not a registered signing key, 409 `SIGNING_KEY_UNKNOWN`."""
     delta = ctx.uow.deltas.get(ctx.principal.tenant_id, ctx.principal.environment, recordId)
     if delta is None:
         raise NotFoundError("Delta not found.")
@@ -208,10 +211,12 @@ def get_delta_proof(ctx: Ctx, recordId: str) -> Response:
     batch = ctx.uow.batches.get(delta.tenant_id, delta.environment, delta.batch_id)
     if batch is None or batch.root != delta.proof_root:
         raise RuntimeError(f"sealed batch {delta.batch_id} of verified delta {recordId} is missing")
-    signer = bootstrap.signer()
-    if batch.key_id != signer.key_id:
-        raise ConflictError("The key that signed this batch is no longer served.", code="SIGNING_KEY_RETIRED")
-    key = signer.public_key.view()
+    from chalicelib.services import signing_keys
+
+    raw_key = signing_keys.public_key(ctx.uow, batch.key_id)  # current or retired: any registered key
+    if raw_key is None:
+        raise ConflictError(f"The key {batch.key_id!r} that signed this batch is not a registered signing key; "
+                            "the proof cannot be verified.", code="SIGNING_KEY_UNKNOWN")
     return ok({
         "type": PROOF_TYPE,
         "recordId": delta.record_id,
@@ -223,7 +228,8 @@ def get_delta_proof(ctx: Ctx, recordId: str) -> Response:
         "inclusionProof": list(delta.proof or []),
         "proofRoot": batch.root,
         "batch": {"statement": batch.statement(), "signature": batch.signature},
-        "publicKey": {k: key[k] for k in ("keyId", "algorithm", "publicKey")},
+        "publicKey": {"keyId": batch.key_id, "algorithm": "Ed25519",
+                      "publicKey": base64.b64encode(raw_key).decode()},
     })
 
 

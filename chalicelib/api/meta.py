@@ -35,7 +35,13 @@ def health(ctx: Ctx) -> Response:
 @route(bp, "/api/v1/verification-keys", "GET", auth=Auth.NONE, summary="Public signing keys",
        tags=("Verification",), responses={200: "VerificationKeys"})
 def verification_keys(ctx: Ctx) -> Response:
-    """Ed25519 public keys by key id: batch records, checkpoints and packages name the key that signed
-    them, so anyone can verify offline. No authentication."""
-    signer = bootstrap.signer()
-    return ok({"keys": [signer.public_key.view()]})
+    """Every Ed25519 public key the platform has signed with, by key id: batch records, checkpoints and
+    packages name the key that signed them, so anyone can verify offline. The key signing now is
+    `active` (listed first); earlier keys stay listed as `retired`, so what they signed still verifies.
+    A key id is the RFC 7638 JWK thumbprint of its key, so an id never names two keys. No authentication."""
+    from chalicelib.adapters.signing import key_view
+    from chalicelib.services import signing_keys
+
+    signer = bootstrap.signer()  # loading it registers it: the active key is always listed
+    listed = signing_keys.published(ctx.uow, active_key_id=signer.key_id)
+    return ok({"keys": [key_view(key.key_id, key.public_key, status) for key, status in listed]})

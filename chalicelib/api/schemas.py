@@ -135,6 +135,10 @@ DELTA_IN = obj(
 )
 ENV_STATE = {"type": "string", "enum": ["provisioned", "provisioning", "not_provisioned", "disabled"]}
 B64 = {"type": "string", "contentEncoding": "base64"}
+KEY_ID = {"type": "string", "description": "A signing key's id: the RFC 7638 JWK SHA-256 thumbprint of the Ed25519 "
+                                           "public key, base64url (43 characters)."}
+SIGNING_KEY = obj(["keyId", "algorithm", "publicKey"], {"keyId": KEY_ID, "algorithm": {"const": "Ed25519"},
+                                                        "publicKey": B64})
 BATCH_STATEMENT = obj(
     ["type", "batchId", "tenantId", "environment", "root", "treeSize", "sequence", "previousRoot", "sealedAt",
      "keyId"],
@@ -295,8 +299,11 @@ SCHEMAS: dict[str, dict] = {
                         "balances": {"$ref": "#/components/schemas/CreditBalances"}}),
     "VerificationKeys": obj(["keys"], {"keys": {"type": "array", "items": obj(
         ["keyId", "algorithm", "publicKey", "publicKeyPem", "status"],
-        {"keyId": STR, "algorithm": {"const": "Ed25519"}, "publicKey": STR, "publicKeyPem": STR,
-         "status": {"type": "string", "enum": ["active", "retired"]}},
+        {"keyId": {**KEY_ID, "pattern": "^[A-Za-z0-9_-]{43}$"}, "algorithm": {"const": "Ed25519"}, "publicKey": B64,
+         "publicKeyPem": STR,
+         "status": {"type": "string", "enum": ["active", "retired"],
+                    "description": "`active`: the key signing now; `retired`: signed earlier records, still valid "
+                                   "for checking them."}},
     )}}),
     "VerifyResult": obj(
         ["verified", "proofRoot", "recordedAt", "summary", "records", "verification"],
@@ -307,7 +314,9 @@ SCHEMAS: dict[str, dict] = {
          "verification": {"oneOf": [
              obj(["algorithm", "keyId", "publicKey", "signature", "statement", "signatureValid", "rootValid"],
                  {"algorithm": {"const": "Ed25519"}, "keyId": STR, "signature": B64, "statement": BATCH_STATEMENT,
-                  "publicKey": {**B64, "type": ["string", "null"], "description": "null: key no longer served"},
+                  "publicKey": {**B64, "type": ["string", "null"],
+                                "description": "The key the batch names, current or retired; null: no registered "
+                                               "key has this id (the signature cannot be checked)"},
                   "signatureValid": {"type": "boolean"}, "rootValid": {"type": "boolean"}}),
              obj(["reason"], {"reason": STR}),
          ]}},
@@ -328,8 +337,7 @@ SCHEMAS: dict[str, dict] = {
          "treeSize": {"type": "integer", "minimum": 1}, "inclusionProof": {"type": "array", "items": HEX64},
          "proofRoot": HEX64,
          "batch": obj(["statement", "signature"], {"statement": BATCH_STATEMENT, "signature": B64}),
-         "publicKey": obj(["keyId", "algorithm", "publicKey"],
-                          {"keyId": STR, "algorithm": {"const": "Ed25519"}, "publicKey": B64})},
+         "publicKey": SIGNING_KEY},
     ),
     "PlatformTenant": obj(
         ["id", "name", "subdomain", "final_domain", "https", "lang"],
@@ -552,10 +560,13 @@ SCHEMAS: dict[str, dict] = {
         ["type", "packageId", "customerId", "period", "generatedAt", "checkpoint", "publicKey", "sampleSize",
          "samples", "signature"],
         {"type": {"const": "tally.verification-package/v1"}, "packageId": STR, "customerId": STR, "period": STR,
-         "generatedAt": TS, "checkpoint": obj(["statement", "signature"], {"statement": {"type": "object"},
-                                                                          "signature": STR}),
-         "publicKey": obj(["keyId", "algorithm", "publicKey"], {"keyId": STR, "algorithm": {"const": "Ed25519"},
-                                                                 "publicKey": STR}),
+         "generatedAt": TS,
+         "checkpoint": obj(["statement", "signature"], {
+             "statement": {"type": "object"}, "signature": STR,
+             "publicKey": {**SIGNING_KEY, "description": "Present when the checkpoint was signed before a key "
+                                                         "rotation: the retired key that signed it."}}),
+         "publicKey": {**SIGNING_KEY, "description": "The key that signed the package (and its checkpoint, "
+                                                     "unless `checkpoint.publicKey` names another)."},
          "sampleSize": {"type": "integer", "minimum": 0},
          "samples": {"type": "array", "items": obj(
              ["recordId", "content", "contentHash", "leafHash", "leafIndex", "inclusionProof"],

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import re
 
 from chalice import Blueprint, Response
 
-from chalicelib import bootstrap
 from chalicelib.api.responses import ok
 from chalicelib.api.routing import Auth, Ctx, path_param, route
 from chalicelib.domain.clock import iso_ms
@@ -31,12 +31,12 @@ def verify_root(ctx: Ctx, proofRoot: str) -> Response:
         return ok({"verified": False, "proofRoot": proofRoot, "recordedAt": None, "summary": None,
                    "records": [], "verification": {"reason": "No sealed batch has this root."}})
     from chalicelib.adapters.signing import verify_signature
+    from chalicelib.services import signing_keys
 
-    signer = bootstrap.signer()
-    key_known = batch.key_id == signer.key_id
-    public_key = signer.public_key.view()["publicKey"] if key_known else None
-    signature_ok = key_known and verify_signature(signer.public_key.raw, canonical(batch.statement()),
-                                                  batch.signature)
+    # The key the batch names, current or retired; an id no registered key has cannot be checked.
+    raw_key = signing_keys.public_key(ctx.uow, batch.key_id)
+    public_key = base64.b64encode(raw_key).decode() if raw_key is not None else None
+    signature_ok = raw_key is not None and verify_signature(raw_key, canonical(batch.statement()), batch.signature)
     root_ok = root_of([bytes.fromhex(h) for h in batch.leaf_hashes]).hex() == batch.root
     return ok({
         "verified": bool(signature_ok and root_ok),

@@ -31,7 +31,7 @@ from chalicelib.domain.fingerprints import canonical
 from chalicelib.domain.identity import Environment
 from chalicelib.domain.scopes import TimeScope, parse_scope
 from chalicelib.services import checkpoints as checkpoint_service
-from chalicelib.services import exports, packages, receipts
+from chalicelib.services import exports, packages, receipts, signing_keys
 from chalicelib.services.ports import UnitOfWork
 from chalicelib.services.receipt_pdf import render_receipt_pdf
 
@@ -99,26 +99,29 @@ def check_customers(uow: UnitOfWork, tenant_id: str, environment: Environment, r
                     signer: Any) -> list[Customer]:
     """Every requested customer, in request order, once each can be packaged; else the error that says which
     cannot (all of them, not the first): 404 for unknown ids, 409 ``NOTHING_TO_CHECKPOINT`` for a month with
-    no verified delta to sign, 409 ``SIGNING_KEY_RETIRED`` when the month's checkpoint cannot be re-signed.
+    no verified delta to sign, 409 ``SIGNING_KEY_UNKNOWN`` when the month's checkpoint names a key id that is not
+    in the signing-key registry (a retired key is fine: the package carries it).
     One BatchGetItem for the customers; each month's deltas are read and let go (the archive reads them again)."""
     found = uow.customers.get_many(tenant_id, environment, list(request.customer_ids))
     missing = [c for c in request.customer_ids if c not in found]
     if missing:
         raise NotFoundError(f"{len(missing)} customer(s) not found: {', '.join(missing)}", customerIds=missing)
-    empty, retired = [], []
+    empty, unknown = [], []
     for customer_id in request.customer_ids:
         scope = checkpoint_service.Scope(tenant_id, environment, customer_id, request.period)
         _new, latest, covered = checkpoint_service.fingerprint_candidates(uow, scope)
         if not covered.leaves:
             empty.append(customer_id)
-        elif latest is not None and latest.tree_size >= len(covered.leaves) and latest.key_id != signer.key_id:
-            retired.append(customer_id)  # nothing new to seal with the current key (packages.build_document)
+        elif (latest is not None and latest.tree_size >= len(covered.leaves)
+              and signing_keys.public_key(uow, latest.key_id, current=signer) is None):
+            unknown.append(customer_id)  # reused as is (nothing new to seal), and its key is not registered
     if empty:
         raise ConflictError(f"No verified delta in {request.period} to checkpoint for {len(empty)} customer(s): "
                             f"{', '.join(empty)}", code="NOTHING_TO_CHECKPOINT", customerIds=empty)
-    if retired:
-        raise ConflictError(f"The {request.period} checkpoint of {len(retired)} customer(s) was signed with a "
-                            f"retired key: {', '.join(retired)}", code="SIGNING_KEY_RETIRED", customerIds=retired)
+    if unknown:
+        raise ConflictError(f"The {request.period} checkpoint of {len(unknown)} customer(s) was signed with a key "
+                            f"that is not a registered signing key: {', '.join(unknown)}", code="SIGNING_KEY_UNKNOWN",
+                            customerIds=unknown)
     return [found[c] for c in request.customer_ids]
 
 

@@ -3,7 +3,9 @@ checkpoint, shareable through an unguessable, expiring link that needs no login.
 
 The package is self-contained (checkpoint statement and signature, public key,
 each sampled delta's exact content and proof) and signed as a whole (`signature`:
-Ed25519 over the RFC 8785 form of everything else), so `tally verify` checks it
+Ed25519 over the RFC 8785 form of everything else, with the current key, `publicKey`).
+A checkpoint signed before a key rotation keeps its retired key's signature; the package
+then carries that key too (`checkpoint.publicKey`). So `tally verify` checks it
 offline and no byte of it can change unnoticed. It is stored on S3 under the SHA-256 of its link token: the token is
 shown once and never stored, and the object carries its own expiry.
 """
@@ -25,6 +27,7 @@ from chalicelib.domain.errors import ConflictError, NotFoundError, ValidationErr
 from chalicelib.domain.fingerprints import canonical, delta_content
 from chalicelib.domain.merkle import MerkleTree, leaf_hash
 from chalicelib.services import checkpoints as checkpoint_service
+from chalicelib.services import signing_keys
 from chalicelib.services.ports import UnitOfWork
 
 PACKAGE_TYPE = "tally.verification-package/v1"
@@ -76,12 +79,18 @@ class PackageDocument:
     sha256: str  # of ``body``
 
 
+def _key(key_id: str, raw: bytes) -> dict[str, str]:
+    return {"keyId": key_id, "algorithm": "Ed25519", "publicKey": base64.b64encode(raw).decode()}
+
+
 def build_document(uow: UnitOfWork, scope: checkpoint_service.Scope, *, sample_size: int, now: datetime,
                    signer: Any) -> PackageDocument:
     """Sample against the period's checkpoint (made now if there is none or it is behind) and sign."""
     checkpoint, _created, covered = checkpoint_service.seal(uow, scope, now=now, signer=signer)
-    if checkpoint.key_id != signer.key_id:
-        raise ConflictError("The checkpoint was signed with a retired key.", code="SIGNING_KEY_RETIRED")
+    checkpoint_key = signing_keys.public_key(uow, checkpoint.key_id, current=signer)  # current or retired
+    if checkpoint_key is None:
+        raise ConflictError(f"The checkpoint was signed with key {checkpoint.key_id!r}, which is not a registered "
+                            "signing key; it cannot be verified.", code="SIGNING_KEY_UNKNOWN")
     tree = MerkleTree([leaf_hash(bytes.fromhex(d.content_hash or "")) for d in covered])
     if tree.root.hex() != checkpoint.root:
         raise ConflictError("The checkpoint's deltas could not be read back consistently; retry.",
@@ -94,9 +103,11 @@ def build_document(uow: UnitOfWork, scope: checkpoint_service.Scope, *, sample_s
         "customerId": scope.customer_id,
         "period": scope.period,
         "generatedAt": iso_ms(now),
-        "checkpoint": {"statement": checkpoint.statement(), "signature": checkpoint.signature},
-        "publicKey": {"keyId": signer.key_id, "algorithm": "Ed25519",
-                      "publicKey": base64.b64encode(signer.public_key.raw).decode()},
+        "checkpoint": {"statement": checkpoint.statement(), "signature": checkpoint.signature,
+                       # Signed before a key rotation: the checkpoint names a retired key, carried here.
+                       **({"publicKey": _key(checkpoint.key_id, checkpoint_key)}
+                          if checkpoint.key_id != signer.key_id else {})},
+        "publicKey": _key(signer.key_id, signer.public_key.raw),
         "sampleSize": len(picked),
         "samples": [{
             "recordId": covered[i].record_id,

@@ -3,7 +3,8 @@
 Reads go straight to the store. Writes are *staged* on the unit of work and land
 together in one DynamoDB ``TransactWriteItems`` on :meth:`UnitOfWork.commit`
 (all or nothing). Every repository method takes the tenant (and environment)
-first, except the credential lookups that must find the tenant from a key.
+first, except the credential lookups that must find the tenant from a key and the
+platform-wide signing-key registry.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ if TYPE_CHECKING:  # annotations only: keeps `import app` (cold start) small
     from chalicelib.domain.customers import Customer, CustomerStats
     from chalicelib.domain.deltas import Delta
     from chalicelib.domain.identity import Environment
+    from chalicelib.domain.signing_keys import SigningKey
     from chalicelib.domain.tenants import Tenant, User
     from chalicelib.domain.usage import UsageCounter
     from chalicelib.domain.webhooks import Delivery, Endpoint, Outbox
@@ -88,6 +90,16 @@ class PlatformTokenRepository(Protocol):
     def add(self, token: PlatformToken) -> None: ...
     def save(self, token: PlatformToken) -> None: ...
     def touch(self, token: PlatformToken, now: datetime) -> None: ...
+
+
+class SigningKeyRepository(Protocol):
+    """The platform's signing-key registry: every key ever used, by key id (not tenant-scoped)."""
+
+    def get(self, key_id: str) -> SigningKey | None: ...
+    def list(self) -> list[SigningKey]:
+        """Every registered key, in key-id order (one Query)."""
+    def add(self, key: SigningKey) -> None:
+        """Staged, write-once: ConflictError at commit when the id is already registered."""
 
 
 class AuditRepository(Protocol):
@@ -230,6 +242,7 @@ class UnitOfWork(Protocol):
     api_keys: ApiKeyRepository
     sessions: SessionRepository
     platform_tokens: PlatformTokenRepository
+    signing_keys: SigningKeyRepository
     audit: AuditRepository
     customers: CustomerRepository
     deltas: DeltaRepository

@@ -185,14 +185,39 @@ def test_a_customer_without_verified_deltas_fails_the_whole_export(api, admin, k
     assert checkpoints(api, admin, "cust_a") == [] and checkpoints(api, admin, "cust_b") == []
 
 
-def test_a_checkpoint_signed_with_a_retired_key_fails_before_writing(api, admin, april):
+def test_a_checkpoint_signed_before_a_key_rotation_is_packaged_with_its_retired_key(api, admin, april, rotate,
+                                                                                   tmp_path):
     assert api.post("/dashboard/customers/cust_b/checkpoint", headers=admin, json_body={}).status == 201
-    bootstrap.override(signer=Signer("tally-2027", b"\x05" * 32))
+    retired = bootstrap.signer().public_key
+    rotate("a-new-secret-" + "c" * 51)
+    reply = api.post(EXPORT, headers={**admin, **ZIP},
+                     json_body={"customerIds": ["cust_a", "cust_b"], "period": "2026-04"})
+    assert reply.status == 200, reply
+    archive = zipfile.ZipFile(io.BytesIO(reply.body))
+    current = bootstrap.signer().public_key
+    assert json.loads(archive.read("manifest.json"))["keyId"] == current.key_id != retired.key_id
+    keys = tmp_path / "keys.json"
+    keys.write_bytes(api.get("/api/v1/verification-keys").body)
+    for customer, checkpoint_key in (("cust_a", current), ("cust_b", retired)):
+        package = json.loads(archive.read(f"{customer}/verification-package.json"))
+        assert package["checkpoint"]["statement"]["keyId"] == checkpoint_key.key_id
+        assert package["publicKey"]["keyId"] == current.key_id
+        assert package["checkpoint"].get("publicKey", package["publicKey"])["publicKey"] == \
+            base64.b64encode(checkpoint_key.raw).decode()
+        assert ("publicKey" in package["checkpoint"]) == (customer == "cust_b")  # only when the keys differ
+        saved = tmp_path / f"{customer}.json"
+        saved.write_bytes(archive.read(f"{customer}/verification-package.json"))
+        assert main(["verify", str(saved), "--keys", str(keys)]) == 0
+
+
+def test_a_checkpoint_signed_with_an_unregistered_key_fails_before_writing(api, admin, april):
+    bootstrap.override(signer=Signer(b"\x05" * 32))  # never loaded through bootstrap: not in the registry
     try:
-        reply = api.post(EXPORT, headers=admin, json_body={"customerIds": ["cust_a", "cust_b"], "period": "2026-04"})
+        assert api.post("/dashboard/customers/cust_b/checkpoint", headers=admin, json_body={}).status == 201
     finally:
         bootstrap.override(signer=None)
-    assert reply.status == 409 and reply.error["code"] == "SIGNING_KEY_RETIRED"
+    reply = api.post(EXPORT, headers=admin, json_body={"customerIds": ["cust_a", "cust_b"], "period": "2026-04"})
+    assert reply.status == 409 and reply.error["code"] == "SIGNING_KEY_UNKNOWN"
     assert reply.error["customerIds"] == ["cust_b"] and stored_objects() == {}
 
 

@@ -50,6 +50,22 @@ def test_a_package_samples_proofs_against_the_checkpoint_and_passes_tally_verify
     assert main(["verify", str(saved)]) == 0
 
 
+def test_a_package_made_after_a_key_rotation_carries_the_checkpoints_retired_key(api, admin, verified, rotate,
+                                                                                 tmp_path):
+    first = api.post(PACKAGE, headers=admin, json_body={}).data
+    rotate("a-new-secret-" + "p" * 51)
+    second = api.post(PACKAGE, headers=admin, json_body={}).data
+    assert second["checkpointId"] == first["checkpointId"]  # nothing new to seal: the same checkpoint
+    package = open_link(api, second["url"]).data  # the served document matches the OpenAPI schema
+    published = {k["keyId"]: k for k in api.get("/api/v1/verification-keys").data["keys"]}
+    assert published[package["publicKey"]["keyId"]]["status"] == "active"
+    assert published[package["checkpoint"]["publicKey"]["keyId"]]["status"] == "retired"
+    saved, keys = tmp_path / "package.json", tmp_path / "keys.json"
+    saved.write_bytes(open_link(api, second["url"]).body)
+    keys.write_bytes(api.get("/api/v1/verification-keys").body)
+    assert main(["verify", str(saved), "--keys", str(keys)]) == 0
+
+
 def test_the_sample_is_capped_by_the_checkpoint_and_defaults_apply(api, admin, key, tenant, clock):
     verify(tenant, [submit(api, key) for _ in range(3)], clock)
     link = api.post(PACKAGE, headers=admin, json_body={}).data  # current month, 10 asked, 3 there

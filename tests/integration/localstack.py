@@ -110,10 +110,11 @@ class Stack:
         alive = []
         for pid in filter(None, state_pids):
             try:
-                os.kill(pid, 0)
-            except OSError:
+                state = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1][0]
+            except (OSError, IndexError):
                 continue
-            alive.append(pid)
+            if state != "Z":  # a zombie has ended: it only waits for its (new) parent to reap it
+                alive.append(pid)
         return alive
 
     def info(self) -> dict:
@@ -136,12 +137,17 @@ def _seeded_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return _TEMPLATE["home"]
 
 
+def seeded_home(tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:
+    """A new TALLY_HOME holding what a first `make run` leaves behind (demo data seeded, stack stopped)."""
+    home = tmp_path_factory.mktemp(name)
+    shutil.copytree(_seeded_template(tmp_path_factory), home, dirs_exist_ok=True)
+    return home
+
+
 def local_stack(tmp_path_factory: pytest.TempPathFactory, name: str, *, fresh: bool = False) -> Iterator[dict]:
     """Start a stack (on a copy of the seeded template unless ``fresh``), yield ``{"base", "home", "proc",
     "stack"}``, stop it with Ctrl-C (SIGINT)."""
-    home = tmp_path_factory.mktemp(name)
-    if not fresh:
-        shutil.copytree(_seeded_template(tmp_path_factory), home, dirs_exist_ok=True)
+    home = tmp_path_factory.mktemp(name) if fresh else seeded_home(tmp_path_factory, name)
     stack = Stack(home).start()
     try:
         yield stack.info()

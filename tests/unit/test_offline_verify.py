@@ -25,8 +25,8 @@ from chalicelib.offline_verify import CONTENT, DocumentError, check, loads
 from chalicelib.offline_verify import CONTENT_VERSION as CHECKER_VERSION
 from tests.unit.builders import NOW
 
-SIGNER = Signer("k1", b"\x07" * 32)
-OTHER = Signer("k1", b"\x08" * 32)
+SIGNER = Signer(b"\x07" * 32)
+OTHER = Signer(b"\x08" * 32)
 METADATA = {"rate": Decimal("0.30000000000000004"), "tiny": Decimal("2.5E-7"), "n": [1, Decimal("1.0")],
             "note": 'café "q" \\ \n ✓'}
 
@@ -42,18 +42,19 @@ def _envelope(data: Any) -> dict:
     return {"statusCode": 200, "success": True, "data": data}
 
 
-def build(size: int, signer: Signer = SIGNER) -> tuple[list[dict], dict]:
-    """Bundles for every leaf of one signed batch of ``size`` deltas, and the batch's verify answer."""
+def build(size: int, signer: Signer = SIGNER, key_id: str | None = None) -> tuple[list[dict], dict]:
+    """Bundles for every leaf of one signed batch of ``size`` deltas, and the batch's verify answer
+    (``key_id``: the id the batch and key carry, when not the key's own)."""
+    key_id = key_id or signer.key_id
     contents = [delta_content(_delta(i)) for i in range(size)]
     hashes = [content_hash(c) for c in contents]
     tree = MerkleTree([leaf_hash(bytes.fromhex(h)) for h in hashes])
     batch = SealedBatch(batch_id="bat_1", tenant_id="2", environment="production", root=tree.root.hex(),
-                        tree_size=size, sequence=1, previous_root=None, sealed_at=NOW, key_id=signer.key_id,
+                        tree_size=size, sequence=1, previous_root=None, sealed_at=NOW, key_id=key_id,
                         record_ids=tuple(c["recordId"] for c in contents),
                         leaf_hashes=tuple(h.hex() for h in tree.levels[0]))
     batch = replace(batch, signature=signer.sign(canonical(batch.statement())))
-    key = {"keyId": signer.key_id, "algorithm": "Ed25519",
-           "publicKey": base64.b64encode(signer.public_key.raw).decode()}
+    key = {"keyId": key_id, "algorithm": "Ed25519", "publicKey": base64.b64encode(signer.public_key.raw).decode()}
     bundles = [{
         "type": "tally.delta-proof/v1", "recordId": c["recordId"], "content": c, "contentHash": hashes[i],
         "leafHash": batch.leaf_hashes[i], "leafIndex": i, "treeSize": size,
@@ -66,7 +67,7 @@ def build(size: int, signer: Signer = SIGNER) -> tuple[list[dict], dict]:
                     "previousRoot": None},
         "records": [{"recordId": r, "leafIndex": i, "leafHash": h}
                     for i, (r, h) in enumerate(zip(batch.record_ids, batch.leaf_hashes, strict=True))],
-        "verification": {"algorithm": "Ed25519", "keyId": "k1", "publicKey": key["publicKey"],
+        "verification": {"algorithm": "Ed25519", "keyId": key_id, "publicKey": key["publicKey"],
                          "signature": batch.signature, "statement": batch.statement(), "signatureValid": True,
                          "rootValid": True},
     }
@@ -163,6 +164,21 @@ def test_the_published_key_pins_the_embedded_one():
     assert check(forged).ok and not check(forged, keys=keys_doc()).ok
     with pytest.raises(DocumentError):
         check(bundle, keys={"keys": [{"keyId": "k1"}]})
+
+
+def test_a_retired_key_listed_in_the_keys_answer_still_pins_what_it_signed():
+    bundle, verify = build(2, OTHER)
+    keys = _envelope({"keys": [SIGNER.public_key.view(), OTHER.public_key.view("retired")]})
+    assert check(bundle[0], keys=keys).ok and check(verify, keys=keys).ok
+
+
+def test_key_ids_commit_to_their_key():
+    bundle, verify = build(2, SIGNER, key_id=OTHER.key_id)  # signed by SIGNER under OTHER's id
+    for doc in (bundle[0], verify):
+        assert [c.name for c in check(doc).checks if not c.ok] == ["key id"]
+    # Documents signed before ids were derived carry another kind of id: compared, not recomputed.
+    legacy_bundle, legacy_verify = build(2, SIGNER, key_id="k1")
+    assert check(legacy_bundle[1]).ok and check(legacy_verify).ok
 
 
 def test_strict_json_refuses_what_could_hide_a_change():

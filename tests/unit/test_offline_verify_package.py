@@ -21,8 +21,8 @@ from chalicelib.domain.merkle import EMPTY_ROOT, MerkleTree, leaf_hash
 from chalicelib.offline_verify import DocumentError, check, loads
 from tests.unit.builders import NOW
 
-SIGNER = Signer("k1", b"\x07" * 32)
-OTHER = Signer("k1", b"\x08" * 32)
+SIGNER = Signer(b"\x07" * 32)
+OTHER = Signer(b"\x08" * 32)
 METADATA = {"rate": Decimal("0.30000000000000004"), "tiny": Decimal("2.5E-7"), "note": 'café "q" \\ \n ✓'}
 
 
@@ -35,8 +35,16 @@ def deltas(size: int) -> list[Delta]:
             for i in range(size)]
 
 
-def package(leaves: list[Delta], picks: list[int], signer: Signer = SIGNER) -> dict[str, Any]:
-    """What the server issues: a signed checkpoint over ``leaves`` and the sampled leaves ``picks``."""
+def key(signer: Signer) -> dict[str, str]:
+    return {"keyId": signer.key_id, "algorithm": "Ed25519",
+            "publicKey": base64.b64encode(signer.public_key.raw).decode()}
+
+
+def package(leaves: list[Delta], picks: list[int], signer: Signer = SIGNER,
+            checkpoint_signer: Signer | None = None) -> dict[str, Any]:
+    """What the server issues: a signed checkpoint over ``leaves`` and the sampled leaves ``picks``; a
+    ``checkpoint_signer`` other than ``signer`` is a key retired since it signed the checkpoint."""
+    checkpoint_signer = checkpoint_signer or signer
     contents = [delta_content(d) for d in leaves]
     hashes = [content_hash(c) for c in contents]
     tree = MerkleTree([leaf_hash(bytes.fromhex(h)) for h in hashes])
@@ -47,14 +55,14 @@ def package(leaves: list[Delta], picks: list[int], signer: Signer = SIGNER) -> d
         last_sequence=leaves[-1].sequence_number if leaves else None,
         net_change=sum((d.delta for d in leaves), Decimal(0)), previous_root=EMPTY_ROOT.hex() if leaves else None,
         previous_tree_size=0 if leaves else None, consistency_proof=(), created_at=NOW + timedelta(days=1),
-        key_id=signer.key_id)
+        key_id=checkpoint_signer.key_id)
     return signed({
         "type": "tally.verification-package/v1", "packageId": "pkg_0c3Xk2aQ9rTzW1bLmN4p", "customerId": "cust_a",
         "period": "2026-04", "generatedAt": "2026-04-16T12:00:00.000Z",
         "checkpoint": {"statement": checkpoint.statement(),
-                       "signature": signer.sign(canonical(checkpoint.statement()))},
-        "publicKey": {"keyId": signer.key_id, "algorithm": "Ed25519",
-                      "publicKey": base64.b64encode(signer.public_key.raw).decode()},
+                       "signature": checkpoint_signer.sign(canonical(checkpoint.statement())),
+                       **({"publicKey": key(checkpoint_signer)} if checkpoint_signer is not signer else {})},
+        "publicKey": key(signer),
         "sampleSize": len(picks),
         "samples": [{"recordId": contents[i]["recordId"], "content": contents[i], "contentHash": hashes[i],
                      "leafHash": tree.levels[0][i].hex(), "leafIndex": i,
@@ -73,8 +81,9 @@ def raw(doc: Any) -> bytes:
     return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()  # as the server writes it
 
 
-def keys_doc(signer: Signer) -> bytes:
-    return raw({"statusCode": 200, "success": True, "data": {"keys": [signer.public_key.view()]}})
+def keys_doc(signer: Signer, *retired: Signer) -> bytes:
+    listed = [signer.public_key.view(), *(r.public_key.view("retired") for r in retired)]
+    return raw({"statusCode": 200, "success": True, "data": {"keys": listed}})
 
 
 def failing(doc: Any, keys: bytes | None = None, signer: Signer = SIGNER) -> set[str]:
@@ -150,3 +159,31 @@ def test_the_published_key_pins_the_package_key(tmp_path):
     forged = package(deltas(5), [1, 4], signer=OTHER)  # self-consistent, but not signed by the published key
     assert failing(forged, signer=OTHER) == set()
     assert failing(forged, keys_doc(SIGNER), signer=OTHER) == {"published key"}
+
+
+def test_a_checkpoint_signed_before_a_rotation_verifies_with_its_retired_key(tmp_path, capsys):
+    doc = package(deltas(5), [1, 4], signer=OTHER, checkpoint_signer=SIGNER)  # SIGNER retired, OTHER signs now
+    assert doc["checkpoint"]["publicKey"] == key(SIGNER) and doc["publicKey"] == key(OTHER)
+    assert failing(doc, signer=OTHER) == set()
+    assert failing(doc, keys_doc(OTHER, SIGNER), signer=OTHER) == set()
+    assert failing(doc, keys_doc(OTHER), signer=OTHER) == {"published checkpoint key"}
+    assert failing(doc, keys_doc(SIGNER), signer=OTHER) == {"published key"}
+    path, keys = tmp_path / "package.json", tmp_path / "keys.json"
+    path.write_bytes(raw(doc))
+    keys.write_bytes(keys_doc(OTHER, SIGNER))
+    assert main(["verify", str(path), "--keys", str(keys)]) == 0
+    assert "published key (retired)" in capsys.readouterr().out
+    # Without the retired key the checkpoint's signature cannot hold; with the wrong one neither.
+    bare = {**doc, "checkpoint": {k: v for k, v in doc["checkpoint"].items() if k != "publicKey"}}
+    assert failing(bare, signer=OTHER) == {"key id", "signature"}
+    swapped = {**doc, "checkpoint": {**doc["checkpoint"], "publicKey": key(OTHER)}}
+    assert failing(swapped, signer=OTHER) == {"key id", "signature"}
+    assert failing({**doc, "checkpoint": {**doc["checkpoint"], "extra": 1}}, signer=OTHER) == {"structure"}
+
+
+def test_a_key_id_in_the_derived_format_must_be_the_keys_thumbprint():
+    doc = package(deltas(3), [0])
+    misnamed = {**doc, "publicKey": {**doc["publicKey"], "keyId": OTHER.key_id}}
+    assert failing(misnamed) == {"key id"}
+    report = check(loads(raw(signed(misnamed))))
+    assert "thumbprint is" in next(c.detail for c in report.checks if c.name == "key id")

@@ -18,6 +18,7 @@ from chalicelib.domain.audit import AuditEntry
 from chalicelib.domain.customers import Customer, CustomerSource
 from chalicelib.domain.errors import ConflictError, ValidationError
 from chalicelib.domain.identity import Environment, Role
+from chalicelib.domain.signing_keys import SigningKey
 from chalicelib.domain.tenants import TenantStatus, User, UserStatus
 from chalicelib.services.ports import UnitOfWork
 from tests.fakes import FakeStore, FakeUnitOfWork
@@ -382,3 +383,33 @@ def test_customer_totals_add_up_at_commit_and_not_on_rollback(uow):
                                                         balance=Decimal("1.5"))
     assert uow.customers.stats("2", S) == CustomerStats()
     assert [c.customer_id for c in uow.customers.list("2", P, 10, None).items] == []  # not a customer row
+
+
+# --- the signing-key registry ------------------------------------------------------------------
+
+
+def signing_key(seed: int, at_offset: int = 0) -> SigningKey:
+    from chalicelib.adapters.signing import Signer
+
+    signer = Signer(bytes([seed]) * 32)
+    return SigningKey(key_id=signer.key_id, public_key=signer.public_key.raw,
+                      first_seen_at=NOW + timedelta(seconds=at_offset))
+
+
+def test_signing_keys_are_write_once_and_read_back_equal(uow):
+    first = signing_key(1)
+    assert uow.signing_keys.get(first.key_id) is None
+    commit(uow, lambda: uow.signing_keys.add(first))
+    assert uow.signing_keys.get(first.key_id) == first
+    with pytest.raises(ConflictError):  # the same id again, even for another key or time: nothing changes
+        commit(uow, lambda: uow.signing_keys.add(replace(signing_key(2), key_id=first.key_id)))
+    with pytest.raises(ConflictError):
+        commit(uow, lambda: uow.signing_keys.add(replace(first, first_seen_at=NOW + timedelta(days=1))))
+    assert uow.signing_keys.get(first.key_id) == first
+
+
+def test_signing_keys_list_every_registered_key_by_key_id(uow):
+    registered = [signing_key(seed, at_offset=seed) for seed in (3, 1, 2)]
+    commit(uow, *[lambda k=k: uow.signing_keys.add(k) for k in registered])
+    assert uow.signing_keys.list() == sorted(registered, key=lambda k: k.key_id)
+    assert uow.api_keys.list_all("2") == [] and uow.tenants.directory(10, None).items == []  # kept apart

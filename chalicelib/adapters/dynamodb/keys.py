@@ -47,6 +47,13 @@ def audit_sk(at_iso: str, entry_id: str) -> str:
     return f"{at_iso}#{entry_id}"
 
 
+SIGNING_KEYS_PK = "SIGNING_KEYS"  # platform-wide: every signing key ever used, one item each
+
+
+def signing_key_sk(key_id: str) -> str:
+    return f"K#{key_id}"
+
+
 def directory_sk(tenant_id: str) -> str:
     """Zero-padded so the directory index sorts tenants numerically."""
     return f"{int(tenant_id):020d}"

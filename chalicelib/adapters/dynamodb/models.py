@@ -80,7 +80,7 @@ class _Keyed(Model):
     sk = UnicodeAttribute(range_key=True)
 
 
-# --- tenants table: tenant profiles, users, sessions, platform tokens, counters ---
+# --- tenants table: tenant profiles, users, sessions, platform tokens, counters, signing keys ---
 
 
 class DirectoryIndex(GlobalSecondaryIndex):
@@ -156,6 +156,16 @@ class PlatformTokenRecord(_Keyed):
 class CounterRecord(_Keyed):
     Meta = _meta("tenants")
     value = NumberAttribute(default=0)
+
+
+class SigningKeyRecord(_Keyed):
+    """The signing-key registry (``SIGNING_KEYS`` partition): written once per key, never updated."""
+
+    Meta = _meta("tenants")
+    key_id = UnicodeAttribute()
+    algorithm = UnicodeAttribute()
+    public_key = UnicodeAttribute()  # base64 of the raw 32-byte key
+    first_seen_at = UTCDateTimeAttribute()
 
 
 # --- api-keys table ---
@@ -540,6 +550,7 @@ ALL_MODELS: tuple[type[Model], ...] = (
     SessionRecord,
     PlatformTokenRecord,
     CounterRecord,
+    SigningKeyRecord,
     ApiKeyRecord,
     AuditRecord,
     CustomerRecord,

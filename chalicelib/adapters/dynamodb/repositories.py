@@ -6,6 +6,7 @@ on the owning unit of work and committed together.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -34,6 +35,7 @@ from chalicelib.adapters.dynamodb.models import (
     PlatformTokenRecord,
     ReferenceGuardRecord,
     SessionRecord,
+    SigningKeyRecord,
     TenantRecord,
     UsageCounterRecord,
     UserRecord,
@@ -57,6 +59,7 @@ from chalicelib.domain.customers import (
 )
 from chalicelib.domain.deltas import CreditState, Delta, DeltaStatus
 from chalicelib.domain.identity import Environment, Role
+from chalicelib.domain.signing_keys import SigningKey
 from chalicelib.domain.tenants import BillingMode, Tenant, TenantStatus, User, UserStatus
 from chalicelib.domain.usage import UsageCounter
 from chalicelib.domain.webhooks import (
@@ -429,6 +432,31 @@ class DynamoPlatformTokenRepository(_Repository):
         record = _token_record(token)
         record.update(actions=[PlatformTokenRecord.last_used_at.set(now)],
                       condition=PlatformTokenRecord.pk.exists())
+
+
+# --- signing keys (platform-wide registry) ---------------------------------------------------
+
+
+def _signing_key_from(record: SigningKeyRecord) -> SigningKey:
+    return SigningKey(key_id=record.key_id, public_key=base64.b64decode(record.public_key),
+                      first_seen_at=record.first_seen_at, algorithm=record.algorithm)
+
+
+class DynamoSigningKeyRepository(_Repository):
+    def get(self, key_id: str) -> SigningKey | None:
+        record = _get(SigningKeyRecord, keys.SIGNING_KEYS_PK, keys.signing_key_sk(key_id))
+        return _signing_key_from(record) if record else None
+
+    def list(self) -> list[SigningKey]:
+        """Every registered key: one Query of the registry partition (a handful of items), by key id."""
+        return [_signing_key_from(r) for r in SigningKeyRecord.query(keys.SIGNING_KEYS_PK, consistent_read=True)]
+
+    def add(self, key: SigningKey) -> None:
+        """Write-once: ConflictError at commit when the id is already registered."""
+        record = SigningKeyRecord(keys.SIGNING_KEYS_PK, keys.signing_key_sk(key.key_id), key_id=key.key_id,
+                                  algorithm=key.algorithm, public_key=base64.b64encode(key.public_key).decode(),
+                                  first_seen_at=key.first_seen_at)
+        self._stage("save", record, condition=SigningKeyRecord.pk.does_not_exist())
 
 
 # --- audit --------------------------------------------------------------------------------

@@ -46,6 +46,7 @@ class DynamoUnitOfWork:
         self.api_keys = repos.DynamoApiKeyRepository(self)
         self.sessions = repos.DynamoSessionRepository(self)
         self.platform_tokens = repos.DynamoPlatformTokenRepository(self)
+        self.signing_keys = repos.DynamoSigningKeyRepository(self)
         self.audit = repos.DynamoAuditRepository(self)
         self.customers = repos.DynamoCustomerRepository(self)
         self.deltas = repos.DynamoDeltaRepository(self)
