@@ -215,13 +215,15 @@ class LocalStack:
         if self.jobs is not None and self.jobs.stdout is not None:
             self.jobs.stdout.readline()  # "ready"
         self.timings["start"] = time.monotonic() - started
-        STATE_FILE.write_text(json.dumps({
+        partial = STATE_FILE.with_suffix(".tmp")  # written whole, then renamed: readers never see half of it
+        partial.write_text(json.dumps({
             "pid": os.getpid(), "baseUrl": self.base_url, "awsEndpoint": self.aws_endpoint,
             "stackName": STACK_NAME, "region": REGION, "tenantId": self.demo["tenantId"], "env": env,
             "startedAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "dataDir": str(DATA_DIR),
             "processes": {"emulator": self.emulator.pid, "jobs": self.jobs.pid if self.jobs else None,
                           "environments": self.gateway.pool.pids()},
         }, indent=2))
+        os.replace(partial, STATE_FILE)
         return self
 
     def stop(self) -> None:

@@ -336,9 +336,15 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.setdefault(name, value)
     os.environ.pop("AWS_ENDPOINT_URL", None)
 
+    import moto.backends
     from moto.server import ThreadedMotoServer
 
     from chalicelib.cli import motofixes
+
+    # moto's server lists its package folder (a stat per service) on every request, under a lock that
+    # every request takes: list it once.
+    modules = tuple(moto.backends.list_of_moto_modules())
+    moto.backends.list_of_moto_modules = lambda: modules
 
     data = Path(args.data)
     started = time.monotonic()
