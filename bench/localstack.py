@@ -69,7 +69,8 @@ class Stack:
     def pids(self) -> dict[str, int]:
         state = json.loads((self.home / "state.json").read_text())
         processes = state["processes"]
-        found = {"supervisor": state["pid"], "emulator": processes["emulator"], "jobs": processes["jobs"]}
+        found = {"supervisor": state["pid"], "emulator": processes["emulator"]}
+        found.update({f"jobs {i + 1}": pid for i, pid in enumerate(processes["jobs"])})
         found.update({f"environment {i + 1}": pid for i, pid in enumerate(processes["environments"])})
         return found
 

@@ -5,7 +5,8 @@
 * Resources from the deployment template, then idempotent demo data.
 * The gateway on 127.0.0.1:8000 with its execution environments (:mod:`chalicelib.cli.local_gateway`):
   worker processes that each serve one request at a time, as Lambda does.
-* The jobs process (:mod:`chalicelib.cli.runner`): the queue and schedule handlers.
+* The jobs processes (:mod:`chalicelib.cli.runner`): the queue handlers, each process one event at a
+  time, and (in the first) the schedules.
 
 One stack per ``.tally`` folder, held by a lock that dies with the process. Environment is configured
 here *before* anything imports boto3 or the models, because PynamoDB reads table names and endpoints
@@ -41,6 +42,8 @@ SECRETS_FILE = STATE_DIR / "dev-secrets.json"
 DATA_DIR = STATE_DIR / "data"
 LOCK_FILE = STATE_DIR / "stack.lock"
 DEFAULT_WORKERS = int(os.environ.get("TALLY_LOCAL_WORKERS") or 4)
+# Lambda polls a queue with several concurrent invocations; the first environment also fires the schedules.
+DEFAULT_JOB_ENVIRONMENTS = int(os.environ.get("TALLY_LOCAL_JOB_ENVIRONMENTS") or 2)
 
 
 def load_app() -> Any:
@@ -156,6 +159,7 @@ class LocalStack:
     api_port: int = 8000
     host: str = "127.0.0.1"
     workers: int = DEFAULT_WORKERS
+    job_environments: int = DEFAULT_JOB_ENVIRONMENTS
     run_jobs: bool = True
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -209,18 +213,21 @@ class LocalStack:
         from chalicelib.cli.local_gateway import Gateway
 
         self.gateway = Gateway(self.host, self.api_port, self.workers)
-        self.jobs = (subprocess.Popen([sys.executable, "-m", "chalicelib.cli.runner"], stdout=subprocess.PIPE,
-                                      text=True) if self.run_jobs else None)
+        runner = [sys.executable, "-m", "chalicelib.cli.runner"]
+        self.jobs = [subprocess.Popen([*runner, *(["--schedules"] if i == 0 else [])],
+                                      stdout=subprocess.PIPE, text=True)
+                     for i in range(self.job_environments if self.run_jobs else 0)]
         self.gateway.start()
-        if self.jobs is not None and self.jobs.stdout is not None:
-            self.jobs.stdout.readline()  # "ready"
+        for process in self.jobs:
+            if process.stdout is not None:
+                process.stdout.readline()  # "ready"
         self.timings["start"] = time.monotonic() - started
         partial = STATE_FILE.with_suffix(".tmp")  # written whole, then renamed: readers never see half of it
         partial.write_text(json.dumps({
             "pid": os.getpid(), "baseUrl": self.base_url, "awsEndpoint": self.aws_endpoint,
             "stackName": STACK_NAME, "region": REGION, "tenantId": self.demo["tenantId"], "env": env,
             "startedAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "dataDir": str(DATA_DIR),
-            "processes": {"emulator": self.emulator.pid, "jobs": self.jobs.pid if self.jobs else None,
+            "processes": {"emulator": self.emulator.pid, "jobs": [p.pid for p in self.jobs],
                           "environments": self.gateway.pool.pids()},
         }, indent=2))
         os.replace(partial, STATE_FILE)
@@ -231,7 +238,8 @@ class LocalStack:
         already committed by the emulator)."""
         if getattr(self, "gateway", None):
             self.gateway.stop()
-        _terminate([p for p in (getattr(self, "jobs", None), getattr(self, "emulator", None)) if p], grace=2.0)
+        _terminate([*getattr(self, "jobs", []), *([self.emulator] if getattr(self, "emulator", None) else [])],
+                   grace=2.0)
         if getattr(self, "_lock", None):
             if STATE_FILE.exists():
                 STATE_FILE.unlink()

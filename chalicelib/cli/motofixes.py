@@ -11,11 +11,14 @@ makes each DynamoDB request one atomic unit:
   transaction is rolled back by forgetting its staged items (moto copies every touched table);
 * ``Item`` construction checks the 400 KB limit once per item (moto re-sums the item on every
   attribute it adds: quadratic in the attribute count);
+* the common update expressions (top-level SET, ADD, REMOVE) are applied from a compiled plan
+  (:mod:`chalicelib.cli.fast_updates`), others through moto;
 * moto's expression validators walk the update-expression tree ten times per UpdateItem with an
   ``isinstance`` against abstract base classes at every node (~10 ms for a 15-clause update):
   the walk is the same, with each node type's answer looked up once;
 * items and queue messages are not tracked: every moto model instance is kept in a class-level list
   for moto's dashboard, forever (30 MB per 1,000 deltas: every item loaded, every message sent);
+* condition expressions are parsed once per distinct (expression, names, values);
 * the answers of the item operations are written as JSON directly (moto's generic serializer walks
   the botocore shape of every attribute of every item: a third of a Query's time).
 """
@@ -223,6 +226,36 @@ def _untracked(model: type) -> None:
     model.instances_tracked = []  # type: ignore[attr-defined]
 
 
+def _cached_conditions() -> None:
+    """Condition expressions parsed once per (expression, names, values): moto lexes and parses each one
+    on every use (twice per transactional Update), and its result is a read-only tree of operators."""
+    from moto.dynamodb.comparisons import ConditionExpressionParser
+
+    parsed: dict[tuple, tuple] = {}
+
+    def parse(original: Any) -> Any:
+        def run(self: Any) -> Any:
+            try:
+                key = (self.condition_expression, json.dumps(self.expression_attribute_names, sort_keys=True),
+                       json.dumps(self.expression_attribute_values, sort_keys=True))
+            except (TypeError, ValueError):
+                return original(self)
+            known = parsed.get(key)
+            if known is None:
+                op = original(self)
+                if len(parsed) >= 20_000:
+                    parsed.clear()
+                parsed[key] = (op, list(self.expr_attr_names_found), list(self.expr_attr_values_found))
+                return op
+            op, names_found, values_found = known
+            self.expr_attr_names_found.extend(names_found)
+            self.expr_attr_values_found.extend(values_found)
+            return op
+        return run
+
+    _patch(ConditionExpressionParser, "parse", parse)
+
+
 _FAST_ANSWERS = frozenset({"GetItem", "BatchGetItem", "Query", "PutItem", "UpdateItem", "DeleteItem",
                            "TransactWriteItems", "TransactGetItems", "BatchWriteItem"})
 
@@ -293,9 +326,39 @@ def install(path: str | Path = ":memory:") -> Store:
                     current.end(ok)
         return run
 
+    from moto.dynamodb.parsing.expressions import UpdateExpressionParser
+
+    from chalicelib.cli import fast_updates
+
+    plans: dict[str, Any] = {}
+
+    def plan_of(expression: str | None) -> Any:
+        if not expression:
+            return None
+        if expression not in plans:
+            try:
+                plans[expression] = fast_updates.compile_plan(UpdateExpressionParser.make(expression))
+            except Exception:  # not parseable: moto's own path reports it
+                plans[expression] = None
+        return plans[expression]
+
     def update_item(original: Any) -> Any:
-        def run(self: Any, table_name: str, *args: Any, **kwargs: Any) -> Any:
-            item = original(self, table_name, *args, **kwargs)  # moto changes the stored object in place
+        def run(self: Any, table_name: str, key: dict, update_expression: str | None = None,
+                expression_attribute_names: dict | None = None, expression_attribute_values: dict | None = None,
+                attribute_updates: Any = None, expected: Any = None, condition_expression: str | None = None,
+                return_values_on_condition_check_failure: str | None = None) -> Any:
+            plan = plan_of(update_expression) if not attribute_updates and not expected else None
+            if plan:
+                item = fast_updates.update_item(self, table_name, key, plan, expression_attribute_names,
+                                                expression_attribute_values, condition_expression,
+                                                return_values_on_condition_check_failure)
+            else:  # moto changes the stored object in place
+                item = original(self, table_name, key, update_expression=update_expression,
+                                expression_attribute_names=expression_attribute_names,
+                                expression_attribute_values=expression_attribute_values,
+                                attribute_updates=attribute_updates, expected=expected,
+                                condition_expression=condition_expression,
+                                return_values_on_condition_check_failure=return_values_on_condition_check_failure)
             table = self.get_table(table_name)
             table.store.stage(table, item.hash_key, item.range_key, item)
             return item
@@ -344,6 +407,7 @@ def install(path: str | Path = ":memory:") -> Store:
         return run
 
     _patch(DynamoHandler, "call_action", call_action)
+    _fast_expression_walks()  # before the update_item patch: its plans come from the cached parses
     _patch(backend, "update_item", update_item)
     _patch(backend, "delete_table", delete_table)
     _patch(backend, "update_table_global_indexes", update_table_global_indexes)
@@ -353,8 +417,8 @@ def install(path: str | Path = ":memory:") -> Store:
     from moto.sqs.models import Message
 
     _untracked(Message)
-    _fast_expression_walks()
     _fast_answers()
+    _cached_conditions()
     return store
 
 

@@ -42,26 +42,34 @@ class _Context:
 
 @dataclass
 class JobRunner:
+    """One execution environment for the app's scheduled and queue-triggered Lambdas: each queue is
+    long-polled by a thread of its own (as Lambda's pollers do), and handlers run one event at a time."""
+
     app: Any
     sqs_client: Any = None
     stack_name: str = ""  # resolves `${AWS::StackName}` in queue names, as CloudFormation does
     local_interval: float = 30.0
     poll_seconds: float = 0.2
+    run_schedules: bool = True
+    wait_seconds: int = 1  # long-poll wait: how soon a stop is noticed
     _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
+    _threads: list[threading.Thread] = field(default_factory=list)
+    _one_at_a_time: threading.Lock = field(default_factory=threading.Lock)
+    _urls: dict[str, str] = field(default_factory=dict)
     runs: dict[str, int] = field(default_factory=dict)
 
     def _sources(self, kind: str) -> list[Any]:
         return [s for s in getattr(self.app, "event_sources", []) if type(s).__name__ == kind]
 
     def _invoke(self, name: str, event: dict) -> bool:
-        try:
-            self.app.handler_map[name](event, _Context(name))
-            self.runs[name] = self.runs.get(name, 0) + 1
-            return True
-        except Exception:
-            log.exception("background handler failed", extra={"handler": name})
-            return False
+        with self._one_at_a_time:
+            try:
+                self.app.handler_map[name](event, _Context(name))
+                self.runs[name] = self.runs.get(name, 0) + 1
+                return True
+            except Exception:
+                log.exception("background handler failed", extra={"handler": name})
+                return False
 
     def run_schedules_once(self, due: dict[str, float], now: float) -> None:
         for source in self._sources("ScheduledEventConfig"):
@@ -75,50 +83,84 @@ class JobRunner:
                 "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "resources": [], "detail": {},
             })
 
+    def _url(self, source: Any) -> str:
+        if source.name not in self._urls:
+            name = source.queue.replace("${AWS::StackName}", self.stack_name)
+            self._urls[source.name] = self.sqs_client.get_queue_url(QueueName=name)["QueueUrl"]
+        return self._urls[source.name]
+
+    def _drain(self, source: Any, wait_seconds: int) -> int:
+        """Deliver one batch of ``source``'s queue; returns the messages handled."""
+        url = self._url(source)
+        batch = min(source.batch_size, 10)
+
+        def receive(count: int, wait: int) -> list[dict]:
+            return self.sqs_client.receive_message(QueueUrl=url, MaxNumberOfMessages=count, WaitTimeSeconds=wait,
+                                                   AttributeNames=["All"]).get("Messages", [])
+
+        messages = receive(batch, wait_seconds)
+        if not messages:
+            return 0
+        # MaximumBatchingWindowInSeconds: like Lambda's poller, gather up to a full batch for that long.
+        deadline = time.monotonic() + (getattr(source, "maximum_batching_window_in_seconds", 0) or 0)
+        while len(messages) < batch and not self._stop.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            messages += receive(batch - len(messages), 1 if remaining >= 1 else 0)
+            if remaining < 1:
+                time.sleep(min(remaining, 0.05))
+        event = {"Records": [{
+            "messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
+            "attributes": m.get("Attributes", {}), "messageAttributes": {}, "eventSource": "aws:sqs",
+            "eventSourceARN": f"arn:aws:sqs:local:000000000000:{source.queue}",
+        } for m in messages]}
+        if not self._invoke(source.name, event):
+            return 0  # left for redelivery once their visibility timeout passes, as Lambda leaves them
+        self.sqs_client.delete_message_batch(QueueUrl=url, Entries=[
+            {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)])
+        return len(messages)
+
     def drain_queues_once(self, wait_seconds: int = 0) -> int:
         """Deliver one batch per queue source; returns messages handled."""
-        handled = 0
         if self.sqs_client is None:
-            return handled
-        for source in self._sources("SQSEventConfig"):
-            name = source.queue.replace("${AWS::StackName}", self.stack_name)
-            url = self.sqs_client.get_queue_url(QueueName=name)["QueueUrl"]
-            messages = self.sqs_client.receive_message(
-                QueueUrl=url, MaxNumberOfMessages=min(source.batch_size, 10), WaitTimeSeconds=wait_seconds,
-                AttributeNames=["All"],
-            ).get("Messages", [])
-            if not messages:
-                continue
-            event = {"Records": [{
-                "messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
-                "attributes": m.get("Attributes", {}), "messageAttributes": {}, "eventSource": "aws:sqs",
-                "eventSourceARN": f"arn:aws:sqs:local:000000000000:{source.queue}",
-            } for m in messages]}
-            if self._invoke(source.name, event):
-                for m in messages:
-                    self.sqs_client.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
-                handled += len(messages)
-        return handled
+            return 0
+        return sum(self._drain(source, wait_seconds) for source in self._sources("SQSEventConfig"))
 
-    def _loop(self) -> None:
+    def _poll(self, source: Any) -> None:
+        while not self._stop.is_set():
+            try:
+                self._drain(source, self.wait_seconds)
+            except Exception:  # the emulator going away at a stop, a transient error: try again shortly
+                if self._stop.wait(self.poll_seconds):
+                    return
+
+    def _schedule(self) -> None:
         due: dict[str, float] = {}
         while not self._stop.is_set():
             self.run_schedules_once(due, time.monotonic())
-            if not self.drain_queues_once():
-                self._stop.wait(self.poll_seconds)
+            self._stop.wait(self.poll_seconds)
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="tally-jobs", daemon=True)
-        self._thread.start()
+        targets: list[tuple[Any, tuple]] = []
+        if self.run_schedules:
+            targets.append((self._schedule, ()))
+        if self.sqs_client is not None:
+            targets += [(self._poll, (source,)) for source in self._sources("SQSEventConfig")]
+        for target, args in targets:
+            thread = threading.Thread(target=target, args=args, name="tally-jobs", daemon=True)
+            thread.start()
+            self._threads.append(thread)
 
     def stop(self) -> None:
         self._stop.set()
-        if self._thread:
-            self._thread.join(timeout=2)  # a handler mid-transaction is abandoned; the sweep redoes its work
+        for thread in self._threads:
+            thread.join(timeout=self.wait_seconds + 1)  # a handler mid-transaction is abandoned; the sweep redoes it
 
 
-def main() -> int:
-    """The jobs process of the local stack: the app's queue and schedule handlers, one event at a time."""
+def main(argv: list[str] | None = None) -> int:
+    """A jobs process of the local stack (``--schedules``: also the one that fires the schedules)."""
+    import argparse
     import signal
 
     import boto3
@@ -126,11 +168,16 @@ def main() -> int:
     from chalicelib.cli.devstack import REGION, STACK_NAME, load_app
     from chalicelib.cli.emulator import die_with_parent
 
+    parser = argparse.ArgumentParser(prog="python -m chalicelib.cli.runner")
+    parser.add_argument("--schedules", action="store_true")
+    args = parser.parse_args(argv)
     die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor stops us (SIGTERM)
-    runner = JobRunner(app=load_app(), sqs_client=boto3.client("sqs", region_name=REGION), stack_name=STACK_NAME)
+    runner = JobRunner(app=load_app(), sqs_client=boto3.client("sqs", region_name=REGION), stack_name=STACK_NAME,
+                       run_schedules=args.schedules)
+    runner.start()
     print("ready", flush=True)
-    runner._loop()
+    threading.Event().wait()
     return 0
 
 

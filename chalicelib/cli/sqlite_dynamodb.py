@@ -23,6 +23,7 @@ Development tooling (the local stack and the tests); the Lambda bundle never imp
 from __future__ import annotations
 
 import base64
+import collections
 import json
 import sqlite3
 import threading
@@ -129,6 +130,51 @@ def load_item(image: bytes, hash_attr: str, range_attr: str | None) -> Item:
 
 # --- the store -------------------------------------------------------------------------------------
 
+class FairLock:
+    """A re-entrant lock granted in arrival order. moto's server runs each request on a thread and
+    Python's locks let a newly arrived request overtake one that waited: with many clients (ingest)
+    and few (the verifier), the few were starved of the one DynamoDB they share."""
+
+    def __init__(self) -> None:
+        self._mutex = threading.Lock()
+        self._owner: int | None = None
+        self._depth = 0
+        self._waiting: collections.deque[tuple[int, threading.Lock]] = collections.deque()
+
+    def acquire(self) -> None:
+        me = threading.get_ident()
+        with self._mutex:
+            if self._owner == me:
+                self._depth += 1
+                return
+            if self._owner is None and not self._waiting:
+                self._owner, self._depth = me, 1
+                return
+            turn = threading.Lock()
+            turn.acquire()
+            self._waiting.append((me, turn))
+        turn.acquire()  # released by the holder handing the lock over
+        self._depth = 1
+
+    def release(self) -> None:
+        with self._mutex:
+            self._depth -= 1
+            if self._depth:
+                return
+            if self._waiting:
+                self._owner, turn = self._waiting.popleft()
+                turn.release()
+            else:
+                self._owner = None
+
+    def __enter__(self) -> FairLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
 class Store:
     """The SQLite database behind every table, and the writes of the request in progress."""
 
@@ -140,7 +186,7 @@ class Store:
         for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "cache_size=-32768", "temp_store=MEMORY"):
             self.db.execute(f"PRAGMA {pragma}")
         self.db.executescript(_SCHEMA)
-        self.lock = threading.RLock()  # one DynamoDB request at a time, as moto's server needs anyway
+        self.lock = FairLock()  # one DynamoDB request at a time, in arrival order
         self._depth = 0
         self._staged: dict[tuple[str, bytes, bytes], tuple[SqliteTable, Item | None]] = {}
         self._loaded: dict[tuple[str, bytes, bytes], Item] = {}

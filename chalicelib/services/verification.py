@@ -150,10 +150,13 @@ def _fail_once(uow: UnitOfWork, delta: Delta, error: str, now: datetime, outbox_
 
 
 def _retrying(uow: UnitOfWork, tenant_id: str, environment: Environment, record_ids: list[str],
-              action: Any) -> Any:
-    """Run ``action(pending deltas)``; on a lost race re-read and retry with what is still pending."""
+              action: Any, *, loaded: list[Delta]) -> Any:
+    """Run ``action(pending deltas)``, first on the deltas as ``loaded`` (the seal's conditions catch any
+    that changed since); on a lost race re-read and retry with what is still pending."""
     for attempt in range(MAX_ATTEMPTS):
-        pending = [d for d in uow.deltas.get_many(tenant_id, environment, record_ids) if d.awaiting_verification]
+        if attempt:
+            loaded = uow.deltas.get_many(tenant_id, environment, record_ids)
+        pending = [d for d in loaded if d.awaiting_verification]
         if not pending:
             return None
         try:
@@ -197,7 +200,7 @@ def _verify_group(uow: UnitOfWork, signer: Any, tenant_id: str, environment: Env
             _fail_once(uow, live[0], reason, now, report.outbox)
             return replace(live[0], error=reason)
 
-        failed = _retrying(uow, tenant_id, environment, [delta.record_id], fail)
+        failed = _retrying(uow, tenant_id, environment, [delta.record_id], fail, loaded=[delta])
         if failed is not None:
             report.failed.append(failed)
 
@@ -206,8 +209,9 @@ def _verify_group(uow: UnitOfWork, signer: Any, tenant_id: str, environment: Env
         return _seal_once(uow, signer, tenant_id, environment, fingerprinted, now, report.outbox), fingerprinted
 
     owner = {d.record_id: d.customer_id for d in loaded}
+    by_id = {d.record_id: d for d in loaded}
     for group in _seal_groups(list(hashes), owner):
-        outcome = _retrying(uow, tenant_id, environment, group, seal)
+        outcome = _retrying(uow, tenant_id, environment, group, seal, loaded=[by_id[r] for r in group])
         if outcome is not None:
             batch, sealed = outcome
             report.batches.append(batch)

@@ -104,7 +104,7 @@ class Stack:
         try:
             state = json.loads((self.home / "state.json").read_text())
             processes = state.get("processes", {})
-            state_pids = [processes.get("emulator"), processes.get("jobs"), *processes.get("environments", [])]
+            state_pids = [processes.get("emulator"), *processes.get("jobs", []), *processes.get("environments", [])]
         except (OSError, ValueError):
             pass
         alive = []

@@ -70,13 +70,11 @@ GOOD = len(INPUTS) - 1
 # changes, update this tuple (test_one_verification_run_makes_these_dynamodb_calls says so);
 # the crash tests are parametrized over it.
 EXPECTED_CALLS = (
-    "BatchGetItem",        # load every referenced delta
-    "BatchGetItem",        # terminal failure: re-read the delta still pending
-    "GetItem",             #   the customer (is the delta in its current cycle?)
+    "BatchGetItem",        # load every referenced delta (the writes below are conditioned on what it read)
+    "GetItem",             # terminal failure: the customer (is the delta in its current cycle?)
     "GetItem",             #   the credit account
     "TransactWriteItems",  #   FAILED + usage released + customer and totals + refund and its ledger entry
-    "BatchGetItem",        # seal: re-read the deltas still pending
-    "GetItem",             #   the chain head
+    "GetItem",             # seal: the chain head
     "GetItem",             #   the credit account
     "TransactWriteItems",  #   batch + head + 7 statuses + customer and totals + settlement and its entry
 )
