@@ -214,8 +214,8 @@ class LocalStack:
 
         self.gateway = Gateway(self.host, self.api_port, self.workers)
         runner = [sys.executable, "-m", "chalicelib.cli.runner"]
-        self.jobs = [subprocess.Popen([*runner, *(["--schedules"] if i == 0 else [])],
-                                      stdout=subprocess.PIPE, text=True)
+        self.jobs = [subprocess.Popen([*runner, *(["--schedules"] if i == 0 else [])], stdout=subprocess.PIPE,
+                                      text=True, env={**os.environ, "AWS_SDK_UA_APP_ID": "tally-jobs"})
                      for i in range(self.job_environments if self.run_jobs else 0)]
         self.gateway.start()
         for process in self.jobs:

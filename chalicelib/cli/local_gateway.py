@@ -72,6 +72,11 @@ def serve_one_at_a_time(fd: int) -> int:
 
     die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor stops us (SIGTERM)
+    # On AWS every function has CPU of its own; here all share a few cores. Requests come in as fast as
+    # clients send them, so the request-serving environments yield the CPU to the emulated AWS services and
+    # the background functions rather than starve them.
+    with contextlib.suppress(OSError):
+        os.nice(5)
     app = load_app()
     config = Config.create(chalice_stage="local", app_name="tally", chalice_app=app, project_dir=str(PROJECT_DIR))
     gateway = TallyLocalGateway(app, config)
@@ -101,7 +106,7 @@ class ExecutionEnvironment:
         parent, child = socket.socketpair()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "chalicelib.cli.local_gateway", "--worker", str(child.fileno())],
-            pass_fds=(child.fileno(),), start_new_session=False)
+            pass_fds=(child.fileno(),), env={**os.environ, "AWS_SDK_UA_APP_ID": "tally-api"})
         child.close()
         self.conn = Connection(parent.detach())
         self.ready = False

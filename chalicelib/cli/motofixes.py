@@ -30,12 +30,19 @@ import copy
 import datetime
 import decimal
 import json
+import re
 from pathlib import Path
 from typing import Any
+
+from moto.dynamodb.models.dynamo_type import DynamoType, LimitedSizeDict
 
 from chalicelib.cli.sqlite_dynamodb import SqliteTable, Store
 
 _installed: dict[str, Any] = {}
+# The local stack names each process's role in botocore's User-Agent (AWS_SDK_UA_APP_ID): the store
+# shares DynamoDB time fairly between them (see FairLock).
+_CLIENT_CLASS = re.compile(r"\bapp/([A-Za-z0-9._-]+)")
+_VALUE_PLACEHOLDER = re.compile(r":[A-Za-z0-9_]+")
 
 
 def _patch(owner: Any, name: str, make: Any) -> None:
@@ -227,17 +234,25 @@ def _untracked(model: type) -> None:
 
 
 def _cached_conditions() -> None:
-    """Condition expressions parsed once per (expression, names, values): moto lexes and parses each one
-    on every use (twice per transactional Update), and its result is a read-only tree of operators."""
+    """Condition expressions parsed once per (expression, names, values it refers to): moto lexes and parses
+    each one on every use (twice per transactional Update), and its result is a read-only tree of operators."""
     from moto.dynamodb.comparisons import ConditionExpressionParser
 
     parsed: dict[tuple, tuple] = {}
+    placeholders: dict[str, tuple[str, ...]] = {}
 
     def parse(original: Any) -> Any:
         def run(self: Any) -> Any:
+            expression = self.condition_expression
+            if not expression:
+                return original(self)
+            used = placeholders.get(expression)
+            if used is None:
+                used = placeholders[expression] = tuple(sorted(set(_VALUE_PLACEHOLDER.findall(expression))))
+            values = self.expression_attribute_values or {}
             try:
-                key = (self.condition_expression, json.dumps(self.expression_attribute_names, sort_keys=True),
-                       json.dumps(self.expression_attribute_values, sort_keys=True))
+                key = (expression, json.dumps(self.expression_attribute_names, sort_keys=True),
+                       json.dumps([values.get(name) for name in used], sort_keys=True))
             except (TypeError, ValueError):
                 return original(self)
             known = parsed.get(key)
@@ -261,38 +276,60 @@ _FAST_ANSWERS = frozenset({"GetItem", "BatchGetItem", "Query", "PutItem", "Updat
 
 
 def _plain(value: Any) -> Any:
+    if isinstance(value, DynamoType):
+        kind, raw = value.type, value.value
+        if kind == "B":
+            return {"B": raw if isinstance(raw, str) else base64.b64encode(raw).decode()}
+        if kind == "BS":
+            return {"BS": [v if isinstance(v, str) else base64.b64encode(v).decode() for v in raw]}
+        return {kind: raw}  # M and L hold DynamoTypes: the encoder comes back here for each
     if isinstance(value, bytes):
         return base64.b64encode(value).decode()
     if isinstance(value, datetime.datetime):
         return value.timestamp()
     if isinstance(value, decimal.Decimal):
         return float(value)  # ConsumedCapacity figures only: item numbers are strings
+    if hasattr(value, "to_json"):
+        return value.to_json()
     raise TypeError(f"cannot serialise {type(value).__name__}")
 
 
 def _drop_none(value: Any) -> Any:
-    if isinstance(value, dict):
+    if isinstance(value, dict) and not isinstance(value, LimitedSizeDict):
         return {k: _drop_none(v) for k, v in value.items() if v is not None}
     return value
 
 
 def _fast_answers() -> None:
-    """Successful item operations answer with their result as DynamoDB JSON, as the generic serializer
-    would (bytes in base64, no nulls at the top level); errors still go through moto's serializer."""
-    from moto.dynamodb.responses import DynamoHandler
+    """Successful item operations answer with their result as DynamoDB JSON, encoded straight from moto's
+    objects (no conversion to plain dicts first, no generic serializer); errors still go through moto's."""
+    from moto.dynamodb import responses
+
+    def raw_result(original: Any) -> Any:
+        def run(self: Any, result: object) -> None:
+            self._result = result  # moto's objects as they are; converted only for moto's own serializer
+            self._tally_raw = True
+
+        return run
 
     def make(original: Any) -> Any:
         def run(self: Any, action_result: Any) -> Any:
-            result = action_result.result
-            if not isinstance(result, dict) or self._get_action() not in _FAST_ANSWERS:
-                return original(self, action_result)
-            body = json.dumps(_drop_none(result), default=_plain, separators=(",", ":"))
-            headers = {"Content-Type": "application/x-amz-json-1.0"}
-            headers.update(self.response_headers)
-            return 200, headers, body
+            raw = getattr(action_result, "_tally_raw", False)
+            if raw and isinstance(action_result._result, dict) and self._get_action() in _FAST_ANSWERS:
+                body = json.dumps(_drop_none(action_result._result), default=_plain, separators=(",", ":"))
+                headers = {"Content-Type": "application/x-amz-json-1.0"}
+                headers.update(self.response_headers)
+                return 200, headers, body
+            if raw:
+                from moto.dynamodb.models.utilities import dynamo_to_dict
+
+                action_result._result = dynamo_to_dict(action_result._result)
+                action_result._tally_raw = False
+            return original(self, action_result)
         return run
 
-    _patch(DynamoHandler, "serialized", make)
+    _patch(responses.DynamoResult, "__init__", raw_result)
+    _patch(responses.DynamoHandler, "serialized", make)
 
 
 def install(path: str | Path = ":memory:") -> Store:
@@ -315,7 +352,9 @@ def install(path: str | Path = ":memory:") -> Store:
     def call_action(original: Any) -> Any:
         def run(self: Any) -> Any:
             current = SqliteTable.store
-            with current.lock:
+            agent = self.headers.get("User-Agent", "") if getattr(self, "headers", None) else ""
+            found = _CLIENT_CLASS.search(agent)
+            with current.lock.holding(found.group(1) if found else ""):
                 current.begin()
                 ok = False
                 try:

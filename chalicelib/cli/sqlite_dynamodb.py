@@ -27,6 +27,7 @@ import collections
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -131,41 +132,62 @@ def load_item(image: bytes, hash_attr: str, range_attr: str | None) -> Item:
 # --- the store -------------------------------------------------------------------------------------
 
 class FairLock:
-    """A re-entrant lock granted in arrival order. moto's server runs each request on a thread and
-    Python's locks let a newly arrived request overtake one that waited: with many clients (ingest)
-    and few (the verifier), the few were starved of the one DynamoDB they share."""
+    """A re-entrant lock that shares its time fairly between classes of clients, and is FIFO within one.
+
+    moto's server runs each request on a thread, and Python's locks let a newly arrived request overtake
+    one that waited. On AWS the API's functions and the background functions (the verifier) do not queue
+    behind each other for DynamoDB: here, when both wait, the class that has held the lock for less time
+    lately goes next, so four ingest clients cannot starve one verifier."""
+
+    WINDOW = 1.0  # seconds of lock time a class may be ahead before the other gets its turn regardless
 
     def __init__(self) -> None:
         self._mutex = threading.Lock()
         self._owner: int | None = None
+        self._owner_class = ""
+        self._since = 0.0
         self._depth = 0
-        self._waiting: collections.deque[tuple[int, threading.Lock]] = collections.deque()
+        self._waiting: dict[str, collections.deque[tuple[int, threading.Lock]]] = {}
+        self._used: dict[str, float] = {}
 
-    def acquire(self) -> None:
+    def acquire(self, kind: str = "") -> None:
         me = threading.get_ident()
         with self._mutex:
             if self._owner == me:
                 self._depth += 1
                 return
-            if self._owner is None and not self._waiting:
-                self._owner, self._depth = me, 1
+            if self._owner is None and not any(self._waiting.values()):
+                self._grant(me, kind)
                 return
             turn = threading.Lock()
             turn.acquire()
-            self._waiting.append((me, turn))
-        turn.acquire()  # released by the holder handing the lock over
-        self._depth = 1
+            self._waiting.setdefault(kind, collections.deque()).append((me, turn))
+        turn.acquire()  # released by the holder handing the lock over (see release)
+
+    def _grant(self, owner: int, kind: str) -> None:
+        self._owner, self._owner_class, self._depth, self._since = owner, kind, 1, time.monotonic()
 
     def release(self) -> None:
         with self._mutex:
             self._depth -= 1
             if self._depth:
                 return
-            if self._waiting:
-                self._owner, turn = self._waiting.popleft()
-                turn.release()
-            else:
+            used = self._used
+            used[self._owner_class] = used.get(self._owner_class, 0.0) + time.monotonic() - self._since
+            ready = [k for k, queue in self._waiting.items() if queue]
+            if not ready:
                 self._owner = None
+                return
+            kind = min(ready, key=lambda k: used.get(k, 0.0))
+            floor = min(used.get(k, 0.0) for k in ready)
+            for k in list(used):  # only recent differences count
+                used[k] = min(used[k] - floor, self.WINDOW)
+            owner, turn = self._waiting[kind].popleft()
+            self._grant(owner, kind)
+            turn.release()
+
+    def holding(self, kind: str = "") -> _Holding:
+        return _Holding(self, kind)
 
     def __enter__(self) -> FairLock:
         self.acquire()
@@ -173,6 +195,19 @@ class FairLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+class _Holding:
+    __slots__ = ("kind", "lock")
+
+    def __init__(self, lock: FairLock, kind: str) -> None:
+        self.lock, self.kind = lock, kind
+
+    def __enter__(self) -> None:
+        self.lock.acquire(self.kind)
+
+    def __exit__(self, *exc: object) -> None:
+        self.lock.release()
 
 
 class Store:
