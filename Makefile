@@ -17,9 +17,10 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 run: $(STAMP)
 	$(BIN)/tally dev up
 
+# Two pytest workers (one per core); a module's tests stay on one worker (module-scoped local stacks).
 test: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -32,6 +33,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/verify.py
 	$(BIN)/python bench/records.py
+	$(BIN)/python bench/localstack.py
 
 clean:
 	rm -rf build .pytest_cache .ruff_cache .hypothesis

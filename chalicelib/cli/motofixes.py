@@ -51,6 +51,7 @@ def _patch(owner: Any, name: str, make: Any) -> None:
         return
     patched = make(original)
     patched._tally_patched = True
+    patched.__wrapped__ = original  # moto's own, for tests that hold the patch to it
     setattr(owner, name, patched)
 
 

@@ -522,17 +522,21 @@ class SqliteTable(Table):
                 args += values
         sql += " ORDER BY " + ", ".join(f"{c} {order}" for c in sort_columns)
         if limit:
-            sql += f" LIMIT {int(limit) + 1}"
+            sql += f" LIMIT {int(limit)}"
 
+        # As DynamoDB: a page ends at Limit items or 1 MB, and then carries a LastEvaluatedKey whether or
+        # not more items follow (moto looks ahead and leaves it out when none do).
         results: list[Item] = []
         result_size = 0
         last_evaluated_key = None
         for image, size in self.store.rows(sql, tuple(args)):
-            if len(results) == limit or result_size + size > RESULT_SIZE_LIMIT:
+            if results and result_size + size > RESULT_SIZE_LIMIT:
                 last_evaluated_key = self._get_last_evaluated_key(results[-1], index_name)
                 break
             results.append(self.load(image))
             result_size += size
+        if limit and len(results) == limit:
+            last_evaluated_key = self._get_last_evaluated_key(results[-1], index_name)
         scanned_count = len(results)
         if index is not None:
             results = [index.project(r) for r in results]
