@@ -213,14 +213,9 @@ class LocalStack:
         from chalicelib.cli.local_gateway import Gateway
 
         self.gateway = Gateway(self.host, self.api_port, self.workers)
-        runner = [sys.executable, "-m", "chalicelib.cli.runner"]
-        self.jobs = [subprocess.Popen([*runner, *(["--schedules"] if i == 0 else [])], stdout=subprocess.PIPE,
-                                      text=True, env={**os.environ, "AWS_SDK_UA_APP_ID": "tally-jobs"})
+        self.jobs = [self._job_environment(schedules=i == 0)
                      for i in range(self.job_environments if self.run_jobs else 0)]
         self.gateway.start()
-        for process in self.jobs:
-            if process.stdout is not None:
-                process.stdout.readline()  # "ready"
         self.timings["start"] = time.monotonic() - started
         partial = STATE_FILE.with_suffix(".tmp")  # written whole, then renamed: readers never see half of it
         partial.write_text(json.dumps({
@@ -232,6 +227,20 @@ class LocalStack:
         }, indent=2))
         os.replace(partial, STATE_FILE)
         return self
+
+    def watch(self) -> str | None:
+        """Replace a job environment that ended (as Lambda would); a reason to stop if the emulator ended."""
+        if self.emulator.poll() is not None:
+            return f"the AWS emulator ended (exit status {self.emulator.returncode})"
+        for index, process in enumerate(self.jobs):
+            if process.poll() is not None:
+                self.jobs[index] = self._job_environment(schedules=index == 0)
+        return None
+
+    def _job_environment(self, *, schedules: bool) -> subprocess.Popen:
+        command = [sys.executable, "-m", "chalicelib.cli.runner", *(["--schedules"] if schedules else [])]
+        environment = {**os.environ, "AWS_SDK_UA_APP_ID": "tally-jobs"}  # its class in the emulator's fair lock
+        return subprocess.Popen(command, stdout=subprocess.DEVNULL, env=environment)
 
     def stop(self) -> None:
         """Stop promptly: in-flight requests are abandoned, not awaited (what was acknowledged is
@@ -287,10 +296,11 @@ def run_forever(api_port: int = 8000, workers: int = DEFAULT_WORKERS) -> int:
     signal.signal(signal.SIGINT, lambda *_: stopping.set())
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     faulthandler.register(signal.SIGUSR1)  # `kill -USR1 <pid>` prints every thread's stack
-    while not stopping.wait(0.5):
-        pass
+    reason = None
+    while not stopping.wait(0.5) and reason is None:
+        reason = stack.watch()
     began = time.monotonic()
-    print("\nStopping…", flush=True)
+    print(f"\nStopping: {reason}." if reason else "\nStopping…", flush=True)
     stack.stop()
     print(f"Stopped in {time.monotonic() - began:.1f} s.", flush=True)
-    return 0
+    return 1 if reason else 0

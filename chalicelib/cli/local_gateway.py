@@ -176,10 +176,15 @@ class Pool:
 
     def invoke(self, request: tuple) -> tuple[int, Any]:
         """(status, answer): 200 with the function's answer, else 502/503/504 with None."""
-        try:
-            environment = self._idle.get(timeout=INTEGRATION_TIMEOUT)
-        except queue.Empty:
-            return 503, None
+        deadline = time.monotonic() + INTEGRATION_TIMEOUT
+        while True:
+            try:
+                environment = self._idle.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                return 503, None
+            if environment.process.poll() is None:
+                break
+            self._replace(environment)  # ended while idle (killed, crashed): never hand a request to it
         try:
             answer = environment.invoke(request, INTEGRATION_TIMEOUT)
         except TimeoutError:

@@ -1,9 +1,11 @@
-"""In-process runner for the app's scheduled and queue-triggered Lambdas (local stack).
+"""The local stack's job environments: the app's scheduled and queue-triggered Lambdas.
 
 Reads the Chalice app's registered event sources, so a handler added with
 ``@app.schedule`` or ``@app.on_sqs_message`` runs locally with no extra wiring:
-schedules fire at ``min(rate, local_interval)``, queues are long-polled and a
-batch is deleted only after its handler returns (as Lambda's SQS poller does).
+schedules fire at ``min(rate, local_interval)``; each queue is long-polled by a
+thread, a batch is gathered for the source's batching window and deleted only
+after its handler returns (as Lambda's SQS poller does); handlers run one event
+at a time per environment (``python -m chalicelib.cli.runner``, one process each).
 """
 
 from __future__ import annotations
@@ -176,7 +178,6 @@ def main(argv: list[str] | None = None) -> int:
     runner = JobRunner(app=load_app(), sqs_client=boto3.client("sqs", region_name=REGION), stack_name=STACK_NAME,
                        run_schedules=args.schedules)
     runner.start()
-    print("ready", flush=True)
     threading.Event().wait()
     return 0
 

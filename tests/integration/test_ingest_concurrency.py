@@ -5,27 +5,24 @@ counted, credits reserved), "all or nothing, correct under concurrency". Many
 threads race ``ingest.submit_deltas`` for one tenant and we check every counter
 against what was actually stored.
 
-moto applies DynamoDB operations without any cross-thread isolation (a
-TransactWriteItems even backs up and restores whole tables around itself), so the
-``atomic_dynamodb`` fixture gives it DynamoDB's own per-operation atomicity. The
-product's read → plan → conditional-write races remain fully exposed.
+The moto the tests run (chalicelib/cli/motofixes.py) applies each DynamoDB request
+atomically, as DynamoDB does, and nothing more: the product's read → plan →
+conditional-write races remain fully exposed.
 """
 
 from __future__ import annotations
 
-import functools
 import itertools
 import random
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 import pytest
-from moto.dynamodb.models import DynamoDBBackend
 
 from chalicelib import bootstrap
 from chalicelib.adapters.dynamodb import keys
@@ -42,45 +39,8 @@ from chalicelib.services.usage import usage_figures
 P, S = Environment.PRODUCTION, Environment.SANDBOX
 CUSTOMERS = [f"cust_{n}" for n in range(5)]
 
-# moto.dynamodb.models.DynamoDBBackend methods that read or write items. BatchGetItem's
-# work happens in responses.py through get_item (each item read on its own, exactly
-# as DynamoDB's BatchGetItem is not a snapshot across items); the no-op
-# ``batch_get_item`` stub is wrapped anyway in case a later moto moves the logic.
-BACKEND_OPERATIONS = ("transact_write_items", "put_item", "update_item", "delete_item", "get_item",
-                      "batch_get_item", "transact_get_items", "query", "scan")
-
-
 @pytest.fixture
-def atomic_dynamodb(aws: dict, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Serialise moto's DynamoDB backend operations with one re-entrant lock.
-
-    This models DynamoDB itself, NOT a workaround in the product: in DynamoDB every
-    single-item write is atomic and every TransactWriteItems is all-or-nothing and
-    isolated, whereas moto's in-process backend mutates plain dicts from whatever
-    thread calls it (a failed transaction restores deep copies of whole tables,
-    undoing other threads' writes). The lock covers one backend call at a time
-    only; between the service's snapshot read and its conditional commit other
-    threads still interleave freely, which is exactly the race under test.
-    """
-    lock = threading.RLock()
-
-    def locked(method: Callable[..., Any]) -> Callable[..., Any]:
-        @functools.wraps(method)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            with lock:
-                return method(*args, **kwargs)
-
-        return wrapper
-
-    wrapped = [name for name in BACKEND_OPERATIONS if hasattr(DynamoDBBackend, name)]
-    assert {"transact_write_items", "put_item", "update_item", "get_item", "query"} <= set(wrapped)
-    for name in wrapped:
-        monkeypatch.setattr(DynamoDBBackend, name, locked(getattr(DynamoDBBackend, name)))
-    yield
-
-
-@pytest.fixture
-def tenant_factory(world, atomic_dynamodb) -> Callable[..., Tenant]:
+def tenant_factory(world) -> Callable[..., Tenant]:
     world.tenant("Platform")  # id "1" is the operator; customer tenants start at "2"
 
     def make(name: str, **options: Any) -> Tenant:

@@ -165,3 +165,16 @@ def test_keep_alive_connections_carry_many_requests(stack):
         response = conn.getresponse()
         assert response.status == 200 and json.loads(response.read())["success"] is True
     conn.close()
+
+
+def test_an_environment_that_dies_is_replaced_and_no_request_fails(stack):
+    import os
+    import signal
+    import time
+
+    state = json.loads((stack["home"] / "state.json").read_text())
+    victim = state["processes"]["environments"][0]
+    os.kill(victim, signal.SIGKILL)
+    time.sleep(0.3)
+    statuses = [call("GET", f"{stack['base']}/health")[0] for _ in range(30)]
+    assert statuses == [200] * 30

@@ -170,3 +170,19 @@ def test_reset_starts_from_nothing_and_refuses_while_running(home):
         assert status == 200 and "cust_reset" not in [c["customerId"] for c in body["data"]["items"]]
     finally:
         again.stop()
+
+
+def test_a_job_environment_that_dies_is_replaced(home):
+    import os
+
+    stack = Stack(home).start()
+    try:
+        key = _credentials(stack)["apiKeys"]["production"]
+        state = json.loads((home / "state.json").read_text())
+        for pid in state["processes"]["jobs"]:
+            os.kill(pid, signal.SIGKILL)
+        time.sleep(1.5)
+        record = _emit(stack, key, "cust_after_crash", 1)[1]["data"]["recordId"]
+        _wait_verified(stack, key, [record], timeout=30)
+    finally:
+        assert stack.stop() < STOP_BUDGET
