@@ -189,6 +189,7 @@ class LocalStack:
         if not line.startswith("{"):
             raise RuntimeError("the AWS emulator did not start (see its output above)")
         self.restored = json.loads(line)
+        threading.Thread(target=shutil.copyfileobj, args=(self.emulator.stdout, sys.stdout), daemon=True).start()
         self.timings["emulator"] = time.monotonic() - started
         configure_environment(self.aws_endpoint, self.base_url)
 
@@ -240,7 +241,7 @@ class LocalStack:
     def _job_environment(self, *, schedules: bool) -> subprocess.Popen:
         command = [sys.executable, "-m", "chalicelib.cli.runner", *(["--schedules"] if schedules else [])]
         environment = {**os.environ, "AWS_SDK_UA_APP_ID": "tally-jobs"}  # its class in the emulator's fair lock
-        return subprocess.Popen(command, stdout=subprocess.DEVNULL, env=environment)
+        return subprocess.Popen(command, env=environment)
 
     def stop(self) -> None:
         """Stop promptly: in-flight requests are abandoned, not awaited (what was acknowledged is
