@@ -98,14 +98,8 @@ class Mirror:
                 mirror._dirty.keys = set()
             mirror._dirty.keys.add((bucket, key))
 
-        def put_object(original: Callable[..., Any]) -> Callable[..., Any]:
-            def run(self: Any, bucket_name: str, key_name: str, *args: Any, **kwargs: Any) -> Any:
-                result = original(self, bucket_name, key_name, *args, **kwargs)
-                mark(bucket_name, key_name)
-                return result
-            return run
-
-        def delete_object(original: Callable[..., Any]) -> Callable[..., Any]:
+        def marking(original: Callable[..., Any]) -> Callable[..., Any]:
+            """put_object and delete_object (every other write of an object goes through them)."""
             def run(self: Any, bucket_name: str, key_name: str, *args: Any, **kwargs: Any) -> Any:
                 result = original(self, bucket_name, key_name, *args, **kwargs)
                 mark(bucket_name, key_name)
@@ -128,8 +122,8 @@ class Mirror:
                     mirror._flush_objects()  # moto sets metadata after put_object: mirror at the end
             return run
 
-        _wrap(S3Backend, "put_object", put_object)
-        _wrap(S3Backend, "delete_object", delete_object)
+        _wrap(S3Backend, "put_object", marking)
+        _wrap(S3Backend, "delete_object", marking)
         _wrap(S3Backend, "create_bucket", create_bucket)
         _wrap(S3Response, "key_response", flushing)
         _wrap(S3Response, "bucket_response", flushing)
