@@ -284,6 +284,9 @@ def run_forever(api_port: int = 8000, workers: int = DEFAULT_WORKERS) -> int:
     except AlreadyRunningError as exc:
         print(str(exc))
         return 1
+    except OSError as exc:  # e.g. the port is taken by another program
+        print(f"The local stack could not start on port {api_port}: {exc.strerror or exc}.")
+        return 1
     print(f"Tally is running on {stack.base_url}  (AWS services: moto at {stack.aws_endpoint}; "
           f"{stack.workers} execution environments; data in {DATA_DIR})")
     print(f"Started in {stack.timings['start']:.1f} s (restored {stack.restored.get('objects', 0)} S3 objects and "
