@@ -221,7 +221,7 @@ class Store:
         for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "cache_size=-32768", "temp_store=MEMORY"):
             self.db.execute(f"PRAGMA {pragma}")
         self.db.executescript(_SCHEMA)
-        self.lock = FairLock()  # one DynamoDB request at a time, in arrival order
+        self.lock = FairLock()  # one DynamoDB request at a time, time shared fairly between client classes
         self._depth = 0
         self._staged: dict[tuple[str, bytes, bytes], tuple[SqliteTable, Item | None]] = {}
         self._loaded: dict[tuple[str, bytes, bytes], Item] = {}
