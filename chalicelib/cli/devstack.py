@@ -5,8 +5,8 @@
 * Resources from the deployment template, then idempotent demo data.
 * The gateway on 127.0.0.1:8000 with its execution environments (:mod:`chalicelib.cli.local_gateway`):
   worker processes that each serve one request at a time, as Lambda does.
-* The jobs processes (:mod:`chalicelib.cli.runner`): the queue handlers, each process one event at a
-  time, and (in the first) the schedules.
+* The job environments (:mod:`chalicelib.cli.runner`): two per queue-triggered function and one for the
+  schedules, each serving one event at a time.
 
 One stack per ``.tally`` folder, held by a lock that dies with the process. Environment is configured
 here *before* anything imports boto3 or the models, because PynamoDB reads table names and endpoints
@@ -42,7 +42,7 @@ SECRETS_FILE = STATE_DIR / "dev-secrets.json"
 DATA_DIR = STATE_DIR / "data"
 LOCK_FILE = STATE_DIR / "stack.lock"
 DEFAULT_WORKERS = int(os.environ.get("TALLY_LOCAL_WORKERS") or 4)
-# Lambda polls a queue with several concurrent invocations; the first environment also fires the schedules.
+# Lambda polls a queue with several concurrent invocations: environments per queue-triggered function.
 DEFAULT_JOB_ENVIRONMENTS = int(os.environ.get("TALLY_LOCAL_JOB_ENVIRONMENTS") or 2)
 
 
@@ -214,8 +214,12 @@ class LocalStack:
         from chalicelib.cli.local_gateway import Gateway
 
         self.gateway = Gateway(self.host, self.api_port, self.workers)
-        self.jobs = [self._job_environment(schedules=i == 0)
-                     for i in range(self.job_environments if self.run_jobs else 0)]
+        from chalicelib.cli.runner import queue_handlers
+
+        # As on AWS, each queue-triggered function has environments of its own (and one for the schedules).
+        self._job_roles = ([("--schedules",)] + [("--queue", name) for name in queue_handlers(load_app())
+                                                  for _ in range(self.job_environments)]) if self.run_jobs else []
+        self.jobs = [self._job_environment(role) for role in self._job_roles]
         self.gateway.start()
         self.timings["start"] = time.monotonic() - started
         partial = STATE_FILE.with_suffix(".tmp")  # written whole, then renamed: readers never see half of it
@@ -235,11 +239,12 @@ class LocalStack:
             return f"the AWS emulator ended (exit status {self.emulator.returncode})"
         for index, process in enumerate(self.jobs):
             if process.poll() is not None:
-                self.jobs[index] = self._job_environment(schedules=index == 0)
+                self.jobs[index] = self._job_environment(self._job_roles[index])
         return None
 
-    def _job_environment(self, *, schedules: bool) -> subprocess.Popen:
-        command = [sys.executable, "-m", "chalicelib.cli.runner", *(["--schedules"] if schedules else [])]
+    @staticmethod
+    def _job_environment(role: tuple[str, ...]) -> subprocess.Popen:
+        command = [sys.executable, "-m", "chalicelib.cli.runner", *role]
         environment = {**os.environ, "AWS_SDK_UA_APP_ID": "tally-jobs"}  # its class in the emulator's fair lock
         return subprocess.Popen(command, env=environment)
 

@@ -53,6 +53,7 @@ class JobRunner:
     local_interval: float = 30.0
     poll_seconds: float = 0.2
     run_schedules: bool = True
+    queues: frozenset[str] | None = None  # names of the queue handlers this environment serves (None: all)
     wait_seconds: int = 1  # long-poll wait: how soon a stop is noticed
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
@@ -61,7 +62,10 @@ class JobRunner:
     runs: dict[str, int] = field(default_factory=dict)
 
     def _sources(self, kind: str) -> list[Any]:
-        return [s for s in getattr(self.app, "event_sources", []) if type(s).__name__ == kind]
+        found = [s for s in getattr(self.app, "event_sources", []) if type(s).__name__ == kind]
+        if kind == "SQSEventConfig" and self.queues is not None:
+            found = [s for s in found if s.name in self.queues]
+        return found
 
     def _invoke(self, name: str, event: dict) -> bool:
         with self._one_at_a_time:
@@ -160,8 +164,14 @@ class JobRunner:
             thread.join(timeout=self.wait_seconds + 1)  # a handler mid-transaction is abandoned; the sweep redoes it
 
 
+def queue_handlers(app: Any) -> list[str]:
+    """The app's queue-triggered functions: each gets job environments of its own, as each is a Lambda."""
+    return [s.name for s in getattr(app, "event_sources", []) if type(s).__name__ == "SQSEventConfig"]
+
+
 def main(argv: list[str] | None = None) -> int:
-    """A jobs process of the local stack (``--schedules``: also the one that fires the schedules)."""
+    """A job environment of the local stack: the queue handlers named by ``--queue`` (each a Lambda function
+    of its own on AWS) and, with ``--schedules``, the scheduled ones."""
     import argparse
     import signal
 
@@ -172,11 +182,12 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m chalicelib.cli.runner")
     parser.add_argument("--schedules", action="store_true")
+    parser.add_argument("--queue", action="append", default=[], help="a queue handler's name (repeatable)")
     args = parser.parse_args(argv)
     die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor stops us (SIGTERM)
     runner = JobRunner(app=load_app(), sqs_client=boto3.client("sqs", region_name=REGION), stack_name=STACK_NAME,
-                       run_schedules=args.schedules)
+                       run_schedules=args.schedules, queues=frozenset(args.queue))
     runner.start()
     threading.Event().wait()
     return 0
