@@ -135,9 +135,10 @@ class FairLock:
     """A re-entrant lock that shares its time fairly between classes of clients, and is FIFO within one.
 
     moto's server runs each request on a thread, and Python's locks let a newly arrived request overtake
-    one that waited. On AWS the API's functions and the background functions (the verifier) do not queue
-    behind each other for DynamoDB: here, when both wait, the class that has held the lock for less time
-    lately goes next, so four ingest clients cannot starve one verifier."""
+    one that waited. On AWS the API's function and the background functions (the verifier, the webhook
+    sender, the schedules) do not queue behind each other for DynamoDB: here they are two classes, and when
+    both wait, the class that has held the lock for less time lately goes next, so four ingest clients
+    cannot starve the verifier."""
 
     WINDOW = 1.0  # seconds of lock time a class may be ahead before the other gets its turn regardless
 
