@@ -339,6 +339,25 @@ class Store:
             self.db.close()
 
 
+def value_size(value: DynamoType) -> int:
+    """``DynamoType.size()``, without its generic methods: bytes of strings and binaries, digits of numbers,
+    1 for booleans and nulls, the sum of the members of sets, lists and maps (map keys included)."""
+    kind, raw = value.type, value.value
+    if kind == "S" or kind == "B":
+        return len(raw.encode("utf-8", "surrogatepass")) if isinstance(raw, str) else len(raw)
+    if kind == "N":
+        return len(str(raw))
+    if kind == "M":
+        return sum(len(k.encode("utf-8", "surrogatepass")) + value_size(v) for k, v in raw.items())
+    if kind == "L":
+        return sum(value_size(v) for v in raw)
+    if kind == "NS":
+        return sum(len(str(v)) for v in raw)
+    if kind in ("SS", "BS"):
+        return sum(len(v.encode("utf-8", "surrogatepass")) if isinstance(v, str) else len(v) for v in raw)
+    return 1 if isinstance(raw, bool) else len(str(raw).encode())
+
+
 def item_size(item: Item) -> int:
     """moto's item size (what its 1 MB page limit counts), computed once per write."""
     return item.size()
