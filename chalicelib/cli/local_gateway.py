@@ -89,7 +89,10 @@ def serve_one_at_a_time(fd: int) -> int:
             return 0
         try:
             answer = gateway.handle_request(method, path, headers, body)
-        except Exception:  # a crash inside the function: API Gateway answers 502
+        except Exception:  # a crash outside the app's own error handling: API Gateway answers 502
+            import traceback
+
+            traceback.print_exc()
             answer = None
         conn.send(answer)
 

@@ -132,14 +132,16 @@ def load_item(image: bytes, hash_attr: str, range_attr: str | None) -> Item:
 # --- the store -------------------------------------------------------------------------------------
 
 class FairLock:
-    """A re-entrant lock that shares its time fairly between classes of clients, and is FIFO within one.
+    """A re-entrant lock for one DynamoDB request at a time: background functions first, then fair time
+    shares between the other classes of clients, first come first served within a class.
 
     moto's server runs each request on a thread, and Python's locks let a newly arrived request overtake
-    one that waited. On AWS the API's function and the background functions (the verifier, the webhook
-    sender, the schedules) do not queue behind each other for DynamoDB: here they are two classes, and when
-    both wait, the class that has held the lock for less time lately goes next, so four ingest clients
-    cannot starve the verifier."""
+    one that waited. On AWS the background functions (the verifier, the webhook sender, the schedules) never
+    wait behind the API's DynamoDB calls; here they share one emulator, so a waiting background request
+    goes before any API request. That cannot starve the API: background work only follows from what the
+    API accepted. Classes of equal rank take turns by the time each held the lock lately."""
 
+    BACKGROUND = "tally-jobs"
     WINDOW = 1.0  # seconds of lock time a class may be ahead before the other gets its turn regardless
 
     def __init__(self) -> None:
@@ -179,7 +181,7 @@ class FairLock:
             if not ready:
                 self._owner = None
                 return
-            kind = min(ready, key=lambda k: used.get(k, 0.0))
+            kind = min(ready, key=lambda k: (k != self.BACKGROUND, used.get(k, 0.0)))
             floor = min(used.get(k, 0.0) for k in ready)
             for k in list(used):  # only recent differences count
                 used[k] = min(used[k] - floor, self.WINDOW)
@@ -219,10 +221,10 @@ class Store:
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "cache_size=-32768", "temp_store=MEMORY"):
+        for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "cache_size=-131072", "temp_store=MEMORY"):
             self.db.execute(f"PRAGMA {pragma}")
         self.db.executescript(_SCHEMA)
-        self.lock = FairLock()  # one DynamoDB request at a time, time shared fairly between client classes
+        self.lock = FairLock()  # one DynamoDB request at a time; background functions first
         self._depth = 0
         self._staged: dict[tuple[str, bytes, bytes], tuple[SqliteTable, Item | None]] = {}
         self._loaded: dict[tuple[str, bytes, bytes], Item] = {}

@@ -268,9 +268,8 @@ def test_the_lock_is_reentrant_and_first_come_first_served_within_a_class():
     assert order == [0, 1, 2, 3, 4]
 
 
-def test_a_busy_class_cannot_starve_another():
-    lock = FairLock()
-    held = {"api": 0.0, "jobs": 0.0}
+def _contend(lock: FairLock, clients: list[tuple[str, float]], seconds: float = 1.5) -> dict[str, float]:
+    held: dict[str, float] = {kind: 0.0 for kind, _hold in clients}
     stop = threading.Event()
 
     def client(kind: str, hold: float) -> None:
@@ -280,14 +279,36 @@ def test_a_busy_class_cannot_starve_another():
             time.sleep(hold)
             held[kind] += time.monotonic() - began
             lock.release()
+            time.sleep(0.0005)  # between requests, as a client is
 
-    threads = [threading.Thread(target=client, args=("api", 0.004)) for _ in range(4)]
-    threads.append(threading.Thread(target=client, args=("jobs", 0.004)))
+    threads = [threading.Thread(target=client, args=client_args) for client_args in clients]
     for thread in threads:
         thread.start()
-    time.sleep(1.5)
+    time.sleep(seconds)
     stop.set()
     for thread in threads:
         thread.join(5)
-    share = held["jobs"] / (held["api"] + held["jobs"])
-    assert 0.35 < share < 0.65  # one client of its class, four of the other: still about half the time
+    return held
+
+
+def test_classes_of_equal_rank_share_the_lock_time():
+    held = _contend(FairLock(), [("api", 0.004)] * 4 + [("other", 0.004)])
+    assert 0.35 < held["other"] / (held["api"] + held["other"]) < 0.65  # one client against four: about half
+
+
+def test_a_waiting_background_request_goes_before_waiting_api_requests():
+    lock = FairLock()
+    order: list[str] = []
+    lock.acquire("tally-api")
+    threads = []
+    for name, kind in (("api-1", "tally-api"), ("api-2", "tally-api"), ("verifier", FairLock.BACKGROUND),
+                       ("api-3", "tally-api")):
+        thread = threading.Thread(target=lambda name=name, kind=kind: (lock.acquire(kind), order.append(name),
+                                                                       lock.release()))
+        thread.start()
+        threads.append(thread)
+        time.sleep(0.02)
+    lock.release()
+    for thread in threads:
+        thread.join(5)
+    assert order == ["verifier", "api-1", "api-2", "api-3"]
