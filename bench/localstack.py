@@ -278,6 +278,8 @@ def main() -> None:
     print(f"  verifier, end to end:           {verify_rate:.0f} deltas/s from its first to its last verification "
           f"({verify_rate / ingest_rate:.2f}x ingest); {backlog_at_end:,} in flight when ingest ended, all verified "
           f"{drain_seconds:.1f} s later")
+    print("    (the verifier can only verify what was ingested: it keeps up when its rate matches ingest's and the "
+          "backlog stays about one queue batch deep, 10 messages of 100, rather than growing with the run)")
     print(f"  peak RSS, whole stack:          {sampler.peak_total / mb:.0f} MB (goal <= 1536 MB)")
     print("  peak RSS per process:           " + ", ".join(f"{name} {size / mb:.0f} MB"
                                                             for name, size in sampler.peaks.items()))
