@@ -6,7 +6,8 @@ Development tooling only; the Lambda bundle never imports moto.
 makes each DynamoDB request one atomic unit:
 
 * one lock around moto's DynamoDB request handling: real DynamoDB applies every write and
-  TransactWriteItems atomically, moto's threaded server does not;
+  TransactWriteItems atomically, moto's threaded server does not (the lock serves the background
+  functions first, see :class:`chalicelib.cli.sqlite_dynamodb.FairLock`);
 * what a request writes is staged and committed only when it succeeds, so a cancelled
   transaction is rolled back by forgetting its staged items (moto copies every touched table);
 * ``Item`` construction checks the 400 KB limit once per item (moto re-sums the item on every
@@ -19,8 +20,9 @@ makes each DynamoDB request one atomic unit:
 * items and queue messages are not tracked: every moto model instance is kept in a class-level list
   for moto's dashboard, forever (30 MB per 1,000 deltas: every item loaded, every message sent);
 * condition expressions are parsed once per distinct (expression, names, values);
-* the requests and answers of the item operations are read and written as JSON directly (moto's generic serializer walks
-  the botocore shape of every attribute of every item: a third of a Query's time).
+* the requests and answers of the item operations are read and written as JSON directly (moto's
+  generic serializer walks the botocore shape of every attribute of every item: a third of a Query);
+* item sizes, response request ids and SQS retention are computed without moto's detours.
 """
 
 from __future__ import annotations
@@ -40,8 +42,8 @@ from moto.dynamodb.models.dynamo_type import DynamoType, LimitedSizeDict
 from chalicelib.cli.sqlite_dynamodb import SqliteTable, Store
 
 _installed: dict[str, Any] = {}
-# The local stack names each process's role in botocore's User-Agent (AWS_SDK_UA_APP_ID): the store
-# shares DynamoDB time fairly between them (see FairLock).
+# The local stack names each process's role in botocore's User-Agent (AWS_SDK_UA_APP_ID): the store's
+# lock schedules DynamoDB requests by it (see FairLock).
 _CLIENT_CLASS = re.compile(r"\bapp/([A-Za-z0-9._-]+)")
 _VALUE_PLACEHOLDER = re.compile(r":[A-Za-z0-9_]+")
 
@@ -291,14 +293,15 @@ def _lighter_bookkeeping() -> None:
     def enrich(original: Any) -> Any:
         def run(headers: dict[str, str], body: Any) -> Any:
             if isinstance(body, str) and "<RequestId>" not in body:
-                if "status" in headers:
-                    headers["status"] = str(headers["status"])
                 from moto.utilities.aws_headers import gen_amzn_requestid_long
 
+                if "status" in headers:
+                    headers["status"] = str(headers["status"])
                 gen_amzn_requestid_long(headers)
                 return headers, body
             return original(headers, body)
-        return staticmethod(run)
+        run._tally_patched = True  # type: ignore[attr-defined]
+        return run
 
     def retention(original: Any) -> Any:
         def run(self: Any, queue_name: str, message: Any) -> bool:
@@ -307,12 +310,9 @@ def _lighter_bookkeeping() -> None:
         return run
 
     _patch(Item, "size", size)
-    if not isinstance(BaseResponse.__dict__.get("_enrich_response"), staticmethod) or not getattr(
-            BaseResponse.__dict__["_enrich_response"].__func__, "_tally_patched", False):
-        original = BaseResponse.__dict__["_enrich_response"].__func__
-        patched = enrich(original)
-        patched.__func__._tally_patched = True
-        BaseResponse._enrich_response = patched
+    current = BaseResponse.__dict__["_enrich_response"].__func__  # a staticmethod
+    if not getattr(current, "_tally_patched", False):
+        BaseResponse._enrich_response = staticmethod(enrich(current))
     _patch(SQSBackend, "is_message_valid_based_on_retention_period", retention)
 
 
