@@ -156,6 +156,43 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory, name: str, *, fresh: b
             stack.stop()
 
 
+STOP_BUDGET = 5.0
+
+
+def credentials(stack: Stack) -> dict:
+    """`tally dev credentials --json` of this stack."""
+    return json.loads(tally(stack.info(), "dev", "credentials", "--json"))
+
+
+def emit(stack: Stack, key: str, customer: str, n: int) -> tuple[int, dict]:
+    """POST one delta of ``n`` units (referenceId ``r-{n}``)."""
+    status, _h, body = call("POST", f"{stack.base}/api/v1/balance/delta",
+                            {"X-Api-Key": key, "Content-Type": "application/json"},
+                            {"customerId": customer, "delta": n, "reason": f"unit {n}", "referenceId": f"r-{n}"})
+    return status, body
+
+
+def status_of(stack: Stack, key: str, record_id: str) -> tuple[int, dict]:
+    status, _h, body = call("GET", f"{stack.base}/api/v1/balance/delta/{record_id}", {"X-Api-Key": key})
+    return status, body
+
+
+def published_keys(stack: Stack) -> dict:
+    status, _h, body = call("GET", f"{stack.base}/api/v1/verification-keys")
+    assert status == 200
+    return body
+
+
+def wait_verified(stack: Stack, key: str, record_ids: list[str], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    pending = list(record_ids)
+    while pending and time.monotonic() < deadline:
+        pending = [r for r in pending if status_of(stack, key, r)[1]["data"]["status"] != "VERIFIED"]
+        if pending:
+            time.sleep(0.5)
+    assert pending == [], f"{len(pending)} deltas never verified"
+
+
 def run(stack: dict, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([TALLY, *args], env=stack_env(stack["home"]), capture_output=True, text=True, timeout=60)
 
