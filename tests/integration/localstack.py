@@ -20,9 +20,32 @@ from pathlib import Path
 
 import pytest
 
-from chalicelib.cli.devstack import free_port
-
 TALLY = str(Path(sys.executable).with_name("tally"))
+
+
+_next_port = [0]
+
+
+def api_port() -> int:
+    """A free port below Linux's ephemeral range (32768+) for a test stack's API.
+
+    ``bind(0)`` ports come from the ephemeral range: a port picked that way and released can be handed to
+    another stack's emulator (started by the other pytest worker) before this stack binds it, and then this
+    stack's health check talks to someone else's moto. Ports below the range are never handed out that way;
+    each pytest worker takes its own slice of them."""
+    import socket
+
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").lstrip("gw") or 0)
+    base = 21000 + 2000 * worker
+    while True:
+        _next_port[0] += 1
+        port = base + _next_port[0] % 2000
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
 
 
 def stack_env(home: Path) -> dict[str, str]:
@@ -47,7 +70,7 @@ class Stack:
 
     def __init__(self, home: Path, port: int | None = None) -> None:
         self.home = home
-        self.port = port or free_port()
+        self.port = port or api_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
         self._log = None

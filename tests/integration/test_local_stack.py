@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from chalicelib.cli.devstack import free_port
-from tests.integration.localstack import TALLY, call, local_stack, stack_env, tally
+from tests.integration.localstack import TALLY, api_port, call, local_stack, stack_env, tally
 
 CREDENTIAL_KEYS = {"baseUrl", "tenantId", "jwt", "apiKeys", "platformToken", "cookieJar"}
 
@@ -98,7 +97,7 @@ def test_unknown_routes_answer_the_envelope(stack):
 
 
 def test_a_second_stack_refuses_to_start_while_one_runs(stack):
-    done = subprocess.run([TALLY, "dev", "up", "--port", str(free_port())], env=stack_env(stack["home"]),
+    done = subprocess.run([TALLY, "dev", "up", "--port", str(api_port())], env=stack_env(stack["home"]),
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 1 and "already running" in done.stdout
 
