@@ -17,8 +17,8 @@ _cache: dict[str, Any] = {}
 
 
 def override(**factories: Any) -> None:
-    """Replace ``clock`` / ``uow`` / ``jwt`` / ``signer`` / ``queue`` / ``webhook_queue`` / ``webhook_sender``
-    (tests); ``None`` restores the default."""
+    """Replace ``clock`` / ``uow`` / ``jwt`` / ``signer`` / ``queue`` / ``webhook_queue`` / ``webhook_sender`` /
+    ``stripe_config`` / ``billing`` (tests); ``None`` restores the default."""
     for name, value in factories.items():
         if value is None:
             _overrides.pop(name, None)
@@ -117,6 +117,33 @@ def artifacts() -> Any:
         return S3Artifacts(get_settings())
 
     return _singleton("artifacts", build)
+
+
+def stripe_config() -> Any:
+    """The Stripe API key and webhook secret (Secrets Manager, read once per process)."""
+
+    def build() -> Any:
+        from chalicelib.adapters.stripe_config import load_stripe_config
+
+        return load_stripe_config(get_settings())
+
+    return _singleton("stripe_config", build)
+
+
+def billing_provider() -> Any:
+    """Stripe when an API key is configured, else the local Stripe stand-in (tests override it)."""
+
+    def build() -> Any:
+        config = stripe_config()
+        if config.api_key:
+            from chalicelib.adapters.stripe_billing import StripeBillingProvider
+
+            return StripeBillingProvider(config.api_key, get_settings())
+        from chalicelib.adapters.stripe_local import LocalStripe
+
+        return LocalStripe(get_settings(), webhook_secret=config.webhook_secret)
+
+    return _singleton("billing", build)
 
 
 def reset() -> None:

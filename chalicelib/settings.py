@@ -29,6 +29,21 @@ def _int(name: str, default: int) -> int:
         raise RuntimeError(f"{name} must be an integer, got {raw!r}") from exc
 
 
+def _default_prices(suffix: str) -> dict[str, str]:
+    """The local stand-in's price ids (a deployment configures Stripe's)."""
+    return {tier: f"price_tally_{tier}{suffix}" for tier in ("pilot", "starter", "growth", "scale")}
+
+
+def _mapping(raw: str, default: dict[str, str]) -> dict[str, str]:
+    """``pilot=price_1,starter=price_2`` → dict; empty → ``default``."""
+    if not raw.strip():
+        return default
+    pairs = [part.split("=", 1) for part in _csv(raw)]
+    if any(len(pair) != 2 for pair in pairs):
+        raise RuntimeError(f"expected tier=price_id pairs, got {raw!r}")
+    return {tier.strip(): price.strip() for tier, price in pairs}
+
+
 @dataclass(frozen=True)
 class Settings:
     """Process-wide configuration, read once per cold start."""
@@ -66,6 +81,14 @@ class Settings:
     webhook_retry_base_seconds: int = 10
     webhook_timeout_seconds: int = 5
     webhooks_allow_loopback: bool = False
+    # Stripe: the secret holding {"api_key", "webhook_secret"} (no api_key: the local stand-in bills),
+    # catalogue tier -> plan price id and -> metered overage price id, the meter's event name, and the
+    # dashboard page Checkout and the Portal return to.
+    stripe_secret_id: str = "tally-local/stripe"
+    stripe_price_ids: dict[str, str] = field(default_factory=lambda: _default_prices(""))
+    stripe_overage_price_ids: dict[str, str] = field(default_factory=lambda: _default_prices("_overage"))
+    stripe_meter_event_name: str = "tally_overage_deltas"
+    billing_return_url: str = "http://127.0.0.1:8000/dashboard/billing/plan"
 
     def table_name(self, suffix: str) -> str:
         """Physical DynamoDB table name for a logical table (``tenants`` …)."""
@@ -107,6 +130,13 @@ def load_settings() -> Settings:
         webhook_retry_base_seconds=_int("TALLY_WEBHOOK_RETRY_BASE_SECONDS", 10),
         webhook_timeout_seconds=_int("TALLY_WEBHOOK_TIMEOUT_SECONDS", 5),
         webhooks_allow_loopback=env.get("TALLY_STAGE", "local") in ("local", "test"),
+        stripe_secret_id=env.get("TALLY_STRIPE_SECRET_ID")
+        or env.get("TALLY_RESOURCE_PREFIX", "tally-local-").rstrip("-") + "/stripe",
+        stripe_price_ids=_mapping(env.get("TALLY_STRIPE_PRICE_IDS", ""), _default_prices("")),
+        stripe_overage_price_ids=_mapping(env.get("TALLY_STRIPE_OVERAGE_PRICE_IDS", ""), _default_prices("_overage")),
+        stripe_meter_event_name=env.get("TALLY_STRIPE_METER_EVENT", "tally_overage_deltas"),
+        billing_return_url=env.get("TALLY_BILLING_RETURN_URL")
+        or env.get("TALLY_PUBLIC_BASE_URL", "http://127.0.0.1:8000").rstrip("/") + "/dashboard/billing/plan",
     )
 
 

@@ -57,7 +57,11 @@ def queue(suffix: str, dlq: str | None = None, visibility: int = 180) -> dict:
 
 
 TABLES = {
-    "TenantsTable": table("tenants", [("directory-index", "directory_pk", "directory_sk")], ttl="ttl"),
+    "TenantsTable": table("tenants", [
+        ("directory-index", "directory_pk", "directory_sk"),
+        ("block-index", "block_pk", "block_sk"),  # sparse: flagged tenants whose block is not yet recorded
+        ("stripe-customer-index", "stripe_customer_id", None),  # sparse: tenants with a Stripe customer
+    ], ttl="ttl"),
     "ApiKeysTable": table("api-keys", [("key-id-index", "key_id", None)]),
     "AuditTable": table("audit"),
     "CustomersTable": table("customers", [("directory-index", "pk", "name_key")]),
@@ -70,6 +74,8 @@ TABLES = {
         ("checkpoint-period-index", "period_key", "period_sort"),
     ]),
     "IdempotencyTable": table("idempotency", ttl="ttl"),
+    # Stripe events received, period closes and overage reports, the local Stripe stand-in's objects.
+    "BillingTable": table("billing", ttl="ttl"),
     "WebhooksTable": table("webhooks", [
         ("endpoint-index", "endpoint_key", "event_id"),
         ("due-index", "due_shard", "due_at"),

@@ -58,12 +58,15 @@ class Tenant:
     )
     stripe_customer_id: str | None = None
     stripe_subscription_id: str | None = None
+    stripe_subscription_status: str | None = None
+    stripe_current_period_end: datetime | None = None
     cancel_at_period_end: bool = False
     subdomain: str | None = None
     final_domain: str | None = None
     https: bool = True
     lang: str = "en"
     has_unpaid_invoices_at: datetime | None = None
+    dashboard_blocked_at: datetime | None = None  # when the block job recorded the block (None: not recorded)
     deleted_at: datetime | None = None
     version: int | None = None
 
@@ -125,6 +128,8 @@ class Tenant:
             environments={name: ProvisioningState.DISABLED for name in self.environments},
             plan="free",
             stripe_subscription_id=None,
+            stripe_subscription_status=None,
+            stripe_current_period_end=None,
             cancel_at_period_end=False,
         )
 

@@ -11,6 +11,7 @@ from chalicelib.domain.credentials import hash_secret, new_secret, random_id
 from chalicelib.domain.errors import NotFoundError, PermissionDeniedError, ValidationError
 from chalicelib.domain.identity import PLATFORM_TENANT_ID, Ability, PlatformPrincipal
 from chalicelib.domain.tenants import Tenant
+from chalicelib.services import payment_blocks
 from chalicelib.services.ports import Page, UnitOfWork
 
 
@@ -84,36 +85,20 @@ def _target_tenant(uow: UnitOfWork, principal: PlatformPrincipal, tenant_id: str
     return tenant
 
 
-def _save_payment_flag(uow: UnitOfWork, principal: PlatformPrincipal, before: Tenant, after: Tenant,
-                       action: str, now: datetime) -> Tenant:
-    if after is before:
-        return before
-    uow.tenants.save(after)
-    uow.audit.add(
-        AuditEntry(
-            tenant_id=after.id,
-            actor=principal.actor,
-            action=action,
-            target=f"tenant:{after.id}",
-            at=now,
-        )
-    )
-    uow.commit()
-    return after
-
-
 def mark_missing_payments(uow: UnitOfWork, principal: PlatformPrincipal, tenant_id: str, *, now: datetime) -> Tenant:
     tenant = _target_tenant(uow, principal, tenant_id)
     if not tenant.stripe_customer_id:
         raise ValidationError(
             "The tenant has no Stripe customer attached.", code="tenant_has_no_stripe_customer"
         )
-    return _save_payment_flag(uow, principal, tenant, tenant.mark_missing_payment(now),
-                              "tenant.missing_payments.marked", now)
+    after = payment_blocks.stage_mark_missing_payment(uow, tenant, actor=principal.actor, now=now)
+    uow.commit()
+    return after
 
 
 def clear_missing_payments(uow: UnitOfWork, principal: PlatformPrincipal, tenant_id: str, *, now: datetime) -> Tenant:
     """Without a Stripe customer the state is implicitly clear: a no-op answering 200."""
     tenant = _target_tenant(uow, principal, tenant_id)
-    return _save_payment_flag(uow, principal, tenant, tenant.clear_missing_payment(now),
-                              "tenant.missing_payments.cleared", now)
+    after = payment_blocks.stage_clear_missing_payment(uow, tenant, actor=principal.actor, now=now)
+    uow.commit()
+    return after

@@ -26,6 +26,7 @@ if TYPE_CHECKING:  # annotations only: keeps `import app` (cold start) small
     from chalicelib.domain.deltas import Delta
     from chalicelib.domain.identity import Environment
     from chalicelib.domain.signing_keys import SigningKey
+    from chalicelib.domain.subscriptions import CheckoutSession, Subscription
     from chalicelib.domain.tenants import Tenant, User
     from chalicelib.domain.usage import UsageCounter
     from chalicelib.domain.webhooks import Delivery, Endpoint, Outbox
@@ -234,6 +235,33 @@ class WebhookRepository(Protocol):
     def endpoint_deliveries(self, tenant_id: str, environment: Environment, endpoint_id: str, limit: int,
                             cursor: str | None) -> Page[Delivery]: ...
     def due(self, *, now: datetime, limit: int) -> list[DeliveryRef]: ...
+
+
+class BillingProvider(Protocol):
+    """Where tenants pay: Stripe (adapters/stripe_billing.py) or, without a Stripe key, the local stand-in
+    (adapters/stripe_local.py). Each write takes a deterministic idempotency key, so a retried request or
+    a rerun job never makes a second Checkout session, plan change, cancellation or meter event."""
+
+    def create_checkout_session(self, *, tenant_id: str, tier: str, customer_id: str | None,
+                                customer_email: str | None, success_url: str, cancel_url: str,
+                                idempotency_key: str) -> CheckoutSession:
+        """Checkout in subscription mode for ``tier``'s plan price (and its metered overage price), with the
+        tenant in ``client_reference_id`` and the subscription's ``metadata.tenant_id``, the billing cycle
+        anchored on the 1st of the next UTC month (README, "Billing periods")."""
+
+    def change_plan(self, subscription_id: str, *, tier: str, idempotency_key: str) -> Subscription:
+        """Swap the subscription's prices to ``tier``'s at once, with proration."""
+
+    def create_portal_session(self, customer_id: str, *, return_url: str) -> str:
+        """A Customer Portal URL."""
+
+    def cancel_at_period_end(self, subscription_id: str, *, idempotency_key: str) -> Subscription: ...
+
+    def get_subscription(self, subscription_id: str) -> Subscription:
+        """A fresh read (webhook handlers never trust an event's copy)."""
+
+    def report_overage(self, *, customer_id: str, quantity: int, identifier: str, timestamp: datetime) -> None:
+        """One Billing Meter event of ``quantity`` overage deltas; ``identifier`` makes a resend a no-op."""
 
 
 class UnitOfWork(Protocol):

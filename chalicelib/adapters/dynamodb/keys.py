@@ -54,6 +54,14 @@ def signing_key_sk(key_id: str) -> str:
     return f"K#{key_id}"
 
 
+BLOCK_PK = "BLOCKS"  # block-index: flagged tenants awaiting their recorded block (few at any time)
+
+
+def block_sk(limit_date_iso: str, tenant_id: str) -> str:
+    """Sorted by limit date, so the block job reads exactly the tenants whose date has passed."""
+    return f"{limit_date_iso}#{tenant_id}"
+
+
 def directory_sk(tenant_id: str) -> str:
     """Zero-padded so the directory index sorts tenants numerically."""
     return f"{int(tenant_id):020d}"

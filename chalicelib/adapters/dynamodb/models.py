@@ -38,6 +38,7 @@ TABLES = {
     "deltas": _settings.table_name("deltas"),
     "idempotency": _settings.table_name("idempotency"),
     "webhooks": _settings.table_name("webhooks"),
+    "billing": _settings.table_name("billing"),
 }
 
 
@@ -94,6 +95,27 @@ class DirectoryIndex(GlobalSecondaryIndex):
     directory_sk = UnicodeAttribute(range_key=True)
 
 
+class BlockIndex(GlobalSecondaryIndex):
+    """Sparse: tenants flagged for missing payments whose dashboard block is not recorded yet, by limit date."""
+
+    class Meta:
+        index_name = "block-index"
+        projection = AllProjection()
+
+    block_pk = UnicodeAttribute(hash_key=True)
+    block_sk = UnicodeAttribute(range_key=True)
+
+
+class StripeCustomerIndex(GlobalSecondaryIndex):
+    """Sparse: finds the tenant of a Stripe customer (invoice events name only the customer)."""
+
+    class Meta:
+        index_name = "stripe-customer-index"
+        projection = AllProjection()
+
+    stripe_customer_id = UnicodeAttribute(hash_key=True)
+
+
 class TenantRecord(_Keyed):
     Meta = _meta("tenants")
     tenant_id = UnicodeAttribute()
@@ -104,18 +126,25 @@ class TenantRecord(_Keyed):
     environments = MapAttribute(default=dict)
     stripe_customer_id = UnicodeAttribute(null=True)
     stripe_subscription_id = UnicodeAttribute(null=True)
+    stripe_subscription_status = UnicodeAttribute(null=True)
+    stripe_current_period_end = UTCDateTimeAttribute(null=True)
     cancel_at_period_end = BooleanAttribute(default=False)
     subdomain = UnicodeAttribute(null=True)
     final_domain = UnicodeAttribute(null=True)
     https = BooleanAttribute(default=True)
     lang = UnicodeAttribute(default="en")
     has_unpaid_invoices_at = UTCDateTimeAttribute(null=True)
+    dashboard_blocked_at = UTCDateTimeAttribute(null=True)
     deleted_at = UTCDateTimeAttribute(null=True)
     created_at = UTCDateTimeAttribute()
     updated_at = UTCDateTimeAttribute()
     directory_pk = UnicodeAttribute(null=True)
     directory_sk = UnicodeAttribute(null=True)
     directory_index = DirectoryIndex()
+    block_pk = UnicodeAttribute(null=True)
+    block_sk = UnicodeAttribute(null=True)
+    block_index = BlockIndex()
+    stripe_customer_index = StripeCustomerIndex()
     version = VersionAttribute()
 
 
@@ -544,7 +573,59 @@ class OutboxRecord(_Keyed):
 
 
 #: Every model, for schema checks and the local stack.
+# --- billing table: Stripe events received, period closes, the local Stripe stand-in's objects ---
+
+
+class StripeEventRecord(_Keyed):
+    """``STRIPE_EVENT#{id}`` / ``EVENT``: the exactly-once guard of the Stripe webhook (services/stripe_webhooks.py)."""
+
+    Meta = _meta("billing")
+    event_id = UnicodeAttribute()
+    event_type = UnicodeAttribute()
+    state = UnicodeAttribute()  # received | handled
+    received_at = UTCDateTimeAttribute()
+    handled_at = UTCDateTimeAttribute(null=True)
+    tenant_id = UnicodeAttribute(null=True)
+    outcome = UnicodeAttribute(null=True)  # what the handler did (or "ignored" for unknown types)
+    ttl = TTLAttribute(null=True)
+
+
+class InvoiceStateRecord(_Keyed):
+    """``INVOICE#{id}`` / ``INVOICE``: paid wins over a failure of the same invoice, whatever the order."""
+
+    Meta = _meta("billing")
+    invoice_id = UnicodeAttribute()
+    tenant_id = UnicodeAttribute()
+    status = UnicodeAttribute()  # paid | failed
+    updated_at = UTCDateTimeAttribute()
+
+
+class PeriodCloseRecord(_Keyed):
+    """``T#{tenant}`` / ``PERIOD#{YYYY-MM}``: a closed month's final usage and how far its close has got."""
+
+    Meta = _meta("billing")
+    tenant_id = UnicodeAttribute()
+    period = UnicodeAttribute()
+    data = ExactJSONAttribute()  # figures and step states, see services/rollover.py
+    updated_at = UTCDateTimeAttribute()
+
+
+class LocalStripeObjectRecord(_Keyed):
+    """``LOCALSTRIPE#{object id}`` / ``OBJECT``: the local Stripe stand-in's customers, sessions, subscriptions,
+    invoices and meter events, as Stripe-shaped JSON."""
+
+    Meta = _meta("billing")
+    object_id = UnicodeAttribute()
+    kind = UnicodeAttribute()
+    data = ExactJSONAttribute()
+    updated_at = UTCDateTimeAttribute()
+
+
 ALL_MODELS: tuple[type[Model], ...] = (
+    StripeEventRecord,
+    InvoiceStateRecord,
+    PeriodCloseRecord,
+    LocalStripeObjectRecord,
     TenantRecord,
     UserRecord,
     SessionRecord,

@@ -130,12 +130,15 @@ def _tenant_from(record: TenantRecord) -> Tenant:
                           else record.environments),
         stripe_customer_id=record.stripe_customer_id,
         stripe_subscription_id=record.stripe_subscription_id,
+        stripe_subscription_status=record.stripe_subscription_status,
+        stripe_current_period_end=record.stripe_current_period_end,
         cancel_at_period_end=bool(record.cancel_at_period_end),
         subdomain=record.subdomain,
         final_domain=record.final_domain,
         https=bool(record.https),
         lang=record.lang,
         has_unpaid_invoices_at=record.has_unpaid_invoices_at,
+        dashboard_blocked_at=record.dashboard_blocked_at,
         deleted_at=record.deleted_at,
         created_at=record.created_at,
         updated_at=record.updated_at,
@@ -156,18 +159,25 @@ def _tenant_record(tenant: Tenant) -> TenantRecord:
         environments={k: str(v) for k, v in tenant.environments.items()},
         stripe_customer_id=tenant.stripe_customer_id,
         stripe_subscription_id=tenant.stripe_subscription_id,
+        stripe_subscription_status=tenant.stripe_subscription_status,
+        stripe_current_period_end=tenant.stripe_current_period_end,
         cancel_at_period_end=tenant.cancel_at_period_end,
         subdomain=tenant.subdomain,
         final_domain=tenant.final_domain,
         https=tenant.https,
         lang=tenant.lang,
         has_unpaid_invoices_at=tenant.has_unpaid_invoices_at,
+        dashboard_blocked_at=tenant.dashboard_blocked_at,
         deleted_at=tenant.deleted_at,
         created_at=tenant.created_at,
         updated_at=tenant.updated_at,
         directory_pk=keys.DIRECTORY_PK if listed else None,
         directory_sk=keys.directory_sk(tenant.id) if listed else None,
     )
+    limit = tenant.missing_payment_limit_date
+    if limit is not None and tenant.dashboard_blocked_at is None:
+        record.block_pk = keys.BLOCK_PK
+        record.block_sk = keys.block_sk(iso_us(limit), tenant.id)
     if tenant.version is not None:
         record.version = tenant.version
     return record
