@@ -480,3 +480,75 @@ class FakeCreditRepository(_Repository):
         pk = keys.credits_pk(before.tenant_id)
         self._stage(self._ledger, (pk, keys.ACCOUNT_SK), after, unchanged)
         self._stage(self._ledger, (pk, keys.ledger_entry_sk(entry.entry_id)), entry, _absent)
+
+
+# --- billing provider --------------------------------------------------------------------------------
+# An in-memory BillingProvider (services/ports.py): records every call, keeps subscriptions, honours
+# idempotency keys and meter-event identifiers like Stripe. Install with ``bootstrap.override(billing=...)``.
+
+from datetime import UTC, datetime  # noqa: E402
+
+from chalicelib.domain.subscriptions import CheckoutSession, Subscription  # noqa: E402
+
+
+class FakeBillingProvider:
+    def __init__(self, period_end: datetime | None = None) -> None:
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.subscriptions: dict[str, Subscription] = {}
+        self.meter_events: dict[str, dict[str, Any]] = {}
+        self._answers: dict[str, Any] = {}
+        self.period_end = period_end or datetime(2031, 1, 1, tzinfo=UTC)
+        self.fail_with: Exception | None = None  # raised by the next call, once
+
+    def _call(self, name: str, **params: Any) -> None:
+        self.calls.append((name, params))
+        if self.fail_with is not None:
+            exc, self.fail_with = self.fail_with, None
+            raise exc
+
+    def names(self) -> list[str]:
+        return [name for name, _params in self.calls]
+
+    def subscribe(self, tenant_id: str, tier: str, *, customer_id: str | None = None) -> Subscription:
+        """What completing Checkout does on the provider's side."""
+        sub = Subscription(id=f"sub_{len(self.subscriptions) + 1}", customer_id=customer_id or f"cus_{tenant_id}",
+                           status="active", tier=tier, current_period_end=self.period_end, tenant_id=tenant_id)
+        self.subscriptions[sub.id] = sub
+        return sub
+
+    def create_checkout_session(self, *, tenant_id: str, tier: str, customer_id: str | None,
+                                customer_email: str | None, success_url: str, cancel_url: str,
+                                idempotency_key: str) -> CheckoutSession:
+        self._call("create_checkout_session", tenant_id=tenant_id, tier=tier, customer_id=customer_id,
+                   customer_email=customer_email, success_url=success_url, cancel_url=cancel_url,
+                   idempotency_key=idempotency_key)
+        if idempotency_key not in self._answers:
+            session_id = f"cs_{len(self._answers) + 1}"
+            self._answers[idempotency_key] = CheckoutSession(session_id, f"https://checkout.test/c/pay/{session_id}")
+        return self._answers[idempotency_key]
+
+    def change_plan(self, subscription_id: str, *, tier: str, idempotency_key: str) -> Subscription:
+        self._call("change_plan", subscription_id=subscription_id, tier=tier, idempotency_key=idempotency_key)
+        sub = replace(self.subscriptions[subscription_id], tier=tier)
+        self.subscriptions[subscription_id] = sub
+        return sub
+
+    def create_portal_session(self, customer_id: str, *, return_url: str) -> str:
+        self._call("create_portal_session", customer_id=customer_id, return_url=return_url)
+        return f"https://billing.test/p/session/{customer_id}"
+
+    def cancel_at_period_end(self, subscription_id: str, *, idempotency_key: str) -> Subscription:
+        self._call("cancel_at_period_end", subscription_id=subscription_id, idempotency_key=idempotency_key)
+        sub = replace(self.subscriptions[subscription_id], cancel_at_period_end=True)
+        self.subscriptions[subscription_id] = sub
+        return sub
+
+    def get_subscription(self, subscription_id: str) -> Subscription:
+        self._call("get_subscription", subscription_id=subscription_id)
+        return self.subscriptions[subscription_id]
+
+    def report_overage(self, *, customer_id: str, quantity: int, identifier: str, timestamp: datetime) -> None:
+        self._call("report_overage", customer_id=customer_id, quantity=quantity, identifier=identifier,
+                   timestamp=timestamp)
+        self.meter_events.setdefault(identifier, {"customer_id": customer_id, "quantity": quantity,
+                                                  "timestamp": timestamp})

@@ -7,6 +7,8 @@ from chalice import Response
 from chalicelib.api import responses
 from chalicelib.domain.errors import (
     AuthenticationError,
+    BillingProviderError,
+    BillingProviderUnavailableError,
     ConflictError,
     NotFoundError,
     PaymentRequiredError,
@@ -26,6 +28,8 @@ STATUS_BY_ERROR: dict[type[TallyError], int] = {
     NotFoundError: 404,
     ConflictError: 409,
     RateLimitedError: 429,
+    BillingProviderError: 502,
+    BillingProviderUnavailableError: 503,
 }
 
 #: Platform routes (seed 002) answer input errors with 422 unless a specific code says 400.

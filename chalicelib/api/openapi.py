@@ -23,7 +23,8 @@ AUTO_ERRORS = {
 }
 REASONS = {200: "OK", 201: "Created", 202: "Accepted", 303: "See other (presigned)", 400: "Bad request",
            401: "Unauthenticated", 402: "Payment required", 403: "Forbidden", 404: "Not found", 409: "Conflict",
-           422: "Unprocessable", 429: "Too many requests", 500: "Internal error"}
+           415: "Unsupported media type", 422: "Unprocessable", 429: "Too many requests", 500: "Internal error",
+           502: "Billing provider error", 503: "Unavailable, retry"}
 
 
 def _ref(name: str | dict) -> dict:

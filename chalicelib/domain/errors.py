@@ -57,3 +57,17 @@ class ConflictError(TallyError):
 class RateLimitedError(TallyError):
     code = "RATE_LIMITED"
     default_message = "Rate limit exceeded."
+
+
+class BillingProviderError(TallyError):
+    """The billing provider (Stripe) refused the request: 502, our request or its configuration is at fault."""
+
+    code = "BILLING_PROVIDER_ERROR"
+    default_message = "The billing provider could not complete the request."
+
+
+class BillingProviderUnavailableError(BillingProviderError):
+    """The billing provider could not be reached, failed, or throttled us: 503, retrying later may succeed."""
+
+    code = "BILLING_PROVIDER_UNAVAILABLE"
+    default_message = "The billing provider is unavailable; retry later."

@@ -44,6 +44,8 @@ class Permission(StrEnum):
     CREDITS_TOPUP = "credits:topup"  # and the caller's tenant must be the platform tenant
     WEBHOOKS_READ = "webhooks:read"
     WEBHOOKS_WRITE = "webhooks:write"
+    BILLING_READ = "billing:read"
+    BILLING_WRITE = "billing:write"  # subscribe, change plan, open the portal, cancel
 
 
 _EVERYONE = frozenset(Role)
@@ -60,6 +62,8 @@ ROLE_PERMISSIONS: dict[Permission, frozenset[Role]] = {
     Permission.CREDITS_TOPUP: _ADMINS,
     Permission.WEBHOOKS_READ: _EVERYONE,
     Permission.WEBHOOKS_WRITE: _ADMINS,
+    Permission.BILLING_READ: _EVERYONE,
+    Permission.BILLING_WRITE: _ADMINS,
 }
 
 
