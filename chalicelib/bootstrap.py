@@ -138,7 +138,7 @@ def billing_provider() -> Any:
         if config.api_key:
             from chalicelib.adapters.stripe_billing import StripeBillingProvider
 
-            return StripeBillingProvider(config.api_key, get_settings())
+            return StripeBillingProvider(config.api_key, get_settings(), clock=now)
         from chalicelib.adapters.stripe_local import LocalStripe
 
         return LocalStripe(get_settings(), webhook_secret=config.webhook_secret)

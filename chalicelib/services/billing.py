@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from chalicelib.domain.audit import AuditEntry
+from chalicelib.domain.clock import period_of
 from chalicelib.domain.errors import ConflictError, NotFoundError
 from chalicelib.domain.identity import DashboardPrincipal, Permission
 from chalicelib.domain.plans import Plan, plan_for
@@ -77,7 +78,8 @@ def start_subscription(uow: UnitOfWork, principal: DashboardPrincipal, *, tier: 
     session = provider.create_checkout_session(
         tenant_id=tenant.id, tier=tier, customer_id=tenant.stripe_customer_id,
         customer_email=user.email if user else None, success_url=f"{return_url}?checkout=success",
-        cancel_url=f"{return_url}?checkout=cancelled", idempotency_key=_key("checkout", tenant, tier))
+        cancel_url=f"{return_url}?checkout=cancelled",
+        idempotency_key=_key("checkout", tenant, tier, period_of(now)))  # the cycle anchor is part of the request
     _audit(uow, principal, "billing.checkout_session.created", now, tier=tier, sessionId=session.id)
     uow.commit()
     return session
