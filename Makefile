@@ -33,6 +33,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/verify.py
 	$(BIN)/python bench/records.py
+	$(BIN)/python bench/billing.py
 	$(BIN)/python bench/localstack.py
 
 clean:

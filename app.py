@@ -1,6 +1,6 @@
 """Tally API: composition only. Routes live in chalicelib/api, rules in services/domain."""
 
-from chalice import Chalice
+from chalice import Chalice, Cron
 
 from chalicelib.api import (
     api_keys,
@@ -10,10 +10,12 @@ from chalicelib.api import (
     billing,
     credits,
     customers,
+    local_stripe,
     meta,
     middleware,
     platform,
     session,
+    stripe_webhook,
     tenant,
     verify,
     webhooks,
@@ -28,7 +30,7 @@ app.api.binary_types.append("application/zip")
 app.api.binary_types.append("application/pdf")
 
 for blueprint in (meta.bp, tenant.bp, session.bp, api_keys.bp, audit.bp, balance.bp, balance_records.bp, billing.bp,
-                  credits.bp, customers.bp, verify.bp, webhooks.bp, platform.bp):
+                  credits.bp, customers.bp, verify.bp, webhooks.bp, platform.bp, local_stripe.bp):
     app.register_blueprint(blueprint)
 
 middleware.install(app)
@@ -66,3 +68,30 @@ def deliver_due_webhooks(event):
     from chalicelib.jobs import webhooks
 
     webhooks.handle_sweep(event)
+
+
+@app.lambda_function(name=stripe_webhook.FUNCTION)
+def receive_stripe_webhook(event, context):
+    """Stripe webhook: API Gateway routes POST /stripe/webhook here (its own function and least-privilege role,
+    infra/build_template.py); verifies, records and applies each event once (services/stripe_webhooks.py)."""
+    from chalicelib.jobs import stripe_webhook as job
+
+    return job.handle(event, context)
+
+
+@app.schedule("rate(1 hour)")
+def missing_payment_blocks(event):
+    """Records each dashboard block whose missing-payment limit date has passed (audit entry and webhook);
+    reads compute the block from the current time, so it holds before this runs."""
+    from chalicelib.jobs import scheduled
+
+    scheduled.missing_payment_blocks(event, getattr(event, "context", None))
+
+
+@app.schedule(Cron("5/15", "*", "1-2", "*", "?", "*"))
+def period_rollover(event):
+    """Closes last UTC month: first run 00:05 on the 1st, then every 15 minutes through the 2nd, each
+    carrying on where the last stopped (a finished month costs one read)."""
+    from chalicelib.jobs import scheduled
+
+    scheduled.period_rollover(event, getattr(event, "context", None))

@@ -18,7 +18,7 @@ _cache: dict[str, Any] = {}
 
 def override(**factories: Any) -> None:
     """Replace ``clock`` / ``uow`` / ``jwt`` / ``signer`` / ``queue`` / ``webhook_queue`` / ``webhook_sender`` /
-    ``stripe_config`` / ``billing`` (tests); ``None`` restores the default."""
+    ``stripe_config`` / ``billing`` / ``stripe_sink`` (tests); ``None`` restores the default."""
     for name, value in factories.items():
         if value is None:
             _overrides.pop(name, None)
@@ -141,7 +141,9 @@ def billing_provider() -> Any:
             return StripeBillingProvider(config.api_key, get_settings(), clock=now)
         from chalicelib.adapters.stripe_local import LocalStripe
 
-        return LocalStripe(get_settings(), webhook_secret=config.webhook_secret)
+        # ``stripe_sink``: tests deliver the stand-in's signed events in-process instead of over HTTP.
+        return LocalStripe(get_settings(), webhook_secret=config.webhook_secret,
+                           sink=_overrides.get("stripe_sink"), clock=now)
 
     return _singleton("billing", build)
 

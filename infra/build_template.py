@@ -147,6 +147,10 @@ def role() -> dict:
         {"Sid": "Secrets", "Effect": "Allow", "Action": ["secretsmanager:GetSecretValue"],
          "Resource": [{"Ref": "SigningKeySecret"}, {"Ref": "StripeSecret"}]},
     ]
+    return _lambda_role("tally-data-access", statements)
+
+
+def _lambda_role(policy_name: str, statements: list[dict]) -> dict:
     return {
         "Type": "AWS::IAM::Role",
         "Properties": {
@@ -158,10 +162,46 @@ def role() -> dict:
             "ManagedPolicyArns": [
                 {SUB: "arn:${AWS::Partition}:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"}
             ],
-            "Policies": [{"PolicyName": "tally-data-access",
+            "Policies": [{"PolicyName": policy_name,
                           "PolicyDocument": {"Version": "2012-10-17", "Statement": statements}}],
         },
     }
+
+
+#: The Stripe webhook function's tables: events and invoice states (billing), the tenant it updates
+#: (tenants, found by customer through one index), the audit entry it writes, and the outbox item of the
+#: ``tenant.dashboard_unblocked`` event when ``invoice.paid`` lifts a recorded block (webhooks). Nothing else.
+STRIPE_WEBHOOK_TABLES = ("BillingTable", "TenantsTable", "AuditTable", "WebhooksTable")
+STRIPE_WEBHOOK_PATH = "/stripe/webhook"
+
+
+def stripe_webhook_role() -> dict:
+    """Least privilege for the function Stripe can reach: no queue, bucket, signing key or other table."""
+    return _lambda_role("tally-stripe-webhook", [
+        {"Sid": "Tables", "Effect": "Allow", "Action": ["dynamodb:GetItem", "dynamodb:PutItem"],
+         "Resource": [{"Fn::GetAtt": [logical, "Arn"]} for logical in STRIPE_WEBHOOK_TABLES]},
+        {"Sid": "StripeCustomerIndex", "Effect": "Allow", "Action": ["dynamodb:Query"],
+         "Resource": {SUB: "${TenantsTable.Arn}/index/stripe-customer-index"}},
+        {"Sid": "StripeSecret", "Effect": "Allow", "Action": ["secretsmanager:GetSecretValue"],
+         "Resource": {"Ref": "StripeSecret"}},
+    ])
+
+
+def stripe_webhook_route() -> dict:
+    """``POST /stripe/webhook`` on the REST API, proxied to the function (merged into Chalice's swagger)."""
+    return {STRIPE_WEBHOOK_PATH: {"post": {
+        "consumes": ["*/*"],
+        "produces": ["application/json"],
+        "responses": {"200": {"description": "200 response", "schema": {"$ref": "#/definitions/Empty"}}},
+        "x-amazon-apigateway-integration": {
+            "type": "aws_proxy",
+            "httpMethod": "POST",
+            "uri": {SUB: "arn:${AWS::Partition}:apigateway:${AWS::Region}:lambda:path/2015-03-31/functions/"
+                         "${StripeWebhook.Arn}/invocations"},
+            "passthroughBehavior": "when_no_match",
+            "responses": {"default": {"statusCode": "200"}},
+        },
+    }}}
 
 
 def build() -> dict:
@@ -232,7 +272,23 @@ def build() -> dict:
     resources["ProcessVerifyQueue"] = {"DependsOn": ["VerifyQueue"], "Properties": {"Role": role_arn, "Timeout": 120}}
     resources["ProcessWebhookQueue"] = {"DependsOn": ["WebhookQueue"], "Properties": {"Role": role_arn, "Timeout": 120}}
     resources["DeliverDueWebhooks"] = {"Properties": {"Role": role_arn, "Timeout": 120}}
-    resources["RestAPI"] = {"Properties": {"GatewayResponses": gateway_responses()}}
+    resources["MissingPaymentBlocks"] = {"Properties": {"Role": role_arn, "Timeout": 120}}
+    # The rollover spends its invocation's time less a margin, then the next scheduled run carries on.
+    resources["PeriodRollover"] = {"Properties": {"Role": role_arn, "Timeout": 900, "MemorySize": 1024}}
+    resources["StripeWebhookRole"] = stripe_webhook_role()
+    resources["StripeWebhook"] = {"Properties": {"Role": {"Fn::GetAtt": ["StripeWebhookRole", "Arn"]}}}
+    resources["StripeWebhookInvokePermission"] = {
+        "Type": "AWS::Lambda::Permission",
+        "Properties": {
+            "FunctionName": {"Ref": "StripeWebhook"},
+            "Action": "lambda:InvokeFunction",
+            "Principal": "apigateway.amazonaws.com",
+            "SourceArn": {SUB: ["arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:${RestAPIId}"
+                                "/*/POST" + STRIPE_WEBHOOK_PATH, {"RestAPIId": {"Ref": "RestAPI"}}]},
+        },
+    }
+    resources["RestAPI"] = {"Properties": {"GatewayResponses": gateway_responses(),
+                                           "DefinitionBody": {"paths": stripe_webhook_route()}}}
     return {
         "Parameters": {
             "JwtIssuer": {"Type": "String", "Description": "Expected `iss` (Cognito user pool URL)."},
@@ -265,6 +321,9 @@ def build() -> dict:
         "Outputs": {
             "ArtifactsBucketName": {"Value": {"Ref": "ArtifactsBucket"}},
             "VerifyQueueUrl": {"Value": {"Ref": "VerifyQueue"}},
+            "StripeWebhookURL": {"Description": "Register this endpoint in Stripe (Developers > Webhooks).",
+                                 "Value": {SUB: "https://${RestAPI}.execute-api.${AWS::Region}.${AWS::URLSuffix}"
+                                                "/api" + STRIPE_WEBHOOK_PATH}},
         },
     }
 

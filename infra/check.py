@@ -4,8 +4,9 @@ Needs no AWS credentials and no AWS API; exits 1 when a step fails or lint repor
 
 1. `chalice package --merge-template infra/resources.json`: proves the app can be packaged at all
    (e.g. `@app.on_s3_event` cannot be) and produces the SAM template that is actually deployed.
-   It also fails if the stage's placeholder `iam_role_arn` survived the merge, i.e. some function
-   did not get the real role from the merge template.
+   It also fails if a placeholder `iam_role_arn` (the stage's, or a function's under
+   `lambda_functions`) survived the merge, i.e. some function did not get its real role from the
+   merge template.
 2. cfn-lint on the SAM template: catches schema/reference errors where they are written.
    cfn-lint validates SAM resources without running the transform, so it cannot see what the
    transform generates.
@@ -56,9 +57,13 @@ def package() -> dict[str, Any]:
     if proc.returncode != 0:  # chalice prints a traceback; its last lines say what is wrong
         raise StepFailed("\n".join((proc.stderr or proc.stdout).strip().splitlines()[-4:]))
     sam: dict[str, Any] = json.loads(SAM.read_text())
-    placeholder = json.loads((ROOT / ".chalice" / "config.json").read_text())["stages"][STAGE].get("iam_role_arn")
-    stale = [name for name, r in sam["Resources"].items() if r.get("Properties", {}).get("Role") == placeholder]
-    if placeholder and stale:
+    stage = json.loads((ROOT / ".chalice" / "config.json").read_text())["stages"][STAGE]
+    placeholders = {stage.get("iam_role_arn")} | {
+        function.get("iam_role_arn") for function in stage.get("lambda_functions", {}).values()}
+    placeholders.discard(None)
+    roles = {name: r.get("Properties", {}).get("Role") for name, r in sam["Resources"].items()}
+    stale = [name for name, role in roles.items() if isinstance(role, str) and role in placeholders]
+    if stale:
         raise StepFailed(
             f"{', '.join(stale)}: Role is still the stage's placeholder iam_role_arn; "
             "override it in infra/build_template.py"

@@ -84,6 +84,9 @@ def check_contract(method: str, path: str, reply: Reply) -> None:
         assert documented, f"{method} {template} answered undocumented status {reply.status}: {reply!r}"
         media = reply.headers.get("content-type", "application/json").split(";", 1)[0].strip()
         assert media in documented["content"], f"{method} {template} {reply.status} answered undocumented {media}"
+        missing = [name for name, spec in documented.get("headers", {}).items()
+                   if spec.get("required") and name.lower() not in reply.headers]
+        assert not missing, f"{method} {template} {reply.status} lacks the required headers {missing}"
         if media != "application/json":
             return  # a file (CSV, zip): its media type is the contract
         schema = documented["content"]["application/json"]["schema"]

@@ -27,7 +27,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -94,6 +94,7 @@ class FakeStore:
     api_keys: Table = field(default_factory=Table)
     sessions: Table = field(default_factory=Table)
     platform_tokens: Table = field(default_factory=Table)
+    rate_windows: dict[Key, int] = field(default_factory=dict)  # (pk, sk) -> requests counted
     signing_keys: Table = field(default_factory=Table)
     audit: Table = field(default_factory=Table)
     customers: Table = field(default_factory=Table)
@@ -178,6 +179,31 @@ class FakeTenantRepository(_Repository):
 
     def save(self, tenant: Tenant) -> None:
         self._stage_versioned(tenant, must_be_new=False)
+
+    def by_stripe_customer(self, customer_id: str) -> Tenant | None:
+        """The sparse ``stripe-customer-index``: tenants carrying that Stripe customer id."""
+        found = [t for t in self._store.tenants.rows.values() if t.stripe_customer_id == customer_id]
+        return copy.deepcopy(found[0]) if found else None
+
+    def due_blocks(self, before: datetime, limit: int, cursor: str | None) -> Page[Tenant]:
+        """The sparse block index: flagged tenants whose block is unrecorded, by ``{limit date}#{id}``,
+        with the key condition ``block_sk < iso_us(before)``."""
+        rows = sorted(
+            ((keys.block_sk(iso_us(t.missing_payment_limit_date) or "", t.id), copy.deepcopy(t))
+             for t in self._store.tenants.rows.values()
+             if t.missing_payment_limit_date is not None and t.dashboard_blocked_at is None),
+            key=lambda row: row[0],
+        )
+        rows = [row for row in rows if row[0] < (iso_us(before) or "")]
+
+        def last_key(sort: str) -> dict[str, Any]:
+            return {"block_pk": {"S": keys.BLOCK_PK}, "block_sk": {"S": sort},
+                    "pk": {"S": keys.tenant_pk(sort.rsplit("#", 1)[1])}, "sk": {"S": keys.TENANT_SK}}
+
+        items, next_cursor, page = _paginate(rows, limit=limit, cursor=cursor, forward=True,
+                                              partition=("block_pk", keys.BLOCK_PK), last_key=last_key,
+                                              sort_attr="block_sk", key_names=("pk", "sk", "block_pk", "block_sk"))
+        return Page(items=items, next_cursor=next_cursor, extra={"page": page})
 
     def directory(self, limit: int, cursor: str | None) -> Page[Tenant]:
         """The sparse directory index: listed tenants only, by zero-padded numeric id."""
@@ -300,6 +326,20 @@ class FakePlatformTokenRepository(_Repository):
             raise ConflictError("The platform token no longer exists.")
         self._store.platform_tokens.rows[row] = replace(self._store.platform_tokens.rows[row], last_used_at=now)
 
+    def list(self) -> list[PlatformToken]:
+        """The platform tenant's ``PTOKEN#`` items, by sort key (the Query's order)."""
+        pk, prefix = keys.tenant_pk(PLATFORM_TENANT_ID), keys.platform_token_sk("")
+        return [t for sk, t in self._store.platform_tokens.partition(pk) if sk.startswith(prefix)]
+
+    def count_request(self, token_id: str, window_id: str, *, limit: int, expires_at: datetime) -> int | None:
+        """Immediate, like the conditional ADD: the window's new count, None when it already holds ``limit``."""
+        row = (keys.rate_window_pk(PLATFORM_TENANT_ID, token_id), keys.rate_window_sk(window_id))
+        count = self._store.rate_windows.get(row, 0)
+        if count >= limit:
+            return None
+        self._store.rate_windows[row] = count + 1
+        return count + 1
+
 
 class FakeSigningKeyRepository(_Repository):
     """The registry partition: write-once items, listed by sort key (``K#{key_id}``) like the Query."""
@@ -368,7 +408,14 @@ class FakeCustomerRepository(_Repository):
 
 
 class FakeWebhookRepository(_Repository):
-    """Endpoints only (what account deletion touches); deliveries and the outbox are tested under moto."""
+    """Endpoints (what account deletion touches) and staging outbox items (``store.outbox``, by outbox id);
+    fan-out and deliveries are tested under moto."""
+
+    def add_outbox(self, outbox: Any) -> None:
+        self._stage(_outbox_table(self._store), ("OUTBOX", outbox.outbox_id), outbox, _absent)
+
+    def outbox_ref(self, outbox: Any) -> tuple[str, str]:
+        return "OUTBOX", outbox.outbox_id
 
     def get_endpoint(self, tenant_id: str, environment: Environment, endpoint_id: str) -> Endpoint | None:
         return self._store.webhook_endpoints.get((keys.webhooks_pk(tenant_id, environment),
@@ -381,6 +428,46 @@ class FakeWebhookRepository(_Repository):
     def save_endpoint(self, endpoint: Endpoint, *, new: bool = False) -> None:
         row = (keys.webhooks_pk(endpoint.tenant_id, endpoint.environment), keys.endpoint_sk(endpoint.endpoint_id))
         self._stage(self._store.webhook_endpoints, row, endpoint, _absent if new else _always)
+
+
+def _versioned(version: int | None) -> Condition:
+    """PynamoDB's VersionAttribute on save: absent when new, else the version read."""
+    if version is None:
+        return _absent
+    return lambda current: current is not None and current.version == version
+
+
+class FakePeriodCloseRepository(_Repository):
+    """Mirrors ``DynamoPeriodCloseRepository``: ``T#{tenant}`` / ``PERIOD#{p}`` closes and ``ROLLOVER`` /
+    ``PERIOD#{p}`` runs on one table (``store.period_closes``), each save versioned."""
+
+    def __init__(self, uow: FakeUnitOfWork) -> None:
+        super().__init__(uow)
+        if not hasattr(self._store, "period_closes"):
+            self._store.period_closes = Table()  # type: ignore[attr-defined]
+        self._table: Table = self._store.period_closes  # type: ignore[attr-defined]
+
+    def get(self, tenant_id: str, period: str) -> Any:
+        return self._table.get((keys.tenant_pk(tenant_id), keys.period_close_sk(period)))
+
+    def save(self, close: Any) -> None:
+        stored = replace(close, version=(close.version or 0) + 1)
+        self._stage(self._table, (keys.tenant_pk(close.tenant_id), keys.period_close_sk(close.period)), stored,
+                    _versioned(close.version))
+
+    def get_run(self, period: str) -> Any:
+        return self._table.get((keys.ROLLOVER_RUN_PK, keys.period_close_sk(period)))
+
+    def save_run(self, run: Any, *, now: datetime) -> None:
+        stored = replace(run, version=(run.version or 0) + 1)
+        self._stage(self._table, (keys.ROLLOVER_RUN_PK, keys.period_close_sk(run.period)), stored,
+                    _versioned(run.version))
+
+
+def _outbox_table(store: FakeStore) -> Table:
+    if not hasattr(store, "outbox"):
+        store.outbox = Table()  # type: ignore[attr-defined]
+    return store.outbox  # type: ignore[attr-defined]
 
 
 class FakeUnitOfWork:
@@ -399,6 +486,8 @@ class FakeUnitOfWork:
         self.audit = FakeAuditRepository(self)
         self.customers = FakeCustomerRepository(self)
         self.webhooks = FakeWebhookRepository(self)
+        self.period_closes = FakePeriodCloseRepository(self)
+        self.stripe_events = FakeStripeEventRepository(self)
 
     def stage(self, write: _Write) -> None:
         self._staged.append(write)
@@ -470,23 +559,23 @@ class FakeCreditRepository(_Repository):
                                              forward=False, last_key=_lek(pk), sort_prefix=begins)
         return Page(items=items, next_cursor=next_cursor, extra={"page": page})
 
-    def record(self, before: CreditAccount, after: CreditAccount, entry: LedgerEntry) -> None:
+    def record(self, before: CreditAccount, after: CreditAccount, *entries: LedgerEntry) -> None:
         """Move the account from exactly ``before`` (balances and entry count; absent while the
-        count is 0) to ``after`` - ConflictError at commit otherwise - and put the new entry."""
+        count is 0) to ``after`` - ConflictError at commit otherwise - and put the new entries."""
 
         def unchanged(current: CreditAccount | None) -> bool:
             return current == before if current is not None else before.entry_count == 0
 
         pk = keys.credits_pk(before.tenant_id)
         self._stage(self._ledger, (pk, keys.ACCOUNT_SK), after, unchanged)
-        self._stage(self._ledger, (pk, keys.ledger_entry_sk(entry.entry_id)), entry, _absent)
+        for entry in entries:
+            self._stage(self._ledger, (pk, keys.ledger_entry_sk(entry.entry_id)), entry, _absent)
 
 
 # --- billing provider --------------------------------------------------------------------------------
 # An in-memory BillingProvider (services/ports.py): records every call, keeps subscriptions, honours
 # idempotency keys and meter-event identifiers like Stripe. Install with ``bootstrap.override(billing=...)``.
 
-from datetime import UTC, datetime  # noqa: E402
 
 from chalicelib.domain.subscriptions import CheckoutSession, Subscription  # noqa: E402
 
@@ -552,3 +641,42 @@ class FakeBillingProvider:
                    timestamp=timestamp)
         self.meter_events.setdefault(identifier, {"customer_id": customer_id, "quantity": quantity,
                                                   "timestamp": timestamp})
+
+
+# --- Stripe events ------------------------------------------------------------------------------------
+# Mirrors ``adapters/dynamodb/stripe_events.py``: the billing table's ``STRIPE_EVENT#{id}`` and
+# ``INVOICE#{id}`` items, with the same conditions (absent to record, ``received`` to mark handled,
+# never ``paid`` → anything else).
+
+from chalicelib.domain.stripe_events import INVOICE_PAID, RECEIVED, StripeEvent  # noqa: E402
+
+
+def _billing_table(store: FakeStore) -> Table:
+    table = getattr(store, "billing", None)
+    if table is None:
+        table = Table()
+        store.billing = table  # type: ignore[attr-defined]
+    return table
+
+
+class FakeStripeEventRepository(_Repository):
+    def __init__(self, uow: FakeUnitOfWork) -> None:
+        super().__init__(uow)
+        self._billing = _billing_table(self._store)
+
+    def get(self, event_id: str) -> StripeEvent | None:
+        return self._billing.get((keys.stripe_event_pk(event_id), keys.STRIPE_EVENT_SK))
+
+    def add(self, event: StripeEvent) -> None:
+        self._stage(self._billing, (keys.stripe_event_pk(event.event_id), keys.STRIPE_EVENT_SK), event, _absent)
+
+    def mark_handled(self, event: StripeEvent) -> None:
+        self._stage(self._billing, (keys.stripe_event_pk(event.event_id), keys.STRIPE_EVENT_SK), event,
+                    lambda current: current is not None and current.state == RECEIVED)
+
+    def invoice_status(self, invoice_id: str) -> str | None:
+        return self._billing.get((keys.invoice_pk(invoice_id), keys.INVOICE_SK))
+
+    def set_invoice_status(self, invoice_id: str, *, tenant_id: str, status: str, now: datetime) -> None:
+        condition = _always if status == INVOICE_PAID else (lambda current: current != INVOICE_PAID)
+        self._stage(self._billing, (keys.invoice_pk(invoice_id), keys.INVOICE_SK), status, condition)

@@ -87,17 +87,6 @@ def _enqueue(refs: list[tuple[str, str, str]]) -> None:
                     extra={"records": len(refs)})
 
 
-def _outcome_item(outcome: ingest.Outcome) -> dict:
-    if outcome.status == "QUEUED":
-        item = {"index": outcome.index, "status": "QUEUED", **(outcome.data or {})}
-        if outcome.idempotent:
-            item["idempotent"] = True
-        return item
-    error = outcome.error
-    return {"index": outcome.index, "status": "FAILED", "error": error.message if error else "failed",
-            "code": error.code if error else "ERROR"}
-
-
 @route(bp, "/api/v1/balance/delta", "POST", auth=Auth.API_KEY, summary="Submit a balance delta",
        tags=("Balance API",), responses={202: "AcceptedDelta"}, errors=(400, 402, 409),
        request_body="DeltaRequest", params=(IDEMPOTENCY_HEADER,))
@@ -123,11 +112,13 @@ def submit_delta(ctx: Ctx) -> Response:
 
 
 @route(bp, "/api/v1/balance/delta/batch", "POST", auth=Auth.API_KEY, summary="Submit up to 100 deltas",
-       tags=("Balance API",), responses={202: "BatchResult"}, errors=(400, 409),
+       tags=("Balance API",), responses={202: "BatchResult"}, errors=(400, 402, 409),
        request_body="BatchRequest", params=(IDEMPOTENCY_HEADER,))
 def submit_batch(ctx: Ctx) -> Response:
     """Answers per item (`results[{index, status, error?, idempotent?}]`); invalid items fail in place
-    while the others are accepted. Costs a few transactions, not one per delta."""
+    while the others are accepted. When nothing is accepted and the free cap or the credits refused
+    items: 402, nothing stored, the key released (see `ingest.batch_refusal`). A few transactions, not
+    one per delta."""
     body = ctx.body()
     raw_items = body.get("deltas")
     if not isinstance(raw_items, list) or not 1 <= len(raw_items) <= MAX_BATCH:
@@ -140,9 +131,9 @@ def submit_batch(ctx: Ctx) -> Response:
             inputs.append(exc)
 
     def run() -> Answer:
-        outcomes = ingest.submit_deltas(ctx.uow, ctx.principal, inputs, now=ctx.now)
+        outcomes = ingest.submit_batch(ctx.uow, ctx.principal, inputs, now=ctx.now)
         _enqueue(ingest.accepted_refs(ctx.principal, outcomes))
-        results = [_outcome_item(o) for o in outcomes]
+        results = [ingest.result_view(o) for o in outcomes]
         queued = sum(1 for o in outcomes if o.status == "QUEUED")
         data = {"totalQueued": queued, "totalFailed": len(outcomes) - queued, "results": results}
         return Answer(202, {"statusCode": 202, "success": True, "data": data})

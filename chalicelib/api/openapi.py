@@ -19,7 +19,20 @@ AUTO_ERRORS = {
     Auth.DASHBOARD: (401, 402, 403),
     Auth.DASHBOARD_JWT: (401,),
     Auth.API_KEY: (401, 429),
-    Auth.PLATFORM: (401, 403),
+    Auth.PLATFORM: (401, 403, 429),
+}
+#: Platform answers report the token's per-minute limit (absent only when no token was recognised: 401).
+PLATFORM_RATE_HEADERS = {
+    "X-RateLimit-Limit": {"description": "Requests this token may make per UTC minute.",
+                          "schema": {"type": "integer"}},
+    "X-RateLimit-Remaining": {"description": "Requests this token has left in the current minute.",
+                              "schema": {"type": "integer", "minimum": 0}},
+}
+PLATFORM_RETRY_HEADERS = {
+    "Retry-After": {"description": "Seconds until the next minute opens.", "required": True,
+                    "schema": {"type": "integer", "minimum": 1}},
+    "X-RateLimit-Reset": {"description": "Unix time at which the next minute opens.",
+                          "schema": {"type": "integer"}},
 }
 REASONS = {200: "OK", 201: "Created", 202: "Accepted", 303: "See other (presigned)", 400: "Bad request",
            401: "Unauthenticated", 402: "Payment required", 403: "Forbidden", 404: "Not found", 409: "Conflict",
@@ -69,6 +82,10 @@ def _operation(op: Operation) -> dict:
             "description": REASONS.get(status, "Error"),
             "content": {"application/json": {"schema": error_schema}},
         }
+    if op.platform_style:
+        for status, response in responses.items():
+            if status != "401":
+                response["headers"] = {**PLATFORM_RATE_HEADERS, **(PLATFORM_RETRY_HEADERS if status == "429" else {})}
     document: dict[str, Any] = {
         "operationId": op.operation_id,
         "summary": op.summary,

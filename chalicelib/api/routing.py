@@ -19,12 +19,14 @@ from chalice.app import Request
 
 from chalicelib import bootstrap
 from chalicelib.api import auth, errors
-from chalicelib.api.ratelimit import check_rate
+from chalicelib.api.ratelimit import check_rate, platform_rate_headers
 from chalicelib.api.request import json_body
 from chalicelib.domain.errors import TallyError
+from chalicelib.domain.rate_limits import RateWindow
 from chalicelib.domain.tenants import Tenant
 from chalicelib.log import get_logger
 from chalicelib.services import auth as auth_service
+from chalicelib.services import rate_limits
 
 ANY_CONTENT_TYPE = ["*/*"]
 log = get_logger("tally.api")
@@ -69,6 +71,7 @@ class Ctx:
     now: datetime
     principal: Any = None
     tenant: Tenant | None = None
+    rate: RateWindow | None = None  # the platform token's window, once this request is counted
     _uow: Any = field(default=None, repr=False)
 
     @property
@@ -89,6 +92,8 @@ def _authenticate(ctx: Ctx, op: Operation) -> None:
         check_rate(ctx.principal.key_id)
     elif op.auth == Auth.PLATFORM:
         ctx.principal = auth.authenticate_platform(ctx.request, ctx.uow, ctx.now)
+        ctx.rate = rate_limits.count_platform_request(ctx.uow, ctx.principal, now=ctx.now)
+        ctx.rate.enforce(ctx.now)
     else:
         ctx.principal, ctx.tenant = auth.authenticate_dashboard(
             ctx.request, ctx.uow, ctx.now, jwt_only=op.auth == Auth.DASHBOARD_JWT
@@ -100,14 +105,15 @@ def _dispatch(request: Request, op: Operation, view: Callable[..., Response], pa
     ctx = Ctx(request=request, now=bootstrap.now())
     try:
         _authenticate(ctx, op)
-        return view(ctx, **params)
+        response = view(ctx, **params)
     except TallyError as exc:
-        if op.platform_style:
-            return errors.platform_error_response(exc)
-        return errors.tenant_error_response(exc)
+        response = errors.platform_error_response(exc) if op.platform_style else errors.tenant_error_response(exc)
     except Exception:
         log.exception("unhandled error", extra={"operation": op.operation_id})
-        return errors.internal_error(platform=op.platform_style)
+        response = errors.internal_error(platform=op.platform_style)
+    if ctx.rate is not None:  # every answer to a counted platform request says where its token stands
+        response.headers.update(platform_rate_headers(ctx.rate, ctx.now))
+    return response
 
 
 def route(

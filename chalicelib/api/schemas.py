@@ -29,7 +29,8 @@ def page_of(item_ref: str, *, with_total: bool) -> dict:
 
 
 NUM = {"type": "number"}
-WEBHOOK_EVENTS = ["delta.verified", "delta.failed", "verification.completed", "customer.created"]
+WEBHOOK_EVENTS = ["delta.verified", "delta.failed", "verification.completed", "customer.created",
+                  "tenant.dashboard_blocked", "tenant.dashboard_unblocked"]
 WEBHOOK_ENDPOINT_REQUIRED = ["id", "url", "description", "events", "environment", "status", "secretHint", "createdAt",
                              "createdBy", "disabledAt"]
 WEBHOOK_ENDPOINT = {

@@ -88,8 +88,9 @@ def _wake(deliveries: list[Delivery]) -> None:
        request_body="CreateWebhookRequest", params=(ENVIRONMENT_HEADER,))
 def create_webhook(ctx: Ctx) -> Response:
     """Owner/admin. HTTPS URLs only (plain-http loopback on the local stack). `events` defaults to all of
-    `delta.verified`, `delta.failed`, `verification.completed`, `customer.created`. The `whsec_` secret
-    that signs deliveries (`X-PacSpace-Signature`) is in this response only."""
+    `delta.verified`, `delta.failed`, `verification.completed`, `customer.created`,
+    `tenant.dashboard_blocked`, `tenant.dashboard_unblocked` (account events: production endpoints only).
+    The `whsec_` secret that signs deliveries (`X-PacSpace-Signature`) is in this response only."""
     body = ctx.body()
     endpoint = webhook_service.create_endpoint(
         ctx.uow, ctx.principal, url=body.get("url"), events=body.get("events"),

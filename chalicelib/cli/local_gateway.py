@@ -17,6 +17,7 @@ past 29 s (504) or dies (502). Every one of those answers is the JSON error enve
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import itertools
 import os
@@ -33,6 +34,7 @@ from typing import Any
 
 from chalice.local import ForbiddenError, LocalGateway
 
+from chalicelib.api import stripe_webhook
 from chalicelib.api.middleware import resolve_request_id
 from chalicelib.api.responses import dumps, error_body
 
@@ -42,11 +44,50 @@ MAX_HEADER_BYTES = 10_240  # request line plus headers, as API Gateway counts th
 MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
 
 
+#: Routes API Gateway sends to a function of their own (aws_proxy), not to the API handler: (method, path) → name.
+FUNCTION_ROUTES = {(stripe_webhook.METHOD, stripe_webhook.PATH): stripe_webhook.FUNCTION}
+
+
+def proxy_event(method: str, path: str, headers: dict, body: bytes | None, request_id: str) -> dict[str, Any]:
+    """The REST API's Lambda proxy event for a request (a text body as text, any other base64-encoded)."""
+    from urllib.parse import parse_qs
+
+    bare, _, query = path.partition("?")
+    params = parse_qs(query, keep_blank_values=True)
+    text: str | None = None
+    if body:
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            text = None
+    return {
+        "resource": bare,
+        "path": bare,
+        "httpMethod": method,
+        "headers": dict(headers),
+        "multiValueHeaders": {name: [value] for name, value in headers.items()},
+        "queryStringParameters": {k: v[-1] for k, v in params.items()} or None,
+        "multiValueQueryStringParameters": params or None,
+        "pathParameters": None,
+        "stageVariables": None,
+        "requestContext": {"resourcePath": bare, "httpMethod": method, "path": "/api" + bare, "stage": "api",
+                           "requestId": request_id},
+        "body": text if text is not None or not body else base64.b64encode(body).decode("ascii"),
+        "isBase64Encoded": text is None and bool(body),
+    }
+
+
 class TallyLocalGateway(LocalGateway):
     """API Gateway answers unknown routes itself; the deployed stack maps that answer
-    (MISSING_AUTHENTICATION_TOKEN) to a 404 envelope in ``infra/resources.json``, and so does this."""
+    (MISSING_AUTHENTICATION_TOKEN) to a 404 envelope in ``infra/resources.json``, and so does this.
+    Routes of ``FUNCTION_ROUTES`` go to their own function, as the deployed integration sends them."""
 
     def handle_request(self, method: str, path: str, headers: dict, body: bytes | None) -> Any:
+        function = FUNCTION_ROUTES.get((method, path.split("?", 1)[0]))
+        if function is not None:
+            context = self._generate_lambda_context()
+            event = proxy_event(method, path, headers, body, context.aws_request_id)
+            return self._app_object.handler_map[function](event, context)
         try:
             return super().handle_request(method=method, path=path, headers=headers, body=body)
         except ForbiddenError:

@@ -112,9 +112,17 @@ def cmd_dev_credentials(args: argparse.Namespace) -> int:
         "apiKeys": dict(secrets_["apiKeys"]),
         "platformToken": secrets_["platformToken"],
         "cookieJar": _cookie_jar(state, tenant_id, ADMIN_USER),
+        "stripeWebhookSecret": _stripe_webhook_secret(),
     }
     _print(data, args.json)
     return 0
+
+
+def _stripe_webhook_secret() -> str:
+    """What the local Stripe stand-in signs its events with (the Stripe secret's webhook_secret)."""
+    from chalicelib import bootstrap
+
+    return bootstrap.stripe_config().webhook_secret
 
 
 def cmd_dev_token(args: argparse.Namespace) -> int:
@@ -237,6 +245,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from chalicelib.cli import jobs, operator
+
     parser = argparse.ArgumentParser(prog="tally", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="group", required=True)
 
@@ -265,6 +275,9 @@ def build_parser() -> argparse.ArgumentParser:
     key.add_argument("--name", default="CLI key")
     key.add_argument("--json", action="store_true")
     key.set_defaults(func=cmd_dev_api_key)
+    from chalicelib.cli import stripe_local
+
+    stripe_local.add_stripe_commands(dev)  # tally dev stripe complete-checkout | advance-period | …
 
     tenants = sub.add_parser("tenants", help="operator: tenants").add_subparsers(dest="command", required=True)
     create = tenants.add_parser("create", help="create a tenant (and its owner user)")
@@ -275,6 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--owner-email")
     create.add_argument("--json", action="store_true")
     create.set_defaults(func=cmd_tenants_create)
+    operator.add_tenant_commands(tenants)  # list, show, mark-missing-payment, clear-missing-payment
 
     platform = sub.add_parser("platform", help="operator: platform tokens").add_subparsers(
         dest="command", required=True)
@@ -286,6 +300,8 @@ def build_parser() -> argparse.ArgumentParser:
     prevoke = ptoken.add_parser("revoke", help="revoke a token by id (or the full token)")
     prevoke.add_argument("token_id")
     prevoke.set_defaults(func=cmd_platform_token_revoke)
+    operator.add_token_commands(ptoken)  # list
+    jobs.add_job_commands(sub)  # tally jobs run NAME
     verify = sub.add_parser("verify", help="check a proof bundle, batch document or verification package "
                                            "offline (exit 0 = verified)")
     verify.add_argument("file", help="saved GET /api/v1/balance/delta/{id}/proof, /api/v1/verify/{root} or "

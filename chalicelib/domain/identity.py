@@ -129,3 +129,15 @@ class PlatformPrincipal:
         """Raise the seed-002 403 unless every ability is granted."""
         if not all(ability in self.abilities for ability in abilities):
             raise PermissionDeniedError("Invalid ability provided.", code="invalid_ability")
+
+
+@dataclass(frozen=True)
+class OperatorPrincipal(PlatformPrincipal):
+    """The operator at the ``tally`` CLI: every ability, audited as ``operator:cli`` (no token involved)."""
+
+    token_id: str = "cli"
+    abilities: frozenset[str] = frozenset(Ability)
+
+    @property
+    def actor(self) -> str:
+        return "operator:cli"

@@ -1,4 +1,4 @@
-"""The plan catalogue (SPEC "Billing"): allotments, prices and overage rates.
+"""The plan catalogue (SPEC "Billing"): allotments, prices, overage rates and the credits volume rate.
 
 Money is exact: prices in integer USD (seed 003 writes `planPriceUsd: 3000`),
 overage rates as Decimal USD per delta. Stripe price ids are mapped in settings.
@@ -52,6 +52,31 @@ PLANS: dict[str, Plan] = {
     "scale": Plan("scale", 2_000_000, 15_000, Decimal("0.008")),
     "enterprise": Plan("enterprise", None, None, None, self_serve=False),
 }
+
+
+@dataclass(frozen=True)
+class VolumeRate:
+    """Credits billing's actual cost (SPEC "Billing": the reservation is the estimate, the settlement the
+    actual cost). Each accepted delta reserves ``credits_per_delta``; how many deltas are sealed together
+    is known only when the verifier seals them. A seal holding at least ``min_deltas`` credit-billed deltas
+    of one tenant environment costs ``percent`` % of what they reserved, rounded up to a whole credit; the
+    rest is released. Smaller seals cost exactly their reservation. Integers only, and never more than
+    was reserved."""
+
+    min_deltas: int
+    percent: int
+
+    def charge(self, reserved: int, deltas: int) -> int:
+        """The credits a seal of ``deltas`` credit-billed deltas that reserved ``reserved`` settles."""
+        if deltas < self.min_deltas:
+            return reserved
+        return -(-reserved * self.percent // 100)
+
+
+# 40: the verifier fills a seal up to 90 deltas, or fewer when they name many customers — never fewer
+# than 46 while more are waiting (services/verification.py, MAX_SEAL_WRITES). So a submitted batch of
+# 100, verified together, always has a seal that earns the rate, however many customers it names.
+CREDITS_VOLUME_RATE = VolumeRate(min_deltas=40, percent=90)
 
 
 def plan_for(tier: str) -> Plan:

@@ -38,6 +38,9 @@ class EventType(StrEnum):
     DELTA_FAILED = "delta.failed"
     VERIFICATION_COMPLETED = "verification.completed"
     CUSTOMER_CREATED = "customer.created"
+    # Account events (missing payments): sent to the tenant's production endpoints only.
+    TENANT_DASHBOARD_BLOCKED = "tenant.dashboard_blocked"
+    TENANT_DASHBOARD_UNBLOCKED = "tenant.dashboard_unblocked"
     TEST = "webhook.test"  # only ever sent to the endpoint that asked for it
 
 

@@ -1,6 +1,7 @@
 """Prepaid credits: balances, entries, top-ups and the settle/release/refund moves.
 
-Every move commits the account change and its immutable ledger entry together,
+Every move commits the account change and its immutable ledger entry together
+(a settlement and the release of its excess: one account update, two entries),
 conditioned on the account being exactly as read, so concurrent moves never
 overspend and each entry's ``balanceAfter`` is exact.
 """
@@ -12,30 +13,59 @@ from datetime import datetime
 from chalicelib.domain.audit import AuditEntry
 from chalicelib.domain.credits import CreditAccount, EntryType, LedgerEntry, apply, entry_id_for
 from chalicelib.domain.errors import ConflictError, NotFoundError
+from chalicelib.domain.plans import CREDITS_VOLUME_RATE
 from chalicelib.services.ports import Page, UnitOfWork
 
 MAX_ATTEMPTS = 20
+RELEASE_DESCRIPTION = "Excess reservation released"
+
+
+Move = tuple[EntryType, int, str]  # (entry type, amount > 0, description)
+
+
+def stage_moves(uow: UnitOfWork, before: CreditAccount, moves: list[Move], *,
+                now: datetime) -> tuple[CreditAccount, list[LedgerEntry]]:
+    """Stage movements applied in order on ``uow``: one exact account update and a numbered, immutable
+    entry per movement, each ``balanceAfter`` the available balance right after it."""
+    after, entries = before, []
+    for entry_type, amount, description in moves:
+        after, signed = apply(after, entry_type, amount)
+        entries.append(LedgerEntry(
+            tenant_id=before.tenant_id, entry_id=entry_id_for(after.entry_count), entry_type=entry_type,
+            amount=signed, description=description, balance_after=after.available, created_at=now,
+        ))
+    if entries:
+        uow.credits.record(before, after, *entries)
+    return after, entries
 
 
 def stage_move(uow: UnitOfWork, before: CreditAccount, entry_type: EntryType, amount: int, description: str, *,
                now: datetime) -> tuple[CreditAccount, LedgerEntry]:
     """Stage one ledger movement on ``uow``: the exact account move and its numbered, immutable entry."""
-    after, signed = apply(before, entry_type, amount)
-    entry = LedgerEntry(
-        tenant_id=before.tenant_id, entry_id=entry_id_for(after.entry_count), entry_type=entry_type,
-        amount=signed, description=description, balance_after=after.available, created_at=now,
-    )
-    uow.credits.record(before, after, entry)
-    return after, entry
+    after, entries = stage_moves(uow, before, [(entry_type, amount, description)], now=now)
+    return after, entries[0]
 
 
-def move_credits(
-    uow: UnitOfWork, tenant_id: str, entry_type: EntryType, amount: int, description: str, *, now: datetime,
-    audit: AuditEntry | None = None,
-) -> tuple[CreditAccount, LedgerEntry]:
-    """Apply one ledger movement, retrying when another writer moved the account first."""
+def stage_settlement(uow: UnitOfWork, tenant_id: str, *, reserved: int, deltas: int,
+                     now: datetime) -> tuple[CreditAccount, list[LedgerEntry]]:
+    """A verification seal's credits, staged on one account update: settle the catalogue's actual cost of
+    what its ``deltas`` credit-billed deltas ``reserved`` (``CREDITS_VOLUME_RATE``) and release the rest, so
+    every credit they reserved is settled or released here, exactly once."""
+    actual = CREDITS_VOLUME_RATE.charge(reserved, deltas)
+    plural = "s" if deltas != 1 else ""
+    moves: list[Move] = [(EntryType.SETTLEMENT, actual, f"Verification batch settled — {deltas} delta{plural}")]
+    if reserved > actual:
+        moves.append((EntryType.RELEASE, reserved - actual,
+                      f"Volume rate: {reserved - actual} of {reserved} reserved credits released — "
+                      f"{deltas} deltas sealed together"))
+    return stage_moves(uow, uow.credits.account(tenant_id), moves, now=now)
+
+
+def commit_moves(uow: UnitOfWork, tenant_id: str, moves: list[Move], *, now: datetime,
+                 audit: AuditEntry | None = None) -> tuple[CreditAccount, list[LedgerEntry]]:
+    """Apply movements in one transaction, retrying when another writer moved the account first."""
     for _attempt in range(MAX_ATTEMPTS):
-        after, entry = stage_move(uow, uow.credits.account(tenant_id), entry_type, amount, description, now=now)
+        after, entries = stage_moves(uow, uow.credits.account(tenant_id), moves, now=now)
         if audit is not None:
             uow.audit.add(audit)
         try:
@@ -43,8 +73,17 @@ def move_credits(
         except ConflictError:
             uow.rollback()
             continue
-        return after, entry
+        return after, entries
     raise ConflictError("The credit account is busy; retry the request.", code="CONCURRENT_WRITE")
+
+
+def move_credits(
+    uow: UnitOfWork, tenant_id: str, entry_type: EntryType, amount: int, description: str, *, now: datetime,
+    audit: AuditEntry | None = None,
+) -> tuple[CreditAccount, LedgerEntry]:
+    """Apply one ledger movement, retrying when another writer moved the account first."""
+    after, entries = commit_moves(uow, tenant_id, [(entry_type, amount, description)], now=now, audit=audit)
+    return after, entries[0]
 
 
 def topup(uow: UnitOfWork, tenant_id: str, amount: int, *, actor: str, now: datetime,
@@ -59,14 +98,14 @@ def topup(uow: UnitOfWork, tenant_id: str, amount: int, *, actor: str, now: date
 
 def settle(uow: UnitOfWork, tenant_id: str, reserved: int, actual: int, *, now: datetime,
            description: str) -> list[LedgerEntry]:
-    """Charge ``actual`` of ``reserved`` held credits; release the excess (seed 004's flow)."""
-    entries = []
+    """Charge ``actual`` of ``reserved`` held credits and release the excess (seed 004's flow), together:
+    the hold is resolved whole or not at all."""
+    moves: list[Move] = []
     if actual:
-        entries.append(move_credits(uow, tenant_id, EntryType.SETTLEMENT, actual, description, now=now)[1])
+        moves.append((EntryType.SETTLEMENT, actual, description))
     if reserved > actual:
-        entries.append(move_credits(uow, tenant_id, EntryType.RELEASE, reserved - actual,
-                                    "Excess reservation released", now=now)[1])
-    return entries
+        moves.append((EntryType.RELEASE, reserved - actual, RELEASE_DESCRIPTION))
+    return commit_moves(uow, tenant_id, moves, now=now)[1] if moves else []
 
 
 def release(uow: UnitOfWork, tenant_id: str, amount: int, *, now: datetime, description: str) -> LedgerEntry:

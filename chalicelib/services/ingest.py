@@ -226,6 +226,44 @@ def submit_deltas(
     return [outcomes[i] for i in range(len(inputs))]
 
 
+def result_view(outcome: Outcome) -> dict[str, Any]:
+    """One item of a batch answer: ``{index, status: QUEUED, …accepted view, idempotent?}`` or
+    ``{index, status: FAILED, error, code}``."""
+    if outcome.status == "QUEUED":
+        item = {"index": outcome.index, "status": "QUEUED", **(outcome.data or {})}
+        if outcome.idempotent:
+            item["idempotent"] = True
+        return item
+    error = outcome.error
+    return {"index": outcome.index, "status": "FAILED", "error": error.message if error else "failed",
+            "code": error.code if error else "ERROR"}
+
+
+def batch_refusal(outcomes: list[Outcome]) -> PaymentRequiredError | None:
+    """Seed 003's 402 for a batch: when no item is accepted (none new, none replayed) and billing refused
+    at least one, the batch as a whole is refused — nothing was stored, so a retry after an upgrade or a
+    top-up runs anew. Any accepted item (even a replay) keeps the per-item 202: its answer is success."""
+    if any(o.status == "QUEUED" for o in outcomes):
+        return None
+    refused = [o.error for o in outcomes if isinstance(o.error, PaymentRequiredError)]
+    if not refused:
+        return None
+    first = refused[0]
+    return PaymentRequiredError(first.message, code=first.code, totalQueued=0, totalFailed=len(outcomes),
+                                results=[result_view(o) for o in outcomes])
+
+
+def submit_batch(
+    uow: UnitOfWork, principal: ApiKeyPrincipal, inputs: list[DeltaInput | TallyError], *, now: datetime
+) -> list[Outcome]:
+    """``POST /api/v1/balance/delta/batch``: per-item outcomes, or :func:`batch_refusal`'s 402 raised."""
+    outcomes = submit_deltas(uow, principal, inputs, now=now)
+    refusal = batch_refusal(outcomes)
+    if refusal is not None:
+        raise refusal
+    return outcomes
+
+
 def accepted_refs(principal: ApiKeyPrincipal, outcomes: list[Outcome]) -> list[tuple[str, str, str]]:
     """Verification queue references for the deltas this request newly accepted."""
     return [(principal.tenant_id, str(principal.environment), o.data["recordId"])

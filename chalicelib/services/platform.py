@@ -68,6 +68,11 @@ def revoke_platform_token(uow: UnitOfWork, token_id: str, *, now: datetime) -> P
     return revoked
 
 
+def list_platform_tokens(uow: UnitOfWork) -> list[PlatformToken]:
+    """Every token, revoked ones included, by id: the operator's view (only hashes are stored)."""
+    return uow.platform_tokens.list()
+
+
 def list_tenants(uow: UnitOfWork, principal: PlatformPrincipal, *, per_page: int, cursor: str | None) -> Page[Tenant]:
     principal.require(Ability.TENANTS_READ, Ability.CROSS_TENANT)
     return uow.tenants.directory(per_page, cursor)

@@ -25,7 +25,9 @@ if TYPE_CHECKING:  # annotations only: keeps `import app` (cold start) small
     from chalicelib.domain.customers import Customer, CustomerStats
     from chalicelib.domain.deltas import Delta
     from chalicelib.domain.identity import Environment
+    from chalicelib.domain.period_close import PeriodClose, RolloverRun
     from chalicelib.domain.signing_keys import SigningKey
+    from chalicelib.domain.stripe_events import StripeEvent
     from chalicelib.domain.subscriptions import CheckoutSession, Subscription
     from chalicelib.domain.tenants import Tenant, User
     from chalicelib.domain.usage import UsageCounter
@@ -60,6 +62,10 @@ class TenantRepository(Protocol):
     def add(self, tenant: Tenant) -> None: ...
     def save(self, tenant: Tenant) -> None: ...
     def directory(self, limit: int, cursor: str | None) -> Page[Tenant]: ...
+    def due_blocks(self, before: datetime, limit: int, cursor: str | None) -> Page[Tenant]:
+        """From the sparse ``block-index``: flagged, limit date before ``before``, block not recorded."""
+    def by_stripe_customer(self, customer_id: str) -> Tenant | None:
+        """From the ``stripe-customer-index`` (may lag a write by a moment)."""
 
 
 class UserRepository(Protocol):
@@ -88,9 +94,15 @@ class SessionRepository(Protocol):
 
 class PlatformTokenRepository(Protocol):
     def get(self, token_id: str) -> PlatformToken | None: ...
+    def list(self) -> list[PlatformToken]: ...
     def add(self, token: PlatformToken) -> None: ...
     def save(self, token: PlatformToken) -> None: ...
     def touch(self, token: PlatformToken, now: datetime) -> None: ...
+
+    def count_request(self, token_id: str, window_id: str, *, limit: int, expires_at: datetime) -> int | None:
+        """Count one request in the token's window at once (outside any transaction), unless the window already
+        holds ``limit``: the new count, or None when full."""
+        ...
 
 
 class SigningKeyRepository(Protocol):
@@ -198,7 +210,9 @@ class UsageRepository(Protocol):
 class CreditRepository(Protocol):
     def account(self, tenant_id: str) -> CreditAccount: ...
     def entries(self, tenant_id: str, limit: int, cursor: str | None) -> Page[LedgerEntry]: ...
-    def record(self, before: CreditAccount, after: CreditAccount, entry: LedgerEntry) -> None: ...
+    def record(self, before: CreditAccount, after: CreditAccount, *entries: LedgerEntry) -> None:
+        """One account update from exactly ``before`` to ``after`` and its entries (a seal's settlement
+        and release share one transaction, where the account may be written only once)."""
 
 
 class IdempotencyRepository(Protocol):
@@ -235,6 +249,30 @@ class WebhookRepository(Protocol):
     def endpoint_deliveries(self, tenant_id: str, environment: Environment, endpoint_id: str, limit: int,
                             cursor: str | None) -> Page[Delivery]: ...
     def due(self, *, now: datetime, limit: int) -> list[DeliveryRef]: ...
+
+
+class StripeEventRepository(Protocol):
+    """The Stripe webhook's records (billing table): events received and each invoice's latest outcome."""
+
+    def get(self, event_id: str) -> StripeEvent | None: ...
+    def add(self, event: StripeEvent) -> None:
+        """Staged conditional put: ConflictError at commit when the event id is already recorded."""
+    def mark_handled(self, event: StripeEvent) -> None:
+        """Staged: ConflictError at commit unless the stored event is still ``received``."""
+    def invoice_status(self, invoice_id: str) -> str | None: ...
+    def set_invoice_status(self, invoice_id: str, *, tenant_id: str, status: str, now: datetime) -> None:
+        """Staged: ``paid`` always lands, another status never replaces ``paid`` (ConflictError at commit)."""
+
+
+class PeriodCloseRepository(Protocol):
+    """Closed months (billing table): a tenant's final figures and close steps, and the rollover's runs."""
+
+    def get(self, tenant_id: str, period: str) -> PeriodClose | None: ...
+    def save(self, close: PeriodClose) -> None:
+        """Staged; ConflictError at commit unless the stored close is the version read (absent when new)."""
+    def get_run(self, period: str) -> RolloverRun | None: ...
+    def save_run(self, run: RolloverRun, *, now: datetime) -> None:
+        """Staged and versioned like :meth:`save`."""
 
 
 class BillingProvider(Protocol):
@@ -280,6 +318,8 @@ class UnitOfWork(Protocol):
     credits: CreditRepository
     idempotency: IdempotencyRepository
     webhooks: WebhookRepository
+    period_closes: PeriodCloseRepository
+    stripe_events: StripeEventRepository
 
     def commit(self) -> None:
         """Apply every staged write in one transaction; raise ConflictError if a condition fails."""

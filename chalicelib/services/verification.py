@@ -3,7 +3,9 @@
 One transaction per sealed batch holds everything the batch changes: the batch
 record, the tenant environment's chain head (moved from exactly the head that
 was read), every delta's status (each conditioned on still awaiting
-verification) and the credit settlement with its ledger entry. A crash before
+verification) and the credit settlement — the catalogue's actual cost, with the
+release of the rest of the reservation (``CREDITS_VOLUME_RATE``) — on one account
+update with its ledger entries. A crash before
 the commit changes nothing; a rerun after it finds the deltas verified and skips
 them. So no delta is lost, and none is sealed, settled, released or refunded twice.
 The webhook events (``delta.verified``, ``verification.completed``, ``delta.failed``)
@@ -30,13 +32,13 @@ from chalicelib.domain.fingerprints import canonical, content_hash, delta_conten
 from chalicelib.domain.identity import Environment
 from chalicelib.domain.merkle import MerkleTree, leaf_hash
 from chalicelib.domain.webhooks import EventType
-from chalicelib.services.credits import stage_move
+from chalicelib.services.credits import stage_move, stage_settlement
 from chalicelib.services.ports import OutboxRef, UnitOfWork
 from chalicelib.services.webhooks import stage_events
 
 MAX_BATCH = 90  # deltas per sealed batch
 MAX_SEAL_WRITES = 92  # deltas + one counter update per customer; the rest of the 100 items: head, batch,
-#                       settlement (account, entry), outbox item, environment totals
+#                       settlement and release (account, two entries), outbox item, environment totals
 MAX_ATTEMPTS = 10
 SWEEP_GRACE = timedelta(seconds=30)
 
@@ -58,15 +60,16 @@ def _fingerprint(delta: Delta) -> tuple[str | None, str | None]:
         return None, f"Content cannot be canonicalised (RFC 8785): {exc}"
 
 
-def _settle(uow: UnitOfWork, tenant_id: str, deltas: list[Delta], now: datetime,
-            description: str) -> tuple[int, int | None]:
-    """Stage the settlement; returns (credits consumed, credit balance after) for the webhook."""
-    reserved = sum(d.credits_reserved for d in deltas if d.credit_state == CreditState.RESERVED)
+def _settle(uow: UnitOfWork, tenant_id: str, deltas: list[Delta], now: datetime) -> tuple[int, int, int | None]:
+    """Stage the seal's settlement and release (``credits.stage_settlement``); returns (consumed, released,
+    credit balance after) for the ``verification.completed`` event."""
+    billed = [d for d in deltas if d.credit_state == CreditState.RESERVED and d.credits_reserved]
+    reserved = sum(d.credits_reserved for d in billed)
     if not reserved:
-        return 0, None
-    after, _entry = stage_move(uow, uow.credits.account(tenant_id), EntryType.SETTLEMENT, reserved, description,
-                               now=now)
-    return reserved, after.credit_balance
+        return 0, 0, None
+    after, entries = stage_settlement(uow, tenant_id, reserved=reserved, deltas=len(billed), now=now)
+    released = sum(e.amount for e in entries if e.entry_type == EntryType.RELEASE)
+    return reserved - released, released, after.credit_balance
 
 
 def _verified_event(delta: Delta, batch: SealedBatch, now: datetime) -> tuple[str, dict[str, Any]]:
@@ -113,11 +116,11 @@ def _seal_once(uow: UnitOfWork, signer: Any, tenant_id: str, environment: Enviro
     for customer_id, count in Counter(d.customer_id for d in deltas).items():
         uow.customers.count_verified(tenant_id, environment, customer_id, count)
     uow.customers.count(tenant_id, environment, verified=len(deltas))
-    consumed, remaining = _settle(uow, tenant_id, deltas, now, f"Verification batch settled — {len(deltas)} deltas")
+    consumed, released, remaining = _settle(uow, tenant_id, deltas, now)
     events.append((EventType.VERIFICATION_COMPLETED, {
         "batchId": batch.batch_id, "proofRoot": batch.root, "environment": str(environment),
         "itemCount": len(deltas), "recordIds": list(batch.record_ids), "creditsConsumed": consumed,
-        "remainingBalance": remaining, "verifiedAt": iso_ms(now),
+        "creditsReleased": released, "remainingBalance": remaining, "verifiedAt": iso_ms(now),
     }))
     outbox = stage_events(uow, tenant_id, environment, events, now=now)
     uow.commit()

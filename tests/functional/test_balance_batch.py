@@ -1,7 +1,8 @@
 """POST /api/v1/balance/delta/batch (X-Api-Key): up to 100 deltas, answered per item in input order.
 
 Invalid items fail in place; billing (free cap, credits) accepts a prefix of what is valid and
-refuses the rest; sequence numbers stay gap-free however many transactions a batch needs.
+refuses the rest (a batch it accepts nothing of is a 402: test_batch_payment_required.py); sequence
+numbers stay gap-free however many transactions a batch needs.
 """
 
 from __future__ import annotations
@@ -233,7 +234,7 @@ def test_a_reference_already_stored_is_replayed_in_a_batch(api, tenant, key):
 # --- billing inside a batch -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("available, size", [(0, 3), (1, 4), (3, 5), (7, 10), (5, 5)])
+@pytest.mark.parametrize("available, size", [(1, 4), (3, 5), (7, 10), (5, 5)])  # none at all: a 402
 def test_credits_running_out_mid_batch_accept_a_prefix(api, world, clock, available, size):
     tenant, key = credits_tenant(world, clock, available)
     data = submit(api, key, [item("cust_1", reason=f"n{n}") for n in range(size)])
@@ -262,7 +263,7 @@ def test_credits_refused_items_create_no_customer(api, world, clock):
     assert all_customer_ids(api, key) == ["cust_0", "cust_1"]
 
 
-@pytest.mark.parametrize("already, size, queued", [(95, 10, 5), (0, 100, 100), (99, 3, 1), (100, 2, 0)])
+@pytest.mark.parametrize("already, size, queued", [(95, 10, 5), (0, 100, 100), (99, 3, 1)])  # none: a 402
 def test_the_free_cap_accepts_a_prefix_of_a_batch(api, tenant, key, already, size, queued):
     if already:
         prefill_usage(tenant.id, already)

@@ -187,16 +187,34 @@ def test_a_402_releases_the_key_so_a_retry_after_top_up_is_processed(api, world,
     assert send(api, DELTA, key, one(), "key-1").headers[REPLAYED] == "true"
 
 
-def test_a_batch_whose_items_were_refused_is_a_completed_answer(api, world, clock):
-    """A batch answers per item (202): its refusals are its answer, replayed like any other."""
+def test_a_batch_refused_whole_releases_the_key_so_a_retry_after_top_up_is_processed(api, world, clock):
+    """Nothing accepted, refused for payment: a 402 like the single write, never stored for replay."""
     tenant = world.tenant("Credits Co", billing_mode="credits")
     key = {"X-Api-Key": world.api_key(tenant)[1]}
     refused = send(api, BATCH, key, payload(BATCH), "key-1")
-    assert refused.status == 202 and refused.data["results"][0]["code"] == "INSUFFICIENT_CREDITS"
+    assert refused.status == 402 and refused.error["code"] == "INSUFFICIENT_CREDITS"
+    again = send(api, BATCH, key, payload(BATCH), "key-1")
+    assert again.status == 402 and REPLAYED not in again.headers
     credit_service.topup(bootstrap.unit_of_work(), tenant.id, 1, actor="test", now=clock())
-    replay = send(api, BATCH, key, payload(BATCH), "key-1")
-    assert replay.body == refused.body and replay.headers[REPLAYED] == "true"
-    assert send(api, BATCH, key, payload(BATCH), "key-2").data["totalQueued"] == 1
+    processed = send(api, BATCH, key, payload(BATCH), "key-1")
+    assert processed.status == 202 and processed.data["totalQueued"] == 1 and REPLAYED not in processed.headers
+    assert send(api, BATCH, key, payload(BATCH), "key-1").headers[REPLAYED] == "true"
+
+
+def test_a_partly_refused_batch_is_a_completed_answer(api, world, clock):
+    """A batch with any accepted item answers per item (202): its refusals are part of the answer,
+    replayed like any other even after a top-up."""
+    tenant = world.tenant("Credits Co", billing_mode="credits")
+    credit_service.topup(bootstrap.unit_of_work(), tenant.id, 1, actor="test", now=clock())
+    key = {"X-Api-Key": world.api_key(tenant)[1]}
+    body = '{"deltas": [' + one() + ", " + one("cust_2") + "]}"
+    partly = send(api, BATCH, key, body, "key-1")
+    assert partly.status == 202 and [r["status"] for r in partly.data["results"]] == ["QUEUED", "FAILED"]
+    assert partly.data["results"][1]["code"] == "INSUFFICIENT_CREDITS"
+    credit_service.topup(bootstrap.unit_of_work(), tenant.id, 2, actor="test", now=clock())
+    replay = send(api, BATCH, key, body, "key-1")
+    assert replay.body == partly.body and replay.headers[REPLAYED] == "true"
+    assert send(api, BATCH, key, body, "key-2").data["totalQueued"] == 2
 
 
 def test_a_402_on_the_free_cap_does_not_poison_the_key(api, world, tenant, key, clock):

@@ -121,7 +121,8 @@ def test_register_shows_the_secret_once_and_lists_without_it(api, owner):
         ["delta.verified"], "active", "production")
     listed = api.get(HOOKS, headers=owner).data
     assert [e["id"] for e in listed["items"]] == [created["id"]] and "secret" not in listed["items"][0]
-    assert listed["events"] == ["delta.verified", "delta.failed", "verification.completed", "customer.created"]
+    assert listed["events"] == ["delta.verified", "delta.failed", "verification.completed", "customer.created",
+                                "tenant.dashboard_blocked", "tenant.dashboard_unblocked"]
     one = api.get(f"{HOOKS}/{created['id']}", headers=owner).data
     assert "secret" not in one and one["url"] == URL
 

@@ -85,3 +85,41 @@ def test_provisioned_local_tables_match_the_models(aws, boto_session):
         assert _key_schema(described["KeySchema"]) == model["keys"]
         assert {g["IndexName"] for g in described.get("GlobalSecondaryIndexes", [])} == set(model["indexes"])
     assert aws["TALLY_RESOURCE_PREFIX"] == "tally-test-"
+
+
+# --- the Stripe webhook function: its own least-privilege role and its API Gateway route ---
+
+
+def test_stripe_webhook_role_reaches_only_what_the_webhook_needs():
+    resources = TEMPLATE_DOC["Resources"]
+    statements = resources["StripeWebhookRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+    by_sid = {s["Sid"]: s for s in statements}
+    assert set(by_sid) == {"Tables", "StripeCustomerIndex", "StripeSecret"}
+    assert {r["Fn::GetAtt"][0] for r in by_sid["Tables"]["Resource"]} == {"BillingTable", "TenantsTable", "AuditTable",
+                                                                       "WebhooksTable"}
+    assert by_sid["Tables"]["Action"] == ["dynamodb:GetItem", "dynamodb:PutItem"]
+    assert by_sid["StripeCustomerIndex"] == {"Sid": "StripeCustomerIndex", "Effect": "Allow",
+                                             "Action": ["dynamodb:Query"],
+                                             "Resource": {"Fn::Sub": "${TenantsTable.Arn}/index/stripe-customer-index"}}
+    assert by_sid["StripeSecret"]["Resource"] == {"Ref": "StripeSecret"}
+    assert not any(s.get("Action") in ("*", "dynamodb:*") for s in statements)
+    assert resources["StripeWebhook"]["Properties"]["Role"] == {"Fn::GetAtt": ["StripeWebhookRole", "Arn"]}
+
+
+def test_stripe_webhook_route_proxies_to_its_own_function():
+    from app import app
+    from chalicelib.api import stripe_webhook
+
+    resources = TEMPLATE_DOC["Resources"]
+    paths = resources["RestAPI"]["Properties"]["DefinitionBody"]["paths"]
+    assert set(paths) == {stripe_webhook.PATH}
+    integration = paths[stripe_webhook.PATH]["post"]["x-amazon-apigateway-integration"]
+    assert integration["type"] == "aws_proxy" and integration["httpMethod"] == "POST"
+    assert "${StripeWebhook.Arn}" in integration["uri"]["Fn::Sub"]
+    permission = resources["StripeWebhookInvokePermission"]
+    assert permission["Properties"]["FunctionName"] == {"Ref": "StripeWebhook"}
+    assert permission["Properties"]["SourceArn"]["Fn::Sub"][0].endswith("/*/POST/stripe/webhook")
+    assert stripe_webhook.FUNCTION in app.handler_map  # Chalice names its resource StripeWebhook
+    assert stripe_webhook.PATH not in app.routes  # not a route of the API handler (and its role)
+    config = json.loads((TEMPLATE.parent.parent / ".chalice" / "config.json").read_text())
+    assert "iam_role_arn" in config["stages"]["prod"]["lambda_functions"][stripe_webhook.FUNCTION]

@@ -13,7 +13,7 @@ import pytest
 
 from tests.integration.localstack import TALLY, api_port, call, local_stack, stack_env, tally
 
-CREDENTIAL_KEYS = {"baseUrl", "tenantId", "jwt", "apiKeys", "platformToken", "cookieJar"}
+CREDENTIAL_KEYS = {"baseUrl", "tenantId", "jwt", "apiKeys", "platformToken", "cookieJar", "stripeWebhookSecret"}
 
 
 @pytest.fixture(scope="module")
@@ -28,6 +28,7 @@ def test_credentials_have_the_documented_shape(stack):
     assert set(creds["apiKeys"]) == {"sandbox", "production"}
     assert creds["apiKeys"]["sandbox"].startswith("pk_test_") and creds["apiKeys"]["production"].startswith("pk_live_")
     assert "|" in creds["platformToken"] and Path(creds["cookieJar"]).exists()
+    assert creds["stripeWebhookSecret"].startswith("whsec_")
 
 
 def test_dashboard_tenant_answers_the_seed_shape_with_the_demo_jwt(stack):

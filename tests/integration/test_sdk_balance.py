@@ -296,12 +296,12 @@ def test_free_plan_stops_at_100_deltas_a_month_and_stores_nothing_more(stack, fr
     # The cap is per tenant: the sandbox environment is refused too.
     with pytest.raises(InsufficientCreditsError):
         sdk(stack, new_key(stack, "3", "sandbox")["fullKey"]).balance.emit(newcomer, 1, "sandbox")
-    # A batch past the cap fails item by item with the same code.
+    # A batch past the cap, of which nothing can be accepted, is a 402 too, each item's reason in the error.
     status, _h, text = raw("POST", stack["base"] + BATCH, {"X-Api-Key": key},
                            {"deltas": [{"customerId": customer, "delta": 1, "reason": "over"}]})
-    data = json.loads(text)["data"]
-    assert status == 202 and data["totalQueued"] == 0 and data["totalFailed"] == 1
-    assert data["results"][0]["status"] == "FAILED" and data["results"][0]["code"] == "PLAN_LIMIT_EXCEEDED"
+    error = json.loads(text)["error"]
+    assert status == 402 and error["code"] == "PLAN_LIMIT_EXCEEDED" and error["totalQueued"] == 0
+    assert error["results"][0]["status"] == "FAILED" and error["results"][0]["code"] == "PLAN_LIMIT_EXCEEDED"
 
     usage = client.balance.usage()
     assert usage["consumed"] == 100 and usage["remaining"] == 0 and usage["allowed"] is False

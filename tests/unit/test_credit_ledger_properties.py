@@ -9,13 +9,16 @@ Every operation goes through two paths that must agree step for step:
 
 and both are checked against a reference model that knows each reservation individually
 and resolves it at most once (settle — possibly partially, the excess released — or
-release, or refund). After every step::
+release, or refund). Accepted deltas reserve per delta (one entry per acceptance, as ingest
+does) and are resolved in verification seals (``stage_settlement``: the catalogue's volume
+rate settles, the rest is released, on one account update) or refunded. After every step::
 
     creditBalance    = Σ topup + Σ settlement            (settlement amounts are negative)
     reserved         = Σ|reservation| - Σ|settlement| - Σ|release| - Σ|refund|
                      = Σ open reservations               (each resolved at most once)
     availableBalance = creditBalance - reserved ≥ 0
     balanceAfter     = the available balance right after that entry
+    per seal:  settlement + release = Σ what its deltas reserved
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from chalicelib.domain.credits import (
     apply,
 )
 from chalicelib.domain.errors import ConflictError, ValidationError
+from chalicelib.domain.plans import CREDITS_VOLUME_RATE, VolumeRate
 from chalicelib.services import credits as credit_service
 from chalicelib.services.ports import UnitOfWork
 from tests.fakes import FakeCreditRepository, FakeStore, FakeUnitOfWork
@@ -77,6 +81,7 @@ class Reservation:
     rid: int
     amount: int
     resolved_by: str | None = None
+    delta: bool = False  # one accepted delta's hold (resolved by a seal or a refund)
 
 
 @dataclass
@@ -104,10 +109,23 @@ class Model:
     def closed(self) -> list[Reservation]:
         return [r for r in self.reservations.values() if r.resolved_by is not None]
 
-    def reserve(self, amount: int) -> Reservation:
-        reservation = Reservation(next(self.ids), amount)
+    def reserve(self, amount: int, *, delta: bool = False) -> Reservation:
+        reservation = Reservation(next(self.ids), amount, delta=delta)
         self.reservations[reservation.rid] = reservation
         return reservation
+
+    def open_deltas(self) -> list[Reservation]:
+        return [r for r in self.open() if r.delta]
+
+    def resolve_seal(self, reservations: list[Reservation], charged: int) -> None:
+        """A seal resolves each of its deltas' holds once; together they are charged ``charged``."""
+        if any(r.resolved_by is not None for r in reservations):
+            raise AlreadyResolved("a sealed delta was already resolved")
+        assert len({r.rid for r in reservations}) == len(reservations)
+        assert 0 <= charged <= sum(r.amount for r in reservations)
+        for reservation in reservations:
+            reservation.resolved_by = "sealed"
+        self.settled += charged
 
     def resolve(self, reservation: Reservation, how: str, charged: int = 0) -> None:
         if reservation.resolved_by is not None:
@@ -130,6 +148,7 @@ class Harness:
         self.returned: dict[str, object] = {}  # entry id → entry, as services returned them
         self.now = NOW
         self.rejected: list[str] = []
+        self.seals: list[tuple[int, int, int]] = []  # (deltas, reserved, settled)
 
     def uow(self) -> FakeUnitOfWork:
         return credit_uow(self.store)
@@ -230,6 +249,44 @@ class Harness:
                                         description=f"Verification settled — reservation {reservation.rid}")
         self.check_entries(entries, expected)
 
+    def accept(self, count: int, per_delta: int) -> None:
+        """Ingest: as many of ``count`` deltas as the available credits pay for, one reservation entry."""
+        accepted = min(count, self.model.available // per_delta)
+        if not accepted:
+            self.expect_rejected(InsufficientCreditsError, lambda: credit_service.move_credits(
+                self.uow(), TENANT, EntryType.RESERVATION, count * per_delta, "hold", now=self.tick()),
+                EntryType.RESERVATION, count * per_delta)
+            return
+        self.pure_move(EntryType.RESERVATION, accepted * per_delta)
+        _account, entry = credit_service.move_credits(
+            self.uow(), TENANT, EntryType.RESERVATION, accepted * per_delta,
+            f"Credits reserved for pending verifications — {accepted} deltas", now=self.tick())
+        for _ in range(accepted):
+            self.model.reserve(per_delta, delta=True)
+        self.check_entries([entry], [EntryType.RESERVATION])
+
+    def seal(self, sealed: list[Reservation]) -> None:
+        """Verification: the seal's settlement and release, staged together and committed once."""
+        reserved = sum(r.amount for r in sealed)
+        actual = CREDITS_VOLUME_RATE.charge(reserved, len(sealed))
+        self.model.resolve_seal(sealed, actual)
+        self.pure_move(EntryType.SETTLEMENT, actual)
+        expected = [EntryType.SETTLEMENT]
+        if reserved > actual:
+            self.pure_move(EntryType.RELEASE, reserved - actual)
+            expected.append(EntryType.RELEASE)
+        uow = self.uow()
+        _after, entries = credit_service.stage_settlement(uow, TENANT, reserved=reserved, deltas=len(sealed),
+                                                          now=self.tick())
+        uow.commit()
+        assert uow.committed == [1 + len(entries)]  # one account update and its entries, one transaction
+        self.check_entries(entries, expected)
+        settled, *released = entries
+        assert -settled.amount + sum(e.amount for e in released) == reserved
+        if len(sealed) >= CREDITS_VOLUME_RATE.min_deltas and reserved >= 10:
+            assert released and released[0].amount == reserved - actual > 0
+        self.seals.append((len(sealed), reserved, actual))
+
     def release(self, reservation: Reservation) -> None:
         self.model.resolve(reservation, "released")
         self.pure_move(EntryType.RELEASE, reservation.amount)
@@ -267,6 +324,8 @@ PICK = st.integers(0, 1_000)  # which reservation, modulo how many qualify
 TOPUP = st.tuples(st.just("topup"), st.integers(1, 5_000))
 RESERVE = st.tuples(st.just("reserve"), st.one_of(st.integers(1, 400), st.integers(1, 20_000)))
 SETTLE = st.tuples(st.just("settle"), PICK, st.one_of(st.integers(0, 100), st.sampled_from([0, 100])))
+ACCEPT = st.tuples(st.just("accept"), st.integers(1, 100), st.sampled_from([1, 1, 2, 3]))  # deltas, credits each
+SEAL = st.tuples(st.just("seal"), PICK, st.one_of(st.integers(1, 90), st.integers(35, 90)))  # first, how many
 # one_of picks a branch uniformly: listing a branch twice doubles its weight
 OPERATIONS = st.one_of(
     TOPUP, TOPUP,
@@ -277,6 +336,8 @@ OPERATIONS = st.one_of(
     st.tuples(st.just("refund"), PICK),
     st.tuples(st.just("again"), PICK, st.sampled_from(RESOLUTIONS)),
     st.tuples(st.just("over"), st.sampled_from(RESOLUTIONS), st.integers(1, 1_000)),
+    ACCEPT, ACCEPT,
+    SEAL, SEAL,
 )
 
 
@@ -304,6 +365,14 @@ def test_random_ledger_runs_keep_every_invariant(opening, operations):
                 harness.settle(reservation, reservation.amount * args[1] // 100)  # 0..100 % charged
             else:
                 getattr(harness, name)(reservation)
+        elif name == "accept":
+            harness.accept(args[0], args[1])
+        elif name == "seal":
+            waiting = model.open_deltas()
+            if not waiting:
+                continue
+            start = args[0] % len(waiting)
+            harness.seal(waiting[start:start + args[1]])
         elif name == "again":
             if not model.closed():
                 continue
@@ -485,3 +554,77 @@ def test_fake_and_dynamodb_credit_repositories_behave_alike(new_uow):
     with pytest.raises(ConflictError):
         late.commit()
     assert new_uow().credits.account(TENANT).entry_count == len(script) + 2
+
+
+# --- the catalogue's volume rate: where the actual cost is below the reservation (release) -------
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(1, 3), st.integers(1, 200), st.integers(1, 100), st.integers(0, 100))
+def test_a_seal_settles_at_most_what_it_reserved_and_releases_the_rest(per_delta, deltas, min_deltas, percent):
+    rate = VolumeRate(min_deltas=min_deltas, percent=percent)
+    reserved = per_delta * deltas
+    charged = rate.charge(reserved, deltas)
+    assert isinstance(charged, int) and 0 <= charged <= reserved
+    if deltas < min_deltas:
+        assert charged == reserved
+    else:  # percent of the reservation, rounded up to a whole credit: the release is rounded down
+        assert charged * 100 >= reserved * percent > (charged - 1) * 100
+        assert reserved - charged == reserved * (100 - percent) // 100
+
+
+def test_the_catalogue_rate_releases_a_tenth_of_large_seals():
+    assert (CREDITS_VOLUME_RATE.min_deltas, CREDITS_VOLUME_RATE.percent) == (40, 90)
+    assert [CREDITS_VOLUME_RATE.charge(n, n) for n in (1, 10, 39, 40, 46, 90, 100)] == [1, 10, 39, 36, 42, 81, 90]
+
+
+def test_the_worked_example_a_batch_of_100_sealed_as_90_and_10():
+    """One customer's batch of 100 at 1 credit: reserved 100; the verifier seals 90 then 10 deltas.
+    Seal 1 settles 81 and releases 9; seal 2 (below 40) settles 10. Spent 91 of the 100 reserved."""
+    harness = Harness()
+    harness.topup(1_000)
+    harness.accept(100, 1)
+    waiting = harness.model.open_deltas()
+    harness.seal(waiting[:90])
+    harness.seal(waiting[90:])
+    harness.check_invariants()
+    assert harness.seals == [(90, 90, 81), (10, 10, 10)]
+    account, count = harness.service_state()
+    assert (account.credit_balance, account.reserved, account.available) == (909, 0, 909)
+    listed = [(e.entry_type, e.amount, e.balance_after) for e in reversed(all_entries(harness.uow()))]
+    assert listed == [(EntryType.TOPUP, 1_000, 1_000), (EntryType.RESERVATION, -100, 900),
+                      (EntryType.SETTLEMENT, -81, 900), (EntryType.RELEASE, 9, 909),
+                      (EntryType.SETTLEMENT, -10, 909)] and count == 5
+
+
+def test_a_seal_conditioned_on_a_stale_account_changes_nothing():
+    """Settlement and release are one account update: a lost race leaves neither behind."""
+    harness = Harness()
+    harness.topup(100)
+    harness.accept(50, 1)
+    slow = harness.uow()
+    credit_service.stage_settlement(slow, TENANT, reserved=50, deltas=50, now=harness.tick())
+    harness.topup(1)  # someone else moves the account in between
+    before = harness.service_state()
+    with pytest.raises(ConflictError):
+        slow.commit()
+    assert harness.service_state() == before
+    harness.check_invariants()
+
+
+def test_fake_and_dynamodb_commit_a_seals_settlement_and_release_alike(new_uow):
+    seed = new_uow()
+    seed.tenants.add(tenant(TENANT))
+    seed.commit()
+    credit_service.topup(new_uow(), TENANT, 100, actor="test", now=NOW)
+    credit_service.move_credits(new_uow(), TENANT, EntryType.RESERVATION, 60, "hold", now=NOW)
+    uow = new_uow()
+    after, entries = credit_service.stage_settlement(uow, TENANT, reserved=60, deltas=60, now=NOW)
+    uow.commit()  # one account update, two entries: DynamoDB allows one operation per item
+    assert after == CreditAccount(TENANT, 46, 0, 4) == credit_service.balances(new_uow(), TENANT)
+    assert [(e.entry_type, e.amount, e.balance_after) for e in entries] == [
+        (EntryType.SETTLEMENT, -54, 40), (EntryType.RELEASE, 6, 46)]
+    listed = all_entries(new_uow(), limit=3)
+    assert [(e.entry_type, e.amount, e.balance_after, e.description) for e in listed[:2]] == [
+        (EntryType.RELEASE, 6, 46, "Volume rate: 6 of 60 reserved credits released — 60 deltas sealed together"),
+        (EntryType.SETTLEMENT, -54, 40, "Verification batch settled — 60 deltas")]

@@ -209,6 +209,8 @@ ALLOWED = {
     Permission.CREDITS_TOPUP: {Role.OWNER, Role.ADMIN},
     Permission.WEBHOOKS_READ: {Role.OWNER, Role.ADMIN, Role.MANAGER, Role.VIEWER},
     Permission.WEBHOOKS_WRITE: {Role.OWNER, Role.ADMIN},
+    Permission.BILLING_READ: {Role.OWNER, Role.ADMIN, Role.MANAGER, Role.VIEWER},
+    Permission.BILLING_WRITE: {Role.OWNER, Role.ADMIN},
 }
 
 

@@ -244,6 +244,23 @@ def test_touch_writes_at_once_and_only_last_used_at(uow):
     assert uow.platform_tokens.get("ptk_abcdefgh") == replace(token("ptk_abcdefgh"), last_used_at=later)
 
 
+def test_request_windows_count_at_once_up_to_the_limit_per_token_and_window(uow):
+    counted = [uow.platform_tokens.count_request("ptk_a", "202604151200", limit=3, expires_at=NOW) for _ in range(5)]
+    uow.rollback()  # immediate writes: nothing to roll back
+    assert counted == [1, 2, 3, None, None]
+    assert uow.platform_tokens.count_request("ptk_a", "202604151201", limit=3, expires_at=NOW) == 1
+    assert uow.platform_tokens.count_request("ptk_b", "202604151200", limit=3, expires_at=NOW) == 1
+    assert uow.platform_tokens.count_request("ptk_a", "202604151200", limit=4, expires_at=NOW) == 4
+
+
+def test_platform_tokens_list_every_token_by_id_and_nothing_else(uow):
+    revoked = replace(token("ptk_aaaaaaaa"), revoked_at=NOW)
+    commit(uow, lambda: uow.platform_tokens.add(token("ptk_bbbbbbbb")), lambda: uow.platform_tokens.add(revoked),
+           lambda: uow.users.save(user("usr_a", tenant_id="1")))
+    uow.platform_tokens.count_request("ptk_aaaaaaaa", "202604151200", limit=60, expires_at=NOW)
+    assert uow.platform_tokens.list() == [revoked, token("ptk_bbbbbbbb")]
+
+
 def test_tenant_ids_come_from_a_counter_that_never_repeats(uow):
     first, second, third = uow.tenants.next_id(), uow.tenants.next_id(), uow.tenants.next_id()
     uow.rollback()

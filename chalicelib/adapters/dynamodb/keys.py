@@ -32,6 +32,15 @@ def platform_token_sk(token_id: str) -> str:
     return f"PTOKEN#{token_id}"
 
 
+def rate_window_pk(tenant_id: str, token_id: str) -> str:
+    """A platform token's request windows: one partition per token, so busy tokens never share one."""
+    return f"T#{tenant_id}#PTOKEN#{token_id}#RATE"
+
+
+def rate_window_sk(window_id: str) -> str:
+    return f"M#{window_id}"
+
+
 def api_key_sk(key_id: str) -> str:
     return f"KEY#{key_id}"
 
@@ -60,6 +69,15 @@ BLOCK_PK = "BLOCKS"  # block-index: flagged tenants awaiting their recorded bloc
 def block_sk(limit_date_iso: str, tenant_id: str) -> str:
     """Sorted by limit date, so the block job reads exactly the tenants whose date has passed."""
     return f"{limit_date_iso}#{tenant_id}"
+
+
+ROLLOVER_RUN_PK = "ROLLOVER"  # billing table: one item per closed period, the rollover job's progress
+
+
+def period_close_sk(period: str) -> str:
+    """Beside ``tenant_pk``: a tenant's closed months (``PeriodCloseRecord``); beside ``ROLLOVER_RUN_PK``:
+    the job's run for that month."""
+    return f"PERIOD#{period}"
 
 
 def directory_sk(tenant_id: str) -> str:
@@ -177,3 +195,55 @@ def outbox_pk(outbox_id: str) -> str:
 
 def outbox_sk(at_iso: str, outbox_id: str) -> str:
     return f"{at_iso}#{outbox_id}"
+
+
+# --- billing table: Stripe events and invoice states (platform-wide, keyed by Stripe's ids) ---
+
+STRIPE_EVENT_SK = "EVENT"
+INVOICE_SK = "INVOICE"
+
+
+def stripe_event_pk(event_id: str) -> str:
+    return f"STRIPE_EVENT#{event_id}"
+
+
+def invoice_pk(invoice_id: str) -> str:
+    return f"INVOICE#{invoice_id}"
+
+
+# --- billing table: the local Stripe stand-in (adapters/stripe_local.py) ---
+
+LOCALSTRIPE_SK = "OBJECT"
+LOCALSTRIPE_UNDELIVERED_PK = "LOCALSTRIPE#UNDELIVERED"  # its events not yet delivered, oldest first
+
+
+def localstripe_pk(object_id: str) -> str:
+    """A Stripe-shaped object by its id (``cus_…``, ``sub_…``, ``evt_…`` …)."""
+    return f"LOCALSTRIPE#{object_id}"
+
+
+def localstripe_tenant_pk(tenant_id: str) -> str:
+    """A tenant's current customer, subscription and open invoices: found without a scan."""
+    return f"LOCALSTRIPE#TENANT#{tenant_id}"
+
+
+def localstripe_idempotency_pk(key: str) -> str:
+    return f"LOCALSTRIPE#IDEMPOTENCY#{key}"
+
+
+def localstripe_meter_event_pk(identifier: str) -> str:
+    """A meter event by its identifier: a second report of it is a no-op."""
+    return f"LOCALSTRIPE#METER_EVENT#{identifier}"
+
+
+def localstripe_usage_pk(customer_id: str) -> str:
+    """A customer's metered usage, sorted by event time (invoices sum a period's range)."""
+    return f"LOCALSTRIPE#USAGE#{customer_id}"
+
+
+def localstripe_usage_sk(timestamp: int, identifier: str) -> str:
+    return f"{timestamp:012d}#{identifier}"
+
+
+def localstripe_undelivered_sk(created: int, order: int, event_id: str) -> str:
+    return f"{created:012d}#{order:020d}#{event_id}"

@@ -182,6 +182,14 @@ class PlatformTokenRecord(_Keyed):
     last_used_at = UTCDateTimeAttribute(null=True)
 
 
+class RateWindowRecord(_Keyed):
+    """``T#1#PTOKEN#{token}#RATE`` / ``M#{YYYYMMDDHHMM}``: a platform token's requests in one UTC minute."""
+
+    Meta = _meta("tenants")
+    hits = NumberAttribute(null=True)
+    ttl = TTLAttribute(null=True)
+
+
 class CounterRecord(_Keyed):
     Meta = _meta("tenants")
     value = NumberAttribute(default=0)
@@ -608,6 +616,7 @@ class PeriodCloseRecord(_Keyed):
     period = UnicodeAttribute()
     data = ExactJSONAttribute()  # figures and step states, see services/rollover.py
     updated_at = UTCDateTimeAttribute()
+    version = VersionAttribute()  # each step's write is conditioned on the state it read
 
 
 class LocalStripeObjectRecord(_Keyed):
@@ -630,6 +639,7 @@ ALL_MODELS: tuple[type[Model], ...] = (
     UserRecord,
     SessionRecord,
     PlatformTokenRecord,
+    RateWindowRecord,
     CounterRecord,
     SigningKeyRecord,
     ApiKeyRecord,

@@ -33,6 +33,7 @@ from chalicelib.adapters.dynamodb.models import (
     LedgerEntryRecord,
     OutboxRecord,
     PlatformTokenRecord,
+    RateWindowRecord,
     ReferenceGuardRecord,
     SessionRecord,
     SigningKeyRecord,
@@ -200,6 +201,24 @@ class DynamoTenantRepository(_Repository):
     def save(self, tenant: Tenant) -> None:
         """Optimistic: fails with ConflictError if someone saved since ``tenant`` was read."""
         self._stage("save", _tenant_record(tenant))
+
+    def by_stripe_customer(self, customer_id: str) -> Tenant | None:
+        """The tenant of a Stripe customer, from the sparse index (eventually consistent: re-read by id
+        before writing)."""
+        for record in TenantRecord.stripe_customer_index.query(customer_id, limit=1):
+            return _tenant_from(record)
+        return None
+
+    def due_blocks(self, before: datetime, limit: int, cursor: str | None) -> Page[Tenant]:
+        """Flagged tenants whose missing-payment limit date is before ``before`` and whose block is not
+        recorded yet: a key-condition query on the sparse block index (eventually consistent: re-read by
+        id before writing)."""
+        return _query_page(
+            lambda **kw: TenantRecord.block_index.query(
+                keys.BLOCK_PK, TenantRecord.block_sk < iso_us(before), **kw), _tenant_from,
+            limit=limit, cursor=cursor, partition=("block_pk", keys.BLOCK_PK),
+            key_names=("pk", "sk", "block_pk", "block_sk"),
+        )
 
     def directory(self, limit: int, cursor: str | None) -> Page[Tenant]:
         return _query_page(
@@ -442,6 +461,28 @@ class DynamoPlatformTokenRepository(_Repository):
         record = _token_record(token)
         record.update(actions=[PlatformTokenRecord.last_used_at.set(now)],
                       condition=PlatformTokenRecord.pk.exists())
+
+    def list(self) -> list[PlatformToken]:
+        """Every token, by id: one Query of the platform tenant's ``PTOKEN#`` items (an operator's handful)."""
+        from chalicelib.domain.identity import PLATFORM_TENANT_ID
+
+        return [_token_from(r) for r in PlatformTokenRecord.query(
+            keys.tenant_pk(PLATFORM_TENANT_ID), PlatformTokenRecord.sk.startswith(keys.platform_token_sk("")),
+            consistent_read=True)]
+
+    def count_request(self, token_id: str, window_id: str, *, limit: int, expires_at: datetime) -> int | None:
+        """One conditional ADD on the window's item (created by the first request, deleted by TTL)."""
+        from chalicelib.domain.identity import PLATFORM_TENANT_ID
+
+        record = RateWindowRecord(keys.rate_window_pk(PLATFORM_TENANT_ID, token_id), keys.rate_window_sk(window_id))
+        try:
+            record.update(actions=[RateWindowRecord.hits.add(1), RateWindowRecord.ttl.set(expires_at)],
+                          condition=RateWindowRecord.hits.does_not_exist() | (RateWindowRecord.hits < limit))
+        except UpdateError as exc:
+            if exc.cause_response_code == "ConditionalCheckFailedException":
+                return None
+            raise
+        return int(record.hits)
 
 
 # --- signing keys (platform-wide registry) ---------------------------------------------------
@@ -1048,8 +1089,8 @@ class DynamoCreditRepository(_Repository):
             _entry_from, limit=limit, cursor=cursor, partition=("pk", pk), sort_prefix="E#",
         )
 
-    def record(self, before: CreditAccount, after: CreditAccount, entry: LedgerEntry) -> None:
-        """Move the account from ``before`` to ``after`` (exactly: fails if it changed) and add the entry."""
+    def record(self, before: CreditAccount, after: CreditAccount, *entries: LedgerEntry) -> None:
+        """Move the account from ``before`` to ``after`` (exactly: fails if it changed) and add the entries."""
         pk = keys.credits_pk(before.tenant_id)
         account = CreditAccountRecord(pk, keys.ACCOUNT_SK)
         if before.entry_count == 0:
@@ -1065,12 +1106,13 @@ class DynamoCreditRepository(_Repository):
             CreditAccountRecord.available.set(after.available),
             CreditAccountRecord.entry_count.set(after.entry_count),
         ])
-        self._stage("save", LedgerEntryRecord(
-            pk, keys.ledger_entry_sk(entry.entry_id),
-            tenant_id=entry.tenant_id, entry_id=entry.entry_id, entry_type=str(entry.entry_type),
-            amount=entry.amount, balance_after=entry.balance_after, description=entry.description,
-            created_at=entry.created_at,
-        ), condition=LedgerEntryRecord.pk.does_not_exist())
+        for entry in entries:
+            self._stage("save", LedgerEntryRecord(
+                pk, keys.ledger_entry_sk(entry.entry_id),
+                tenant_id=entry.tenant_id, entry_id=entry.entry_id, entry_type=str(entry.entry_type),
+                amount=entry.amount, balance_after=entry.balance_after, description=entry.description,
+                created_at=entry.created_at,
+            ), condition=LedgerEntryRecord.pk.does_not_exist())
 
 
 # --- idempotency ------------------------------------------------------------------------------------

@@ -11,6 +11,8 @@ from pynamodb.transactions import TransactWrite
 
 from chalicelib.adapters.dynamodb import repositories as repos
 from chalicelib.adapters.dynamodb.connection import shared_connection
+from chalicelib.adapters.dynamodb.period_closes import DynamoPeriodCloseRepository
+from chalicelib.adapters.dynamodb.stripe_events import DynamoStripeEventRepository
 from chalicelib.domain.errors import ConflictError
 
 MAX_TRANSACTION_ITEMS = 100
@@ -56,6 +58,8 @@ class DynamoUnitOfWork:
         self.credits = repos.DynamoCreditRepository(self)
         self.idempotency = repos.DynamoIdempotencyRepository(self)
         self.webhooks = repos.DynamoWebhookRepository(self)
+        self.period_closes = DynamoPeriodCloseRepository(self)
+        self.stripe_events = DynamoStripeEventRepository(self)
 
     def stage(self, write: StagedWrite) -> None:
         self._staged.append(write)

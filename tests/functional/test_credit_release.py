@@ -1,0 +1,171 @@
+"""Seed 004's `release`, end to end: the catalogue's volume rate (chalicelib/domain/plans.py).
+
+Each accepted delta reserves 1 credit (the estimate). When the verifier seals at least 40 credit-billed
+deltas of the tenant together, the seal's actual cost is 90 % of what they reserved, rounded up: the
+settlement; the rest is released. A batch of 100 is submitted over HTTP, its verify-queue message run
+through the verifier Lambda's handler, and the ledger is read back over HTTP.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import boto3
+import pytest
+
+from chalicelib import bootstrap
+from chalicelib.domain.credits import CreditAccount, EntryType, apply
+from chalicelib.domain.identity import Environment
+from chalicelib.jobs import verifier
+from chalicelib.services import credits as credit_service
+from chalicelib.settings import get_settings
+
+BATCH = "/api/v1/balance/delta/batch"
+DELTA = "/api/v1/balance/delta"
+ENTRIES = "/dashboard/credit/entries"
+BALANCES = "/dashboard/credit/balances"
+TOP_UP = 1_000
+
+
+@pytest.fixture
+def tenant(world, clock):
+    world.tenant("Platform")
+    tenant = world.tenant("Volume Co", billing_mode="credits", plan="starter")
+    credit_service.topup(bootstrap.unit_of_work(), tenant.id, TOP_UP, actor="test", now=clock())
+    return tenant
+
+
+@pytest.fixture
+def key(world, tenant):
+    return {"X-Api-Key": world.api_key(tenant, "production")[1]}
+
+
+def submit_batch(api, key, customers: list[str], **extra) -> list[str]:
+    reply = api.post(BATCH, headers=key, json_body={"deltas": [
+        {"customerId": c, "delta": 1, "reason": "usage", **extra} for c in customers]})
+    assert reply.status == 202 and reply.data["totalQueued"] == len(customers), reply
+    return [r["recordId"] for r in reply.data["results"]]
+
+
+def run_verifier() -> int:
+    """Run the verifier Lambda on whatever the verify queue holds, as Lambda's SQS poller would."""
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    url = sqs.get_queue_url(QueueName=get_settings().table_name("verify"))["QueueUrl"]
+    handled = 0
+    while messages := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
+        verifier.handle_queue([SimpleNamespace(body=m["Body"]) for m in messages])
+        for m in messages:
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+        handled += len(messages)
+    return handled
+
+
+def ledger(api, world, tenant) -> list[dict]:
+    """Every entry, oldest first."""
+    reply = api.get(f"{ENTRIES}?page=1&limit=100", headers=world.auth(tenant))
+    assert reply.status == 200 and reply.data["total"] == len(reply.data["items"]), reply
+    return list(reversed(reply.data["items"]))
+
+
+def moves(entries: list[dict], *types: str) -> list[tuple[str, int]]:
+    return [(e["type"], e["amount"]) for e in entries if e["type"] in types]
+
+
+def assert_ledger_identities(entries: list[dict], balances: dict) -> None:
+    """README "Credits": the totals explain the balances; replaying the entries gives each balanceAfter."""
+    total = {t: sum(e["amount"] for e in entries if e["type"] == t) for t in map(str, EntryType)}
+    assert balances["creditBalance"] == total["topup"] + total["settlement"]
+    assert balances["reserved"] == -total["reservation"] + total["settlement"] - total["release"] - total["refund"]
+    assert balances["availableBalance"] == balances["creditBalance"] - balances["reserved"] >= 0
+    replay = CreditAccount(tenant_id="t")
+    for entry in entries:
+        replay, signed = apply(replay, EntryType(entry["type"]), abs(entry["amount"]))
+        assert (signed, replay.available) == (entry["amount"], entry["balanceAfter"]), entry
+
+
+def test_a_batch_of_100_for_one_customer_settles_91_and_releases_9(api, world, tenant, key):
+    """One customer: the verifier seals 90 then 10 deltas. 90 → settlement 81, release 9; 10 → settlement 10."""
+    ids = submit_batch(api, key, ["cust_1"] * 100)
+    after_submit = api.get(BALANCES, headers=world.auth(tenant)).data
+    assert after_submit == {"creditBalance": TOP_UP, "availableBalance": TOP_UP - 100, "reserved": 100}
+
+    assert run_verifier() == 1  # one message carries the batch's 100 references
+    assert {api.get(f"{DELTA}/{r}", headers=key).data["status"] for r in ids} == {"VERIFIED"}
+
+    entries = ledger(api, world, tenant)
+    assert -sum(a for _t, a in moves(entries, "reservation")) == 100  # the estimate: 1 credit per delta
+    assert moves(entries, "settlement", "release") == [("settlement", -81), ("release", 9), ("settlement", -10)]
+    settled = [e for e in entries if e["type"] in ("settlement", "release")]
+    assert [e["description"] for e in settled] == [
+        "Verification batch settled — 90 deltas",
+        "Volume rate: 9 of 90 reserved credits released — 90 deltas sealed together",
+        "Verification batch settled — 10 deltas"]
+    release = settled[1]
+    assert set(release) == {"id", "type", "amount", "description", "balanceAfter", "createdAt"}  # seed 004's shape
+    assert release["balanceAfter"] == TOP_UP - 91 == settled[0]["balanceAfter"] + 9
+    balances = api.get(BALANCES, headers=world.auth(tenant)).data
+    assert balances == {"creditBalance": TOP_UP - 91, "availableBalance": TOP_UP - 91, "reserved": 0}
+    assert_ledger_identities(entries, balances)
+
+
+def test_a_batch_of_100_customers_is_sealed_46_46_8_and_still_earns_the_rate(api, world, tenant, key):
+    """Each customer's counter is one more write in a seal, so 100 customers seal as 46, 46 and 8:
+    46 → settlement 42, release 4 (twice); 8 → settlement 8. Spent 92, released 8."""
+    submit_batch(api, key, [f"cust_{n:03d}" for n in range(100)])
+    run_verifier()
+    entries = ledger(api, world, tenant)
+    assert moves(entries, "settlement", "release") == [
+        ("settlement", -42), ("release", 4), ("settlement", -42), ("release", 4), ("settlement", -8)]
+    balances = api.get(BALANCES, headers=world.auth(tenant)).data
+    assert balances == {"creditBalance": TOP_UP - 92, "availableBalance": TOP_UP - 92, "reserved": 0}
+    assert_ledger_identities(entries, balances)
+
+
+def test_small_submissions_settle_exactly_what_they_reserved(api, world, tenant, key):
+    submit_batch(api, key, ["cust_1"] * 39)
+    run_verifier()
+    entries = ledger(api, world, tenant)
+    assert moves(entries, "settlement", "release") == [("settlement", -39)]
+    assert api.get(BALANCES, headers=world.auth(tenant)).data["creditBalance"] == TOP_UP - 39
+
+
+def test_a_rerun_and_a_duplicate_message_settle_and_release_nothing_more(api, world, tenant, key, clock):
+    ids = submit_batch(api, key, ["cust_1"] * 100)
+    run_verifier()
+    before = ledger(api, world, tenant)
+    from chalicelib.services import verification
+
+    again = verification.verify_records(bootstrap.unit_of_work(),
+                                        [(tenant.id, Environment.PRODUCTION, r) for r in ids],
+                                        now=clock(), signer=bootstrap.signer())
+    assert again.skipped == 100 and not again.batches
+    assert ledger(api, world, tenant) == before
+
+
+def test_a_failed_delta_is_refunded_and_the_rest_of_the_seal_earns_the_rate(api, world, tenant, key):
+    """Each delta is resolved once: 1 refunded (content RFC 8785 cannot represent), 99 sealed as 90 + 9."""
+    good = submit_batch(api, key, ["cust_1"] * 99)
+    bad = submit_batch(api, key, ["cust_big"], metadata={"huge": 2 ** 60})
+    assert run_verifier() >= 1
+    assert api.get(f"{DELTA}/{bad[0]}", headers=key).data["status"] == "FAILED"
+    assert {api.get(f"{DELTA}/{r}", headers=key).data["status"] for r in good} == {"VERIFIED"}
+    entries = ledger(api, world, tenant)
+    # the order of the refund and the seals depends on how SQS hands out the two messages
+    assert sorted(moves(entries, "settlement", "release", "refund")) == [
+        ("refund", 1), ("release", 9), ("settlement", -81), ("settlement", -9)]
+    balances = api.get(BALANCES, headers=world.auth(tenant)).data
+    assert balances == {"creditBalance": TOP_UP - 90, "availableBalance": TOP_UP - 90, "reserved": 0}
+    assert_ledger_identities(entries, balances)
+
+
+def test_the_verification_completed_event_reports_the_actual_cost_and_the_release(api, tenant, key, clock):
+    from chalicelib.services import verification
+
+    ids = submit_batch(api, key, ["cust_1"] * 50)
+    uow = bootstrap.unit_of_work()
+    report = verification.verify_records(uow, [(tenant.id, Environment.PRODUCTION, r) for r in ids],
+                                         now=clock(), signer=bootstrap.signer())
+    events = [e for ref in report.outbox for e in uow.webhooks.get_outbox(ref).events
+              if e.event_type == "verification.completed"]
+    assert [(e.data["itemCount"], e.data["creditsConsumed"], e.data["creditsReleased"], e.data["remainingBalance"])
+            for e in events] == [(50, 45, 5, TOP_UP - 45)]

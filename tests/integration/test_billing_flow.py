@@ -1,0 +1,137 @@
+"""Seed 003 end to end, as a user meets it: the real local stack (`tally dev up`), the public SDK, curl,
+the local Stripe stand-in's pages and its `tally dev stripe` commands, and the scheduled jobs run by
+`tally jobs run`. Every Stripe event in this flow travels the real path: signed by the stand-in,
+POSTed to `/stripe/webhook`, verified and applied by the webhook Lambda.
+
+A free tenant hits the 402 → subscribes (Checkout) → starter is active and the same write is accepted →
+changes to growth → opens the portal → cancels → the period ends → free again; a failed payment flags it,
+paying clears the flag; the period rollover, run twice, closes the previous month once.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+from pacspace_sdk import InsufficientCreditsError, PacSpace
+
+from tests.integration.localstack import call, local_stack, tally
+
+PLAN = "/dashboard/billing/plan"
+
+
+def curl(*args: str) -> tuple[int, str]:
+    """curl as the seeds write it; returns (status, body)."""
+    done = subprocess.run(["curl", "-sS", "-w", "\n%{http_code}", *args], capture_output=True, text=True,
+                          timeout=60, check=True)
+    body, _sep, status = done.stdout.rpartition("\n")
+    return int(status), body
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    yield from local_stack(tmp_path_factory, "tally-billing-home")
+
+
+@pytest.fixture(scope="module")
+def hooli(stack):
+    """A new free tenant, its owner's token and a production API key."""
+    tenant = json.loads(tally(stack, "tenants", "create", "--name", "Hooli", "--owner-email", "owner@hooli.test",
+                              "--json"))
+    tenant_id = tenant["id"]
+    token = tally(stack, "dev", "token", "--tenant", tenant_id, "--role", "owner").strip()
+    key = json.loads(tally(stack, "dev", "api-key", "--tenant", tenant_id, "--environment", "production",
+                           "--json"))["fullKey"]
+    return {"id": tenant_id, "auth": {"Authorization": f"Bearer {token}"}, "key": key}
+
+
+def dashboard(stack, hooli, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
+    headers = {**hooli["auth"], "Content-Type": "application/json"}
+    status, _headers, answer = call(method, stack["base"] + path, headers, body)
+    return status, answer
+
+
+def plan(stack, hooli) -> dict:
+    status, answer = dashboard(stack, hooli, "GET", PLAN)
+    assert status == 200, answer
+    return answer["data"]
+
+
+def test_a_free_tenant_upgrades_changes_plan_cancels_and_returns_to_free(stack, hooli):
+    sdk = PacSpace(api_key=hooli["key"], base_url=stack["base"])
+    batch = [{"customerId": f"cust_{i % 7}", "delta": 1, "reason": "seat"} for i in range(100)]
+    status, _h, answer = call("POST", stack["base"] + "/api/v1/balance/delta/batch",
+                              {"X-Api-Key": hooli["key"], "Content-Type": "application/json"}, {"deltas": batch})
+    assert status == 202 and answer["data"]["totalQueued"] == 100
+    with pytest.raises(InsufficientCreditsError):  # the SDK's class for every 402
+        sdk.balance.emit("cust_1", 1, "seat 101")
+    status, _h, refused = call("POST", stack["base"] + "/api/v1/balance/delta/batch",
+                               {"X-Api-Key": hooli["key"], "Content-Type": "application/json"}, {"deltas": batch[:3]})
+    assert status == 402 and refused["error"]["code"] == "PLAN_LIMIT_EXCEEDED"
+
+    status, session = dashboard(stack, hooli, "POST", "/dashboard/stripe/create-subscription-session",
+                                {"tier": "starter"})
+    assert status == 201, session
+    url = session["data"]["url"]
+    page_status, page = curl(url)
+    assert page_status == 200 and "starter" in page.lower()
+    assert plan(stack, hooli)["tier"] == "free"  # not before the payment
+
+    tally(stack, "dev", "stripe", "complete-checkout", url)
+    current = plan(stack, hooli)
+    assert current["tier"] == "starter" and current["stripeSubscriptionId"].startswith("sub_")
+    assert current["monthlyAllotment"] == 100_000 and current["stripeCurrentPeriodEnd"].endswith("T00:00:00.000Z")
+    accepted = sdk.balance.emit("cust_1", 1, "seat 101")  # the same write, now accepted
+    assert accepted["status"] == "QUEUED"
+
+    status, changed = dashboard(stack, hooli, "POST", "/dashboard/stripe/change-plan", {"tier": "growth"})
+    assert status == 200 and changed["data"] == {"subscriptionId": current["stripeSubscriptionId"],
+                                                 "status": "active"}
+    assert plan(stack, hooli)["tier"] == "growth"
+    status, usage = dashboard(stack, hooli, "GET", "/dashboard/billing/usage")
+    assert usage["data"]["consumedDeltas"] == 101  # usage does not reset on a plan change
+
+    status, portal = dashboard(stack, hooli, "POST", "/dashboard/stripe/create-portal-session")
+    assert status == 201
+    page_status, page = curl(portal["data"]["url"])
+    assert page_status == 200 and "growth" in page.lower()
+
+    status, cancelled = dashboard(stack, hooli, "POST", "/dashboard/stripe/cancel-subscription")
+    assert status == 200 and cancelled["data"]["cancelAtPeriodEnd"] is True
+    assert cancelled["data"]["currentPeriodEnd"] == current["stripeCurrentPeriodEnd"]
+    assert plan(stack, hooli)["tier"] == "growth"  # until the period ends
+
+    tally(stack, "dev", "stripe", "advance-period", "--tenant", hooli["id"])
+    ended = plan(stack, hooli)
+    assert ended["tier"] == "free" and ended["stripeSubscriptionId"] is None and ended["cancelAtPeriodEnd"] is False
+
+
+def test_a_failed_payment_flags_the_tenant_and_paying_clears_it(stack, hooli):
+    status, session = dashboard(stack, hooli, "POST", "/dashboard/stripe/create-subscription-session",
+                                {"tier": "pilot"})
+    assert status == 201, session
+    tally(stack, "dev", "stripe", "complete-checkout", session["data"]["url"])
+    assert plan(stack, hooli)["tier"] == "pilot"
+
+    tally(stack, "dev", "stripe", "fail-payment", "--tenant", hooli["id"])
+    shown = json.loads(tally(stack, "tenants", "show", hooli["id"], "--json"))
+    assert shown["has_unpaid_invoices_at"] is not None and shown["dashboard_blocked"] is False
+
+    tally(stack, "dev", "stripe", "pay-invoice", "--tenant", hooli["id"])
+    shown = json.loads(tally(stack, "tenants", "show", hooli["id"], "--json"))
+    assert shown["has_unpaid_invoices_at"] is None
+    assert plan(stack, hooli)["tier"] == "pilot"
+
+
+def test_the_period_rollover_run_twice_closes_the_previous_month_once(stack):
+    first = tally(stack, "jobs", "run", "period-rollover")
+    second = tally(stack, "jobs", "run", "period-rollover")
+    assert first.strip() and second.strip()
+    creds = json.loads(tally(stack, "dev", "credentials", "--json"))
+    sdk = PacSpace(api_key=creds["apiKeys"]["production"], base_url=stack["base"])
+    listed = sdk.balance.list_checkpoints({"customerId": "cust_123"})
+    before = json.dumps(listed, default=str, sort_keys=True)
+    tally(stack, "jobs", "run", "period-rollover")
+    after = json.dumps(sdk.balance.list_checkpoints({"customerId": "cust_123"}), default=str, sort_keys=True)
+    assert before == after  # a rerun changes nothing
