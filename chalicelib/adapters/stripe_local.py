@@ -366,8 +366,9 @@ class LocalStripe:
 
     def create_portal_session(self, customer_id: str, *, return_url: str) -> str:
         def operation(work: _Work) -> dict[str, Any]:
-            if work.obj(customer_id) is None:
-                raise BillingProviderError(f"No such customer: '{customer_id}'.")
+            if work.obj(customer_id) is None:  # a customer Tally names that the stand-in never saw: adopted,
+                work.put_obj({"id": customer_id, "object": "customer", "email": None, "name": None,  # as at Checkout
+                              "created": _ts(work.now), "livemode": False, "metadata": {}})
             session_id = _new_id("bps")
             session = {"id": session_id, "object": "billing_portal.session", "customer": customer_id,
                        "return_url": return_url, "url": f"{self._settings.public_base_url}{PORTAL_PATH}{session_id}",
@@ -501,6 +502,9 @@ class LocalStripe:
                 customer = {"id": named or _new_id("cus"), "object": "customer", "email": session["customer_email"],
                             "name": None, "created": _ts(work.now), "livemode": False,
                             "metadata": {"tenant_id": tenant_id}}
+                work.put_obj(customer)
+            elif not (customer.get("metadata") or {}).get("tenant_id"):  # adopted by a portal visit
+                customer = {**customer, "metadata": {**(customer.get("metadata") or {}), "tenant_id": tenant_id}}
                 work.put_obj(customer)
             subscription = self._new_subscription(work, customer["id"], tenant_id, tier)
             start, end = self._period(subscription)

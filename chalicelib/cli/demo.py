@@ -225,6 +225,9 @@ def seed(dev_secrets: dict[str, Any]) -> dict[str, Any]:
         credit_service.topup(uow, DEMO_TENANT_ID, DEMO_CREDITS, actor=ACTOR, now=origin,
                              description="Demo credits")
 
+    if paid_is_ours and not tenants[PAID_TENANT_ID].is_deleted:
+        _subscribe_paid_tenant(uow)
+
     signer = bootstrap.signer()
     for spec in DATA_TENANTS:
         if spec.tenant_id not in keys or tenants[spec.tenant_id].is_deleted:
@@ -234,6 +237,33 @@ def seed(dev_secrets: dict[str, Any]) -> dict[str, Any]:
                                         key_id=keys[spec.tenant_id][environment])
             _seed_environment(uow, spec, principal, origin=origin, now=now, signer=signer)
     return {"tenantId": DEMO_TENANT_ID, "adminUserId": ADMIN_USER}
+
+
+def _subscribe_paid_tenant(uow: Any) -> None:
+    """Initech Pro's growth plan as a real subscription of the local Stripe stand-in (Checkout completed),
+    so seed 003's `GET /dashboard/billing/plan` shows a subscription id and period end. The stand-in's
+    events go straight to the webhook service in this process (the gateway may not be up yet): the same
+    verification and handlers as `POST /stripe/webhook`. Skipped when a real Stripe key is configured."""
+    from chalicelib.adapters.stripe_local import LocalStripe
+    from chalicelib.services import stripe_webhooks
+    from chalicelib.settings import get_settings
+
+    config = bootstrap.stripe_config()
+    tenant = uow.tenants.get(PAID_TENANT_ID)
+    if config.api_key or tenant.stripe_subscription_id or tenant.plan != "growth":
+        return
+    stand_in: LocalStripe
+
+    def deliver(payload: bytes, signature: str) -> int:
+        return stripe_webhooks.handle(bootstrap.unit_of_work(), payload=payload, signature_header=signature,
+                                      now=bootstrap.now(), provider=stand_in).status
+
+    stand_in = LocalStripe(get_settings(), webhook_secret=config.webhook_secret, sink=deliver, clock=bootstrap.now)
+    session = stand_in.create_checkout_session(
+        tenant_id=PAID_TENANT_ID, tier="growth", customer_id=tenant.stripe_customer_id,
+        customer_email="owner@initech.example", success_url=get_settings().billing_return_url,
+        cancel_url=get_settings().billing_return_url, idempotency_key=f"demo:checkout:{PAID_TENANT_ID}")
+    stand_in.complete_checkout(session.id)
 
 
 def _ensure_users(uow: Any, tenant_id: str, users: dict[str, Role], domain: str, origin: datetime) -> None:

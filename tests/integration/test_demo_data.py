@@ -129,6 +129,10 @@ def test_the_paid_monthly_tenant_is_seeded_and_reachable_with_a_dev_token(seeded
     assert usage.data["remainingDeltas"] == 500_000 - usage.data["consumedDeltas"]
     customers = api.get("/dashboard/customers", headers={"Authorization": f"Bearer {jwt}"}).data["items"]
     assert {c["customerId"]: c["deltaCount"] for c in customers} == {c: 2 * LINES[c] for c in demo.PAID_CUSTOMERS}
+    plan = api.get("/dashboard/billing/plan", headers={"Authorization": f"Bearer {jwt}"}).data
+    assert plan["tier"] == "growth" and plan["stripeSubscriptionId"].startswith("sub_")  # the stand-in's Checkout
+    assert plan["cancelAtPeriodEnd"] is False and plan["stripeCurrentPeriodEnd"].endswith("-01T00:00:00.000Z")
+    assert bootstrap.unit_of_work().tenants.get(INITECH).stripe_customer_id == "cus_demoinitech01"
 
 
 def test_reseeding_stores_nothing_twice_and_a_later_month_adds_only_that_month(seeded, clock):
@@ -217,9 +221,10 @@ def test_seed_timings(world, capsys):
 
 # --- the seed examples, run as written ------------------------------------------------------------------
 
-# The curl examples of the seeds, verbatim (seed 003: the usage ones; its Stripe routes and
-# /dashboard/billing/plan are another issue). Seed 002 shows no curl, only its endpoint table: those
-# three calls are written as the README writes them.
+# The curl examples of the seeds, verbatim. The demo tenant (Acme, credits billing) has a Stripe customer
+# but no subscription: seed 003's change-plan and cancel answer their documented 409 pointing to the
+# Subscribe route (Initech Pro, tenant 4, holds the demo subscription). Seed 002 shows no curl, only its
+# endpoint table: those three calls are written as the README writes them.
 EXAMPLES = [
     ("000", '''curl https://balance-api.pacspace.io/dashboard/tenant \\
   -H "Authorization: Bearer YOUR_JWT_TOKEN"'''),
@@ -279,6 +284,20 @@ EXAMPLES = [
     ("003", '''curl https://app.pacspace.io/dashboard/billing/usage \\
 -b pacspace-dashboard-cookies.txt'''),
     ("003", '''curl "https://app.pacspace.io/dashboard/billing/usage?period=2026-01" \\
+-b pacspace-dashboard-cookies.txt'''),
+    ("003", '''curl https://app.pacspace.io/dashboard/billing/plan \\
+-b pacspace-dashboard-cookies.txt'''),
+    ("003", '''curl -X POST https://app.pacspace.io/dashboard/stripe/create-subscription-session \\
+-b pacspace-dashboard-cookies.txt \\
+-H "Content-Type: application/json" \\
+-d '{ "tier": "starter" }\''''),
+    ("003", '''curl -X POST https://app.pacspace.io/dashboard/stripe/change-plan \\
+-b pacspace-dashboard-cookies.txt \\
+-H "Content-Type: application/json" \\
+-d '{ "tier": "growth" }\''''),
+    ("003", '''curl -X POST https://app.pacspace.io/dashboard/stripe/create-portal-session \\
+-b pacspace-dashboard-cookies.txt'''),
+    ("003", '''curl -X POST https://app.pacspace.io/dashboard/stripe/cancel-subscription \\
 -b pacspace-dashboard-cookies.txt'''),
     ("004", '''curl https://balance-api.pacspace.io/dashboard/credit/balances \\
   -H "Authorization: Bearer YOUR_JWT_TOKEN"'''),
@@ -443,6 +462,18 @@ def check_account_example(method: str, path: str, reply, *, period: str | None) 
         assert reply.status == 200, reply
         assert reply.data["period"] == (period or CURRENT) and reply.data["consumedDeltas"] == month
         assert reply.data["remainingDeltas"] == 100_000 - month and reply.data["overageCount"] == 0
+    elif path == "/dashboard/billing/plan":
+        assert reply.status == 200, reply
+        assert reply.data == {"tier": "starter", "monthlyAllotment": 100_000, "planPriceUsd": 3000,
+                              "overagePriceUsd": 0.012, "stripeSubscriptionId": None, "cancelAtPeriodEnd": False,
+                              "stripeCurrentPeriodEnd": None}
+    elif path == "/dashboard/stripe/create-subscription-session":
+        assert reply.status == 201 and "/local-stripe/checkout/cs_" in reply.data["url"], reply
+    elif path in ("/dashboard/stripe/change-plan", "/dashboard/stripe/cancel-subscription"):
+        assert reply.status == 409 and reply.error["code"] == "NO_ACTIVE_SUBSCRIPTION", reply
+        assert "/dashboard/stripe/create-subscription-session" in reply.error["message"]
+    elif path == "/dashboard/stripe/create-portal-session":
+        assert reply.status == 201 and "/local-stripe/portal/bps_" in reply.data["url"], reply
     elif path == "/dashboard/credit/balances":
         assert reply.status == 200, reply
         spent = 2 * month  # two months, one credit a delta, all settled
@@ -487,7 +518,7 @@ def test_every_seed_example_answers_real_content_on_the_demo_data(seeded, api, c
             reply, method, path = curl(api, command, creds, period=period)
             check_account_example(method, path, reply, period=period)
             ran.append(("-", method, path, period))
-    assert len(ran) == 2 * (13 + 7) + (1 + 1 + 2 + 2 + 3)
+    assert len(ran) == 2 * (13 + 7) + (1 + 1 + 2 + 5 + 2 + 3)
 
 
 def test_the_account_deletion_example_keeps_the_demo_verification_data(seeded, api, clock):

@@ -62,8 +62,8 @@ def checkout(stand_in: LocalStripe, tenant: str = "7", tier: str = "starter", ke
     return stand_in.create_checkout_session(idempotency_key=key or f"checkout-{tenant}-{tier}", **params)
 
 
-def subscribe(stand_in: LocalStripe, tenant: str = "7", tier: str = "starter") -> dict:
-    session = checkout(stand_in, tenant, tier)
+def subscribe(stand_in: LocalStripe, tenant: str = "7", tier: str = "starter", customer_id: str | None = None) -> dict:
+    session = checkout(stand_in, tenant, tier, customer_id=customer_id)
     stand_in.complete_checkout(session.id)
     state = stand_in.tenant_state(tenant)
     return stand_in.get_object(state["subscription"])
@@ -279,15 +279,25 @@ def test_cancel_at_period_end_then_the_period_end_cancels_it(stripe_local, sink)
         stripe_local.advance_period("7")
 
 
-def test_a_portal_session_needs_a_known_customer(stripe_local):
+def test_a_portal_session_shows_the_customers_subscription(stripe_local):
     sub = subscribe(stripe_local)
     url = stripe_local.create_portal_session(sub["customer"], return_url="http://127.0.0.1:8000/back")
     assert url.startswith(f"{BASE}/local-stripe/portal/bps_")
     page = stripe_local.portal_page(url.rsplit("/", 1)[1])
     assert page["tier"] == "starter" and page["subscription"]["id"] == sub["id"]
     assert page["period_end"] == datetime(2026, 5, 1, tzinfo=UTC)
-    with pytest.raises(BillingProviderError):
-        stripe_local.create_portal_session("cus_missing", return_url="http://127.0.0.1:8000/back")
+
+
+
+def test_a_customer_tally_names_is_adopted_by_the_portal_and_later_by_checkout(stripe_local):
+    """A tenant created with `--stripe-customer cus_…` (the demo's Acme): the stand-in never saw it."""
+    url = stripe_local.create_portal_session("cus_adopted", return_url="http://127.0.0.1:8000/back")
+    page = stripe_local.portal_page(url.rsplit("/", 1)[1])
+    assert page["customer"]["id"] == "cus_adopted" and page["subscription"] is None
+    sub = subscribe(stripe_local, customer_id="cus_adopted")
+    assert sub["customer"] == "cus_adopted"
+    page = stripe_local.portal_page(url.rsplit("/", 1)[1])
+    assert page["subscription"]["id"] == sub["id"] and page["tier"] == "starter"
 
 
 # --- renewals, overage, failed payments --------------------------------------------------------------------
