@@ -1,7 +1,10 @@
-"""Billing jobs benchmark (`make bench`): DynamoDB calls per tenant of the period rollover, with 10 and with
-1,000 deltas in the closed month (same 10 customers, verified), side by side — the count must not grow
-with the deltas. In-process against moto; the billing provider is an in-memory stand-in. Prints; asserts
-nothing."""
+"""Billing benchmark (`make bench`), in-process against moto, printing figures (asserts nothing):
+
+* the period rollover's DynamoDB calls per tenant with 10 and with 1,000 deltas in the closed month (same
+  10 customers, verified), side by side — the count must not grow with the deltas;
+* the Stripe webhook's DynamoDB calls per event, first delivery and replay, signed as Stripe signs them.
+
+The billing provider is an in-memory stand-in."""
 
 from __future__ import annotations
 
@@ -42,8 +45,8 @@ def _rollover_calls(deltas: int, *, tenants: int = 1) -> tuple[Counter, float, C
     from chalicelib.domain.identity import ApiKeyPrincipal, Environment
     from chalicelib.services import ingest, rollover, verification
     from tests.conftest import empty_world
+    from tests.dynamo_calls import DynamoCalls
     from tests.factories import World
-    from tests.functional.dynamo_calls import DynamoCalls
 
     empty_world()
     bootstrap.reset()
@@ -73,6 +76,59 @@ def _rollover_calls(deltas: int, *, tenants: int = 1) -> tuple[Counter, float, C
     return runs[0][0], runs[0][1], runs[1][0]
 
 
+def _webhook_calls() -> list[tuple[str, Counter, Counter]]:
+    """(event, calls of its first delivery, calls of a replay) for each kind of event the handler meets."""
+    import json
+
+    import stripe
+
+    from chalicelib import bootstrap
+    from chalicelib.services import stripe_webhooks
+    from tests.conftest import empty_world
+    from tests.dynamo_calls import DynamoCalls
+    from tests.factories import World
+    from tests.fakes import FakeBillingProvider
+
+    empty_world()
+    bootstrap.reset()
+    secret = "whsec_bench"
+    world = World(lambda: RUN_AT)
+    world.tenant("Platform")
+    tenant = world.tenant("Acme Inc", stripe_customer_id="cus_bench")
+    provider = FakeBillingProvider()
+    sub = provider.subscribe(tenant.id, "starter", customer_id="cus_bench")
+    events = {
+        "checkout.session.completed": {"id": "cs_1", "object": "checkout.session", "mode": "subscription",
+                                       "client_reference_id": tenant.id, "customer": "cus_bench",
+                                       "subscription": sub.id},
+        "customer.subscription.updated": {"id": sub.id, "object": "subscription", "customer": "cus_bench",
+                                          "metadata": {"tenant_id": tenant.id}},
+        "invoice.payment_failed": {"id": "in_1", "object": "invoice", "customer": "cus_bench", "parent": None},
+        "invoice.paid": {"id": "in_1", "object": "invoice", "customer": "cus_bench", "parent": None},
+        "customer.created (not handled)": {"id": "cus_x", "object": "customer"},
+    }
+    rows = []
+    for n, (kind, obj) in enumerate(events.items()):
+        payload = json.dumps({"id": f"evt_{n}", "object": "event", "type": kind.split(" ")[0],
+                              "data": {"object": obj}}).encode()
+        counts = []
+        for _attempt in range(2):
+            header = stripe.WebhookSignature.generate_signature_header(payload.decode(), secret,
+                                                                       timestamp=int(RUN_AT.timestamp()))
+            with DynamoCalls.recording() as calls:
+                result = stripe_webhooks.handle(bootstrap.unit_of_work(), payload=payload, signature_header=header,
+                                                now=RUN_AT, provider=provider, webhook_secret=secret)
+            assert result.status == 200, result
+            counts.append(Counter(calls.operations))
+        rows.append((kind, counts[0], counts[1]))
+    header = "t=1,v1=" + "0" * 64
+    with DynamoCalls.recording() as calls:
+        result = stripe_webhooks.handle(bootstrap.unit_of_work(), payload=b"{}", signature_header=header,
+                                        now=RUN_AT, provider=provider, webhook_secret=secret)
+    rows.append((f"bad signature ({result.status})", Counter(calls.operations), Counter()))
+    return rows
+
+
 def main() -> None:
     with mock_aws():
         import boto3
@@ -83,6 +139,7 @@ def main() -> None:
         bookkeeping, _seconds, _again = _rollover_calls(0, tenants=0)
         few, few_s, again = _rollover_calls(10)
         many, many_s, _again = _rollover_calls(1_000)
+        webhook = _webhook_calls()
     kinds = sorted(set(few) | set(many) | set(bookkeeping))
     print(f"Period rollover, DynamoDB calls per tenant ({CUSTOMERS} customers with deltas in the month, each "
           f"checkpointed; the run's own bookkeeping, {sum(bookkeeping.values())} calls, subtracted):")
@@ -94,6 +151,13 @@ def main() -> None:
     print(f"  {'total':<20}{total_few:>12}{total_many:>14}")
     print(f"  first run in moto: {few_s * 1000:.0f} ms vs {many_s * 1000:.0f} ms; a second run (month closed): "
           f"{sum(again.values())} call(s) in all ({', '.join(sorted(again))})")
+
+
+    print()
+    print("Stripe webhook, DynamoDB calls per event (first delivery / a replay of it):")
+    for kind, first, replay in webhook:
+        detail = ", ".join(f"{op} {n}" for op, n in sorted(first.items())) or "none"
+        print(f"  {kind:<34}{sum(first.values()):>3} / {sum(replay.values())}   ({detail})")
 
 
 if __name__ == "__main__":

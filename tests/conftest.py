@@ -50,12 +50,11 @@ class FrozenClock:
 
 @pytest.fixture
 def clock() -> Iterator[FrozenClock]:
-    from chalicelib import bootstrap
+    from tests.helpers import overriding
 
     frozen = FrozenClock(datetime(2026, 4, 15, 12, 0, 0, tzinfo=UTC))
-    bootstrap.override(clock=frozen)
-    yield frozen
-    bootstrap.override(clock=None)
+    with overriding(clock=frozen):
+        yield frozen
 
 
 @pytest.fixture(scope="session")

@@ -25,6 +25,7 @@ fake and against ``DynamoUnitOfWork`` under moto, which is what keeps them alike
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -680,3 +681,57 @@ class FakeStripeEventRepository(_Repository):
     def set_invoice_status(self, invoice_id: str, *, tenant_id: str, status: str, now: datetime) -> None:
         condition = _always if status == INVOICE_PAID else (lambda current: current != INVOICE_PAID)
         self._stage(self._billing, (keys.invoice_pk(invoice_id), keys.INVOICE_SK), status, condition)
+
+
+# --- outgoing deliveries ------------------------------------------------------------------------------
+# Recorders standing in for the network: the webhook sender (``bootstrap.override(webhook_sender=...)``)
+# and the local Stripe stand-in's event sink (``LocalStripe(sink=...)``, ``bootstrap.override(stripe_sink=...)``).
+
+from chalicelib.adapters.webhook_http import SendResult  # noqa: E402
+
+
+class RecordingSender:
+    """A webhook sender that records every POST as (url, body, headers) in ``calls`` and answers each with
+    the next of ``statuses`` (then 200)."""
+
+    def __init__(self, *statuses: int) -> None:
+        self.statuses = list(statuses)
+        self.calls: list[tuple[str, str, dict]] = []
+
+    def post(self, url: str, body: str, headers: dict) -> SendResult:
+        self.calls.append((url, body, headers))
+        status = self.statuses.pop(0) if self.statuses else 200
+        return SendResult(status, 7, None if status < 300 else f"HTTP {status}", "ok")
+
+    def events(self, kind: str | None = None) -> list[dict]:
+        """The events posted (parsed), in order; only those of type ``kind`` if given."""
+        return [event for _url, event in self.deliveries(kind)]
+
+    def deliveries(self, kind: str | None = None) -> list[tuple[str, dict]]:
+        """(url, parsed event) of every POST, in order; only events of type ``kind`` if given."""
+        found = [(url, json.loads(body)) for url, body, _headers in self.calls]
+        return [(url, event) for url, event in found if kind is None or event["event"] == kind]
+
+
+class CapturingSink:
+    """A Stripe event sink: records every delivery as (payload, signature) in ``calls`` and answers each
+    with the next status of ``statuses`` (the last one repeats; 200 if none)."""
+
+    def __init__(self, *statuses: int) -> None:
+        self.statuses = list(statuses or (200,))
+        self.calls: list[tuple[bytes, str]] = []
+
+    def __call__(self, payload: bytes, signature: str) -> int:
+        self.calls.append((payload, signature))
+        return self.statuses.pop(0) if len(self.statuses) > 1 else self.statuses[0]
+
+    @property
+    def events(self) -> list[dict]:
+        return [json.loads(payload) for payload, _ in self.calls]
+
+    @property
+    def types(self) -> list[str]:
+        return [event["type"] for event in self.events]
+
+    def clear(self) -> None:
+        self.calls.clear()

@@ -1,10 +1,19 @@
-"""Small direct-storage helpers for arranging test state."""
+"""Small helpers for arranging test state: direct storage, bootstrap overrides, deltas through the API
+and the verifier."""
 
 from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from types import SimpleNamespace
+from typing import Any
+
+import boto3
 
 from chalicelib import bootstrap
 from chalicelib.domain.customers import Customer, CustomerSource
 from chalicelib.domain.identity import Environment
+from chalicelib.settings import get_settings
 
 
 def add_customer(tenant_id: str, customer_id: str, environment: Environment = Environment.PRODUCTION) -> None:
@@ -14,6 +23,40 @@ def add_customer(tenant_id: str, customer_id: str, environment: Environment = En
                                display_name=customer_id, source=CustomerSource.INTEGRATION,
                                created_at=now, updated_at=now))
     uow.commit()
+
+
+@contextmanager
+def overriding(**factories: Any) -> Iterator[None]:
+    """``bootstrap.override(**factories)`` for the ``with`` block; each one is back to its default after it
+    (``override(name=None)``), however the block ends."""
+    bootstrap.override(**factories)
+    try:
+        yield
+    finally:
+        bootstrap.override(**dict.fromkeys(factories))
+
+
+def platform_operator(world):
+    """The platform operator's own tenant (Publica.la, Stripe customer cus_platform): created first, so its
+    id is "1"."""
+    tenant = world.tenant("Publica.la", stripe_customer_id="cus_platform")
+    assert tenant.id == "1"
+    return tenant
+
+
+def run_queue(queue: str, handle_queue: Callable[[list], Any]) -> int:
+    """Run a queue's Lambda (``handle_queue``) on whatever the queue (``"verify"``, ``"webhooks"``) holds, as
+    Lambda's SQS poller would: batches of up to 10 records, each batch deleted once handled. How many
+    messages were handled."""
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    url = sqs.get_queue_url(QueueName=get_settings().table_name(queue))["QueueUrl"]
+    handled = 0
+    while messages := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
+        handle_queue([SimpleNamespace(body=m["Body"]) for m in messages])
+        for m in messages:
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+        handled += len(messages)
+    return handled
 
 
 DELTA = "/api/v1/balance/delta"

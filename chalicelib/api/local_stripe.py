@@ -13,7 +13,6 @@ from typing import Any
 from chalice import Blueprint, Response
 
 from chalicelib import bootstrap
-from chalicelib.api import local_stripe_html as html
 from chalicelib.api.auth import check_same_origin
 from chalicelib.api.routing import Auth, Ctx, path_param, route
 from chalicelib.domain.errors import BillingProviderError, ConflictError, NotFoundError
@@ -25,6 +24,13 @@ HTML = {"media": {"text/html": {"type": "string"}}}
 CHECKOUT = path_param("session", "The Checkout session id (cs_…) from the URL the dashboard returned.")
 PORTAL = path_param("session", "The Customer Portal session id (bps_…) from the URL the dashboard returned.")
 TIER = path_param("tier", "One of pilot, starter, growth, scale.")
+
+
+def _pages() -> Any:
+    """The page templates, loaded on the first page view: `import app` (every cold start) skips them."""
+    from chalicelib.api import local_stripe_html
+
+    return local_stripe_html
 
 
 def _stand_in() -> Any:
@@ -44,7 +50,7 @@ def _stand_in() -> Any:
 def local_checkout_page(ctx: Ctx, session: str) -> Response:
     """The stand-in's Checkout page (HTML): the plan, its price and a Pay button. Only without a Stripe key."""
     stand_in = _stand_in()
-    return html.checkout(stand_in.checkout_page(session), action=f"/local-stripe/checkout/{session}/complete")
+    return _pages().checkout(stand_in.checkout_page(session), action=f"/local-stripe/checkout/{session}/complete")
 
 
 @route(bp, "/local-stripe/checkout/{session}/complete", "POST", auth=Auth.NONE, summary="Pay on the local Checkout",
@@ -58,8 +64,8 @@ def local_checkout_complete(ctx: Ctx, session: str) -> Response:
     try:
         outcome = stand_in.complete_checkout(session)
     except ConflictError as exc:
-        return html.error_page("Checkout expired", exc.message, 409)
-    return html.checkout(stand_in.checkout_page(session), action="", outcome=outcome)
+        return _pages().error_page("Checkout expired", exc.message, 409)
+    return _pages().checkout(stand_in.checkout_page(session), action="", outcome=outcome)
 
 
 @route(bp, "/local-stripe/portal/{session}", "GET", auth=Auth.NONE, summary="Local Customer Portal page",
@@ -68,7 +74,7 @@ def local_portal_page(ctx: Ctx, session: str) -> Response:
     """The stand-in's Customer Portal (HTML): current plan and period end, plan changes, cancellation at
     period end, paying an open invoice, and the way back to Tally. Only without a Stripe key."""
     stand_in = _stand_in()
-    return html.portal(stand_in.portal_page(session), base=f"/local-stripe/portal/{session}")
+    return _pages().portal(stand_in.portal_page(session), base=f"/local-stripe/portal/{session}")
 
 
 def _portal_action(ctx: Ctx, session: str, act: Any) -> Response:
@@ -78,8 +84,8 @@ def _portal_action(ctx: Ctx, session: str, act: Any) -> Response:
     try:
         outcome = act(stand_in)
     except (ConflictError, BillingProviderError) as exc:
-        return html.error_page("Billing", exc.message, 409, base)
-    return html.portal(stand_in.portal_page(session), base=base, outcome=outcome)
+        return _pages().error_page("Billing", exc.message, 409, base)
+    return _pages().portal(stand_in.portal_page(session), base=base, outcome=outcome)
 
 
 @route(bp, "/local-stripe/portal/{session}/plan/{tier}", "POST", auth=Auth.NONE,

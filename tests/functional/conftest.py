@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
+
+from tests.fakes import RecordingSender
+from tests.helpers import overriding
 
 
 @pytest.fixture
@@ -13,6 +18,15 @@ def tenant(world):
 @pytest.fixture
 def admin(world, tenant):
     return world.auth(tenant, "admin")
+
+
+@pytest.fixture
+def receiver() -> Iterator[RecordingSender]:
+    """The webhook sender, in memory: every delivery is recorded (``receiver.calls``, ``.events()``) and
+    answered from ``receiver.statuses`` (then 200)."""
+    got = RecordingSender()
+    with overriding(webhook_sender=got):
+        yield got
 
 
 @pytest.fixture

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import pytest
 
-from chalicelib import bootstrap
 from chalicelib.api.auth import SESSION_COOKIE
 from chalicelib.domain.errors import BillingProviderError, BillingProviderUnavailableError
 from chalicelib.domain.identity import Environment
 from chalicelib.domain.subscriptions import apply_subscription
 from tests.fakes import FakeBillingProvider
+from tests.helpers import overriding
 
 PLAN = "/dashboard/billing/plan"
 USAGE = "/dashboard/billing/usage"
@@ -28,9 +28,8 @@ PLAN_KEYS = {"tier", "monthlyAllotment", "planPriceUsd", "overagePriceUsd", "str
 @pytest.fixture
 def provider():
     fake = FakeBillingProvider()
-    bootstrap.override(billing=fake)
-    yield fake
-    bootstrap.override(billing=None)
+    with overriding(billing=fake):
+        yield fake
 
 
 def subscribed(world, provider, tenant, tier: str = "starter"):

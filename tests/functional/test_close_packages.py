@@ -19,7 +19,7 @@ from chalicelib.adapters.signing import Signer, verify_signature
 from chalicelib.cli.main import main
 from chalicelib.domain.fingerprints import canonical
 from chalicelib.settings import get_settings
-from tests.helpers import add_customer, submit, verify
+from tests.helpers import add_customer, overriding, submit, verify
 
 EXPORT = "/dashboard/customers/bulk/close-package-export"
 ZIP = {"Accept": "application/zip"}
@@ -211,11 +211,8 @@ def test_a_checkpoint_signed_before_a_key_rotation_is_packaged_with_its_retired_
 
 
 def test_a_checkpoint_signed_with_an_unregistered_key_fails_before_writing(api, admin, april):
-    bootstrap.override(signer=Signer(b"\x05" * 32))  # never loaded through bootstrap: not in the registry
-    try:
+    with overriding(signer=Signer(b"\x05" * 32)):  # never loaded through bootstrap: not in the registry
         assert api.post("/dashboard/customers/cust_b/checkpoint", headers=admin, json_body={}).status == 201
-    finally:
-        bootstrap.override(signer=None)
     reply = api.post(EXPORT, headers=admin, json_body={"customerIds": ["cust_a", "cust_b"], "period": "2026-04"})
     assert reply.status == 409 and reply.error["code"] == "SIGNING_KEY_UNKNOWN"
     assert reply.error["customerIds"] == ["cust_b"] and stored_objects() == {}

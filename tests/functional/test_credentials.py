@@ -13,7 +13,7 @@ import time
 import pytest
 
 from chalicelib.domain.identity import Environment
-from tests.helpers import add_customer
+from tests.helpers import add_customer, overriding
 
 ALLOWED_ORIGIN = "https://dashboard.tally.test"
 OTHER_SECRET = "a-completely-different-hs256-secret-of-40-bytes"
@@ -234,16 +234,14 @@ def rsa_keys():
 @pytest.fixture(params=[("RS256",), ("HS256", "RS256")], ids=["rs256-only", "hs256-and-rs256-no-secret"])
 def rs256(request, world, rsa_keys):
     """The server verifies with an RSA public key and has no HMAC secret."""
-    from chalicelib import bootstrap
     from chalicelib.adapters.jwt_tokens import JwtVerifier
     from chalicelib.settings import get_settings
 
     (private, public_pem), _other = rsa_keys
     settings = dataclasses.replace(get_settings(), jwt_algorithms=request.param, jwt_public_key=public_pem,
                                    jwt_secret="")
-    bootstrap.override(jwt=JwtVerifier(settings))
-    yield private, public_pem
-    bootstrap.override(jwt=None)
+    with overriding(jwt=JwtVerifier(settings)):
+        yield private, public_pem
 
 
 def test_rs256_token_signed_with_the_configured_key_is_accepted(api, world, rs256):

@@ -8,9 +8,6 @@ through the verifier Lambda's handler, and the ledger is read back over HTTP.
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
-import boto3
 import pytest
 
 from chalicelib import bootstrap
@@ -18,7 +15,7 @@ from chalicelib.domain.credits import CreditAccount, EntryType, apply
 from chalicelib.domain.identity import Environment
 from chalicelib.jobs import verifier
 from chalicelib.services import credits as credit_service
-from chalicelib.settings import get_settings
+from tests.helpers import run_queue
 
 BATCH = "/api/v1/balance/delta/batch"
 DELTA = "/api/v1/balance/delta"
@@ -49,15 +46,7 @@ def submit_batch(api, key, customers: list[str], **extra) -> list[str]:
 
 def run_verifier() -> int:
     """Run the verifier Lambda on whatever the verify queue holds, as Lambda's SQS poller would."""
-    sqs = boto3.client("sqs", region_name="us-east-1")
-    url = sqs.get_queue_url(QueueName=get_settings().table_name("verify"))["QueueUrl"]
-    handled = 0
-    while messages := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
-        verifier.handle_queue([SimpleNamespace(body=m["Body"]) for m in messages])
-        for m in messages:
-            sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
-        handled += len(messages)
-    return handled
+    return run_queue("verify", verifier.handle_queue)
 
 
 def ledger(api, world, tenant) -> list[dict]:

@@ -11,7 +11,8 @@ import pytest
 
 from chalicelib import bootstrap
 from chalicelib.adapters.stripe_config import StripeConfig
-from tests.unit.test_stripe_local import CapturingSink
+from tests.fakes import CapturingSink
+from tests.helpers import overriding
 
 SAME_ORIGIN = {"Origin": "https://dashboard.tally.test", "Content-Type": "application/x-www-form-urlencoded"}
 RETURN = "http://127.0.0.1:8000/dashboard/billing/plan"
@@ -20,9 +21,8 @@ RETURN = "http://127.0.0.1:8000/dashboard/billing/plan"
 @pytest.fixture
 def sink(world):
     captured = CapturingSink()
-    bootstrap.override(stripe_sink=captured)
-    yield captured
-    bootstrap.override(stripe_sink=None)
+    with overriding(stripe_sink=captured):
+        yield captured
 
 
 @pytest.fixture
@@ -105,15 +105,12 @@ def test_an_unknown_session_is_404(api, stand_in):
 
 def test_the_pages_are_404_when_a_stripe_key_is_configured(api, stand_in, tenant):
     _session, path = start_checkout(stand_in, tenant)
-    bootstrap.override(stripe_config=StripeConfig(api_key="sk_test_x", webhook_secret="whsec_x"))
-    try:
+    with overriding(stripe_config=StripeConfig(api_key="sk_test_x", webhook_secret="whsec_x")):
         for reply in (api.get(f"/{path}"), api.post(f"/{path}/complete", body="", headers=SAME_ORIGIN),
                       api.get("/local-stripe/portal/bps_x"),
                       api.post("/local-stripe/portal/bps_x/cancel", body="", headers=SAME_ORIGIN)):
             assert reply.status == 404 and reply.json["success"] is False
             assert reply.error["code"] == "NOT_FOUND"
-    finally:
-        bootstrap.override(stripe_config=None)
 
 
 def subscribed_portal(api, stand_in, tenant, tier="starter") -> str:
@@ -191,13 +188,10 @@ def test_paying_on_the_page_puts_the_plan_in_force_through_the_stripe_webhook(ap
         answers.append(reply["statusCode"])
         return reply["statusCode"]
 
-    bootstrap.override(stripe_sink=deliver)
-    try:
+    with overriding(stripe_sink=deliver):
         stand_in = bootstrap.billing_provider()
         _session, path = start_checkout(stand_in, tenant, "scale")
         assert api.post(f"/{path}/complete", body="", headers=SAME_ORIGIN).status == 200
-    finally:
-        bootstrap.override(stripe_sink=None)
     assert answers == [200, 200, 200]
     after = world.uow().tenants.get(tenant.id)
     assert after.plan == "scale" and after.stripe_subscription_status == "active"

@@ -5,44 +5,20 @@ and clears; the job runs as the scheduled Lambda would; webhooks go through the 
 
 from __future__ import annotations
 
-import json
 from datetime import timedelta
-from types import SimpleNamespace
 
-import boto3
 import pytest
 
 from chalicelib import bootstrap
-from chalicelib.adapters.webhook_http import SendResult
 from chalicelib.jobs import scheduled
 from chalicelib.jobs import webhooks as webhook_jobs
 from chalicelib.services import payment_blocks
-from chalicelib.settings import get_settings
-from tests.functional.dynamo_calls import DynamoCalls
+from tests.dynamo_calls import DynamoCalls
+from tests.helpers import run_queue
 
 ALL = ("tenants:read", "tenants:write", "cross-tenant")
 URL = "https://hooks.example.com/tally"
 JOB = "job:missing-payment-blocks"
-
-
-class Receiver:
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, dict]] = []
-
-    def post(self, url: str, body: str, headers: dict) -> SendResult:
-        self.calls.append((url, json.loads(body)))
-        return SendResult(200, 3, None, "ok")
-
-    def events(self, kind: str) -> list[tuple[str, dict]]:
-        return [(url, e) for url, e in self.calls if e["event"] == kind]
-
-
-@pytest.fixture
-def receiver():
-    got = Receiver()
-    bootstrap.override(webhook_sender=got)
-    yield got
-    bootstrap.override(webhook_sender=None)
 
 
 @pytest.fixture
@@ -72,12 +48,7 @@ def mp(tenant_id: str) -> str:
 
 def deliver(clock) -> None:
     """The webhook Lambdas: the queue (what the job announced), then the sweep (stale outbox items)."""
-    sqs = boto3.client("sqs", region_name="us-east-1")
-    url = sqs.get_queue_url(QueueName=get_settings().table_name("webhooks"))["QueueUrl"]
-    while messages := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
-        webhook_jobs.handle_queue([SimpleNamespace(body=m["Body"]) for m in messages])
-        for m in messages:
-            sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+    run_queue("webhooks", webhook_jobs.handle_queue)
     clock.advance(seconds=31)
     webhook_jobs.handle_sweep(None)
 
@@ -100,7 +71,7 @@ def test_the_job_records_a_passed_block_once(api, world, bearer, acme, hooks, re
     assert tenant.dashboard_blocked_at == world.clock() - timedelta(seconds=31)
     [entry] = audit(acme.id, "tenant.dashboard_blocked")
     assert (entry.actor, entry.target) == (JOB, f"tenant:{acme.id}")
-    [(url, event)] = receiver.events("tenant.dashboard_blocked")  # production only: the account's events
+    [(url, event)] = receiver.deliveries("tenant.dashboard_blocked")  # production only: the account's events
     assert url == f"{URL}/production" and event["tenantId"] == acme.id
     assert event["data"] == {"tenantId": acme.id, "dashboardBlocked": True,
                              "dashboardBlockedAt": "2026-04-29T12:00:01.000Z",
@@ -140,7 +111,7 @@ def test_clearing_lifts_a_recorded_block_and_records_it(api, world, bearer, acme
     [entry] = audit(acme.id, "tenant.dashboard_unblocked")
     assert entry.actor.startswith("platform_token:")  # whoever cleared the flag
     assert entry.details == {"dashboardBlockedAt": "2026-04-30T12:00:00.000Z"}
-    [(url, event)] = receiver.events("tenant.dashboard_unblocked")
+    [(url, event)] = receiver.deliveries("tenant.dashboard_unblocked")
     assert url == f"{URL}/production"
     assert event["data"] == {"tenantId": acme.id, "dashboardBlocked": False,
                              "dashboardBlockedAt": "2026-04-30T12:00:00.000Z",
@@ -177,12 +148,8 @@ def test_only_due_flagged_tenants_are_read_with_one_key_query(api, world, bearer
     world.clock.advance(days=10)
     api.post(mp(others[0].id), headers=bearer)  # flagged later: not due yet
     world.clock.advance(days=5)
-    calls = DynamoCalls().attach()
-    try:
-        with calls.run():
-            report = payment_blocks.record_due_blocks(bootstrap.unit_of_work, now=world.clock())
-    finally:
-        calls.detach()
+    with DynamoCalls.recording() as calls:
+        report = payment_blocks.record_due_blocks(bootstrap.unit_of_work, now=world.clock())
     assert report.blocked == [acme.id]
     # The index query, the tenant re-read by id, one transaction (tenant + audit + outbox).
     assert calls.operations == ["Query", "GetItem", "TransactWriteItems"]

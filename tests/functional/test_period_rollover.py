@@ -31,8 +31,9 @@ from chalicelib.domain.subscriptions import Subscription
 from chalicelib.jobs import scheduled
 from chalicelib.services import ingest, rollover, verification
 from tests.conftest import empty_world
+from tests.dynamo_calls import CrashError, DynamoCalls
 from tests.factories import World
-from tests.functional.dynamo_calls import CrashError, DynamoCalls
+from tests.helpers import overriding
 
 P, S = Environment.PRODUCTION, Environment.SANDBOX
 APRIL, MAY = "2026-04", "2026-05"
@@ -160,9 +161,8 @@ def arranged(world) -> Arranged:
 
 @pytest.fixture
 def billing_override(arranged):
-    bootstrap.override(billing=arranged.billing)
-    yield arranged.billing
-    bootstrap.override(billing=None)
+    with overriding(billing=arranged.billing):
+        yield arranged.billing
 
 
 # --- the close ---------------------------------------------------------------------------------------
@@ -177,12 +177,8 @@ def test_the_rollover_closes_the_month_once_and_a_second_run_changes_nothing(wor
                                  (("sandbox", "cust_s"), 1)), 1)
     assert (first["done"], first["reports"], first["reverted"], first["checkpoints"]) == (True, 1, 1, 3)
 
-    calls = DynamoCalls().attach()
-    try:
-        with calls.run():
-            second = scheduled.period_rollover(None, None)
-    finally:
-        calls.detach()
+    with DynamoCalls.recording() as calls:
+        second = scheduled.period_rollover(None, None)
     assert calls.operations == ["GetItem"]  # the run's record says April is closed
     assert (second["reports"], second["checkpoints"], second["closed"]) == (0, 0, 0)
     assert len(arranged.billing.reports) == 1 and observe(arranged) == outcome
@@ -343,13 +339,9 @@ def _calls_for_one_tenant(clock: Any, deltas_per_customer: int) -> list[str]:
     outcomes = ingest.submit_deltas(bootstrap.unit_of_work(), principal, inputs, now=world.clock())
     verification.verify_records(bootstrap.unit_of_work(), [(tenant.id, P, o.data["recordId"]) for o in outcomes],
                                 now=world.clock(), signer=bootstrap.signer())
-    calls = DynamoCalls().attach()
-    try:
-        with calls.run():
-            report = rollover.run(bootstrap.unit_of_work, period=APRIL, now=RUN_AT, provider=FakeBilling(),
-                                  signer=bootstrap.signer, time_left=lambda: FOREVER)
-    finally:
-        calls.detach()
+    with DynamoCalls.recording() as calls:
+        report = rollover.run(bootstrap.unit_of_work, period=APRIL, now=RUN_AT, provider=FakeBilling(),
+                              signer=bootstrap.signer, time_left=lambda: FOREVER)
     assert report.done and report.checkpoints == 3
     return calls.operations
 

@@ -7,6 +7,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from chalicelib.domain.tenants import TenantStatus
+from tests.helpers import platform_operator
 
 FIELDS = {"id", "name", "subdomain", "final_domain", "https", "lang"}
 ALL = ("tenants:read", "tenants:write", "cross-tenant")
@@ -16,10 +17,7 @@ LIMIT_DATE = "2026-04-29T12:00:00.000000Z"
 
 @pytest.fixture
 def platform(world):
-    """The platform operator's own tenant: created first, so its id is "1"."""
-    tenant = world.tenant("Publica.la", stripe_customer_id="cus_platform")
-    assert tenant.id == "1"
-    return tenant
+    return platform_operator(world)
 
 
 @pytest.fixture

@@ -11,6 +11,8 @@ from datetime import UTC, datetime
 
 import pytest
 
+from tests.dynamo_calls import DynamoCalls
+
 ALL = ("tenants:read", "tenants:write", "cross-tenant")
 LIMIT = 60
 WRITES = {"PutItem", "UpdateItem", "DeleteItem", "TransactWriteItems", "BatchWriteItem"}
@@ -32,14 +34,8 @@ def rate(reply) -> tuple[str | None, str | None]:
 @pytest.fixture
 def dynamo_operations(aws) -> Iterator[list[str]]:
     """The name of every DynamoDB call made while the test runs."""
-    from chalicelib.adapters.dynamodb.connection import shared_connection
-
-    operations: list[str] = []
-    events = shared_connection().client.meta.events
-    uid = "test-platform-rate-limit"
-    events.register("before-call.dynamodb", lambda model, **_: operations.append(model.name), unique_id=uid)
-    yield operations
-    events.unregister("before-call.dynamodb", unique_id=uid)
+    with DynamoCalls.recording() as calls:
+        yield calls.operations
 
 
 def test_every_request_of_the_minute_reports_what_is_left(api, world, token):

@@ -9,6 +9,7 @@ billing provider is the in-memory fake: handlers re-read subscriptions from it.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import replace
 from typing import Any
 
@@ -17,7 +18,9 @@ import pytest
 from chalicelib import bootstrap
 from chalicelib.adapters.stripe_config import StripeConfig
 from chalicelib.domain.stripe_events import RECEIVED, StripeEvent
+from tests.dynamo_calls import DynamoCalls
 from tests.fakes import FakeBillingProvider
+from tests.helpers import overriding
 
 SECRET = "whsec_test_0123456789abcdef0123456789abcdef"
 
@@ -27,9 +30,8 @@ def provider(world):
     """The fake provider and the webhook secret; the platform operator's tenant ("1") exists first."""
     assert world.tenant("Tally Platform").id == "1"
     fake = FakeBillingProvider()
-    bootstrap.override(billing=fake, stripe_config=StripeConfig(api_key="", webhook_secret=SECRET))
-    yield fake
-    bootstrap.override(billing=None, stripe_config=None)
+    with overriding(billing=fake, stripe_config=StripeConfig(api_key="", webhook_secret=SECRET)):
+        yield fake
 
 
 @pytest.fixture
@@ -310,10 +312,10 @@ def test_a_bad_or_stale_signature_is_refused_and_nothing_is_stored(world, delive
         "no header": {"header": ""},
         "garbled header": {"header": "t=soon,v1=zz"},
     }[case]
-    with DynamoCallCounter() as calls:
+    with DynamoCalls.recording() as calls:
         status, body = deliver(event, **kwargs)
     assert status == 400 and body["success"] is False and body["error"]["code"] == "INVALID_SIGNATURE"
-    assert calls == {}  # refused before any storage
+    assert calls.operations == []  # refused before any storage
     assert stored_event(world, "evt_failed") is None
     assert tenant_now(world, tenant.id).has_unpaid_invoices_at is None
 
@@ -366,26 +368,6 @@ def test_the_openapi_document_lists_the_webhook(api):
 # --- DynamoDB round trips per event ----------------------------------------------------------------------------
 
 
-class DynamoCallCounter:
-    """Counts DynamoDB API calls by operation (botocore's before-call event on the shared client)."""
-
-    UID = "stripe-webhook-call-counter"
-
-    def __enter__(self) -> dict[str, int]:
-        from chalicelib.adapters.dynamodb.connection import shared_connection
-
-        self.calls: dict[str, int] = {}
-        self.events = shared_connection().client.meta.events
-        self.events.register("before-call.dynamodb", self._count, unique_id=self.UID)
-        return self.calls
-
-    def _count(self, model: Any, **_kw: Any) -> None:
-        self.calls[model.name] = self.calls.get(model.name, 0) + 1
-
-    def __exit__(self, *exc: object) -> None:
-        self.events.unregister("before-call.dynamodb", unique_id=self.UID)
-
-
 def test_dynamodb_round_trips_per_event_are_few_and_constant(world, deliver, provider):
     tenant = attach_customer(world, world.tenant("Acme Inc"), "cus_acme")
     sub = provider.subscribe(tenant.id, "starter", customer_id="cus_acme")
@@ -394,12 +376,12 @@ def test_dynamodb_round_trips_per_event_are_few_and_constant(world, deliver, pro
     other = {"id": "evt_other", "object": "event", "type": "customer.created", "data": {"object": {"id": "c"}}}
     figures = {}
     for name, event in (("checkout", checkout), ("payment_failed", failed), ("ignored", other)):
-        with DynamoCallCounter() as calls:
+        with DynamoCalls.recording() as calls:
             assert deliver(event)[0] == 200
-        figures[name] = dict(calls)
-        with DynamoCallCounter() as calls:
+        figures[name] = dict(Counter(calls.operations))
+        with DynamoCalls.recording() as calls:
             assert deliver(event)[1]["data"]["duplicate"] is True
-        figures[name + " replay"] = dict(calls)
+        figures[name + " replay"] = dict(Counter(calls.operations))
     totals = {name: sum(calls.values()) for name, calls in figures.items()}
     print("DynamoDB calls per event:", figures)
     # checkout: put (received), get tenant, transaction (tenant + audit + handled)

@@ -12,7 +12,7 @@ from chalicelib.adapters.signing import Signer, verify_signature
 from chalicelib.cli.main import main
 from chalicelib.domain.signing_keys import key_id_of
 from chalicelib.offline_verify import check, loads
-from tests.helpers import submit, verify
+from tests.helpers import overriding, submit, verify
 
 KEYS = "/api/v1/verification-keys"
 DELTA = "/api/v1/balance/delta"
@@ -112,12 +112,9 @@ def test_rotation_publishes_both_keys_and_proofs_signed_before_still_verify(api,
 
 def test_a_record_naming_an_unregistered_key_is_reported_not_verifiable(api, key, tenant, clock):
     stranger = Signer(b"\x05" * 32)  # used without being loaded through bootstrap: never registered
-    bootstrap.override(signer=stranger)
-    try:
+    with overriding(signer=stranger):
         ids = [submit(api, key, "cust_a", amount=3)]
         [batch] = verify(tenant, ids, clock).batches
-    finally:
-        bootstrap.override(signer=None)
     assert batch.key_id == stranger.key_id
     answer = api.get(f"/api/v1/verify/{batch.root}")
     assert answer.status == 200 and answer.data["verified"] is False

@@ -5,16 +5,12 @@ the worker runs from the real webhook queue (moto) and the sweep from the due in
 from __future__ import annotations
 
 import itertools
-import json
 from datetime import timedelta
-from types import SimpleNamespace
 
-import boto3
 import pytest
 from pacspace_sdk import Webhooks
 
 from chalicelib import bootstrap
-from chalicelib.adapters.webhook_http import SendResult
 from chalicelib.domain.clock import parse_iso
 from chalicelib.domain.errors import ConflictError
 from chalicelib.domain.identity import Environment
@@ -23,36 +19,12 @@ from chalicelib.services import credits as credit_service
 from chalicelib.services import verification
 from chalicelib.services import webhooks as webhook_service
 from chalicelib.settings import get_settings
+from tests.helpers import run_queue
 
 HOOKS = "/dashboard/webhooks"
 DELTA = "/api/v1/balance/delta"
 URL = "https://hooks.example.com/tally"
 FAR = 10**9  # the SDK checks timestamps against the wall clock; these tests run on a frozen one
-
-
-class Receiver:
-    """Records every POST; answers from ``statuses`` (then 200)."""
-
-    def __init__(self, *statuses: int) -> None:
-        self.statuses = list(statuses)
-        self.calls: list[tuple[str, str, dict]] = []
-
-    def post(self, url: str, body: str, headers: dict) -> SendResult:
-        self.calls.append((url, body, headers))
-        status = self.statuses.pop(0) if self.statuses else 200
-        return SendResult(status, 7, None if status < 300 else f"HTTP {status}", "ok")
-
-    def events(self, kind: str | None = None) -> list[dict]:
-        found = [json.loads(body) for _u, body, _h in self.calls]
-        return [e for e in found if kind is None or e["event"] == kind]
-
-
-@pytest.fixture
-def receiver():
-    got = Receiver()
-    bootstrap.override(webhook_sender=got)
-    yield got
-    bootstrap.override(webhook_sender=None)
 
 
 @pytest.fixture
@@ -81,15 +53,7 @@ def register(api, auth, url=URL, **body) -> dict:
 
 def drain_queue() -> int:
     """Run the webhook sender Lambda on whatever the webhook queue holds (as Lambda's poller would)."""
-    sqs = boto3.client("sqs", region_name="us-east-1")
-    url = sqs.get_queue_url(QueueName=get_settings().table_name("webhooks"))["QueueUrl"]
-    handled = 0
-    while messages := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
-        webhook_jobs.handle_queue([SimpleNamespace(body=m["Body"]) for m in messages])
-        for m in messages:
-            sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
-        handled += len(messages)
-    return handled
+    return run_queue("webhooks", webhook_jobs.handle_queue)
 
 
 def verify(tenant, record_ids, clock) -> verification.VerifyReport:
@@ -403,7 +367,7 @@ def test_deliveries_list_newest_first_with_paging_offset_and_status(api, owner, 
         api.post("/dashboard/customers", headers=owner, json_body={"displayName": "A", "customerId": f"cust_{n}"})
     drain_queue()
     items = api.get("/api/v1/balance/webhooks", headers=key).data["items"]
-    customers = [json.loads(b)["data"]["customerId"] for _u, b, _h in receiver.calls]
+    customers = [e["data"]["customerId"] for e in receiver.events()]
     assert len(items) == 5 and sorted(customers) == [f"cust_{n}" for n in range(5)]
     assert [i["createdAt"] for i in items] == sorted((i["createdAt"] for i in items), reverse=True)
     first = api.get("/api/v1/balance/webhooks?limit=2", headers=key).data

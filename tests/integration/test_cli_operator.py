@@ -13,6 +13,7 @@ import json
 import pytest
 
 from chalicelib.domain.tenants import TenantStatus
+from tests.helpers import platform_operator
 
 ALL = ("tenants:read", "tenants:write", "cross-tenant")
 MARKED_AT = "2026-04-15T12:00:00.000000Z"
@@ -55,9 +56,7 @@ def tally(world, platform, monkeypatch, capsys) -> Cli:
 
 @pytest.fixture
 def platform(world):
-    tenant = world.tenant("Publica.la", stripe_customer_id="cus_platform")
-    assert tenant.id == "1"
-    return tenant
+    return platform_operator(world)
 
 
 @pytest.fixture

@@ -10,16 +10,16 @@ import pytest
 from chalicelib import bootstrap
 from chalicelib.cli import devstack
 from chalicelib.cli.main import main
-from tests.unit.test_stripe_local import CapturingSink
+from tests.fakes import CapturingSink
+from tests.helpers import overriding
 
 
 @pytest.fixture
 def sink(world, monkeypatch):
     monkeypatch.setattr(devstack, "read_state", lambda: None)  # never a developer's running stack
     captured = CapturingSink()
-    bootstrap.override(stripe_sink=captured)
-    yield captured
-    bootstrap.override(stripe_sink=None)
+    with overriding(stripe_sink=captured):
+        yield captured
 
 
 @pytest.fixture

@@ -25,7 +25,6 @@ from __future__ import annotations
 import itertools
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import astuple, dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -35,7 +34,6 @@ import pytest
 
 from chalicelib import bootstrap
 from chalicelib.adapters.dynamodb import keys
-from chalicelib.adapters.dynamodb.connection import shared_connection
 from chalicelib.adapters.dynamodb.models import BatchRecord, UsageCounterRecord
 from chalicelib.adapters.signing import verify_signature
 from chalicelib.domain.clock import period_of
@@ -48,6 +46,7 @@ from chalicelib.domain.tenants import BillingMode
 from chalicelib.services import credits as credit_service
 from chalicelib.services import ingest, verification
 from tests.conftest import empty_world
+from tests.dynamo_calls import CrashError, DynamoCalls
 from tests.factories import World
 
 P = Environment.PRODUCTION
@@ -78,54 +77,6 @@ EXPECTED_CALLS = (
     "GetItem",             #   the credit account
     "TransactWriteItems",  #   batch + head + 7 statuses + customer and totals + settlement and its entry
 )
-
-
-class CrashError(Exception):
-    """A simulated crash of the verifier process (nothing in the product catches it)."""
-
-
-class DynamoCalls:
-    """Counts DynamoDB calls on the shared connection's client while armed; crashes call k."""
-
-    UID = "test-verifier-crash-safety"
-
-    def __init__(self) -> None:
-        self.events = shared_connection().client.meta.events
-        self.operations: list[str] = []
-        self.armed = False
-        self.crash_at: int | None = None
-        self.phase = "before"
-
-    def attach(self) -> DynamoCalls:
-        self.events.register("before-call.dynamodb", self._before, unique_id=f"{self.UID}-before")
-        self.events.register("after-call.dynamodb", self._after, unique_id=f"{self.UID}-after")
-        return self
-
-    def detach(self) -> None:
-        self.events.unregister("before-call.dynamodb", unique_id=f"{self.UID}-before")
-        self.events.unregister("after-call.dynamodb", unique_id=f"{self.UID}-after")
-
-    @contextmanager
-    def run(self, *, crash_at: int | None = None, phase: str = "before") -> Iterator[DynamoCalls]:
-        self.operations, self.crash_at, self.phase, self.armed = [], crash_at, phase, True
-        try:
-            yield self
-        finally:
-            self.armed = False
-
-    def _before(self, model: Any, **_: Any) -> None:
-        if self.armed:
-            self.operations.append(model.name)
-            self._maybe_crash("before")
-
-    def _after(self, model: Any, **_: Any) -> None:
-        if self.armed:
-            self._maybe_crash("after")  # the call has been applied; its answer is lost
-
-    def _maybe_crash(self, phase: str) -> None:
-        if phase == self.phase and len(self.operations) == self.crash_at:
-            self.armed = False
-            raise CrashError(f"crash {phase} DynamoDB call {self.crash_at} ({self.operations[-1]})")
 
 
 @dataclass(frozen=True)

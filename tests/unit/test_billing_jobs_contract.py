@@ -12,13 +12,19 @@ import pytest
 
 from chalicelib.domain.errors import ConflictError
 from chalicelib.domain.period_close import CheckpointProgress, RolloverRun, open_close
+from chalicelib.services.ports import UnitOfWork
 from tests.unit.builders import NOW, tenant
-from tests.unit.test_unit_of_work_contract import new_uow, uow  # noqa: F401 - the two implementations
 
 GRACE = timedelta(days=14)
 
 
-def test_a_period_close_reads_back_equal_and_saves_are_versioned(uow):  # noqa: F811
+@pytest.fixture
+def uow(new_uow) -> UnitOfWork:
+    """One unit of work of ``new_uow`` (tests/unit/conftest.py): the fake, or DynamoDB under moto."""
+    return new_uow()
+
+
+def test_a_period_close_reads_back_equal_and_saves_are_versioned(uow):
     close = open_close(tenant(plan="pilot", stripe_customer_id="cus_1", stripe_subscription_id="sub_1",
                               cancel_at_period_end=True), "2026-04", 10_251, now=NOW)
     close = close.checkpointed("sandbox", CheckpointProgress(cursor="abc", created=3), NOW)
@@ -39,7 +45,7 @@ def test_a_period_close_reads_back_equal_and_saves_are_versioned(uow):  # noqa: 
     assert uow.period_closes.get("2", "2026-04").report == "reported"
 
 
-def test_a_rollover_run_reads_back_equal_and_saves_are_versioned(uow):  # noqa: F811
+def test_a_rollover_run_reads_back_equal_and_saves_are_versioned(uow):
     run = RolloverRun(period="2026-04", cursor="c1", retry=("4", "7"), tenants=12, started_at=NOW)
     uow.period_closes.save_run(run, now=NOW)
     uow.commit()
@@ -53,7 +59,7 @@ def test_a_rollover_run_reads_back_equal_and_saves_are_versioned(uow):  # noqa: 
         uow.commit()
 
 
-def test_the_block_index_lists_due_unrecorded_blocks_oldest_first_in_pages(uow):  # noqa: F811
+def test_the_block_index_lists_due_unrecorded_blocks_oldest_first_in_pages(uow):
     flagged = {"2": NOW, "3": NOW - timedelta(hours=1), "4": NOW + timedelta(hours=1), "5": NOW - timedelta(hours=2)}
     for tenant_id, at in flagged.items():
         uow.tenants.add(tenant(tenant_id, has_unpaid_invoices_at=at))

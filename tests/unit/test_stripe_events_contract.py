@@ -3,7 +3,6 @@ the event guard, the ``handled`` mark, paid-wins invoice states and the tenant f
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import replace
 from datetime import timedelta
 
@@ -11,20 +10,7 @@ import pytest
 
 from chalicelib.domain.errors import ConflictError
 from chalicelib.domain.stripe_events import INVOICE_FAILED, INVOICE_PAID, RECEIVED, StripeEvent
-from chalicelib.services.ports import UnitOfWork
-from tests.fakes import FakeStore, FakeUnitOfWork
 from tests.unit.builders import NOW, tenant
-
-
-@pytest.fixture(params=["fake", "dynamodb"])
-def new_uow(request) -> Callable[[], UnitOfWork]:
-    if request.param == "fake":
-        store = FakeStore()
-        return lambda: FakeUnitOfWork(store)
-    request.getfixturevalue("aws")
-    from chalicelib.adapters.dynamodb.unit_of_work import DynamoUnitOfWork
-
-    return DynamoUnitOfWork
 
 
 def received(event_id: str = "evt_1") -> StripeEvent:

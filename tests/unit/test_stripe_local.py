@@ -17,32 +17,10 @@ from chalicelib.adapters.stripe_local import (
 from chalicelib.domain.errors import BillingProviderError, ConflictError, NotFoundError
 from chalicelib.settings import get_settings
 from tests.conftest import FrozenClock
+from tests.fakes import CapturingSink
 
 SECRET = "whsec_test_local_stripe"
 BASE = get_settings().public_base_url
-
-
-class CapturingSink:
-    """Answers each delivery with the next status of ``statuses`` (the last one repeats)."""
-
-    def __init__(self, *statuses: int) -> None:
-        self.statuses = list(statuses or (200,))
-        self.calls: list[tuple[bytes, str]] = []
-
-    def __call__(self, payload: bytes, signature: str) -> int:
-        self.calls.append((payload, signature))
-        return self.statuses.pop(0) if len(self.statuses) > 1 else self.statuses[0]
-
-    @property
-    def events(self) -> list[dict]:
-        return [json.loads(payload) for payload, _ in self.calls]
-
-    @property
-    def types(self) -> list[str]:
-        return [event["type"] for event in self.events]
-
-    def clear(self) -> None:
-        self.calls.clear()
 
 
 @pytest.fixture

@@ -21,26 +21,14 @@ from chalicelib.domain.identity import Environment, Role
 from chalicelib.domain.signing_keys import SigningKey
 from chalicelib.domain.tenants import TenantStatus, User, UserStatus
 from chalicelib.services.ports import UnitOfWork
-from tests.fakes import FakeStore, FakeUnitOfWork
 from tests.unit.builders import NOW, tenant
 
 P, S = Environment.PRODUCTION, Environment.SANDBOX
 
 
-@pytest.fixture(params=["fake", "dynamodb"])
-def new_uow(request) -> Callable[[], UnitOfWork]:
-    """A factory of units of work sharing one store, like separate requests do."""
-    if request.param == "fake":
-        store = FakeStore()
-        return lambda: FakeUnitOfWork(store)
-    request.getfixturevalue("aws")
-    from chalicelib.adapters.dynamodb.unit_of_work import DynamoUnitOfWork
-
-    return DynamoUnitOfWork
-
-
 @pytest.fixture
 def uow(new_uow) -> UnitOfWork:
+    """One unit of work of ``new_uow`` (tests/unit/conftest.py): the fake, or DynamoDB under moto."""
     return new_uow()
 
 
