@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
+import urllib.error
+import urllib.request
 
 import pytest
 from pacspace_sdk import InsufficientCreditsError, PacSpace
@@ -44,6 +47,17 @@ def hooli(stack):
     key = json.loads(tally(stack, "dev", "api-key", "--tenant", tenant_id, "--environment", "production",
                            "--json"))["fullKey"]
     return {"id": tenant_id, "auth": {"Authorization": f"Bearer {token}"}, "key": key}
+
+
+def post_event(stack: dict, payload: str, signature: str) -> tuple[int, dict, dict]:
+    """A raw POST to the webhook, as Stripe sends it (the body signed byte for byte)."""
+    request = urllib.request.Request(f"{stack['base']}/stripe/webhook", data=payload.encode(), method="POST",
+                                     headers={"Content-Type": "application/json", "Stripe-Signature": signature})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, dict(response.headers), json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers), json.loads(exc.read())
 
 
 def dashboard(stack, hooli, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
@@ -139,3 +153,33 @@ def test_the_period_rollover_run_twice_closes_the_previous_month_once(stack):
     status, _h, usage = call("GET", stack["base"] + f"/dashboard/billing/usage?period={first['period']}",
                              {"Authorization": f"Bearer {creds['jwt']}"})
     assert status == 200 and usage["data"]["period"] == first["period"]
+
+
+def test_a_signed_payment_failure_flags_the_tenant_once_over_http(stack):
+    """The gateway hands `POST /stripe/webhook` to the `stripe_webhook` function, which verifies the
+    signature with the stack's secret (`stripeWebhookSecret`) and applies each event once."""
+    import stripe
+
+    tenant = json.loads(tally(stack, "tenants", "create", "--name", "Webhook Co", "--stripe-customer", "cus_webhook",
+                              "--json"))
+    secret = json.loads(tally(stack, "dev", "credentials", "--json"))["stripeWebhookSecret"]
+    payload = json.dumps({"id": "evt_local_1", "object": "event", "type": "invoice.payment_failed", "data": {
+        "object": {"id": "in_local_1", "object": "invoice", "customer": "cus_webhook", "parent": None}}})
+    signature = stripe.WebhookSignature.generate_signature_header(payload, secret, timestamp=int(time.time()))
+
+    status, headers, body = post_event(stack, payload, signature)
+    assert status == 200, body
+    assert body["data"]["outcome"] == "payment_flagged" and body["data"]["duplicate"] is False
+    assert headers.get("X-Request-Id")
+    status, _h, body = post_event(stack, payload, signature)
+    assert (status, body["data"]["duplicate"]) == (200, True)
+    status, _h, body = post_event(stack, payload.replace("in_local_1", "in_local_2"), signature)
+    assert (status, body["error"]["code"]) == (400, "INVALID_SIGNATURE")
+
+    # The platform API sees the webhook's mark (and keeps it: the first mark wins).
+    token = json.loads(tally(stack, "dev", "credentials", "--json"))["platformToken"]
+    status, _h, body = call("POST", f"{stack['base']}/tenants/{tenant['id']}/missing-payments",
+                            {"Authorization": f"Bearer {token}"})
+    assert status == 200 and body["data"]["has_unpaid_invoices_at"] is not None
+    status, _h, body = call("GET", f"{stack['base']}/stripe/webhook")
+    assert (status, body["error"]["code"]) == (404, "NOT_FOUND")
