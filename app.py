@@ -88,10 +88,11 @@ def missing_payment_blocks(event):
     scheduled.missing_payment_blocks(event, getattr(event, "context", None))
 
 
-@app.schedule(Cron("5/15", "*", "1-2", "*", "?", "*"))
+@app.schedule(Cron("5/15", "*", "*", "*", "?", "*"))
 def period_rollover(event):
-    """Closes last UTC month: first run 00:05 on the 1st, then every 15 minutes through the 2nd, each
-    carrying on where the last stopped (a finished month costs one read)."""
+    """Closes last UTC month: first run 00:05 on the 1st, then every 15 minutes, each carrying on where the
+    last stopped, all month long (a month held up by Stripe or the verifier is finished when they are back;
+    a finished month costs one read)."""
     from chalicelib.jobs import scheduled
 
     scheduled.period_rollover(event, getattr(event, "context", None))

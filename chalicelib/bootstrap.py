@@ -130,8 +130,15 @@ def stripe_config() -> Any:
     return _singleton("stripe_config", build)
 
 
+def stand_in_allowed() -> bool:
+    """The local Stripe stand-in bills only where nothing is real money: the local stack and the tests. A
+    deployed stage without a Stripe key fails closed instead (its pages would let anyone "pay")."""
+    return get_settings().stage in ("local", "test")
+
+
 def billing_provider() -> Any:
-    """Stripe when an API key is configured, else the local Stripe stand-in (tests override it)."""
+    """Stripe when an API key is configured, else (local and test stages only) the local Stripe stand-in;
+    a deployed stage without a key raises BillingProviderUnavailableError (503). Tests override it."""
 
     def build() -> Any:
         config = stripe_config()
@@ -139,6 +146,11 @@ def billing_provider() -> Any:
             from chalicelib.adapters.stripe_billing import StripeBillingProvider
 
             return StripeBillingProvider(config.api_key, get_settings(), clock=now)
+        if not stand_in_allowed():
+            from chalicelib.domain.errors import BillingProviderUnavailableError
+
+            raise BillingProviderUnavailableError("Billing is not configured: the Stripe secret has no api_key.",
+                                                  code="BILLING_NOT_CONFIGURED")
         from chalicelib.adapters.stripe_local import LocalStripe
 
         # ``stripe_sink``: tests deliver the stand-in's signed events in-process instead of over HTTP.

@@ -34,8 +34,9 @@ def _pages() -> Any:
 
 
 def _stand_in() -> Any:
-    """The stand-in, or 404 when a Stripe API key is configured (real Stripe hosts these pages)."""
-    if bootstrap.stripe_config().api_key:
+    """The stand-in, or 404 when a Stripe API key is configured (real Stripe hosts these pages) or the stage is
+    a deployed one (the pages never exist where money is real)."""
+    if not bootstrap.stand_in_allowed() or bootstrap.stripe_config().api_key:
         raise NotFoundError("Not found.")
     from chalicelib.adapters.stripe_local import LocalStripe
 
@@ -94,6 +95,7 @@ def _portal_action(ctx: Ctx, session: str, act: Any) -> Response:
 def local_portal_change_plan(ctx: Ctx, session: str, tier: str) -> Response:
     """Switches the subscription to `tier` at once, invoicing the prorated difference
     (`customer.subscription.updated`, `invoice.paid`). Same-origin posts only."""
+    _stand_in()  # 404 first: where the stand-in is off, nothing about the route is revealed
     check_tier(tier)
     return _portal_action(ctx, session, lambda stand_in: stand_in.portal_change_plan(session, tier))
 

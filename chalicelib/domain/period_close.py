@@ -125,12 +125,15 @@ class PeriodClose:
 
 
 def open_close(tenant: Tenant, period: str, consumed: int, *, now: datetime) -> PeriodClose:
-    """The close of ``period`` as it starts: final figures under the plan in force now, steps to do.
+    """The close of ``period`` as it starts: final figures under the plan in force at the period's end
+    (whenever the job runs: a cancellation or a plan change since then does not reprice it), steps to do.
 
     Credits billing has no allotment and so no overage; a plan without an overage rate (free: hard cap,
     enterprise: invoiced by contract) reports nothing."""
-    plan = plan_for(tenant.plan)
-    monthly = tenant.billing_mode == BillingMode.MONTHLY
+    _start, end = period_bounds(period)
+    tier, mode = tenant.plan_before(end)
+    plan = plan_for(tier)
+    monthly = mode == BillingMode.MONTHLY
     count = plan.overage_count(consumed) if monthly and plan.overage_usd is not None else 0
     charges = plan.overage_charges_usd(consumed) if count else Decimal(0)
     if count == 0:
@@ -139,11 +142,10 @@ def open_close(tenant: Tenant, period: str, consumed: int, *, now: datetime) -> 
         report = REPORTING
     else:
         report = REPORT_UNBILLABLE
-    _start, end = period_bounds(period)
     ends_with_period = tenant.stripe_current_period_end is None or tenant.stripe_current_period_end <= end
     revert = (REVERT_PENDING if tenant.cancel_at_period_end and tenant.stripe_subscription_id and ends_with_period
               else REVERT_NONE)
-    return PeriodClose(tenant_id=tenant.id, period=period, plan=plan.tier, billing_mode=str(tenant.billing_mode),
+    return PeriodClose(tenant_id=tenant.id, period=period, plan=plan.tier, billing_mode=str(mode),
                        consumed=consumed, overage_count=count, overage_charges_usd=charges, report=report,
                        revert=revert, customer_id=tenant.stripe_customer_id, created_at=now, updated_at=now)
 

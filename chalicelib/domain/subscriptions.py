@@ -51,17 +51,25 @@ class CheckoutSession:
     url: str
 
 
+def is_second_subscription(tenant: Tenant, subscription: Subscription) -> bool:
+    """A live subscription other than the tenant's live one: two Checkout sessions were both paid (two tabs,
+    the back button). The first stays in force; an operator refunds and cancels the second."""
+    return (subscription.live and tenant.stripe_subscription_id not in (None, subscription.id)
+            and tenant.stripe_subscription_status in LIVE_STATUSES)
+
+
 def apply_subscription(tenant: Tenant, subscription: Subscription, now: datetime) -> Tenant:
     """The tenant's plan as the subscription says it is now.
 
     A live subscription puts its tier in force at once (monthly billing: allotment plus overage);
     an ended one reverts the tenant to the free plan. The same subscription read twice gives the
-    same tenant, so applying it again changes nothing (``tenant`` is returned as is)."""
+    same tenant, so applying it again changes nothing (``tenant`` is returned as is). A second live
+    subscription never replaces the first (see :func:`is_second_subscription`)."""
+    if is_second_subscription(tenant, subscription):
+        return tenant
     if subscription.live:
         after = replace(
-            tenant,
-            plan=subscription.tier,
-            billing_mode=BillingMode.MONTHLY,
+            tenant.with_plan(subscription.tier, BillingMode.MONTHLY, now),
             stripe_customer_id=subscription.customer_id,
             stripe_subscription_id=subscription.id,
             stripe_subscription_status=subscription.status,
@@ -72,8 +80,7 @@ def apply_subscription(tenant: Tenant, subscription: Subscription, now: datetime
         return tenant  # an older subscription ended; the tenant has moved on to another one
     else:
         after = replace(
-            tenant,
-            plan="free" if tenant.plan != "enterprise" else tenant.plan,
+            tenant.with_plan("free" if tenant.plan != "enterprise" else tenant.plan, tenant.billing_mode, now),
             stripe_customer_id=tenant.stripe_customer_id or subscription.customer_id,
             stripe_subscription_id=None,
             stripe_subscription_status=subscription.status,

@@ -11,6 +11,8 @@ from chalicelib.domain.identity import PLATFORM_TENANT_ID, Role
 
 #: Fixed by the platform (seed 002): flagged tenants are blocked two weeks later.
 MISSING_PAYMENT_GRACE = timedelta(days=14)
+#: How long plan changes are remembered: long enough for the rollover to price any month it may still close.
+PLAN_HISTORY_KEPT = timedelta(days=92)
 
 DELETION_MESSAGE = (
     "Your account has been deleted. All API keys, webhooks, and integrations have been "
@@ -41,6 +43,17 @@ class UserStatus(StrEnum):
     DEACTIVATED = "deactivated"
 
 
+@dataclass(frozen=True)
+class PlanChange:
+    """Until ``at`` the tenant was on ``plan``, billed ``billing_mode``. A closed month is priced under the
+    plan in force at its end, whenever the rollover gets to it (a cancellation that took effect at 00:00 on
+    the 1st, or a downgrade that morning, must not reprice the month before)."""
+
+    at: datetime
+    plan: str
+    billing_mode: str
+
+
 @dataclass
 class Tenant:
     id: str
@@ -67,6 +80,7 @@ class Tenant:
     lang: str = "en"
     has_unpaid_invoices_at: datetime | None = None
     dashboard_blocked_at: datetime | None = None  # when the block job recorded the block (None: not recorded)
+    plan_changes: tuple[PlanChange, ...] = ()  # recent changes, oldest first (PLAN_HISTORY_KEPT)
     deleted_at: datetime | None = None
     version: int | None = None
 
@@ -82,6 +96,22 @@ class Tenant:
     def listed_in_directory(self) -> bool:
         """Seed 002 lists tenants with an active plan: live customer tenants only."""
         return self.status == TenantStatus.ACTIVE and not self.is_deleted and not self.is_platform
+
+    # Plans over time.
+    def with_plan(self, plan: str, billing_mode: BillingMode, now: datetime) -> Tenant:
+        """The tenant on ``plan`` from ``now``, the change remembered; unchanged when it is the same plan."""
+        if (plan, billing_mode) == (self.plan, self.billing_mode):
+            return self
+        kept = tuple(c for c in self.plan_changes if now - c.at <= PLAN_HISTORY_KEPT)
+        change = PlanChange(at=now, plan=self.plan, billing_mode=str(self.billing_mode))
+        return replace(self, plan=plan, billing_mode=billing_mode, plan_changes=(*kept, change), updated_at=now)
+
+    def plan_before(self, moment: datetime) -> tuple[str, BillingMode]:
+        """The plan and billing mode in force just before ``moment`` (e.g. a period's end)."""
+        for change in sorted(self.plan_changes, key=lambda c: c.at):
+            if change.at >= moment:
+                return change.plan, BillingMode(change.billing_mode)
+        return self.plan, self.billing_mode
 
     # Missing payments (seed 002).
     @property
@@ -121,12 +151,11 @@ class Tenant:
     def deleted(self, now: datetime) -> Tenant:
         """The tenant as it stands once deleted: suspended, environments disabled, plan cancelled."""
         return replace(
-            self,
+            self.with_plan("free", self.billing_mode, now),
             status=TenantStatus.SUSPENDED,
             deleted_at=self.deleted_at or now,
             updated_at=now,
             environments={name: ProvisioningState.DISABLED for name in self.environments},
-            plan="free",
             stripe_subscription_id=None,
             stripe_subscription_status=None,
             stripe_current_period_end=None,

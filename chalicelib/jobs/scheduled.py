@@ -80,7 +80,7 @@ class Job:
 JOBS: dict[str, Job] = {job.name: job for job in (
     Job("missing-payment-blocks", "hourly", "record dashboard blocks whose limit date has passed",
         missing_payment_blocks),
-    Job("period-rollover", "every 15 min on the 1st-2nd, UTC",
+    Job("period-rollover", "every 15 min, from 00:05 UTC on the 1st",
         "close last month: figures, overage report, plan reverts, checkpoints",
         period_rollover),
     Job("sweep-unverified", "every 5 min", "verify accepted deltas the queue missed", sweep_unverified),

@@ -31,7 +31,7 @@ from chalicelib.domain.stripe_events import (
     StripeEvent,
     failure_counts,
 )
-from chalicelib.domain.subscriptions import Subscription, apply_subscription
+from chalicelib.domain.subscriptions import Subscription, apply_subscription, is_second_subscription
 from chalicelib.domain.tenants import Tenant
 from chalicelib.log import get_logger
 from chalicelib.services import payment_blocks
@@ -168,6 +168,13 @@ def _audit(ctx: Context, tenant: Tenant, action: str, **details: Any) -> None:
 def _sync(ctx: Context, tenant: Tenant, subscription: Subscription) -> Outcome:
     if tenant.is_deleted:
         return Outcome("tenant_deleted", tenant.id)
+    if is_second_subscription(tenant, subscription):
+        log.error("a second live subscription for a tenant: the first stays in force; refund and cancel the "
+                  "second in Stripe", extra={"tenantId": tenant.id, "kept": tenant.stripe_subscription_id,
+                                             "second": subscription.id})
+        _audit(ctx, tenant, "billing.subscription.duplicate", subscriptionId=subscription.id,
+               keptSubscriptionId=tenant.stripe_subscription_id, status=subscription.status)
+        return Outcome("duplicate_subscription", tenant.id)
     after = apply_subscription(tenant, subscription, ctx.now)
     if after is tenant:
         return Outcome("unchanged", tenant.id)

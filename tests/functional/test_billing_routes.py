@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 
+from chalicelib import bootstrap
 from chalicelib.api.auth import SESSION_COOKIE
 from chalicelib.domain.errors import BillingProviderError, BillingProviderUnavailableError
 from chalicelib.domain.identity import Environment
@@ -196,3 +197,21 @@ def test_a_provider_failure_is_an_envelope_and_changes_nothing(api, world, provi
     assert reply.status == status and reply.error["code"] == code
     assert api.get(PLAN, headers=admin).data["tier"] == "starter"
     assert "billing.plan.changed" not in audit_actions(world, tenant)
+
+
+def test_a_deployed_stage_without_a_stripe_key_fails_closed(api, tenant, admin, monkeypatch):
+    """No stand-in where money is real: subscribing answers 503 and the stand-in's pages do not exist."""
+    from chalicelib.settings import get_settings
+
+    monkeypatch.setenv("TALLY_STAGE", "prod")
+    get_settings.cache_clear()
+    bootstrap.reset()
+    try:
+        reply = api.post(SUBSCRIBE, json_body={"tier": "starter"}, headers=admin)
+        assert reply.status == 503 and reply.error["code"] == "BILLING_NOT_CONFIGURED"
+        assert api.get("/local-stripe/checkout/cs_anything").status == 404
+        assert api.post("/local-stripe/portal/bps_anything/plan/not-a-tier").status == 404
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
+        bootstrap.reset()

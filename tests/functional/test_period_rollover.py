@@ -198,6 +198,37 @@ def test_usage_of_the_closed_month_answers_the_stored_figures(api, world, arrang
                        "remainingDeltas": 100}
 
 
+def test_a_cancellation_applied_before_the_rollover_does_not_reprice_the_month(arranged):
+    """Stripe ends the subscription at 00:00 on the 1st and its `customer.subscription.deleted` reaches the
+    webhook before the rollover gets to the tenant: the month is still closed under the plan it ended on."""
+    from chalicelib.domain.subscriptions import apply_subscription
+
+    uow = bootstrap.unit_of_work()
+    tenant = uow.tenants.get(arranged.acme)
+    uow.tenants.save(apply_subscription(tenant, arranged.billing.subscriptions["sub_acme"],
+                                        datetime(2026, 5, 1, 0, 0, 30, tzinfo=UTC)))
+    uow.commit()
+    assert bootstrap.unit_of_work().tenants.get(arranged.acme).plan == "free"
+    assert run(arranged).done
+    close = bootstrap.unit_of_work().period_closes.get(arranged.acme, APRIL)
+    assert (close.plan, close.overage_count, close.overage_charges_usd, close.report) == (
+        "pilot", OVERAGE, Decimal("5.02"), REPORTED)
+    assert arranged.billing.billed == {IDENTIFIER.format(tenant=arranged.acme): ("cus_acme", OVERAGE, LAST_SECOND)}
+
+
+def test_a_plan_change_on_the_first_morning_prices_the_month_under_the_plan_it_ended_on(world, arranged):
+    uow = bootstrap.unit_of_work()
+    tenant = uow.tenants.get(arranged.acme)
+    uow.tenants.save(replace(tenant, cancel_at_period_end=False).with_plan(
+        "scale", tenant.billing_mode, datetime(2026, 5, 1, 0, 1, tzinfo=UTC)))  # before the run at 00:05
+    uow.commit()
+    arranged.billing.subscriptions["sub_acme"] = replace(arranged.billing.subscriptions["sub_acme"],
+                                                         status="active", tier="scale", cancel_at_period_end=False)
+    assert run(arranged).done
+    close = bootstrap.unit_of_work().period_closes.get(arranged.acme, APRIL)
+    assert (close.plan, close.overage_count, close.overage_charges_usd) == ("pilot", OVERAGE, Decimal("5.02"))
+
+
 def test_an_ordinary_provider_error_costs_that_tenant_only_and_a_later_run_finishes(arranged):
     arranged.billing.fail = True
     first = run(arranged)
@@ -364,7 +395,7 @@ def test_both_schedules_are_registered_and_run_in_the_local_job_runner(arranged,
 
     sources = {s.name: s for s in app.app.event_sources if type(s).__name__ == "ScheduledEventConfig"}
     assert sources["missing_payment_blocks"].schedule_expression == "rate(1 hour)"
-    assert sources["period_rollover"].schedule_expression.to_string() == "cron(5/15 * 1-2 * ? *)"
+    assert sources["period_rollover"].schedule_expression.to_string() == "cron(5/15 * * * ? *)"
     runner = JobRunner(app=app.app)
     runner.run_schedules_once({}, time.monotonic())
     assert runner.runs.get("missing_payment_blocks") == 1 and runner.runs.get("period_rollover") == 1

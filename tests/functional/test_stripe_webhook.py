@@ -237,6 +237,30 @@ def test_subscription_updated_before_checkout_completed_ends_in_the_right_state(
     assert (after.plan, after.stripe_subscription_id, after.stripe_customer_id) == ("growth", sub.id, "cus_acme")
 
 
+def test_a_second_paid_checkout_never_replaces_the_first_subscription(world, deliver, provider):
+    """Two Checkout sessions paid (two tabs): the first subscription stays in force, the second is audited
+    for an operator to refund, and its later updates never flip the plan."""
+    tenant = world.tenant("Acme Inc")
+    first = provider.subscribe(tenant.id, "starter", customer_id="cus_acme")
+    second = provider.subscribe(tenant.id, "growth", customer_id="cus_acme")
+    deliver(checkout_completed("evt_first", tenant_id=tenant.id, subscription_id=first.id, customer_id="cus_acme"))
+    status, body = deliver(checkout_completed("evt_second", tenant_id=tenant.id, subscription_id=second.id,
+                                              customer_id="cus_acme"))
+    assert status == 200 and body["data"]["outcome"] == "duplicate_subscription"
+    deliver(subscription_event("evt_second_updated", "updated", subscription_id=second.id, customer_id="cus_acme",
+                               metadata={"tenant_id": tenant.id}))
+    after = tenant_now(world, tenant.id)
+    assert (after.plan, after.stripe_subscription_id) == ("starter", first.id)
+    assert audit_actions(world, tenant.id).count(("stripe:webhook", "billing.subscription.duplicate")) == 2
+    provider.subscriptions[first.id] = replace(first, status="canceled")  # the first ends: the second may take over
+    deliver(subscription_event("evt_first_deleted", "deleted", subscription_id=first.id, customer_id="cus_acme",
+                               metadata={"tenant_id": tenant.id}))
+    deliver(subscription_event("evt_second_again", "updated", subscription_id=second.id, customer_id="cus_acme",
+                               metadata={"tenant_id": tenant.id}))
+    after = tenant_now(world, tenant.id)
+    assert (after.plan, after.stripe_subscription_id) == ("growth", second.id)
+
+
 def test_payment_failure_after_the_invoice_was_paid_is_ignored(world, deliver, provider):
     tenant = attach_customer(world, world.tenant("Acme Inc"), "cus_acme")
     assert deliver(invoice_event("evt_paid", "paid", invoice_id="in_1", customer_id="cus_acme"))[0] == 200

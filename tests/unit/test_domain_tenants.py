@@ -143,3 +143,34 @@ def test_unflagged_or_cleared_tenant_is_never_blocked():
 ], ids=["active", "platform", "deleted", "deleted-but-active", "suspended", "pending", "blocked"])
 def test_directory_lists_only_live_customer_tenants(subject, listed):
     assert subject.listed_in_directory is listed
+
+
+# --- plans over time ---------------------------------------------------------------------------------------
+
+
+def test_plan_before_a_moment_follows_the_remembered_changes():
+    from chalicelib.domain.tenants import BillingMode
+
+    start = tenant(plan="pilot")
+    first = start.with_plan("growth", BillingMode.MONTHLY, NOW + timedelta(days=1))
+    second = first.with_plan("free", BillingMode.MONTHLY, NOW + timedelta(days=2))
+    assert second.plan == "free" and len(second.plan_changes) == 2
+    assert second.plan_before(NOW + timedelta(hours=1)) == ("pilot", BillingMode.MONTHLY)
+    assert second.plan_before(NOW + timedelta(days=1)) == ("pilot", BillingMode.MONTHLY)  # just before the change
+    assert second.plan_before(NOW + timedelta(days=1, hours=1)) == ("growth", BillingMode.MONTHLY)
+    assert second.plan_before(NOW + timedelta(days=3)) == ("free", BillingMode.MONTHLY)
+
+
+def test_the_same_plan_is_no_change_and_old_changes_are_forgotten():
+    from chalicelib.domain.tenants import PLAN_HISTORY_KEPT, BillingMode
+
+    start = tenant(plan="pilot")
+    assert start.with_plan("pilot", start.billing_mode, NOW) is start
+    changed = start.with_plan("growth", BillingMode.MONTHLY, NOW)
+    later = changed.with_plan("scale", BillingMode.MONTHLY, NOW + PLAN_HISTORY_KEPT + timedelta(days=1))
+    assert [c.plan for c in later.plan_changes] == ["growth"]  # the pilot → growth change has aged out
+
+
+def test_deletion_remembers_the_plan_it_ended():
+    deleted = tenant(plan="starter").deleted(NOW)
+    assert deleted.plan == "free" and deleted.plan_before(NOW) == ("starter", deleted.plan_changes[0].billing_mode)

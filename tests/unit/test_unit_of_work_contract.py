@@ -180,6 +180,21 @@ def test_tenant_saves_are_optimistic(new_uow):
     assert new_uow().tenants.get("2").plan == "team"
 
 
+def test_a_tenants_billing_state_and_plan_history_round_trip(uow):
+    from datetime import timedelta
+
+    from chalicelib.domain.tenants import BillingMode
+
+    commit(uow, lambda: uow.tenants.add(tenant("2")))
+    stored = uow.tenants.get("2")
+    changed = replace(stored.with_plan("growth", BillingMode.MONTHLY, NOW).with_plan(
+        "free", BillingMode.MONTHLY, NOW + timedelta(days=3)), stripe_customer_id="cus_1",
+        stripe_subscription_id="sub_1", stripe_subscription_status="active",
+        stripe_current_period_end=NOW + timedelta(days=30), dashboard_blocked_at=NOW)
+    commit(uow, lambda: uow.tenants.save(changed))
+    assert uow.tenants.get("2") == replace(changed, version=2)
+
+
 def test_adding_a_tenant_twice_conflicts(uow):
     commit(uow, lambda: uow.tenants.add(tenant("2")))
     with pytest.raises(ConflictError):

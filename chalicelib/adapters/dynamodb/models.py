@@ -135,6 +135,7 @@ class TenantRecord(_Keyed):
     lang = UnicodeAttribute(default="en")
     has_unpaid_invoices_at = UTCDateTimeAttribute(null=True)
     dashboard_blocked_at = UTCDateTimeAttribute(null=True)
+    plan_changes = JSONAttribute(null=True)  # [[at ISO, plan, billing mode], ...], oldest first
     deleted_at = UTCDateTimeAttribute(null=True)
     created_at = UTCDateTimeAttribute()
     updated_at = UTCDateTimeAttribute()

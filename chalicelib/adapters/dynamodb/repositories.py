@@ -61,7 +61,7 @@ from chalicelib.domain.customers import (
 from chalicelib.domain.deltas import CreditState, Delta, DeltaStatus
 from chalicelib.domain.identity import Environment, Role
 from chalicelib.domain.signing_keys import SigningKey
-from chalicelib.domain.tenants import BillingMode, Tenant, TenantStatus, User, UserStatus
+from chalicelib.domain.tenants import BillingMode, PlanChange, Tenant, TenantStatus, User, UserStatus
 from chalicelib.domain.usage import UsageCounter
 from chalicelib.domain.webhooks import (
     Attempt,
@@ -140,6 +140,8 @@ def _tenant_from(record: TenantRecord) -> Tenant:
         lang=record.lang,
         has_unpaid_invoices_at=record.has_unpaid_invoices_at,
         dashboard_blocked_at=record.dashboard_blocked_at,
+        plan_changes=tuple(PlanChange(at=parse_iso(at), plan=plan, billing_mode=mode)
+                           for at, plan, mode in record.plan_changes or ()),
         deleted_at=record.deleted_at,
         created_at=record.created_at,
         updated_at=record.updated_at,
@@ -169,6 +171,7 @@ def _tenant_record(tenant: Tenant) -> TenantRecord:
         lang=tenant.lang,
         has_unpaid_invoices_at=tenant.has_unpaid_invoices_at,
         dashboard_blocked_at=tenant.dashboard_blocked_at,
+        plan_changes=[[iso_us(c.at), c.plan, c.billing_mode] for c in tenant.plan_changes] or None,
         deleted_at=tenant.deleted_at,
         created_at=tenant.created_at,
         updated_at=tenant.updated_at,
