@@ -3,6 +3,8 @@ so a blocked tenant can pay)."""
 
 from __future__ import annotations
 
+from types import ModuleType
+
 from chalice import Blueprint, Response
 
 from chalicelib import bootstrap
@@ -10,11 +12,18 @@ from chalicelib.api.request import query_param
 from chalicelib.api.responses import ok
 from chalicelib.api.routing import Auth, Ctx, query, route
 from chalicelib.domain.clock import iso_ms
-from chalicelib.services import billing as billing_service
 from chalicelib.services import usage as usage_service
 from chalicelib.settings import get_settings
 
 bp = Blueprint(__name__)
+
+
+def _service() -> ModuleType:
+    """The subscription use cases, loaded on the first billing request: `import app` (every cold start)
+    skips them and the subscription domain."""
+    from chalicelib.services import billing
+
+    return billing
 BILLING = ("Billing",)
 
 
@@ -22,7 +31,7 @@ BILLING = ("Billing",)
        tags=BILLING, responses={200: "BillingPlan"}, errors=(401, 403), billing=True)
 def get_billing_plan(ctx: Ctx) -> Response:
     """The tier in force, its allotment and prices (catalogue), and the Stripe subscription behind it."""
-    details = billing_service.plan_details(ctx.uow, ctx.principal)
+    details = _service().plan_details(ctx.uow, ctx.principal)
     tenant, plan = details.tenant, details.plan
     return ok({
         "tier": plan.tier,
@@ -58,7 +67,7 @@ def get_billing_usage(ctx: Ctx) -> Response:
 def create_subscription_session(ctx: Ctx) -> Response:
     """Owner/admin. Redirect the user to `url`; the plan is active as soon as Stripe reports the payment.
     409 `SUBSCRIPTION_EXISTS` when subscribed (use change-plan)."""
-    session = billing_service.start_subscription(
+    session = _service().start_subscription(
         ctx.uow, ctx.principal, tier=ctx.body().get("tier"), provider=bootstrap.billing_provider(),
         return_url=get_settings().billing_return_url, now=ctx.now)
     return ok({"url": session.url}, status=201)
@@ -70,7 +79,7 @@ def create_subscription_session(ctx: Ctx) -> Response:
 def change_plan(ctx: Ctx) -> Response:
     """Owner/admin. Immediate, with proration; usage does not reset mid-cycle. 409 `NO_ACTIVE_SUBSCRIPTION`
     without a subscription (subscribe first)."""
-    subscription = billing_service.change_plan(ctx.uow, ctx.principal, tier=ctx.body().get("tier"),
+    subscription = _service().change_plan(ctx.uow, ctx.principal, tier=ctx.body().get("tier"),
                                                provider=bootstrap.billing_provider(), now=ctx.now)
     return ok({"subscriptionId": subscription.id, "status": subscription.status})
 
@@ -80,7 +89,7 @@ def change_plan(ctx: Ctx) -> Response:
        errors=(401, 403, 409, 502, 503), billing=True)
 def create_portal_session(ctx: Ctx) -> Response:
     """Owner/admin. Payment methods, invoices, receipts; the portal returns to the dashboard Billing page."""
-    url = billing_service.open_portal(ctx.uow, ctx.principal, provider=bootstrap.billing_provider(),
+    url = _service().open_portal(ctx.uow, ctx.principal, provider=bootstrap.billing_provider(),
                                       return_url=get_settings().billing_return_url, now=ctx.now)
     return ok({"url": url}, status=201)
 
@@ -90,7 +99,7 @@ def create_portal_session(ctx: Ctx) -> Response:
        errors=(401, 403, 409, 502, 503), billing=True)
 def cancel_subscription(ctx: Ctx) -> Response:
     """Owner/admin. Access continues until `currentPeriodEnd`, then the tenant reverts to the Free tier."""
-    subscription = billing_service.cancel_subscription(ctx.uow, ctx.principal, provider=bootstrap.billing_provider(),
+    subscription = _service().cancel_subscription(ctx.uow, ctx.principal, provider=bootstrap.billing_provider(),
                                                        now=ctx.now)
     return ok({"subscriptionId": subscription.id, "cancelAtPeriodEnd": subscription.cancel_at_period_end,
                "currentPeriodEnd": iso_ms(subscription.current_period_end)})

@@ -16,7 +16,6 @@ from chalicelib import bootstrap
 from chalicelib.api.auth import check_same_origin
 from chalicelib.api.routing import Auth, Ctx, path_param, route
 from chalicelib.domain.errors import BillingProviderError, ConflictError, NotFoundError
-from chalicelib.domain.subscriptions import check_tier
 
 bp = Blueprint(__name__)
 TAGS = ("Local Stripe stand-in",)
@@ -95,6 +94,8 @@ def _portal_action(ctx: Ctx, session: str, act: Any) -> Response:
 def local_portal_change_plan(ctx: Ctx, session: str, tier: str) -> Response:
     """Switches the subscription to `tier` at once, invoicing the prorated difference
     (`customer.subscription.updated`, `invoice.paid`). Same-origin posts only."""
+    from chalicelib.domain.subscriptions import check_tier
+
     _stand_in()  # 404 first: where the stand-in is off, nothing about the route is revealed
     check_tier(tier)
     return _portal_action(ctx, session, lambda stand_in: stand_in.portal_change_plan(session, tier))

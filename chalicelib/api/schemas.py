@@ -284,6 +284,19 @@ SCHEMAS: dict[str, dict] = {
         {"period": STR, "consumedDeltas": INT, "overageCount": INT, "overageChargesUsd": NUM,
          "remainingDeltas": {"type": ["integer", "null"]}},
     ),
+    "StripeEvent": obj(["id", "type", "data"], {
+        "id": {"type": "string", "pattern": "^evt_"},
+        "object": {"const": "event"},
+        "type": STR,
+        "data": obj(["object"], {"object": {"type": "object"}}, closed=False),
+    }, closed=False),
+    "StripeEventReceived": obj(["received", "eventId", "type", "outcome", "duplicate"], {
+        "received": {"const": True},
+        "eventId": STR,
+        "type": STR,
+        "outcome": STR,
+        "duplicate": {"type": "boolean"},
+    }),
     "BillingPlan": obj(
         ["tier", "monthlyAllotment", "planPriceUsd", "overagePriceUsd", "stripeSubscriptionId", "cancelAtPeriodEnd",
          "stripeCurrentPeriodEnd"],

@@ -11,7 +11,6 @@ from chalicelib.domain.credentials import hash_secret, new_secret, random_id
 from chalicelib.domain.errors import NotFoundError, PermissionDeniedError, ValidationError
 from chalicelib.domain.identity import PLATFORM_TENANT_ID, Ability, PlatformPrincipal
 from chalicelib.domain.tenants import Tenant
-from chalicelib.services import payment_blocks
 from chalicelib.services.ports import Page, UnitOfWork
 
 
@@ -96,6 +95,8 @@ def mark_missing_payments(uow: UnitOfWork, principal: PlatformPrincipal, tenant_
         raise ValidationError(
             "The tenant has no Stripe customer attached.", code="tenant_has_no_stripe_customer"
         )
+    from chalicelib.services import payment_blocks
+
     after = payment_blocks.stage_mark_missing_payment(uow, tenant, actor=principal.actor, now=now)
     uow.commit()
     return after
@@ -104,6 +105,8 @@ def mark_missing_payments(uow: UnitOfWork, principal: PlatformPrincipal, tenant_
 def clear_missing_payments(uow: UnitOfWork, principal: PlatformPrincipal, tenant_id: str, *, now: datetime) -> Tenant:
     """Without a Stripe customer the state is implicitly clear: a no-op answering 200."""
     tenant = _target_tenant(uow, principal, tenant_id)
+    from chalicelib.services import payment_blocks
+
     after = payment_blocks.stage_clear_missing_payment(uow, tenant, actor=principal.actor, now=now)
     uow.commit()
     return after

@@ -5,16 +5,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from chalicelib.domain.billing import Capacity, acceptance_capacity
 from chalicelib.domain.clock import period_of
 from chalicelib.domain.credits import CreditAccount
 from chalicelib.domain.errors import NotFoundError
-from chalicelib.domain.period_close import PeriodClose
 from chalicelib.domain.plans import Plan, plan_for
 from chalicelib.domain.tenants import Tenant
 from chalicelib.domain.usage import UsageCounter, check_period
 from chalicelib.services.ports import UnitOfWork
+
+if TYPE_CHECKING:  # annotations only: `import app` skips the rollover's domain
+    from chalicelib.domain.period_close import PeriodClose
 
 
 @dataclass(frozen=True)
