@@ -34,6 +34,9 @@ class Provider:
     def report_overage(self, **_: object) -> None:
         self.reports += 1
 
+    def invoice_overage(self, **_: object) -> None:
+        self.reports += 1
+
     def get_subscription(self, subscription_id: str) -> object:
         raise AssertionError("no subscription in this benchmark")
 

@@ -586,6 +586,7 @@ class FakeBillingProvider:
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self.subscriptions: dict[str, Subscription] = {}
         self.meter_events: dict[str, dict[str, Any]] = {}
+        self.invoices: dict[str, dict[str, Any]] = {}  # one-off overage invoices, by identifier
         self._answers: dict[str, Any] = {}
         self.period_end = period_end or datetime(2031, 1, 1, tzinfo=UTC)
         self.fail_with: Exception | None = None  # raised by the next call, once
@@ -642,6 +643,13 @@ class FakeBillingProvider:
                    timestamp=timestamp)
         self.meter_events.setdefault(identifier, {"customer_id": customer_id, "quantity": quantity,
                                                   "timestamp": timestamp})
+
+    def invoice_overage(self, *, customer_id: str, quantity: int, amount_cents: int, description: str,
+                        identifier: str) -> None:
+        self._call("invoice_overage", customer_id=customer_id, quantity=quantity, amount_cents=amount_cents,
+                   description=description, identifier=identifier)
+        self.invoices.setdefault(identifier, {"customer_id": customer_id, "quantity": quantity,
+                                              "amount_cents": amount_cents, "description": description})
 
 
 # --- Stripe events ------------------------------------------------------------------------------------

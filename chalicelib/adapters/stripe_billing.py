@@ -4,7 +4,7 @@ The SDK is imported only when a provider is built (bootstrap builds one on first
 never loads it. Every request names the API version pinned below: Stripe answers in the shape this code
 reads (API 2026: a subscription's period dates live on its items), whatever the account's default is.
 Writes carry the caller's idempotency key, so a retry (ours, or the SDK's own network retries) replays
-Stripe's first answer instead of making a second session, plan change, cancellation or meter event.
+Stripe's first answer instead of making a second session, plan change, cancellation, meter event or invoice.
 Stripe's failures become domain errors (502 refused, 503 unreachable), never a 500 with a trace.
 """
 
@@ -42,7 +42,8 @@ def next_month_start(moment: datetime) -> datetime:
 
 
 class StripeBillingProvider:
-    """Checkout, plan changes, portal, cancellation, subscription reads and overage meter events on Stripe."""
+    """Checkout, plan changes, portal, cancellation, subscription reads and overage (meter events or one-off
+    invoices) on Stripe."""
 
     def __init__(self, api_key: str, settings: Settings, *, http_client: Any = None,
                  clock: Callable[[], datetime] = utcnow, max_network_retries: int = MAX_NETWORK_RETRIES) -> None:
@@ -146,6 +147,24 @@ class StripeBillingProvider:
         }
         with _stripe_errors("record overage usage"):
             self._client.v1.billing.meter_events.create(params=params, options={"idempotency_key": identifier})
+
+    def invoice_overage(self, *, customer_id: str, quantity: int, amount_cents: int, description: str,
+                        identifier: str) -> None:
+        """A pending invoice item, then an invoice that takes it in and is finalized and charged to the
+        customer's default payment method (``auto_advance``). Each request's idempotency key is
+        ``identifier`` plus ``:item`` / ``:invoice``: a resend within Stripe's ~24 h replays both answers, so
+        neither a second item nor a second invoice is made. ``quantity`` is in ``description`` (the amount is
+        the month's exact charges, not a unit price times a count)."""
+        metadata = {"identifier": identifier}
+        with _stripe_errors("invoice the overage"):
+            self._client.v1.invoice_items.create(
+                params={"customer": customer_id, "amount": amount_cents, "currency": "usd",
+                        "description": description, "metadata": metadata},
+                options={"idempotency_key": f"{identifier}:item"})
+            self._client.v1.invoices.create(
+                params={"customer": customer_id, "collection_method": "charge_automatically", "auto_advance": True,
+                        "pending_invoice_items_behavior": "include", "metadata": metadata},
+                options={"idempotency_key": f"{identifier}:invoice"})
 
     def _prices(self, tier: str) -> tuple[str, str]:
         plan = self._settings.stripe_price_ids.get(tier)

@@ -289,7 +289,8 @@ class _Work:
 
 
 class LocalStripe:
-    """Stripe's Checkout, Customer Portal, subscriptions, invoices and meter events, emulated on DynamoDB."""
+    """Stripe's Checkout, Customer Portal, subscriptions, invoices (one-off ones too) and meter events,
+    emulated on DynamoDB."""
 
     def __init__(self, settings: Settings, *, webhook_secret: str, sink: Sink | None = None,
                  clock: Callable[[], datetime] | None = None) -> None:
@@ -427,6 +428,46 @@ class LocalStripe:
             return None
 
         self._run(operation)
+
+    def invoice_overage(self, *, customer_id: str, quantity: int, amount_cents: int, description: str,
+                        identifier: str) -> None:
+        """A one-off invoice of one line (the invoice item: ``amount_cents``, quantity 1, as the real adapter
+        creates it), paid at once from the customer's card, with ``invoice.paid``. Idempotent by the
+        invoice's key (``{identifier}:invoice``): a resend is a no-op (Stripe replays for ~24 h, the stand-in
+        for good)."""
+        for value in (quantity, amount_cents):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise BillingProviderError("An overage invoice's quantity and amount must be non-negative whole "
+                                           "numbers.")
+        key = f"{identifier}:invoice"
+        request = {"customer": customer_id, "quantity": quantity, "amount": amount_cents,
+                   "description": description, "identifier": identifier}
+
+        def operation(work: _Work) -> dict[str, Any]:
+            replay = self._replay(work, key, "invoice.overage", request)
+            if replay is not None:
+                return replay
+            now = _ts(work.now)
+            line = {"id": _new_id("il"), "object": "line_item", "amount": amount_cents, "currency": "usd",
+                    "description": description, "quantity": 1, "period": {"start": now, "end": now},
+                    "metadata": {"identifier": identifier}, "pricing": None,
+                    "parent": {"type": "invoice_item_details", "invoice_item_details": {
+                        "invoice_item": _new_id("ii"), "subscription": None}}}
+            invoice = _invoice_object(work, customer_id, "manual", [line], start=now, end=now, parent=None)
+            invoice["metadata"] = {"identifier": identifier}
+            invoice["attempt_count"] = 1
+            self._mark_paid(invoice, work.now)
+            work.put_obj(invoice)
+            tenant_id = ((work.obj(customer_id) or {}).get("metadata") or {}).get("tenant_id")
+            if tenant_id:  # shown on the tenant's portal page
+                state = self._state(work, tenant_id)
+                state["invoices"] = (state["invoices"] + [invoice["id"]])[-24:]
+                self._put_state(work, state)
+            self._remember(work, key, "invoice.overage", request, invoice)
+            work.emit("invoice.paid", invoice)
+            return invoice
+
+        self._run_and_send(operation)
 
     # --- reads for the pages and the CLI --------------------------------------------------------------
 
@@ -814,21 +855,10 @@ class LocalStripe:
 
     def _invoice(self, work: _Work, subscription: dict[str, Any], reason: str,
                  lines: list[dict[str, Any]]) -> dict[str, Any]:
-        total = sum(line["amount"] for line in lines)
         start, end = self._period(subscription)
-        invoice_id = _new_id("in")
-        return {
-            "id": invoice_id, "object": "invoice", "customer": subscription["customer"], "status": "open",
-            "billing_reason": reason, "collection_method": "charge_automatically", "currency": "usd",
-            "subtotal": total, "total": total, "amount_due": max(0, total), "amount_paid": 0,
-            "amount_remaining": max(0, total), "attempt_count": 0, "attempted": False,
-            "created": _ts(work.now), "period_start": start, "period_end": end,
-            "hosted_invoice_url": None, "livemode": False, "number": f"LOCAL-{invoice_id[-6:].upper()}",
-            "lines": {"object": "list", "has_more": False, "data": lines},
-            "parent": {"type": "subscription_details", "quote_details": None, "subscription_details": {
-                "subscription": subscription["id"], "metadata": dict(subscription.get("metadata") or {})}},
-            "status_transitions": {"finalized_at": _ts(work.now), "paid_at": None},
-        }
+        parent = {"type": "subscription_details", "quote_details": None, "subscription_details": {
+            "subscription": subscription["id"], "metadata": dict(subscription.get("metadata") or {})}}
+        return _invoice_object(work, subscription["customer"], reason, lines, start=start, end=end, parent=parent)
 
     @staticmethod
     def _mark_paid(invoice: dict[str, Any], now: datetime) -> None:
@@ -960,6 +990,23 @@ class LocalStripe:
             id=data["id"], customer_id=data["customer"], status=data["status"], tier=self._tier_of(data),
             current_period_end=_at(end) if end else None, cancel_at_period_end=bool(data["cancel_at_period_end"]),
             tenant_id=(data.get("metadata") or {}).get("tenant_id"))
+
+
+def _invoice_object(work: _Work, customer_id: str, reason: str, lines: list[dict[str, Any]], *, start: int,
+                    end: int, parent: dict[str, Any] | None) -> dict[str, Any]:
+    """An open, finalized invoice (``parent`` None: a one-off, not a subscription's)."""
+    total = sum(line["amount"] for line in lines)
+    invoice_id = _new_id("in")
+    return {
+        "id": invoice_id, "object": "invoice", "customer": customer_id, "status": "open",
+        "billing_reason": reason, "collection_method": "charge_automatically", "currency": "usd",
+        "subtotal": total, "total": total, "amount_due": max(0, total), "amount_paid": 0,
+        "amount_remaining": max(0, total), "attempt_count": 0, "attempted": False,
+        "created": _ts(work.now), "period_start": start, "period_end": end,
+        "hosted_invoice_url": None, "livemode": False, "metadata": {}, "number": f"LOCAL-{invoice_id[-6:].upper()}",
+        "lines": {"object": "list", "has_more": False, "data": lines}, "parent": parent,
+        "status_transitions": {"finalized_at": _ts(work.now), "paid_at": None},
+    }
 
 
 def _empty_state(tenant_id: str) -> dict[str, Any]:

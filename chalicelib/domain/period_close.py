@@ -6,7 +6,9 @@ cycles are anchored on the 1st, so a subscription period is the same month). Clo
 1. *figures*: consumed units, overage count and charges, fixed once under the plan in force at close;
 2. *report*: the overage sent once to the billing provider — the intent (``reporting``) is stored before
    the call, ``reported`` after; a rerun finding ``reporting`` sends again with the same identifier
-   (once Stripe's 35-day meter-event window has closed it cannot: ``expired``, for an operator);
+   (once Stripe's 35-day meter-event window has closed it cannot: ``expired``, for an operator). Sent as
+   a meter event on the subscription's invoice, or, when the subscription ends with the month (Stripe
+   deletes it before the job runs, leaving no item to bill a meter event on), as a one-off invoice;
 3. *revert*: a subscription cancelled at period end falls back to the free plan (backstop for Stripe's
    ``customer.subscription.deleted``);
 4. *checkpoints*: every customer with deltas in the month gets a checkpoint of it, page by page.
@@ -18,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 from chalicelib.domain.clock import period_of
 from chalicelib.domain.plans import plan_for
@@ -34,6 +36,10 @@ REPORT_EXPIRED = "expired"  # still ``reporting`` when the provider's window clo
 
 #: Stripe refuses meter events older than this: a month closed (or a report retried) later cannot be sent.
 METER_EVENT_MAX_AGE = timedelta(days=35)
+
+# How the overage is billed (decided when the close opens).
+REPORT_BY_METER = "meter"  # a Billing Meter event, invoiced with the subscription's next invoice
+REPORT_BY_INVOICE = "invoice"  # a one-off invoice: the subscription does not outlive the period
 
 # Revert (cancel at period end) step states.
 REVERT_NONE = "none"
@@ -91,6 +97,7 @@ class PeriodClose:
     created_at: datetime
     updated_at: datetime
     customer_id: str | None = None  # the billing-provider customer the overage is reported to
+    report_by: str = REPORT_BY_METER
     reported_at: datetime | None = None
     reverted_to: str | None = None
     checkpoints: dict[str, CheckpointProgress] = field(
@@ -110,12 +117,19 @@ class PeriodClose:
     def identifier(self) -> str:
         return overage_identifier(self.tenant_id, self.period)
 
+    @property
+    def overage_cents(self) -> int:
+        """The charges in whole cents (half up), as an invoice bills them."""
+        return int((self.overage_charges_usd * 100).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
     def reported(self, now: datetime) -> PeriodClose:
         return replace(self, report=REPORTED, reported_at=now, updated_at=now)
 
     def report_expired(self, now: datetime) -> bool:
-        """Too late to send: the meter event's timestamp is older than the provider accepts."""
-        return self.report == REPORTING and now - last_second(self.period) > METER_EVENT_MAX_AGE
+        """Too late to send: the meter event's timestamp is older than the provider accepts (an invoice has
+        no such window)."""
+        return (self.report == REPORTING and self.report_by == REPORT_BY_METER
+                and now - last_second(self.period) > METER_EVENT_MAX_AGE)
 
     def reverted(self, tier: str | None, now: datetime) -> PeriodClose:
         return replace(self, revert=REVERT_DONE, reverted_to=tier, updated_at=now)
@@ -129,7 +143,9 @@ def open_close(tenant: Tenant, period: str, consumed: int, *, now: datetime) -> 
     (whenever the job runs: a cancellation or a plan change since then does not reprice it), steps to do.
 
     Credits billing has no allotment and so no overage; a plan without an overage rate (free: hard cap,
-    enterprise: invoiced by contract) reports nothing."""
+    enterprise: invoiced by contract) reports nothing. The overage goes by invoice when the subscription
+    does not outlive the period (none any more, or cancelled at a period end not after the month's):
+    Stripe has deleted it by the time the job runs, so a meter event would reach no invoice."""
     _start, end = period_bounds(period)
     tier, mode = tenant.plan_before(end)
     plan = plan_for(tier)
@@ -145,9 +161,11 @@ def open_close(tenant: Tenant, period: str, consumed: int, *, now: datetime) -> 
     ends_with_period = tenant.stripe_current_period_end is None or tenant.stripe_current_period_end <= end
     revert = (REVERT_PENDING if tenant.cancel_at_period_end and tenant.stripe_subscription_id and ends_with_period
               else REVERT_NONE)
+    ends = not tenant.stripe_subscription_id or (tenant.cancel_at_period_end and ends_with_period)
     return PeriodClose(tenant_id=tenant.id, period=period, plan=plan.tier, billing_mode=str(mode),
                        consumed=consumed, overage_count=count, overage_charges_usd=charges, report=report,
-                       revert=revert, customer_id=tenant.stripe_customer_id, created_at=now, updated_at=now)
+                       revert=revert, customer_id=tenant.stripe_customer_id,
+                       report_by=REPORT_BY_INVOICE if ends else REPORT_BY_METER, created_at=now, updated_at=now)
 
 
 @dataclass(frozen=True)

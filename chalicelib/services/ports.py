@@ -278,7 +278,7 @@ class PeriodCloseRepository(Protocol):
 class BillingProvider(Protocol):
     """Where tenants pay: Stripe (adapters/stripe_billing.py) or, without a Stripe key, the local stand-in
     (adapters/stripe_local.py). Each write takes a deterministic idempotency key, so a retried request or
-    a rerun job never makes a second Checkout session, plan change, cancellation or meter event."""
+    a rerun job never makes a second Checkout session, plan change, cancellation, meter event or invoice."""
 
     def create_checkout_session(self, *, tenant_id: str, tier: str, customer_id: str | None,
                                 customer_email: str | None, success_url: str, cancel_url: str,
@@ -300,6 +300,12 @@ class BillingProvider(Protocol):
 
     def report_overage(self, *, customer_id: str, quantity: int, identifier: str, timestamp: datetime) -> None:
         """One Billing Meter event of ``quantity`` overage deltas; ``identifier`` makes a resend a no-op."""
+
+    def invoice_overage(self, *, customer_id: str, quantity: int, amount_cents: int, description: str,
+                        identifier: str) -> None:
+        """A one-off invoice of ``amount_cents`` for ``quantity`` overage deltas, charged to the customer's
+        default payment method: a month whose subscription has ended, so no meter event can be billed.
+        ``identifier`` makes a resend a no-op."""
 
 
 class UnitOfWork(Protocol):

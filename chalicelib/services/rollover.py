@@ -9,7 +9,9 @@ rerun gives each effect once:
   committed *before* the provider is called, ``reported`` after. A crash between the call and that
   record leaves ``reporting``; the rerun sends again with the same identifier
   (``tally-overage-{tenant}-{period}``), which Stripe deduplicates for about 24 hours (the local
-  stand-in always) — reruns are meant to follow within the schedule's 15 minutes;
+  stand-in always) — reruns are meant to follow within the schedule's 15 minutes. The report is a
+  meter event, or a one-off invoice when the subscription ends with the month (the close says which);
+  the invoice's requests carry the identifier with ``:item`` / ``:invoice`` as idempotency keys;
 * checkpoints are made by ``services.checkpoints.create``, which returns the existing checkpoint when
   nothing new would be covered, so a redone page of customers adds none.
 
@@ -33,6 +35,7 @@ from chalicelib.domain.errors import ConflictError
 from chalicelib.domain.identity import Environment
 from chalicelib.domain.period_close import (
     ENVIRONMENTS,
+    REPORT_BY_INVOICE,
     REPORT_EXPIRED,
     REPORTING,
     REVERT_PENDING,
@@ -104,10 +107,20 @@ def _report(uow: UnitOfWork, close: PeriodClose, provider: BillingProvider, now:
                     "an operator must settle it", extra={"tenantId": close.tenant_id, "period": close.period,
                                                          "quantity": close.overage_count})
         return _save(uow, replace(close, report=REPORT_EXPIRED, updated_at=now))
-    provider.report_overage(customer_id=close.customer_id or "", quantity=close.overage_count,
-                            identifier=close.identifier, timestamp=last_second(close.period))
+    if close.report_by == REPORT_BY_INVOICE:
+        provider.invoice_overage(customer_id=close.customer_id or "", quantity=close.overage_count,
+                                 amount_cents=close.overage_cents, description=_invoice_description(close),
+                                 identifier=close.identifier)
+    else:
+        provider.report_overage(customer_id=close.customer_id or "", quantity=close.overage_count,
+                                identifier=close.identifier, timestamp=last_second(close.period))
     result.reported = close.overage_count
     return _save(uow, close.reported(now))
+
+
+def _invoice_description(close: PeriodClose) -> str:
+    """The invoice line: deterministic, so a resend under the same idempotency key sends the same request."""
+    return f"Tally {close.plan.title()} overage: {close.overage_count:,} deltas in {close.period}"
 
 
 def _revert(uow: UnitOfWork, close: PeriodClose, provider: BillingProvider, now: datetime,

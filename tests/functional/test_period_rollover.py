@@ -5,10 +5,11 @@ April (10,247 counted straight onto its usage counter, 4 real verified deltas fo
 environments), whose Stripe subscription was cancelled at period end; and a free tenant with nothing.
 The billing provider is a fake that records every call and, like Stripe, bills an identifier once.
 
-Checked: the figures stored and reported (251 overage deltas, $5.02), one report, one checkpoint per
-customer, the plan reverted once; a second run changes nothing; a crash before or after any DynamoDB call
-or provider call, followed by reruns, ends exactly as the run without a crash; DynamoDB calls per tenant
-do not grow with the number of deltas.
+Checked: the figures stored and reported (251 overage deltas, $5.02), one report — a one-off invoice, as the
+subscription ends with the month (a tenant whose subscription continues gets a meter event) — one
+checkpoint per customer, the plan reverted once; a second run changes nothing; a crash before or after any
+DynamoDB call or provider call, followed by reruns, ends exactly as the run without a crash; DynamoDB calls
+per tenant do not grow with the number of deltas.
 """
 
 from __future__ import annotations
@@ -26,7 +27,14 @@ import pytest
 from chalicelib import bootstrap
 from chalicelib.domain.deltas import DeltaInput
 from chalicelib.domain.identity import ApiKeyPrincipal, Environment
-from chalicelib.domain.period_close import REPORT_NONE, REPORTED, REVERT_DONE, REVERT_NONE
+from chalicelib.domain.period_close import (
+    REPORT_BY_INVOICE,
+    REPORT_BY_METER,
+    REPORT_NONE,
+    REPORTED,
+    REVERT_DONE,
+    REVERT_NONE,
+)
 from chalicelib.domain.subscriptions import Subscription
 from chalicelib.jobs import scheduled
 from chalicelib.services import ingest, rollover, verification
@@ -43,18 +51,23 @@ COUNTED = 10_247  # units put straight onto April's usage counter (10,000 real d
 DELTAS = [(P, "cust_a", "10"), (P, "cust_b", "-2.5"), (P, "cust_a", "3"), (S, "cust_s", "1")]
 CONSUMED = COUNTED + len(DELTAS)
 OVERAGE = CONSUMED - 10_000
+OVERAGE_CENTS = 502  # 251 x $0.020
+DESCRIPTION = "Tally Pilot overage: 251 deltas in 2026-04"
+JUNE_1 = datetime(2026, 6, 1, tzinfo=UTC)
 IDENTIFIER = "tally-overage-{tenant}-2026-04"
 LAST_SECOND = datetime(2026, 4, 30, 23, 59, 59, tzinfo=UTC)
 FOREVER = 10.0**9
 
 
 class FakeBilling:
-    """Records every call. Like Stripe's meter events, an identifier is billed once however often it is
-    sent. ``crash`` makes the next matching call crash the process: ``report-before`` (nothing sent),
-    ``report-after`` (sent, the answer lost), ``subscription``; ``fail`` raises an ordinary error."""
+    """Records every call. Like Stripe's meter events (and its idempotency keys for an invoice), an identifier
+    is billed once however often it is sent. ``crash`` makes the next matching call crash the process:
+    ``report-before`` (nothing sent), ``report-after`` (sent, the answer lost) — meter event or invoice alike
+    — and ``subscription``; ``fail`` raises an ordinary error."""
 
     def __init__(self) -> None:
         self.reports: list[tuple[str, int, str, datetime]] = []
+        self.invoices: list[tuple[str, int, int, str, str]] = []  # customer, quantity, cents, description, id
         self.subscriptions: dict[str, Subscription] = {}
         self.reads: list[str] = []
         self.crash: str | None = None
@@ -72,6 +85,14 @@ class FakeBilling:
         self.reports.append((customer_id, quantity, identifier, timestamp))
         self._crash("report-after")
 
+    def invoice_overage(self, *, customer_id: str, quantity: int, amount_cents: int, description: str,
+                        identifier: str) -> None:
+        if self.fail:
+            raise RuntimeError("Stripe is unavailable")
+        self._crash("report-before")
+        self.invoices.append((customer_id, quantity, amount_cents, description, identifier))
+        self._crash("report-after")
+
     def get_subscription(self, subscription_id: str) -> Subscription:
         self._crash("subscription")
         self.reads.append(subscription_id)
@@ -84,6 +105,14 @@ class FakeBilling:
         for customer_id, quantity, identifier, timestamp in self.reports:
             billed.setdefault(identifier, (customer_id, quantity, timestamp))
         return billed
+
+    @property
+    def invoiced(self) -> dict[str, tuple[str, int, int]]:
+        """One-off invoices: one per identifier (Stripe replays a request under the same idempotency key)."""
+        invoiced: dict[str, tuple[str, int, int]] = {}
+        for customer_id, quantity, cents, _description, identifier in self.invoices:
+            invoiced.setdefault(identifier, (customer_id, quantity, cents))
+        return invoiced
 
 
 @dataclass(frozen=True)
@@ -122,6 +151,17 @@ def arrange(world: World) -> Arranged:
     return Arranged(acme.id, free.id, billing)
 
 
+def continue_subscription(arranged: Arranged) -> None:
+    """Acme's subscription is not cancelled: Stripe renewed it at 00:00 on May 1st, until June 1st."""
+    uow = bootstrap.unit_of_work()
+    tenant = uow.tenants.get(arranged.acme)
+    uow.tenants.save(replace(tenant, cancel_at_period_end=False, stripe_current_period_end=JUNE_1))
+    uow.commit()
+    arranged.billing.subscriptions["sub_acme"] = replace(arranged.billing.subscriptions["sub_acme"],
+                                                         status="active", cancel_at_period_end=False,
+                                                         current_period_end=JUNE_1)
+
+
 def run(arranged: Arranged, *, time_left: Any = lambda: FOREVER, workers: int = 1) -> rollover.RolloverReport:
     return rollover.run(bootstrap.unit_of_work, period=APRIL, now=RUN_AT, provider=arranged.billing,
                         signer=bootstrap.signer, time_left=time_left, workers=workers)
@@ -135,10 +175,14 @@ def observe(arranged: Arranged) -> tuple:
     assert close is not None and close.done
     assert (close.plan, close.consumed, close.overage_count, close.overage_charges_usd) == (
         "pilot", CONSUMED, OVERAGE, Decimal("5.02"))
-    assert (close.report, close.revert, close.reverted_to) == (REPORTED, REVERT_DONE, "free")
+    assert (close.report, close.report_by, close.revert, close.reverted_to) == (
+        REPORTED, REPORT_BY_INVOICE, REVERT_DONE, "free")
     identifier = IDENTIFIER.format(tenant=acme)
-    assert billing.billed == {identifier: ("cus_acme", OVERAGE, LAST_SECOND)}
-    assert set(billing.reports) == {("cus_acme", OVERAGE, identifier, LAST_SECOND)}  # a resend is the same event
+    # The subscription ended with April: no item is left to bill a meter event on, so a one-off invoice.
+    assert billing.reports == []
+    assert billing.invoiced == {identifier: ("cus_acme", OVERAGE, OVERAGE_CENTS)}
+    assert set(billing.invoices) == {("cus_acme", OVERAGE, OVERAGE_CENTS, DESCRIPTION, identifier)}  # a resend is
+    # the same request, under the same idempotency keys
     tenant = uow.tenants.get(acme)
     assert (tenant.plan, tenant.stripe_subscription_id, tenant.cancel_at_period_end) == ("free", None, False)
     reverts = [e for e in uow.audit.list(acme, 100, None).items if e.action == "tenant.plan_reverted"]
@@ -181,7 +225,7 @@ def test_the_rollover_closes_the_month_once_and_a_second_run_changes_nothing(wor
         second = scheduled.period_rollover(None, None)
     assert calls.operations == ["GetItem"]  # the run's record says April is closed
     assert (second["reports"], second["checkpoints"], second["closed"]) == (0, 0, 0)
-    assert len(arranged.billing.reports) == 1 and observe(arranged) == outcome
+    assert len(arranged.billing.invoices) == 1 and observe(arranged) == outcome
 
 
 def test_usage_of_the_closed_month_answers_the_stored_figures(api, world, arranged, billing_override):
@@ -211,9 +255,10 @@ def test_a_cancellation_applied_before_the_rollover_does_not_reprice_the_month(a
     assert bootstrap.unit_of_work().tenants.get(arranged.acme).plan == "free"
     assert run(arranged).done
     close = bootstrap.unit_of_work().period_closes.get(arranged.acme, APRIL)
-    assert (close.plan, close.overage_count, close.overage_charges_usd, close.report) == (
-        "pilot", OVERAGE, Decimal("5.02"), REPORTED)
-    assert arranged.billing.billed == {IDENTIFIER.format(tenant=arranged.acme): ("cus_acme", OVERAGE, LAST_SECOND)}
+    assert (close.plan, close.overage_count, close.overage_charges_usd, close.report, close.report_by) == (
+        "pilot", OVERAGE, Decimal("5.02"), REPORTED, REPORT_BY_INVOICE)
+    assert arranged.billing.invoiced == {IDENTIFIER.format(tenant=arranged.acme): ("cus_acme", OVERAGE, OVERAGE_CENTS)}
+    assert arranged.billing.reports == []
 
 
 def test_a_plan_change_on_the_first_morning_prices_the_month_under_the_plan_it_ended_on(world, arranged):
@@ -227,6 +272,23 @@ def test_a_plan_change_on_the_first_morning_prices_the_month_under_the_plan_it_e
     assert run(arranged).done
     close = bootstrap.unit_of_work().period_closes.get(arranged.acme, APRIL)
     assert (close.plan, close.overage_count, close.overage_charges_usd) == ("pilot", OVERAGE, Decimal("5.02"))
+    assert close.report_by == REPORT_BY_METER  # the subscription goes on: April's invoice takes a meter event
+    assert arranged.billing.billed == {IDENTIFIER.format(tenant=arranged.acme): ("cus_acme", OVERAGE, LAST_SECOND)}
+
+
+def test_a_continuing_subscription_is_billed_by_a_meter_event_not_an_invoice(arranged):
+    continue_subscription(arranged)
+    report = run(arranged)
+    assert report.done and (report.reports, report.reverted) == (1, 0)
+    uow = bootstrap.unit_of_work()
+    close = uow.period_closes.get(arranged.acme, APRIL)
+    assert (close.report, close.report_by, close.revert, close.overage_count) == (
+        REPORTED, REPORT_BY_METER, REVERT_NONE, OVERAGE)
+    assert arranged.billing.billed == {IDENTIFIER.format(tenant=arranged.acme): ("cus_acme", OVERAGE, LAST_SECOND)}
+    assert arranged.billing.invoices == []
+    assert uow.tenants.get(arranged.acme).plan == "pilot"
+    run(arranged)
+    assert len(arranged.billing.reports) == 1  # a second run sends nothing
 
 
 def test_an_ordinary_provider_error_costs_that_tenant_only_and_a_later_run_finishes(arranged):
@@ -278,12 +340,22 @@ def test_an_overlapping_invocation_stops_when_the_other_moved_the_run_first(arra
 
 
 def test_a_month_closed_after_the_meter_event_window_keeps_its_figures_and_reports_nothing(arranged):
+    continue_subscription(arranged)
     late = datetime(2026, 6, 10, tzinfo=UTC)  # more than 35 days after April's last second
     report = rollover.run(bootstrap.unit_of_work, period=APRIL, now=late, provider=arranged.billing,
                           signer=bootstrap.signer, time_left=lambda: FOREVER)
-    assert report.done and arranged.billing.reports == []
+    assert report.done and arranged.billing.reports == [] and arranged.billing.invoices == []
     close = bootstrap.unit_of_work().period_closes.get(arranged.acme, APRIL)
     assert (close.report, close.overage_count, close.overage_charges_usd) == ("expired", OVERAGE, Decimal("5.02"))
+
+
+def test_an_invoice_has_no_meter_event_window_and_is_sent_however_late(arranged):
+    late = datetime(2026, 6, 10, tzinfo=UTC)
+    report = rollover.run(bootstrap.unit_of_work, period=APRIL, now=late, provider=arranged.billing,
+                          signer=bootstrap.signer, time_left=lambda: FOREVER)
+    assert report.done and arranged.billing.reports == []
+    assert arranged.billing.invoiced == {IDENTIFIER.format(tenant=arranged.acme): ("cus_acme", OVERAGE, OVERAGE_CENTS)}
+    assert bootstrap.unit_of_work().period_closes.get(arranged.acme, APRIL).report == REPORTED
 
 
 def test_the_local_stripe_stand_in_gets_one_meter_event_however_often_it_is_sent(world, arranged):
@@ -294,6 +366,7 @@ def test_the_local_stripe_stand_in_gets_one_meter_event_however_often_it_is_sent
     from chalicelib.adapters.stripe_local import LocalStripe
     from chalicelib.settings import get_settings
 
+    continue_subscription(arranged)
     stand_in = LocalStripe(get_settings(), webhook_secret="whsec_test", clock=world.clock)
     crashing = FakeBilling()
     crashing.subscriptions = arranged.billing.subscriptions
@@ -312,6 +385,36 @@ def test_the_local_stripe_stand_in_gets_one_meter_event_however_often_it_is_sent
                      signer=bootstrap.signer, time_left=lambda: FOREVER)
     usage = list(LocalStripeObjectRecord.query(keys.localstripe_usage_pk("cus_acme"), consistent_read=True))
     assert [int(row.data["value"]) for row in usage] == [OVERAGE]
+    assert bootstrap.unit_of_work().period_closes.get(arranged.acme, APRIL).report == REPORTED
+
+
+def test_the_local_stripe_stand_in_gets_one_invoice_however_often_it_is_sent(world, arranged):
+    """The subscription ends with April: the stand-in makes one paid invoice of the overage, even when a
+    crash after the call makes the rerun send it again."""
+    from chalicelib.adapters.dynamodb.models import LocalStripeObjectRecord
+    from chalicelib.adapters.stripe_local import LocalStripe
+    from chalicelib.settings import get_settings
+
+    stand_in = LocalStripe(get_settings(), webhook_secret="whsec_test", clock=world.clock)
+    crashing = FakeBilling()
+    crashing.subscriptions = arranged.billing.subscriptions
+
+    def crash_after(**invoice: Any) -> None:
+        stand_in.invoice_overage(**invoice)
+        raise CrashError("crash after the invoice was sent")
+
+    crashing.invoice_overage = crash_after  # type: ignore[method-assign]
+    with pytest.raises(CrashError):
+        rollover.run(bootstrap.unit_of_work, period=APRIL, now=RUN_AT, provider=crashing,
+                     signer=bootstrap.signer, time_left=lambda: FOREVER)
+    crashing.invoice_overage = stand_in.invoice_overage  # type: ignore[method-assign]
+    for _attempt in range(2):
+        rollover.run(bootstrap.unit_of_work, period=APRIL, now=RUN_AT, provider=crashing,
+                     signer=bootstrap.signer, time_left=lambda: FOREVER)
+    invoices = [row.data for row in LocalStripeObjectRecord.scan(LocalStripeObjectRecord.kind == "invoice")]
+    assert [(i["customer"], i["status"], i["amount_paid"], i["metadata"]) for i in invoices] == [
+        ("cus_acme", "paid", OVERAGE_CENTS, {"identifier": IDENTIFIER.format(tenant=arranged.acme)})]
+    assert [line["description"] for line in invoices[0]["lines"]["data"]] == [DESCRIPTION]
     assert bootstrap.unit_of_work().period_closes.get(arranged.acme, APRIL).report == REPORTED
 
 

@@ -45,6 +45,19 @@ def test_a_period_close_reads_back_equal_and_saves_are_versioned(uow):
     assert uow.period_closes.get("2", "2026-04").report == "reported"
 
 
+def test_a_close_stored_before_invoices_were_an_option_reports_by_meter_event():
+    from chalicelib.adapters.dynamodb.models import PeriodCloseRecord
+    from chalicelib.adapters.dynamodb.period_closes import _close_data, _close_from
+
+    close = open_close(tenant(plan="pilot", stripe_customer_id="cus_1"), "2026-04", 10_251, now=NOW)
+    data = _close_data(close)
+    assert data["report"]["by"] == "invoice"
+    del data["report"]["by"]
+    record = PeriodCloseRecord("T#2", "PERIOD#2026-04", tenant_id="2", period="2026-04", data=data,
+                               updated_at=NOW)
+    assert _close_from(record).report_by == "meter"
+
+
 def test_a_rollover_run_reads_back_equal_and_saves_are_versioned(uow):
     run = RolloverRun(period="2026-04", cursor="c1", retry=("4", "7"), tenants=12, started_at=NOW)
     uow.period_closes.save_run(run, now=NOW)

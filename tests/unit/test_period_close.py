@@ -12,6 +12,8 @@ import pytest
 from chalicelib.domain.errors import ValidationError
 from chalicelib.domain.period_close import (
     METER_EVENT_MAX_AGE,
+    REPORT_BY_INVOICE,
+    REPORT_BY_METER,
     REPORT_NONE,
     REPORT_UNBILLABLE,
     REPORTED,
@@ -95,6 +97,34 @@ def test_a_cancellation_at_period_end_is_a_step_of_the_close(period_end, cancel,
     assert open_close(subscribed, "2026-04", 0, now=NOW).revert == revert
 
 
+@pytest.mark.parametrize(("fields", "by"), [
+    ({"stripe_subscription_id": "sub_1", "stripe_current_period_end": datetime(2026, 6, 1, tzinfo=UTC)},
+     REPORT_BY_METER),  # renewed: April's invoice takes the meter event
+    ({"stripe_subscription_id": "sub_1", "stripe_current_period_end": MAY_1}, REPORT_BY_METER),  # not yet renewed
+    ({"stripe_subscription_id": "sub_1", "cancel_at_period_end": True, "stripe_current_period_end": MAY_1},
+     REPORT_BY_INVOICE),  # Stripe deletes it at 00:00: no subscription item left to bill a meter event on
+    ({"stripe_subscription_id": "sub_1", "cancel_at_period_end": True}, REPORT_BY_INVOICE),  # end unknown
+    ({"stripe_subscription_id": "sub_1", "cancel_at_period_end": True,
+      "stripe_current_period_end": datetime(2026, 5, 14, tzinfo=UTC)}, REPORT_BY_METER),  # ends after the month
+    ({}, REPORT_BY_INVOICE),  # no subscription any more (already ended)
+])
+def test_the_overage_goes_by_invoice_when_the_subscription_does_not_outlive_the_month(fields, by):
+    close = open_close(tenant(plan="pilot", stripe_customer_id="cus_1", **fields), "2026-04", 10_251, now=NOW)
+    assert (close.report, close.report_by) == (REPORTING, by)
+
+
+@pytest.mark.parametrize(("consumed", "plan", "charges", "cents"), [
+    (10_251, "pilot", Decimal("5.02"), 502),
+    (100_001, "starter", Decimal("0.012"), 1),  # $0.012 rounds half up to 1 cent
+    (100_125, "starter", Decimal("1.500"), 150),
+])
+def test_an_invoice_bills_the_charges_in_whole_cents_rounded_half_up(consumed, plan, charges, cents):
+    close = open_close(tenant(plan=plan, stripe_customer_id="cus_1"), "2026-04", consumed, now=NOW)
+    assert (close.overage_charges_usd, close.overage_cents) == (charges, cents)
+    assert replace(close, overage_charges_usd=Decimal("0.125")).overage_cents == 13
+    assert replace(close, overage_charges_usd=Decimal("0.124")).overage_cents == 12
+
+
 def test_a_close_is_done_once_reported_reverted_and_checkpointed_everywhere():
     subscribed = tenant(plan="pilot", stripe_customer_id="cus_1", stripe_subscription_id="sub_1",
                         cancel_at_period_end=True, stripe_current_period_end=MAY_1)
@@ -110,8 +140,16 @@ def test_a_close_is_done_once_reported_reverted_and_checkpointed_everywhere():
 
 
 def test_a_report_is_too_late_once_the_meter_event_window_has_closed():
-    close = open_close(tenant(plan="pilot", stripe_customer_id="cus_1"), "2026-04", 10_001, now=NOW)
+    close = open_close(tenant(plan="pilot", stripe_customer_id="cus_1", stripe_subscription_id="sub_1"),
+                       "2026-04", 10_001, now=NOW)
+    assert close.report_by == REPORT_BY_METER
     edge = last_second("2026-04") + METER_EVENT_MAX_AGE
     assert not close.report_expired(edge)
     assert close.report_expired(edge + timedelta(seconds=1))
     assert not close.reported(edge).report_expired(edge + timedelta(days=1))
+
+
+def test_an_invoice_has_no_window():
+    close = open_close(tenant(plan="pilot", stripe_customer_id="cus_1"), "2026-04", 10_001, now=NOW)
+    assert close.report_by == REPORT_BY_INVOICE
+    assert not close.report_expired(last_second("2026-04") + METER_EVENT_MAX_AGE + timedelta(days=365))

@@ -354,6 +354,55 @@ def test_overage_is_one_meter_event_whose_identifier_is_also_the_idempotency_key
     }
 
 
+def invoice_overage(provider: StripeBillingProvider) -> None:
+    provider.invoice_overage(customer_id="cus_1", quantity=251, amount_cents=502,
+                             description="Tally Pilot overage: 251 deltas in 2026-11",
+                             identifier="tally-overage-t_42-2026-11")
+
+
+def test_overage_of_an_ended_subscription_is_an_invoice_item_then_an_invoice_charged_at_once(provider, http):
+    http.answer(200, {"id": "ii_1", "object": "invoiceitem", "customer": "cus_1", "amount": 502})
+    http.answer(200, {"id": "in_1", "object": "invoice", "customer": "cus_1", "status": "draft"})
+
+    invoice_overage(provider)
+
+    item, invoice = http.sent
+    assert_stripe_request(item, "post", "/v1/invoiceitems", key="tally-overage-t_42-2026-11:item")
+    assert item.params == {
+        "customer": "cus_1",
+        "amount": "502",
+        "currency": "usd",
+        "description": "Tally Pilot overage: 251 deltas in 2026-11",
+        "metadata[identifier]": "tally-overage-t_42-2026-11",
+    }
+    assert len(item.pairs) == len(item.params)
+    assert_stripe_request(invoice, "post", "/v1/invoices", key="tally-overage-t_42-2026-11:invoice")
+    assert invoice.params == {
+        "customer": "cus_1",
+        "collection_method": "charge_automatically",
+        "auto_advance": "true",
+        "pending_invoice_items_behavior": "include",
+        "metadata[identifier]": "tally-overage-t_42-2026-11",
+    }
+    assert len(invoice.pairs) == len(invoice.params)
+
+
+def test_an_overage_invoice_refused_after_its_item_is_a_502_and_a_resend_repeats_both_keys(provider, http):
+    http.answer(200, {"id": "ii_1", "object": "invoiceitem"})
+    http.answer(400, error_body("invalid_request_error", "invoice_no_customer_line_items", "Nothing to invoice"))
+
+    with pytest.raises(BillingProviderError) as raised:
+        invoice_overage(provider)
+
+    assert not isinstance(raised.value, BillingProviderUnavailableError) and status_for(raised.value) == 502
+    http.answer(200, {"id": "ii_1", "object": "invoiceitem"})  # Stripe replays the item's first answer
+    http.answer(200, {"id": "in_1", "object": "invoice"})
+    invoice_overage(provider)
+    assert [s.idempotency_key for s in http.sent] == ["tally-overage-t_42-2026-11:item",
+                                                     "tally-overage-t_42-2026-11:invoice"] * 2
+    assert http.sent[0].params == http.sent[2].params and http.sent[1].params == http.sent[3].params
+
+
 # --- Errors ----------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("status", "body"), [

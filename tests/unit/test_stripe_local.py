@@ -1,5 +1,5 @@
 """The local Stripe stand-in (adapters/stripe_local.py) on moto: Stripe-shaped objects, UTC-month periods,
-idempotency, meter-event dedup, signed events in order, delivery retries."""
+idempotency, meter-event dedup, one-off overage invoices, signed events in order, delivery retries."""
 
 from __future__ import annotations
 
@@ -320,6 +320,36 @@ def test_meter_events_outside_stripes_window_are_refused(stripe_local, clock):
                                     timestamp=clock() - timedelta(days=36))
     with pytest.raises(BillingProviderError):
         stripe_local.report_overage(customer_id="cus_x", quantity=-1, identifier="neg", timestamp=clock())
+
+
+def test_an_overage_invoice_is_one_paid_one_off_invoice_and_a_resend_is_a_no_op(stripe_local, sink):
+    sub = subscribe(stripe_local, tier="pilot")
+    sink.clear()
+    params = {"customer_id": sub["customer"], "quantity": 251, "amount_cents": 502,
+              "description": "Tally Pilot overage: 251 deltas in 2026-04", "identifier": "tally-overage-7-2026-04"}
+    stripe_local.invoice_overage(**params)
+    assert sink.types == ["invoice.paid"]
+    invoice = sink.events[0]["data"]["object"]
+    assert invoice["object"] == "invoice" and invoice["id"].startswith("in_")
+    assert (invoice["status"], invoice["amount_due"], invoice["amount_paid"], invoice["amount_remaining"]) == (
+        "paid", 502, 502, 0)
+    assert (invoice["customer"], invoice["billing_reason"], invoice["parent"]) == (sub["customer"], "manual", None)
+    assert invoice["collection_method"] == "charge_automatically"
+    assert invoice["metadata"] == {"identifier": "tally-overage-7-2026-04"}
+    [line] = invoice["lines"]["data"]
+    assert (line["amount"], line["quantity"], line["description"]) == (
+        502, 1, "Tally Pilot overage: 251 deltas in 2026-04")
+    assert stripe_local.get_object(invoice["id"]) == invoice
+    assert stripe_local.tenant_state("7")["invoices"][-1] == invoice["id"]  # on the portal page
+
+    sink.clear()
+    stripe_local.invoice_overage(**params)
+    assert sink.calls == []
+    assert stripe_local.tenant_state("7")["invoices"].count(invoice["id"]) == 1
+    with pytest.raises(BillingProviderError):  # the same identifier with another amount
+        stripe_local.invoice_overage(**{**params, "amount_cents": 503})
+    with pytest.raises(BillingProviderError):
+        stripe_local.invoice_overage(**{**params, "identifier": "neg", "amount_cents": -1})
 
 
 def test_fail_payment_then_pay_invoice(stripe_local, sink):

@@ -14,7 +14,7 @@ from chalicelib.adapters.dynamodb import keys
 from chalicelib.adapters.dynamodb.models import PeriodCloseRecord
 from chalicelib.adapters.dynamodb.repositories import _get, _Repository
 from chalicelib.domain.clock import iso_us, parse_iso
-from chalicelib.domain.period_close import CheckpointProgress, PeriodClose, RolloverRun
+from chalicelib.domain.period_close import REPORT_BY_METER, CheckpointProgress, PeriodClose, RolloverRun
 
 RUN_TENANT = "*"  # tenant_id of run items (they belong to the platform job, not to a tenant)
 
@@ -28,8 +28,8 @@ def _close_data(close: PeriodClose) -> dict[str, Any]:
         "plan": close.plan, "billingMode": close.billing_mode, "consumed": close.consumed,
         "overageCount": close.overage_count, "overageChargesUsd": str(close.overage_charges_usd),
         "customerId": close.customer_id,
-        "report": {"state": close.report, "quantity": close.overage_count, "identifier": close.identifier,
-                   "reportedAt": iso_us(close.reported_at)},
+        "report": {"state": close.report, "by": close.report_by, "quantity": close.overage_count,
+                   "identifier": close.identifier, "reportedAt": iso_us(close.reported_at)},
         "revert": {"state": close.revert, "to": close.reverted_to},
         "checkpoints": {env: {"cursor": p.cursor, "done": p.done, "created": p.created}
                         for env, p in close.checkpoints.items()},
@@ -44,6 +44,7 @@ def _close_from(record: PeriodCloseRecord) -> PeriodClose:
         consumed=int(data["consumed"]), overage_count=int(data["overageCount"]),
         overage_charges_usd=Decimal(data["overageChargesUsd"]), customer_id=data.get("customerId"),
         report=data["report"]["state"], reported_at=_at(data["report"].get("reportedAt")),
+        report_by=data["report"].get("by") or REPORT_BY_METER,  # closes stored before invoices were an option
         revert=data["revert"]["state"], reverted_to=data["revert"].get("to"),
         checkpoints={env: CheckpointProgress(cursor=p.get("cursor"), done=bool(p.get("done")),
                                              created=int(p.get("created") or 0))
