@@ -3,7 +3,7 @@
 A period is a UTC month ``YYYY-MM`` (a delta's period is the month it was accepted in; Stripe billing
 cycles are anchored on the 1st, so a subscription period is the same month). Closing it, per tenant:
 
-1. *figures*: consumed units, overage count and charges, fixed once under the plan in force at close;
+1. *figures*: consumed units, overage count and charges, fixed once under the plan in force at the month's end;
 2. *report*: the overage sent once to the billing provider — the intent (``reporting``) is stored before
    the call, ``reported`` after; a rerun finding ``reporting`` sends again with the same identifier
    (once Stripe's 35-day meter-event window has closed it cannot: ``expired``, for an operator). Sent as
