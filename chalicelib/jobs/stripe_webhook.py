@@ -15,6 +15,7 @@ from typing import Any
 from chalicelib import bootstrap
 from chalicelib.api.middleware import resolve_request_id
 from chalicelib.api.responses import dumps, error_body
+from chalicelib.domain.errors import BillingProviderUnavailableError
 from chalicelib.log import get_logger, request_id_var
 
 log = get_logger("tally.jobs.stripe_webhook")
@@ -63,6 +64,9 @@ def handle(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
         result = stripe_webhooks.handle(bootstrap.unit_of_work(), payload=raw_body(event),
                                         signature_header=_header(event, "stripe-signature"), now=bootstrap.now(),
                                         provider=_Provider())
+    except BillingProviderUnavailableError as exc:  # Stripe unreachable, or billing not configured: retried
+        log.warning("Stripe webhook: billing provider unavailable", extra={"code": exc.code})
+        return proxy_response(503, error_body(503, exc.code, exc.message), request_id)
     except Exception:  # never a stack trace in a body; Stripe retries any 5xx
         log.exception("Stripe webhook failed")
         return proxy_response(500, error_body(500, "INTERNAL_ERROR", "An internal error occurred. Quote the "

@@ -286,6 +286,21 @@ def test_unknown_tenant_answers_503_then_succeeds_once_the_tenant_exists(world, 
     assert stored_event(world, "evt_failed").state == "handled"
 
 
+def test_stripe_unreachable_answers_503_and_the_retry_applies_the_event(world, deliver, provider):
+    from chalicelib.domain.errors import BillingProviderUnavailableError
+
+    tenant = world.tenant("Acme Inc")
+    sub = provider.subscribe(tenant.id, "starter", customer_id="cus_acme")
+    event = checkout_completed("evt_unreachable", tenant_id=tenant.id, subscription_id=sub.id, customer_id="cus_acme")
+    provider.fail_with = BillingProviderUnavailableError()
+    status, body = deliver(event)
+    assert (status, body["error"]["code"]) == (503, "BILLING_PROVIDER_UNAVAILABLE")
+    assert stored_event(world, "evt_unreachable").state == "received"  # not handled: Stripe's retry applies it
+    status, body = deliver(event)
+    assert (status, body["data"]["outcome"]) == (200, "plan_synced")
+    assert tenant_now(world, tenant.id).plan == "starter"
+
+
 def test_an_event_recorded_but_not_handled_is_applied_again(world, deliver, provider):
     """A crash between recording the event and its effect: the next delivery applies it."""
     tenant = world.tenant("Acme Inc")
