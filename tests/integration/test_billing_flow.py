@@ -131,6 +131,12 @@ def test_a_failed_payment_flags_the_tenant_and_paying_clears_it(stack, hooli):
     tally(stack, "dev", "stripe", "fail-payment", "--tenant", hooli["id"])
     shown = json.loads(tally(stack, "tenants", "show", hooli["id"], "--json"))
     assert shown["has_unpaid_invoices_at"] is not None and shown["dashboard_blocked"] is False
+    # Flagged, not yet past the 14-day limit: the block job (run twice) records nothing. Past the limit it
+    # records each block once (tests/functional/test_payment_blocks.py, on a clock 15 days later).
+    for _run in range(2):
+        assert json.loads(tally(stack, "jobs", "run", "missing-payment-blocks")) == {
+            "job": "missing-payment-blocks", "blocked": 0, "skipped": 0}
+    assert dashboard(stack, hooli, "GET", "/dashboard/tenant")[0] == 200
 
     tally(stack, "dev", "stripe", "pay-invoice", "--tenant", hooli["id"])
     shown = json.loads(tally(stack, "tenants", "show", hooli["id"], "--json"))
