@@ -135,7 +135,7 @@ def test_a_failed_payment_flags_the_tenant_and_paying_clears_it(stack, hooli):
     # records each block once (tests/functional/test_payment_blocks.py, on a clock 15 days later).
     for _run in range(2):
         assert json.loads(tally(stack, "jobs", "run", "missing-payment-blocks")) == {
-            "job": "missing-payment-blocks", "blocked": 0, "skipped": 0}
+            "job": "missing-payment-blocks", "blocked": [], "skipped": 0}
     assert dashboard(stack, hooli, "GET", "/dashboard/tenant")[0] == 200
 
     tally(stack, "dev", "stripe", "pay-invoice", "--tenant", hooli["id"])
