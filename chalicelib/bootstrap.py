@@ -6,7 +6,7 @@ Nothing heavy is imported until first use. Tests swap pieces with :func:`overrid
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from chalicelib.domain.clock import utcnow
@@ -28,8 +28,11 @@ def override(**factories: Any) -> None:
 
 
 def now() -> datetime:
-    clock: Callable[[], datetime] = _overrides.get("clock", utcnow)
-    return clock()
+    """The services' clock: a test's, else the wall clock (on the local stack, ahead by its clock offset)."""
+    if "clock" in _overrides:
+        return _overrides["clock"]()
+    offset = get_settings().clock_offset_seconds
+    return utcnow() + timedelta(seconds=offset) if offset else utcnow()
 
 
 def unit_of_work() -> Any:

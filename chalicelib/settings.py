@@ -89,6 +89,9 @@ class Settings:
     stripe_overage_price_ids: dict[str, str] = field(default_factory=lambda: _default_prices("_overage"))
     stripe_meter_event_name: str = "tally_overage_deltas"
     billing_return_url: str = "http://127.0.0.1:8000/dashboard/billing/plan"
+    # The local stack's clock, ahead of the wall clock (`tally dev up --clock-offset-days`): grace periods and
+    # month ends without waiting. Ignored outside the local stage.
+    clock_offset_seconds: int = 0
 
     def table_name(self, suffix: str) -> str:
         """Physical DynamoDB table name for a logical table (``tenants`` …)."""
@@ -135,6 +138,8 @@ def load_settings() -> Settings:
         stripe_price_ids=_mapping(env.get("TALLY_STRIPE_PRICE_IDS", ""), _default_prices("")),
         stripe_overage_price_ids=_mapping(env.get("TALLY_STRIPE_OVERAGE_PRICE_IDS", ""), _default_prices("_overage")),
         stripe_meter_event_name=env.get("TALLY_STRIPE_METER_EVENT", "tally_overage_deltas"),
+        clock_offset_seconds=_int("TALLY_CLOCK_OFFSET_SECONDS", 0) if env.get("TALLY_STAGE", "local") == "local"
+        else 0,
         billing_return_url=env.get("TALLY_BILLING_RETURN_URL")
         or env.get("TALLY_PUBLIC_BASE_URL", "http://127.0.0.1:8000").rstrip("/") + "/dashboard/billing/plan",
     )

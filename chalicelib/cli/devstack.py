@@ -161,6 +161,7 @@ class LocalStack:
     workers: int = DEFAULT_WORKERS
     job_environments: int = DEFAULT_JOB_ENVIRONMENTS
     run_jobs: bool = True
+    clock_offset_days: float = 0.0  # the stack's clock runs this far ahead (grace periods, month ends)
     timings: dict[str, float] = field(default_factory=dict)
 
     def start(self) -> LocalStack:
@@ -203,6 +204,8 @@ class LocalStack:
                                     "AllowedOrigins": f"{self.base_url},http://localhost:{self.api_port}"})
         # The template's parameters have no Cognito locally: HS256 from dev secrets instead.
         env.pop("TALLY_JWT_JWKS_URL", None)
+        # The offset goes into the state file's env too, so `tally` commands share the stack's clock.
+        env["TALLY_CLOCK_OFFSET_SECONDS"] = str(int(self.clock_offset_days * 86400))
         configure_environment(self.aws_endpoint, self.base_url, env)
         self.env = env
 
@@ -282,10 +285,10 @@ def reset() -> int:
     return 0
 
 
-def run_forever(api_port: int = 8000, workers: int = DEFAULT_WORKERS) -> int:
+def run_forever(api_port: int = 8000, workers: int = DEFAULT_WORKERS, clock_offset_days: float = 0.0) -> int:
     """``make run``: start, print how to get credentials, stop cleanly on Ctrl-C or SIGTERM."""
     try:
-        stack = LocalStack(api_port=api_port, workers=workers).start()
+        stack = LocalStack(api_port=api_port, workers=workers, clock_offset_days=clock_offset_days).start()
     except AlreadyRunningError as exc:
         print(str(exc))
         return 1
@@ -296,6 +299,9 @@ def run_forever(api_port: int = 8000, workers: int = DEFAULT_WORKERS) -> int:
           f"{stack.workers} execution environments; data in {DATA_DIR})")
     print(f"Started in {stack.timings['start']:.1f} s (restored {stack.restored.get('objects', 0)} S3 objects and "
           f"{stack.restored.get('messages', 0)} queued messages in {stack.restored.get('restoreSeconds', 0):.2f} s).")
+    if clock_offset_days:
+        print(f"The stack's clock runs {clock_offset_days:g} days ahead of this machine's "
+              "(dashboard JWTs still expire by the real clock).")
     print("Demo credentials:  .venv/bin/tally dev credentials --json")
     print(f"Try:  curl {stack.base_url}/dashboard/tenant -H \"Authorization: Bearer $(.venv/bin/tally dev token)\"")
     print("Stop with Ctrl-C.", flush=True)

@@ -90,7 +90,7 @@ def _cookie_jar(state: dict[str, Any], tenant_id: str, user_id: str) -> str:
 
 
 def cmd_dev_up(args: argparse.Namespace) -> int:
-    return devstack.run_forever(api_port=args.port, workers=args.workers)
+    return devstack.run_forever(api_port=args.port, workers=args.workers, clock_offset_days=args.clock_offset_days)
 
 
 def cmd_dev_reset(args: argparse.Namespace) -> int:
@@ -257,6 +257,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--workers", type=int, default=devstack.DEFAULT_WORKERS,
                     help="execution environments serving requests side by side, each one request at a time "
                          "(default: $TALLY_LOCAL_WORKERS or 4)")
+    up.add_argument("--clock-offset-days", type=float, default=0.0, metavar="DAYS",
+                    help="run the stack's clock DAYS ahead (every process and `tally` command share it): see a "
+                         "missing-payment grace period end, or a month close, without waiting")
     up.set_defaults(func=cmd_dev_up)
     reset = dev.add_parser("reset", help="delete the local stack's data: the next start begins from nothing")
     reset.set_defaults(func=cmd_dev_reset)

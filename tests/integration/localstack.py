@@ -68,8 +68,9 @@ def call(method: str, url: str, headers: dict | None = None, body: dict | None =
 class Stack:
     """`tally dev up` in a subprocess on a TALLY_HOME of its own; start, stop, kill and start again."""
 
-    def __init__(self, home: Path, port: int | None = None) -> None:
+    def __init__(self, home: Path, port: int | None = None, args: tuple[str, ...] = ()) -> None:
         self.home = home
+        self.args = args  # more `tally dev up` options
         self.port = port or api_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
@@ -82,8 +83,8 @@ class Stack:
 
     def start(self, timeout: float = 90.0) -> Stack:
         self._log = (self.home / "stack.log").open("a")
-        self.proc = subprocess.Popen([TALLY, "dev", "up", "--port", str(self.port)], env=stack_env(self.home),
-                                     stdout=self._log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen([TALLY, "dev", "up", "--port", str(self.port), *self.args],
+                                     env=stack_env(self.home), stdout=self._log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:

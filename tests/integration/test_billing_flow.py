@@ -19,7 +19,7 @@ import urllib.request
 import pytest
 from pacspace_sdk import InsufficientCreditsError, PacSpace
 
-from tests.integration.localstack import call, local_stack, tally
+from tests.integration.localstack import Stack, call, local_stack, tally
 
 PLAN = "/dashboard/billing/plan"
 
@@ -189,3 +189,33 @@ def test_a_signed_payment_failure_flags_the_tenant_once_over_http(stack):
     assert status == 200 and body["data"]["has_unpaid_invoices_at"] is not None
     status, _h, body = call("GET", f"{stack['base']}/stripe/webhook")
     assert (status, body["error"]["code"]) == (404, "NOT_FOUND")
+
+
+def test_past_the_limit_date_the_block_job_records_the_block_once(stack, hooli):
+    """The same data on a stack whose clock runs 15 days ahead (`tally dev up --clock-offset-days 15`): the
+    missing-payment flag is past its limit date. The job, run twice (and by the stack's own scheduler), records
+    the block once; the dashboard answers 402 except billing; clearing the flag lifts it and records that."""
+    flagged = json.loads(tally(stack, "tenants", "mark-missing-payment", hooli["id"], "--json"))
+    assert flagged["dashboard_blocked"] is False
+    stack["stack"].stop()
+    later = Stack(stack["home"], args=("--clock-offset-days", "15")).start()
+    try:
+        info = later.info()
+        runs = [json.loads(tally(info, "jobs", "run", "missing-payment-blocks"))["blocked"] for _ in range(2)]
+        assert runs[1] == [] and set(runs[0]) <= {hooli["id"]}  # the scheduler may have recorded it first
+        shown = json.loads(tally(info, "tenants", "show", hooli["id"], "--json"))
+        assert shown["dashboard_blocked"] is True
+        status, _h, body = call("GET", later.base + "/dashboard/tenant", hooli["auth"])
+        assert (status, body["error"]["code"]) == (402, "DASHBOARD_BLOCKED")
+        assert call("GET", later.base + PLAN, hooli["auth"])[0] == 200  # billing stays reachable, to pay
+        audit = call("GET", later.base + "/dashboard/audit?limit=100", hooli["auth"])
+        assert audit[0] == 402  # the audit log is dashboard too: blocked
+        cleared = json.loads(tally(info, "tenants", "clear-missing-payment", hooli["id"], "--json"))
+        assert cleared["dashboard_blocked"] is False
+        status, _h, body = call("GET", later.base + "/dashboard/audit?limit=100", hooli["auth"])
+        assert status == 200, body
+        actions = [entry["action"] for entry in body["data"]["items"]]
+        assert actions.count("tenant.dashboard_blocked") == 1 and actions.count("tenant.dashboard_unblocked") == 1
+    finally:
+        later.stop()
+
