@@ -2,7 +2,7 @@
 
 Why a fake and not moto: service tests then run in microseconds and need no AWS
 world. Why it must be *faithful*: a fake that is kinder than DynamoDB hides bugs.
-So every method mirrors ``chalicelib/adapters/dynamodb/repositories.py``:
+So every method mirrors the repository modules in ``chalicelib/adapters/dynamodb/``:
 
 * the same sort keys (built with the adapter's ``keys`` module) and the same
   orderings: API keys by sort key *descending*, audit newest first, customers by
@@ -653,7 +653,7 @@ class FakeBillingProvider:
 
 
 # --- Stripe events ------------------------------------------------------------------------------------
-# Mirrors ``adapters/dynamodb/stripe_events.py``: the billing table's ``STRIPE_EVENT#{id}`` and
+# Mirrors ``adapters/dynamodb/stripe_event_repository.py``: the billing table's ``STRIPE_EVENT#{id}`` and
 # ``INVOICE#{id}`` items, with the same conditions (absent to record, ``received`` to mark handled,
 # never ``paid`` → anything else).
 

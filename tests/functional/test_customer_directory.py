@@ -189,11 +189,11 @@ def test_cycle_close_window_finds_customers_with_unclosed_activity(api, admin, k
 
 
 def test_a_filtered_page_stops_at_its_budget_and_resumes_by_cursor(api, admin, key, monkeypatch):
-    from chalicelib.adapters.dynamodb import repositories
+    from chalicelib.adapters.dynamodb import customer_repository
     from chalicelib.services import customers
 
     monkeypatch.setattr(customers, "FILTER_BUDGET", 4)
-    monkeypatch.setattr(repositories, "DIRECTORY_PAGE", 3)
+    monkeypatch.setattr(customer_repository, "DIRECTORY_PAGE", 3)
     for n in range(10):
         create(api, admin, f"c{n}", f"Name {n}", policy="OPEN" if n in (1, 7, 8) else "GATED")
     seen: list[str] = []

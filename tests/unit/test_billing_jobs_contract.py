@@ -47,7 +47,7 @@ def test_a_period_close_reads_back_equal_and_saves_are_versioned(uow):
 
 def test_a_close_stored_before_invoices_were_an_option_reports_by_meter_event():
     from chalicelib.adapters.dynamodb.models import PeriodCloseRecord
-    from chalicelib.adapters.dynamodb.period_closes import _close_data, _close_from
+    from chalicelib.adapters.dynamodb.period_close_repository import _close_data, _close_from
 
     close = open_close(tenant(plan="pilot", stripe_customer_id="cus_1"), "2026-04", 10_251, now=NOW)
     data = _close_data(close)

@@ -2,28 +2,30 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
-
 from pynamodb.exceptions import DeleteError, PutError, TransactWriteError, UpdateError
-from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
 
-from chalicelib.adapters.dynamodb import repositories as repos
+from chalicelib.adapters.dynamodb.api_key_repository import DynamoApiKeyRepository
+from chalicelib.adapters.dynamodb.audit_repository import DynamoAuditRepository
+from chalicelib.adapters.dynamodb.batch_repository import DynamoBatchRepository
+from chalicelib.adapters.dynamodb.checkpoint_repository import DynamoCheckpointRepository
 from chalicelib.adapters.dynamodb.connection import shared_connection
-from chalicelib.adapters.dynamodb.period_closes import DynamoPeriodCloseRepository
-from chalicelib.adapters.dynamodb.stripe_events import DynamoStripeEventRepository
+from chalicelib.adapters.dynamodb.credit_repository import DynamoCreditRepository
+from chalicelib.adapters.dynamodb.customer_repository import DynamoCustomerRepository
+from chalicelib.adapters.dynamodb.delta_repository import DynamoDeltaRepository
+from chalicelib.adapters.dynamodb.idempotency_repository import DynamoIdempotencyRepository
+from chalicelib.adapters.dynamodb.period_close_repository import DynamoPeriodCloseRepository
+from chalicelib.adapters.dynamodb.platform_token_repository import DynamoPlatformTokenRepository
+from chalicelib.adapters.dynamodb.session_repository import DynamoSessionRepository
+from chalicelib.adapters.dynamodb.signing_key_repository import DynamoSigningKeyRepository
+from chalicelib.adapters.dynamodb.staging import StagedWrite
+from chalicelib.adapters.dynamodb.stripe_event_repository import DynamoStripeEventRepository
+from chalicelib.adapters.dynamodb.tenant_repository import DynamoTenantRepository, DynamoUserRepository
+from chalicelib.adapters.dynamodb.usage_repository import DynamoUsageRepository
+from chalicelib.adapters.dynamodb.webhook_repository import DynamoWebhookRepository
 from chalicelib.domain.errors import ConflictError
 
 MAX_TRANSACTION_ITEMS = 100
-
-
-@dataclass
-class StagedWrite:
-    kind: str  # "save" | "update" | "delete"
-    model: Model
-    condition: Any = None
-    actions: list | None = None
 
 
 def _is_conditional_failure(exc: Exception) -> bool:
@@ -43,21 +45,21 @@ class DynamoUnitOfWork:
     def __init__(self) -> None:
         shared_connection()
         self._staged: list[StagedWrite] = []
-        self.tenants = repos.DynamoTenantRepository(self)
-        self.users = repos.DynamoUserRepository(self)
-        self.api_keys = repos.DynamoApiKeyRepository(self)
-        self.sessions = repos.DynamoSessionRepository(self)
-        self.platform_tokens = repos.DynamoPlatformTokenRepository(self)
-        self.signing_keys = repos.DynamoSigningKeyRepository(self)
-        self.audit = repos.DynamoAuditRepository(self)
-        self.customers = repos.DynamoCustomerRepository(self)
-        self.deltas = repos.DynamoDeltaRepository(self)
-        self.batches = repos.DynamoBatchRepository(self)
-        self.checkpoints = repos.DynamoCheckpointRepository(self)
-        self.usage = repos.DynamoUsageRepository(self)
-        self.credits = repos.DynamoCreditRepository(self)
-        self.idempotency = repos.DynamoIdempotencyRepository(self)
-        self.webhooks = repos.DynamoWebhookRepository(self)
+        self.tenants = DynamoTenantRepository(self)
+        self.users = DynamoUserRepository(self)
+        self.api_keys = DynamoApiKeyRepository(self)
+        self.sessions = DynamoSessionRepository(self)
+        self.platform_tokens = DynamoPlatformTokenRepository(self)
+        self.signing_keys = DynamoSigningKeyRepository(self)
+        self.audit = DynamoAuditRepository(self)
+        self.customers = DynamoCustomerRepository(self)
+        self.deltas = DynamoDeltaRepository(self)
+        self.batches = DynamoBatchRepository(self)
+        self.checkpoints = DynamoCheckpointRepository(self)
+        self.usage = DynamoUsageRepository(self)
+        self.credits = DynamoCreditRepository(self)
+        self.idempotency = DynamoIdempotencyRepository(self)
+        self.webhooks = DynamoWebhookRepository(self)
         self.period_closes = DynamoPeriodCloseRepository(self)
         self.stripe_events = DynamoStripeEventRepository(self)
 

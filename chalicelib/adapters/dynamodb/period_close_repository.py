@@ -12,7 +12,7 @@ from typing import Any
 
 from chalicelib.adapters.dynamodb import keys
 from chalicelib.adapters.dynamodb.models import PeriodCloseRecord
-from chalicelib.adapters.dynamodb.repositories import _get, _Repository
+from chalicelib.adapters.dynamodb.staging import Repository, get_item
 from chalicelib.domain.clock import iso_us, parse_iso
 from chalicelib.domain.period_close import REPORT_BY_METER, CheckpointProgress, PeriodClose, RolloverRun
 
@@ -68,9 +68,9 @@ def _run_from(record: PeriodCloseRecord) -> RolloverRun:
                        version=record.version)
 
 
-class DynamoPeriodCloseRepository(_Repository):
+class DynamoPeriodCloseRepository(Repository):
     def get(self, tenant_id: str, period: str) -> PeriodClose | None:
-        record = _get(PeriodCloseRecord, keys.tenant_pk(tenant_id), keys.period_close_sk(period))
+        record = get_item(PeriodCloseRecord, keys.tenant_pk(tenant_id), keys.period_close_sk(period))
         return _close_from(record) if record else None
 
     def save(self, close: PeriodClose) -> None:
@@ -83,7 +83,7 @@ class DynamoPeriodCloseRepository(_Repository):
         self._stage("save", record)
 
     def get_run(self, period: str) -> RolloverRun | None:
-        record = _get(PeriodCloseRecord, keys.ROLLOVER_RUN_PK, keys.period_close_sk(period))
+        record = get_item(PeriodCloseRecord, keys.ROLLOVER_RUN_PK, keys.period_close_sk(period))
         return _run_from(record) if record else None
 
     def save_run(self, run: RolloverRun, *, now: Any) -> None:

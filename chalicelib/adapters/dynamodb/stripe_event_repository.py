@@ -10,7 +10,7 @@ from datetime import datetime
 
 from chalicelib.adapters.dynamodb import keys
 from chalicelib.adapters.dynamodb.models import InvoiceStateRecord, StripeEventRecord
-from chalicelib.adapters.dynamodb.repositories import _get, _Repository
+from chalicelib.adapters.dynamodb.staging import Repository, get_item
 from chalicelib.domain.stripe_events import INVOICE_PAID, RECEIVED, StripeEvent
 
 
@@ -28,9 +28,9 @@ def _event_record(event: StripeEvent) -> StripeEventRecord:
     )
 
 
-class DynamoStripeEventRepository(_Repository):
+class DynamoStripeEventRepository(Repository):
     def get(self, event_id: str) -> StripeEvent | None:
-        record = _get(StripeEventRecord, keys.stripe_event_pk(event_id), keys.STRIPE_EVENT_SK)
+        record = get_item(StripeEventRecord, keys.stripe_event_pk(event_id), keys.STRIPE_EVENT_SK)
         return _event_from(record) if record else None
 
     def add(self, event: StripeEvent) -> None:
@@ -42,7 +42,7 @@ class DynamoStripeEventRepository(_Repository):
         self._stage("save", _event_record(event), condition=StripeEventRecord.state == RECEIVED)
 
     def invoice_status(self, invoice_id: str) -> str | None:
-        record = _get(InvoiceStateRecord, keys.invoice_pk(invoice_id), keys.INVOICE_SK)
+        record = get_item(InvoiceStateRecord, keys.invoice_pk(invoice_id), keys.INVOICE_SK)
         return record.status if record else None
 
     def set_invoice_status(self, invoice_id: str, *, tenant_id: str, status: str, now: datetime) -> None:

@@ -1,0 +1,195 @@
+"""Customers, their environment's totals (``STATS``) and the directory index."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+from chalicelib.adapters.dynamodb import keys
+from chalicelib.adapters.dynamodb.cursors import decode_cursor, encode_cursor
+from chalicelib.adapters.dynamodb.models import CustomerDirectoryIndex, CustomerRecord, CustomerStatsRecord
+from chalicelib.adapters.dynamodb.staging import TABLE_KEYS, Repository, batch_get, get_item, query_page
+from chalicelib.domain.customers import (
+    Customer,
+    CustomerSource,
+    CustomerStats,
+    EventCadence,
+    Policy,
+    SharingState,
+    name_key,
+)
+from chalicelib.domain.identity import Environment
+from chalicelib.services.ports import Page
+
+
+def _customer_from(record: CustomerRecord) -> Customer:
+    return Customer(
+        tenant_id=record.tenant_id,
+        environment=Environment(record.environment),
+        customer_id=record.customer_id,
+        display_name=record.display_name,
+        source=CustomerSource(record.source),
+        created_at=record.created_at,
+        updated_at=record.updated_at,
+        sharing_state_hint=SharingState(record.sharing_state_hint or SharingState.INHERIT),
+        event_cadence=EventCadence(record.event_cadence) if record.event_cadence else None,
+        unit_label=record.unit_label,
+        policy=Policy(record.policy or Policy.TWO_TIER),
+        last_seq=int(record.last_seq) if record.last_seq is not None else None,
+        delta_count=int(record.delta_count or 0),
+        balance=record.balance if record.balance is not None else Decimal(0),
+        last_delta_at=record.last_delta_at,
+        verified_count=int(record.verified_count or 0),
+        failed_count=int(record.failed_count or 0),
+        cycle_period=record.cycle_period,
+        cycle_count=int(record.cycle_count or 0),
+        cycle_net=record.cycle_net if record.cycle_net is not None else Decimal(0),
+        checkpoint_period=record.checkpoint_period,
+        checkpoint_last_seq=int(record.checkpoint_last_seq) if record.checkpoint_last_seq is not None else None,
+    )
+
+
+def _stats_from(record: CustomerStatsRecord | None) -> CustomerStats:
+    if record is None:
+        return CustomerStats()
+    return CustomerStats(
+        customers=int(record.customers or 0), manual=int(record.manual or 0),
+        integration=int(record.integration or 0), deltas=int(record.deltas or 0),
+        verified=int(record.verified or 0), failed=int(record.failed or 0),
+        balance=record.balance if record.balance is not None else Decimal(0),
+    )
+
+
+DIRECTORY_PAGE = 100  # index items read per query while filling a filtered directory page
+
+
+class DynamoCustomerRepository(Repository):
+    def get(self, tenant_id: str, environment: Environment, customer_id: str) -> Customer | None:
+        record = get_item(CustomerRecord, keys.env_pk(tenant_id, environment), keys.customer_sk(customer_id))
+        return _customer_from(record) if record else None
+
+    def get_many(self, tenant_id: str, environment: Environment, customer_ids: list[str]) -> dict[str, Customer]:
+        """The customers that exist among ``customer_ids``, by id: BatchGetItem, 100 keys a call."""
+        pk = keys.env_pk(tenant_id, str(environment))
+        found = batch_get([(CustomerRecord, pk, keys.customer_sk(c)) for c in customer_ids])
+        table = CustomerRecord.Meta.table_name
+        return {c: _customer_from(CustomerRecord.from_raw_data(found[(table, pk, keys.customer_sk(c))]))
+                for c in customer_ids if (table, pk, keys.customer_sk(c)) in found}
+
+    def list(self, tenant_id: str, environment: Environment, limit: int, cursor: str | None,
+             prefix: str | None = None) -> Page[Customer]:
+        """Customers by id; ``prefix`` narrows with a key condition, never a filter."""
+        return self.directory(tenant_id, environment, by_name=False, descending=False, limit=limit, cursor=cursor,
+                              prefix=prefix, keep=None, budget=limit)
+
+    def directory(self, tenant_id: str, environment: Environment, *, by_name: bool, descending: bool,
+                  limit: int, cursor: str | None, prefix: str | None,
+                  keep: Callable[[Customer], bool] | None, budget: int) -> Page[Customer]:
+        """Customers by display name (the directory index) or by id (the table), kept by ``keep``.
+
+        Unfiltered: one query. Filtered: index pages of 100 are read and filtered until
+        the page is full or ``budget`` customers were examined; the cursor then resumes
+        after the last customer examined (so a page may come back short, even empty,
+        with a cursor).
+        """
+        pk = keys.env_pk(tenant_id, str(environment))
+        if by_name:
+            key_names: tuple[str, ...] = ("pk", "sk", "name_key")
+            sort_key, sort_prefix = "name_key", prefix or ""
+
+            def run(**kw: Any) -> Any:
+                condition = CustomerDirectoryIndex.name_key.startswith(sort_prefix) if sort_prefix else None
+                return CustomerRecord.directory_index.query(pk, condition, scan_index_forward=not descending, **kw)
+        else:
+            key_names, sort_key, sort_prefix = TABLE_KEYS, "sk", keys.customer_sk(prefix or "")
+
+            def run(**kw: Any) -> Any:
+                return CustomerRecord.query(pk, CustomerRecord.sk.startswith(sort_prefix), consistent_read=True,
+                                            scan_index_forward=not descending, **kw)
+        order = "desc" if descending else None
+        if keep is None:
+            return query_page(run, _customer_from, limit=limit, cursor=cursor, partition=("pk", pk),
+                              key_names=key_names, sort_prefix=sort_prefix or None, sort_key=sort_key, order=order)
+        start, page = decode_cursor(cursor, partition=("pk", pk), key_names=key_names,
+                                    sort_prefix=(sort_key, sort_prefix) if sort_prefix else None, order=order)
+        kept: list[Customer] = []
+        examined = 0
+        while True:
+            results = run(limit=DIRECTORY_PAGE, page_size=DIRECTORY_PAGE, last_evaluated_key=start)
+            records = list(results)
+            for record in records:
+                examined += 1
+                customer = _customer_from(record)
+                if keep(customer):
+                    kept.append(customer)
+                if len(kept) == limit or examined >= budget:
+                    last = {name: {"S": getattr(record, name)} for name in key_names}
+                    return Page(items=kept, next_cursor=encode_cursor(last, page, order), extra={"page": page})
+            start = results.last_evaluated_key
+            if not start or len(records) < DIRECTORY_PAGE:
+                return Page(items=kept, next_cursor=None, extra={"page": page})
+
+    def stats(self, tenant_id: str, environment: Environment) -> CustomerStats:
+        return _stats_from(get_item(CustomerStatsRecord, keys.env_pk(tenant_id, str(environment)), keys.STATS_SK))
+
+    def count(self, tenant_id: str, environment: Environment, **changes: int | Decimal) -> None:
+        """Stage ADDs to the environment's totals (``customers``, ``manual``, ``integration``, ``deltas``,
+        ``verified``, ``failed``, ``balance``); zeros are left out."""
+        actions = [getattr(CustomerStatsRecord, name).add(value) for name, value in changes.items() if value]
+        if actions:
+            self._stage("update", CustomerStatsRecord(keys.env_pk(tenant_id, str(environment)), keys.STATS_SK),
+                        actions=actions)
+
+    def count_verified(self, tenant_id: str, environment: Environment, customer_id: str, count: int) -> None:
+        record = CustomerRecord(keys.env_pk(tenant_id, str(environment)), keys.customer_sk(customer_id))
+        self._stage("update", record, condition=CustomerRecord.pk.exists(),
+                    actions=[CustomerRecord.verified_count.add(count)])
+
+    def mark_checkpointed(self, customer: Customer, period: str, through_seq: int | None) -> None:
+        """The newest checkpoint's period and the last sequence number settled under it (directory),
+        moved from exactly the marker ``customer`` holds: a concurrent move is a conflict, not a regression."""
+        record = CustomerRecord(keys.env_pk(customer.tenant_id, str(customer.environment)),
+                                keys.customer_sk(customer.customer_id))
+        if customer.checkpoint_period is None:
+            condition = CustomerRecord.pk.exists() & CustomerRecord.checkpoint_period.does_not_exist()
+        else:
+            condition = ((CustomerRecord.checkpoint_period == customer.checkpoint_period)
+                         & (CustomerRecord.checkpoint_last_seq == (customer.checkpoint_last_seq or 0)))
+        self._stage("update", record, condition=condition, actions=[
+            CustomerRecord.checkpoint_period.set(period),
+            CustomerRecord.checkpoint_last_seq.set(through_seq or 0),
+        ])
+
+    def add(self, customer: Customer) -> None:
+        record = CustomerRecord(
+            keys.env_pk(customer.tenant_id, customer.environment),
+            keys.customer_sk(customer.customer_id),
+            name_key=name_key(customer.display_name, customer.customer_id),
+            policy=str(customer.policy),
+            tenant_id=customer.tenant_id,
+            environment=str(customer.environment),
+            customer_id=customer.customer_id,
+            display_name=customer.display_name,
+            source=str(customer.source),
+            created_at=customer.created_at,
+            updated_at=customer.updated_at,
+            sharing_state_hint=str(customer.sharing_state_hint),
+            event_cadence=str(customer.event_cadence) if customer.event_cadence else None,
+            unit_label=customer.unit_label,
+        )
+        self._stage("save", record, condition=CustomerRecord.pk.does_not_exist())
+
+    def release_from_balance(self, tenant_id: str, environment: Environment, customer_id: str,
+                             amount: Decimal, *, period: str, in_cycle: bool) -> None:
+        """A terminal failure: out of the running balance, counted as failed, and out of the current cycle's
+        counters when it belongs to it (``in_cycle``, conditioned so a concurrent roll-over is a conflict)."""
+        record = CustomerRecord(keys.env_pk(tenant_id, str(environment)), keys.customer_sk(customer_id))
+        actions = [CustomerRecord.balance.add(-amount), CustomerRecord.failed_count.add(1)]
+        if in_cycle:
+            actions += [CustomerRecord.cycle_count.add(-1), CustomerRecord.cycle_net.add(-amount)]
+            condition = CustomerRecord.cycle_period == period
+        else:
+            condition = CustomerRecord.pk.exists() & (CustomerRecord.cycle_period.does_not_exist()
+                                                      | (CustomerRecord.cycle_period != period))
+        self._stage("update", record, condition=condition, actions=actions)

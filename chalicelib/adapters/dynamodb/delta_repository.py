@@ -1,0 +1,246 @@
+"""Deltas, reference guards, and the snapshot acceptance reads in one or two BatchGetItem calls."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from chalicelib import jsoncodec
+from chalicelib.adapters.dynamodb import keys
+from chalicelib.adapters.dynamodb.credit_repository import account_from
+from chalicelib.adapters.dynamodb.models import (
+    CreditAccountRecord,
+    CustomerRecord,
+    DeltaRecord,
+    ReferenceGuardRecord,
+    TenantRecord,
+    UsageCounterRecord,
+)
+from chalicelib.adapters.dynamodb.staging import Repository, batch_get, get_item
+from chalicelib.adapters.dynamodb.tenant_repository import tenant_from
+from chalicelib.domain.clock import iso_us
+from chalicelib.domain.customers import CustomerSource, name_key
+from chalicelib.domain.deltas import CreditState, Delta, DeltaStatus
+from chalicelib.domain.identity import Environment
+from chalicelib.services.ports import CustomerState, IngestSnapshot
+
+
+def _delta_from(record: DeltaRecord) -> Delta:
+    return Delta(
+        tenant_id=record.tenant_id,
+        environment=Environment(record.environment),
+        record_id=record.record_id,
+        receipt_id=record.receipt_id,
+        customer_id=record.customer_id,
+        sequence_number=int(record.sequence_number),
+        delta=record.delta,
+        reason=record.reason,
+        period=record.period,
+        created_at=record.created_at,
+        status=DeltaStatus(record.status),
+        reference_id=record.reference_id,
+        metadata=record.metadata,
+        adjusts=record.adjusts,
+        credits_reserved=int(record.credits_reserved or 0),
+        credit_state=CreditState(record.credit_state),
+        error=record.error,
+        updated_at=record.updated_at,
+        content_hash=record.content_hash,
+        leaf_index=int(record.leaf_index) if record.leaf_index is not None else None,
+        proof=list(record.proof) if record.proof is not None else None,
+        batch_id=record.batch_id,
+        proof_root=record.proof_root,
+        verified_at=record.verified_at,
+    )
+
+
+class DynamoDeltaRepository(Repository):
+    def get(self, tenant_id: str, environment: Environment, record_id: str) -> Delta | None:
+        record = get_item(DeltaRecord, keys.delta_pk(tenant_id, environment, record_id), keys.DELTA_SK)
+        return _delta_from(record) if record else None
+
+    def snapshot(self, tenant_id: str, environment: Environment, customer_ids: list[str],
+                 references: list[tuple[str, str]], period: str) -> IngestSnapshot:
+        """Everything acceptance needs, in one or two BatchGetItem calls."""
+        env = str(environment)
+        wanted: list[tuple[Any, str, str]] = [
+            (TenantRecord, keys.tenant_pk(tenant_id), keys.TENANT_SK),
+            (UsageCounterRecord, keys.tenant_pk(tenant_id), keys.usage_sk(period)),
+            (CreditAccountRecord, keys.credits_pk(tenant_id), keys.ACCOUNT_SK),
+        ]
+        wanted += [(CustomerRecord, keys.env_pk(tenant_id, env), keys.customer_sk(c)) for c in customer_ids]
+        wanted += [(ReferenceGuardRecord, keys.reference_guard_pk(tenant_id, env, c, r), keys.GUARD_SK)
+                   for c, r in references]
+        found = batch_get(wanted)
+
+        def raw(model: Any, pk: str, sk: str) -> Any:
+            return found.get((model.Meta.table_name, pk, sk))
+
+        tenant = raw(TenantRecord, keys.tenant_pk(tenant_id), keys.TENANT_SK)
+        usage = raw(UsageCounterRecord, keys.tenant_pk(tenant_id), keys.usage_sk(period))
+        account = raw(CreditAccountRecord, keys.credits_pk(tenant_id), keys.ACCOUNT_SK)
+        customers: dict[str, CustomerState] = {}
+        for customer_id in customer_ids:
+            item = raw(CustomerRecord, keys.env_pk(tenant_id, env), keys.customer_sk(customer_id))
+            record = CustomerRecord.from_raw_data(item) if item else None
+            customers[customer_id] = CustomerState(
+                exists=record is not None,
+                last_seq=int(record.last_seq) if record and record.last_seq is not None else None,
+                cycle_period=record.cycle_period if record else None,
+            )
+        guards = {}
+        for customer_id, reference_id in references:
+            item = raw(ReferenceGuardRecord, keys.reference_guard_pk(tenant_id, env, customer_id, reference_id),
+                       keys.GUARD_SK)
+            if item:
+                guards[(customer_id, reference_id)] = jsoncodec.loads(ReferenceGuardRecord.from_raw_data(item).response)
+        return IngestSnapshot(
+            tenant=tenant_from(TenantRecord.from_raw_data(tenant)) if tenant else None,
+            customers=customers,
+            guards=guards,
+            usage_consumed=int(UsageCounterRecord.from_raw_data(usage).consumed or 0) if usage else 0,
+            credits=account_from(tenant_id, CreditAccountRecord.from_raw_data(account) if account else None),
+        )
+
+    def add(self, delta: Delta) -> None:
+        env = str(delta.environment)
+        record = DeltaRecord(
+            keys.delta_pk(delta.tenant_id, env, delta.record_id),
+            keys.DELTA_SK,
+            tenant_id=delta.tenant_id,
+            environment=env,
+            record_id=delta.record_id,
+            receipt_id=delta.receipt_id,
+            customer_id=delta.customer_id,
+            customer_key=keys.customer_key(delta.tenant_id, env, delta.customer_id),
+            seq_key=keys.seq_key(delta.sequence_number),
+            sequence_number=delta.sequence_number,
+            delta=delta.delta,
+            reason=delta.reason,
+            reference_id=delta.reference_id,
+            metadata=delta.metadata,
+            adjusts=delta.adjusts,
+            period=delta.period,
+            status=str(delta.status),
+            credits_reserved=delta.credits_reserved,
+            credit_state=str(delta.credit_state),
+            error=delta.error,
+            created_at=delta.created_at,
+            updated_at=delta.updated_at or delta.created_at,
+        )
+        if delta.awaiting_verification:
+            record.pending_shard = keys.pending_shard(delta.record_id)
+            record.pending_since = iso_us(delta.created_at)
+        self._stage("save", record, condition=DeltaRecord.pk.does_not_exist())
+
+    def customer_period(self, tenant_id: str, environment: Environment, customer_id: str,
+                        period: str) -> list[Delta]:
+        """A customer's deltas of one period in sequence order (the customer index, filtered on the period:
+        the read covers the customer's other periods' keys too)."""
+        key = keys.customer_key(tenant_id, str(environment), customer_id)
+        return [_delta_from(r) for r in DeltaRecord.customer_seq_index.query(
+            key, filter_condition=DeltaRecord.period == period)]
+
+    def customer_range(self, tenant_id: str, environment: Environment, customer_id: str, first: int, last: int,
+                       *, newest_first: bool = False) -> list[Delta]:
+        """A customer's deltas with sequence numbers ``first..last`` (a key range on the customer index)."""
+        if last < first:
+            return []
+        key = keys.customer_key(tenant_id, str(environment), customer_id)
+        return [_delta_from(r) for r in DeltaRecord.customer_seq_index.query(
+            key, DeltaRecord.seq_key.between(keys.seq_key(first), keys.seq_key(last)),
+            scan_index_forward=not newest_first)]
+
+    def get_many(self, tenant_id: str, environment: Environment, record_ids: list[str]) -> list[Delta]:
+        """Consistent reads of many deltas (BatchGetItem), in the order asked; missing ids are skipped."""
+        env = str(environment)
+        wanted = [(DeltaRecord, keys.delta_pk(tenant_id, env, r), keys.DELTA_SK) for r in record_ids]
+        found = batch_get(wanted)
+        table = DeltaRecord.Meta.table_name
+        return [_delta_from(DeltaRecord.from_raw_data(found[(table, pk, sk)]))
+                for _m, pk, sk in wanted if (table, pk, sk) in found]
+
+    def pending(self, *, older_than: datetime, limit: int) -> list[tuple[str, Environment, str]]:
+        """Deltas still awaiting verification, oldest first per shard (the sparse index; no scan)."""
+        refs: list[tuple[str, Environment, str]] = []
+        for shard in range(keys.PENDING_SHARDS):
+            query = DeltaRecord.pending_index.query(
+                f"P#{shard}", DeltaRecord.pending_since < iso_us(older_than), limit=limit, page_size=limit)
+            refs += [(r.tenant_id, Environment(r.environment), r.record_id) for r in query]
+        return refs
+
+    def _pending_update(self, delta: Delta, actions: list) -> None:
+        record = DeltaRecord(keys.delta_pk(delta.tenant_id, str(delta.environment), delta.record_id), keys.DELTA_SK)
+        actions += [DeltaRecord.pending_shard.remove(), DeltaRecord.pending_since.remove()]
+        # Exactly once: only a delta still awaiting verification can be resolved.
+        condition = DeltaRecord.status.is_in(str(DeltaStatus.QUEUED), str(DeltaStatus.PROCESSING))
+        self._stage("update", record, condition=condition, actions=actions)
+
+    def mark_verified(self, delta: Delta, *, now: datetime) -> None:
+        actions = [
+            DeltaRecord.status.set(str(DeltaStatus.VERIFIED)),
+            DeltaRecord.content_hash.set(delta.content_hash),
+            DeltaRecord.leaf_index.set(delta.leaf_index),
+            DeltaRecord.proof.set(delta.proof),
+            DeltaRecord.batch_id.set(delta.batch_id),
+            DeltaRecord.proof_root.set(delta.proof_root),
+            DeltaRecord.verified_at.set(now),
+            DeltaRecord.updated_at.set(now),
+        ]
+        if delta.credit_state == CreditState.RESERVED:
+            actions.append(DeltaRecord.credit_state.set(str(CreditState.SETTLED)))
+        self._pending_update(delta, actions)
+
+    def mark_failed(self, delta: Delta, *, error: str, now: datetime) -> None:
+        actions = [
+            DeltaRecord.status.set(str(DeltaStatus.FAILED)),
+            DeltaRecord.error.set(error),
+            DeltaRecord.updated_at.set(now),
+        ]
+        if delta.credit_state == CreditState.RESERVED:
+            actions.append(DeltaRecord.credit_state.set(str(CreditState.REFUNDED)))
+        self._pending_update(delta, actions)
+
+    def add_reference_guard(self, delta: Delta, response: dict, now: datetime) -> None:
+        env = str(delta.environment)
+        record = ReferenceGuardRecord(
+            keys.reference_guard_pk(delta.tenant_id, env, delta.customer_id, delta.reference_id or ""),
+            keys.GUARD_SK, record_id=delta.record_id, response=jsoncodec.dumps(response), created_at=now,
+        )
+        self._stage("save", record, condition=ReferenceGuardRecord.pk.does_not_exist())
+
+    def advance_customer(self, tenant_id: str, environment: Environment, customer_id: str, *,
+                         expected_last_seq: int | None, count: int, balance_change: Decimal, now: datetime,
+                         is_new: bool, period: str, cycle: str) -> None:
+        """Claim sequence numbers ``expected+1 .. expected+count``; creates the customer on first sight
+        (``is_new``: exactly then, so the totals count it once). ``cycle``: ``add`` to the month counters,
+        ``restart`` them for ``period``, or ``keep`` them (they belong to a later month)."""
+        env = str(environment)
+        record = CustomerRecord(keys.env_pk(tenant_id, env), keys.customer_sk(customer_id))
+        actions = [
+            CustomerRecord.tenant_id.set(CustomerRecord.tenant_id | tenant_id),
+            CustomerRecord.environment.set(CustomerRecord.environment | env),
+            CustomerRecord.customer_id.set(CustomerRecord.customer_id | customer_id),
+            CustomerRecord.display_name.set(CustomerRecord.display_name | customer_id),
+            CustomerRecord.source.set(CustomerRecord.source | str(CustomerSource.INTEGRATION)),
+            CustomerRecord.created_at.set(CustomerRecord.created_at | now),
+            CustomerRecord.updated_at.set(now),
+            CustomerRecord.last_delta_at.set(now),
+            CustomerRecord.name_key.set(CustomerRecord.name_key | name_key(customer_id, customer_id)),
+            CustomerRecord.last_seq.set((expected_last_seq or 0) + count),
+            CustomerRecord.delta_count.add(count),
+            CustomerRecord.balance.add(balance_change),
+        ]
+        if cycle == "add":
+            actions += [CustomerRecord.cycle_count.add(count), CustomerRecord.cycle_net.add(balance_change)]
+        elif cycle == "restart":
+            actions += [CustomerRecord.cycle_period.set(period), CustomerRecord.cycle_count.set(count),
+                        CustomerRecord.cycle_net.set(balance_change)]
+        if is_new:
+            condition = CustomerRecord.pk.does_not_exist()
+        elif expected_last_seq is None:
+            condition = CustomerRecord.pk.exists() & CustomerRecord.last_seq.does_not_exist()
+        else:
+            condition = CustomerRecord.last_seq == expected_last_seq
+        self._stage("update", record, condition=condition, actions=actions)

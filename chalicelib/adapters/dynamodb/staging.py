@@ -1,0 +1,93 @@
+"""What every DynamoDB repository builds on: staged writes, the base class, and the shared reads.
+
+Repositories map PynamoDB records to domain objects and back, with no business rules.
+Reads are immediate (strongly consistent on the base table); writes are staged on the
+owning unit of work as :class:`StagedWrite` and committed together.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from pynamodb.models import Model
+
+from chalicelib.adapters.dynamodb.cursors import decode_cursor, encode_cursor
+from chalicelib.adapters.dynamodb.models import TenantRecord
+from chalicelib.services.ports import Page
+
+
+@dataclass
+class StagedWrite:
+    kind: str  # "save" | "update" | "delete"
+    model: Model
+    condition: Any = None
+    actions: list | None = None
+
+
+class Stager(Protocol):
+    """Where a repository stages its writes: the unit of work."""
+
+    def stage(self, write: StagedWrite) -> None: ...
+
+
+class Repository:
+    """Base of every DynamoDB repository: holds the unit of work its writes are staged on."""
+
+    def __init__(self, uow: Stager) -> None:
+        self._uow = uow
+
+    def _stage(self, kind: str, model: Any, condition: Any = None, actions: list | None = None) -> None:
+        self._uow.stage(StagedWrite(kind=kind, model=model, condition=condition, actions=actions))
+
+
+def get_item(model_cls: Any, pk: str, sk: str) -> Any:
+    try:
+        return model_cls.get(pk, sk, consistent_read=True)
+    except model_cls.DoesNotExist:
+        return None
+
+
+TABLE_KEYS = ("pk", "sk")
+
+
+def query_page(run: Any, to_domain: Any, *, limit: int, cursor: str | None, partition: tuple[str, str],
+               key_names: tuple[str, ...] = TABLE_KEYS, sort_prefix: str | None = None,
+               sort_key: str = "sk", order: str | None = None) -> Page:
+    """One page of a key query, plus a cursor only when another item really follows.
+
+    DynamoDB returns a LastEvaluatedKey whenever a query stops at its Limit, even
+    when nothing follows; asking for one extra item tells the two cases apart.
+    """
+    start, page = decode_cursor(cursor, partition=partition, key_names=key_names,
+                                sort_prefix=(sort_key, sort_prefix) if sort_prefix else None, order=order)
+    records = list(run(limit=limit + 1, page_size=limit + 1, last_evaluated_key=start))
+    next_cursor = None
+    if len(records) > limit:
+        records = records[:limit]
+        next_cursor = encode_cursor({name: {"S": getattr(records[-1], name)} for name in key_names}, page, order)
+    return Page(items=[to_domain(r) for r in records], next_cursor=next_cursor, extra={"page": page})
+
+
+def batch_get(wanted: list[tuple[Any, str, str]]) -> dict[tuple[str, str, str], Any]:
+    """Consistent BatchGetItem across tables: {(table, pk, sk): raw item}, 100 keys a call."""
+    connection = TenantRecord._get_connection().connection
+    found: dict[tuple[str, str, str], Any] = {}
+    unique = list(dict.fromkeys((model.Meta.table_name, pk, sk) for model, pk, sk in wanted))
+    for start in range(0, len(unique), 100):
+        request: dict[str, Any] = {}
+        for table, pk, sk in unique[start : start + 100]:
+            request.setdefault(table, {"Keys": [], "ConsistentRead": True})["Keys"].append(
+                {"pk": {"S": pk}, "sk": {"S": sk}})
+        for _attempt in range(8):
+            response = connection.dispatch("BatchGetItem", {"RequestItems": request})
+            for table, items in response.get("Responses", {}).items():
+                for item in items:
+                    found[(table, item["pk"]["S"], item["sk"]["S"])] = item
+            request = response.get("UnprocessedKeys") or {}
+            if not request:
+                break
+        if request:
+            raise RuntimeError("BatchGetItem left keys unprocessed after retries")
+    return found
+
