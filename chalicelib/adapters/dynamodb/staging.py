@@ -7,13 +7,15 @@ owning unit of work as :class:`StagedWrite` and committed together.
 
 from __future__ import annotations
 
+import random
+import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from pynamodb.models import Model
 
+from chalicelib.adapters.dynamodb.connection import shared_connection
 from chalicelib.adapters.dynamodb.cursors import decode_cursor, encode_cursor
-from chalicelib.adapters.dynamodb.models import TenantRecord
 from chalicelib.services.ports import Page
 
 
@@ -69,9 +71,19 @@ def query_page(run: Any, to_domain: Any, *, limit: int, cursor: str | None, part
     return Page(items=[to_domain(r) for r in records], next_cursor=next_cursor, extra={"page": page})
 
 
+BATCH_GET_ATTEMPTS = 8
+
+
+def unprocessed_backoff(attempt: int) -> float:
+    """Seconds to wait before asking again for keys DynamoDB left unprocessed (it throttles: asking at once
+    would be throttled again). Exponential from 25 ms, capped at 1 s, with jitter."""
+    return min(0.025 * 2**attempt, 1.0) * random.uniform(0.5, 1.0)
+
+
 def batch_get(wanted: list[tuple[Any, str, str]]) -> dict[tuple[str, str, str], Any]:
-    """Consistent BatchGetItem across tables: {(table, pk, sk): raw item}, 100 keys a call."""
-    connection = TenantRecord._get_connection().connection
+    """Consistent BatchGetItem across tables: {(table, pk, sk): raw item}, 100 keys a call; unprocessed keys
+    are asked again with backoff."""
+    connection = shared_connection()
     found: dict[tuple[str, str, str], Any] = {}
     unique = list(dict.fromkeys((model.Meta.table_name, pk, sk) for model, pk, sk in wanted))
     for start in range(0, len(unique), 100):
@@ -79,7 +91,9 @@ def batch_get(wanted: list[tuple[Any, str, str]]) -> dict[tuple[str, str, str], 
         for table, pk, sk in unique[start : start + 100]:
             request.setdefault(table, {"Keys": [], "ConsistentRead": True})["Keys"].append(
                 {"pk": {"S": pk}, "sk": {"S": sk}})
-        for _attempt in range(8):
+        for attempt in range(BATCH_GET_ATTEMPTS):
+            if attempt:
+                time.sleep(unprocessed_backoff(attempt))
             response = connection.dispatch("BatchGetItem", {"RequestItems": request})
             for table, items in response.get("Responses", {}).items():
                 for item in items:

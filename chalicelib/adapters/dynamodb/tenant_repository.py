@@ -6,7 +6,7 @@ from datetime import datetime
 
 from chalicelib.adapters.dynamodb import keys
 from chalicelib.adapters.dynamodb.models import CounterRecord, TenantRecord, UserRecord
-from chalicelib.adapters.dynamodb.staging import Repository, get_item, query_page
+from chalicelib.adapters.dynamodb.staging import Repository, batch_get, get_item, query_page
 from chalicelib.domain.clock import iso_us, parse_iso
 from chalicelib.domain.identity import Role
 from chalicelib.domain.tenants import BillingMode, PlanChange, Tenant, TenantStatus, User, UserStatus
@@ -146,18 +146,8 @@ class DynamoUserRepository(Repository):
     def get_with_tenant(self, tenant_id: str, user_id: str) -> tuple[Tenant | None, User | None]:
         """One consistent BatchGetItem for the tenant row and the user row (same table)."""
         pk = keys.tenant_pk(tenant_id)
-        wanted = [{"pk": {"S": pk}, "sk": {"S": keys.TENANT_SK}}, {"pk": {"S": pk}, "sk": {"S": keys.user_sk(user_id)}}]
-        table = TenantRecord.Meta.table_name
-        connection = TenantRecord._get_connection().connection
-        found: dict[str, dict] = {}
-        request = {table: {"Keys": wanted, "ConsistentRead": True}}
-        for _attempt in range(5):
-            response = connection.dispatch("BatchGetItem", {"RequestItems": request})
-            for item in response.get("Responses", {}).get(table, []):
-                found[item["sk"]["S"]] = item
-            request = response.get("UnprocessedKeys") or {}
-            if not request:
-                break
+        found = {sk: item for (_t, _pk, sk), item in batch_get(
+            [(TenantRecord, pk, keys.TENANT_SK), (UserRecord, pk, keys.user_sk(user_id))]).items()}
         tenant = found.get(keys.TENANT_SK)
         user = found.get(keys.user_sk(user_id))
         return (tenant_from(TenantRecord.from_raw_data(tenant)) if tenant else None,
