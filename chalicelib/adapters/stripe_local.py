@@ -351,15 +351,22 @@ class LocalStripe:
 
     def change_plan(self, subscription_id: str, *, tier: str, idempotency_key: str) -> Subscription:
         self._prices(tier)
-        request = {"subscription": subscription_id, "tier": tier}
+        return self._update_subscription(
+            subscription_id, idempotency_key, "subscription.change_plan",
+            {"subscription": subscription_id, "tier": tier},
+            lambda work, subscription: self._swap_plan(work, subscription, tier))
+
+    def _update_subscription(self, subscription_id: str, idempotency_key: str, kind: str, request: dict[str, Any],
+                             change: Callable[[_Work, dict[str, Any]], Any]) -> Subscription:
+        """One idempotent change of a subscription (a repeated key replays the first answer), its events sent."""
 
         def operation(work: _Work) -> dict[str, Any]:
-            replay = self._replay(work, idempotency_key, "subscription.change_plan", request)
+            replay = self._replay(work, idempotency_key, kind, request)
             if replay is not None:
                 return replay
             subscription = self._subscription_for_update(work, subscription_id)
-            self._swap_plan(work, subscription, tier)
-            self._remember(work, idempotency_key, "subscription.change_plan", request, subscription)
+            change(work, subscription)
+            self._remember(work, idempotency_key, kind, request, subscription)
             return subscription
 
         subscription, _ = self._run_and_send(operation)
@@ -381,19 +388,9 @@ class LocalStripe:
         return session["url"]
 
     def cancel_at_period_end(self, subscription_id: str, *, idempotency_key: str) -> Subscription:
-        request = {"subscription": subscription_id, "cancel_at_period_end": True}
-
-        def operation(work: _Work) -> dict[str, Any]:
-            replay = self._replay(work, idempotency_key, "subscription.cancel", request)
-            if replay is not None:
-                return replay
-            subscription = self._subscription_for_update(work, subscription_id)
-            self._schedule_cancel(work, subscription)
-            self._remember(work, idempotency_key, "subscription.cancel", request, subscription)
-            return subscription
-
-        subscription, _ = self._run_and_send(operation)
-        return self.to_subscription(subscription)
+        return self._update_subscription(
+            subscription_id, idempotency_key, "subscription.cancel",
+            {"subscription": subscription_id, "cancel_at_period_end": True}, self._schedule_cancel)
 
     def get_subscription(self, subscription_id: str) -> Subscription:
         found = self.get_object(subscription_id)

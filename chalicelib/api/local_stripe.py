@@ -77,8 +77,12 @@ def local_portal_page(ctx: Ctx, session: str) -> Response:
     return _pages().portal(stand_in.portal_page(session), base=f"/local-stripe/portal/{session}")
 
 
-def _portal_action(ctx: Ctx, session: str, act: Any) -> Response:
+def _portal_action(ctx: Ctx, session: str, act: Any, check: Any = None) -> Response:
+    """``check`` validates the request once the stand-in is known to be on (404 first: where it is off,
+    nothing about the route is revealed)."""
     stand_in = _stand_in()
+    if check is not None:
+        check()
     check_same_origin(ctx.request)
     base = f"/local-stripe/portal/{session}"
     try:
@@ -96,9 +100,8 @@ def local_portal_change_plan(ctx: Ctx, session: str, tier: str) -> Response:
     (`customer.subscription.updated`, `invoice.paid`). Same-origin posts only."""
     from chalicelib.domain.subscriptions import check_tier
 
-    _stand_in()  # 404 first: where the stand-in is off, nothing about the route is revealed
-    check_tier(tier)
-    return _portal_action(ctx, session, lambda stand_in: stand_in.portal_change_plan(session, tier))
+    return _portal_action(ctx, session, lambda stand_in: stand_in.portal_change_plan(session, tier),
+                          check=lambda: check_tier(tier))
 
 
 @route(bp, "/local-stripe/portal/{session}/cancel", "POST", auth=Auth.NONE,

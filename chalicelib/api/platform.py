@@ -45,9 +45,11 @@ def _per_page(ctx: Ctx) -> int:
     raw = query_param(ctx.request, "per_page")
     if raw is None:
         return 15
-    if not raw.isdigit() or not 1 <= int(raw) <= 500:
-        raise ValidationError("The per page field must be between 1 and 500.", field="per_page")
-    return int(raw)
+    per_page = platform_service.per_page_value(raw)
+    if per_page is None:
+        raise ValidationError(f"The per page field must be between 1 and {platform_service.PER_PAGE_MAX}.",
+                              field="per_page")
+    return per_page
 
 
 @route(bp, "/tenants", "GET", auth=Auth.PLATFORM, summary="List tenants with an active plan",

@@ -14,10 +14,13 @@ from chalicelib.cli import main as cli
 
 
 def _per_page(raw: str) -> int:
-    """The API's bound (1-500), checked before anything connects."""
-    if not raw.isdigit() or not 1 <= int(raw) <= 500:
-        raise argparse.ArgumentTypeError("must be between 1 and 500")
-    return int(raw)
+    """The API's bound, checked before anything connects."""
+    from chalicelib.services.platform import PER_PAGE_MAX, per_page_value
+
+    per_page = per_page_value(raw)
+    if per_page is None:
+        raise argparse.ArgumentTypeError(f"must be between 1 and {PER_PAGE_MAX}")
+    return per_page
 
 
 def tenant_details(tenant: Any, now: Any) -> dict:

@@ -13,6 +13,14 @@ from chalicelib.domain.identity import PLATFORM_TENANT_ID, Ability, PlatformPrin
 from chalicelib.domain.tenants import Tenant
 from chalicelib.services.ports import Page, UnitOfWork
 
+#: Seed 002's page sizes of the tenant directory (the API and the operator CLI alike).
+PER_PAGE_MAX = 500
+
+
+def per_page_value(raw: str) -> int | None:
+    """The page size ``raw`` names, or None when it is not a whole number from 1 to PER_PAGE_MAX."""
+    return int(raw) if raw.isdigit() and 1 <= int(raw) <= PER_PAGE_MAX else None
+
 
 def create_platform_token(
     uow: UnitOfWork, *, name: str, abilities: list[str], now: datetime
