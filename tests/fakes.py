@@ -38,7 +38,7 @@ from chalicelib.domain.access import ApiKey, PlatformToken, Session
 from chalicelib.domain.audit import AuditEntry
 from chalicelib.domain.clock import iso_us
 from chalicelib.domain.customers import Customer, CustomerStats
-from chalicelib.domain.errors import ConflictError
+from chalicelib.domain.errors import ConcurrentWriteError, ConflictError
 from chalicelib.domain.identity import PLATFORM_TENANT_ID, Environment
 from chalicelib.domain.signing_keys import SigningKey
 from chalicelib.domain.tenants import Tenant, User
@@ -511,7 +511,7 @@ class FakeUnitOfWork:
         if len(staged) > 1 and len({(id(w.table), w.key) for w in staged}) < len(staged):
             raise ValueError("Transaction request cannot include multiple operations on one item")
         if not all(write.condition(write.table.rows.get(write.key)) for write in staged):
-            raise ConflictError("The resource was changed concurrently; retry the request.")
+            raise ConcurrentWriteError()
         for write in staged:
             if write.apply is not None:
                 write.table.rows[write.key] = write.apply(write.table.rows.get(write.key))

@@ -54,6 +54,16 @@ class ConflictError(TallyError):
     default_message = "The request conflicts with the current state."
 
 
+class ConcurrentWriteError(ConflictError):
+    """A storage race: a write's condition failed because another writer changed the item first.
+
+    Raised only by a unit of work's commit, so a retry loop catches exactly this and never mistakes a
+    business 409 (a duplicate, a wrong state) for a race. Still a 409 if it reaches a client."""
+
+    code = "CONCURRENT_WRITE"
+    default_message = "The resource was changed concurrently; retry the request."
+
+
 class RateLimitedError(TallyError):
     code = "RATE_LIMITED"
     default_message = "Rate limit exceeded."

@@ -21,6 +21,7 @@ from chalicelib.domain.plans import Plan, plan_for
 from chalicelib.domain.subscriptions import CheckoutSession, Subscription, apply_subscription, check_tier
 from chalicelib.domain.tenants import Tenant
 from chalicelib.services.ports import BillingProvider, UnitOfWork
+from chalicelib.services.retry import retry_on_conflict
 
 SUBSCRIBE_ROUTE = "POST /dashboard/stripe/create-subscription-session"
 CHANGE_PLAN_ROUTE = "POST /dashboard/stripe/change-plan"
@@ -88,20 +89,18 @@ def start_subscription(uow: UnitOfWork, principal: DashboardPrincipal, *, tier: 
 def _apply(uow: UnitOfWork, principal: DashboardPrincipal, subscription: Subscription, action: str,
            now: datetime, **details: Any) -> Tenant:
     """Project the provider's answer onto the tenant at once, with the audit entry, in one commit."""
-    for attempt in range(MAX_APPLY_ATTEMPTS):
+
+    def attempt(_n: int) -> Tenant:
         tenant = _tenant(uow, principal)
         after = apply_subscription(tenant, subscription, now)
         if after is not tenant:
             uow.tenants.save(after)
         _audit(uow, principal, action, now, subscriptionId=subscription.id, **details)
-        try:
-            uow.commit()
-            return after
-        except ConflictError:
-            uow.rollback()
-            if attempt == MAX_APPLY_ATTEMPTS - 1:
-                raise
-    raise AssertionError("unreachable")
+        uow.commit()
+        return after
+
+    return retry_on_conflict(uow, attempt, attempts=MAX_APPLY_ATTEMPTS,
+                             message="The tenant kept changing while its plan was updated; retry.")
 
 
 def change_plan(uow: UnitOfWork, principal: DashboardPrincipal, *, tier: object, provider: BillingProvider,

@@ -11,7 +11,7 @@ from chalicelib.domain.clock import period_of
 from chalicelib.domain.credentials import time_ordered_id
 from chalicelib.domain.customers import marker_advances
 from chalicelib.domain.deltas import Delta
-from chalicelib.domain.errors import ConflictError, NotFoundError, ValidationError
+from chalicelib.domain.errors import ConcurrentWriteError, ConflictError, NotFoundError, ValidationError
 from chalicelib.domain.fingerprints import canonical
 from chalicelib.domain.identity import Environment
 from chalicelib.domain.merkle import MerkleTree, consistency_proof, leaf_hash
@@ -91,7 +91,7 @@ def seal(uow: UnitOfWork, scope: Scope, *, now: datetime, signer: Any, strict: b
             if moved:  # nothing new to sign, but failures after it are settled too: move the marker
                 try:
                     uow.commit()
-                except ConflictError:
+                except ConcurrentWriteError:
                     uow.rollback()  # a concurrent writer moved it; the next request looks again
             return latest, False, covered.leaves[: latest.tree_size]  # the settled run only grows: a prefix
         leaves = _leaves(covered.leaves)
@@ -112,7 +112,7 @@ def seal(uow: UnitOfWork, scope: Scope, *, now: datetime, signer: Any, strict: b
         uow.checkpoints.add(checkpoint)
         try:
             uow.commit()
-        except ConflictError:
+        except ConcurrentWriteError:
             uow.rollback()  # a concurrent request sealed this sequence first: look again
             continue
         return checkpoint, True, covered.leaves

@@ -12,7 +12,7 @@ from datetime import datetime
 
 from chalicelib.domain.audit import AuditEntry
 from chalicelib.domain.credits import CreditAccount, EntryType, LedgerEntry, apply, entry_id_for
-from chalicelib.domain.errors import ConflictError, NotFoundError
+from chalicelib.domain.errors import ConcurrentWriteError, ConflictError, NotFoundError
 from chalicelib.domain.plans import CREDITS_VOLUME_RATE
 from chalicelib.services.ports import Page, UnitOfWork
 
@@ -70,7 +70,7 @@ def commit_moves(uow: UnitOfWork, tenant_id: str, moves: list[Move], *, now: dat
             uow.audit.add(audit)
         try:
             uow.commit()
-        except ConflictError:
+        except ConcurrentWriteError:
             uow.rollback()
             continue
         return after, entries

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import random
-import time
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -27,6 +25,7 @@ from chalicelib.domain.deltas import Delta, DeltaStatus
 from chalicelib.domain.errors import ConflictError, NotFoundError, ValidationError
 from chalicelib.domain.identity import ApiKeyPrincipal, DashboardPrincipal, Environment, Permission
 from chalicelib.services.ports import Page, UnitOfWork
+from chalicelib.services.retry import retry_on_conflict
 
 if TYPE_CHECKING:
     from chalicelib.domain.directory import DirectoryFilter
@@ -129,9 +128,9 @@ def create_customer(uow: UnitOfWork, principal: DashboardPrincipal, body: dict[s
         unit_label=unit_label,
         policy=_enum(body.get("policy"), Policy, "policy", Policy.TWO_TIER),
     )
-    for attempt in range(CREATE_ATTEMPTS):
+    def attempt(_n: int) -> Any:
         existing = uow.customers.get(principal.tenant_id, principal.environment, customer_id)
-        if existing is not None:
+        if existing is not None:  # created meanwhile, even by the race that made the last attempt fail
             _duplicate(existing)
         uow.customers.add(customer)
         uow.customers.count(principal.tenant_id, principal.environment, customers=1, manual=1)
@@ -140,15 +139,11 @@ def create_customer(uow: UnitOfWork, principal: DashboardPrincipal, body: dict[s
                                  details={"displayName": customer.display_name}))
         outbox = webhooks.stage_events(uow, principal.tenant_id, principal.environment,
                                        [(EventType.CUSTOMER_CREATED, customer_event(customer))], now=now)
-        try:
-            uow.commit()
-        except ConflictError:
-            uow.rollback()  # created meanwhile (answered above on the next pass), or the totals item was busy
-            if attempt == CREATE_ATTEMPTS - 1:
-                raise
-            time.sleep(random.uniform(0, 0.002 * (2 ** attempt)))
-            continue
-        break
+        uow.commit()
+        return outbox
+
+    outbox = retry_on_conflict(uow, attempt, attempts=CREATE_ATTEMPTS,
+                               message="The customer directory is busy; retry the request.")
     return customer, outbox
 
 

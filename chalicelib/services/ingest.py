@@ -11,8 +11,6 @@ wrote first, the remainder is re-read and re-planned.
 
 from __future__ import annotations
 
-import random
-import time
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
@@ -25,7 +23,7 @@ from chalicelib.domain.credentials import random_id, time_ordered_id
 from chalicelib.domain.credits import EntryType
 from chalicelib.domain.deltas import CreditState, Delta, DeltaInput, DeltaStatus
 from chalicelib.domain.errors import (
-    ConflictError,
+    ConcurrentWriteError,
     InvalidApiKeyError,
     PaymentRequiredError,
     TallyError,
@@ -35,6 +33,7 @@ from chalicelib.domain.plans import plan_for
 from chalicelib.domain.tenants import BillingMode
 from chalicelib.services.credits import stage_move
 from chalicelib.services.ports import IngestSnapshot, UnitOfWork
+from chalicelib.services.retry import retry_on_conflict
 
 MAX_TRANSACTION_ITEMS = 100
 MAX_ATTEMPTS = 40
@@ -173,9 +172,10 @@ def submit_deltas(
     }
     pending = [(i, item) for i, item in enumerate(inputs) if isinstance(item, DeltaInput)]
     duplicates: dict[int, int] = {}  # index → index of the first delta with the same (customer, referenceId)
-    for attempt in range(MAX_ATTEMPTS):
-        if not pending:
-            break
+
+    def attempt(_n: int) -> None:
+        """One read-plan-write pass over the deltas still pending; on a race, what committed stays done."""
+        nonlocal pending, duplicates
         customer_ids = list(dict.fromkeys(item.customer_id for _i, item in pending))
         references = list(dict.fromkeys((item.customer_id, item.reference_id) for _i, item in pending
                                         if item.reference_id))
@@ -200,25 +200,26 @@ def submit_deltas(
         allowed = fresh if capacity.limit is None else fresh[: capacity.limit]
         refused = fresh[len(allowed):]
         fixed = 2 + (2 if run.credits_mode else 0)  # usage counter, customer totals (+ account, ledger entry)
-        done: set[int] = set()
         try:
             for chunk in _chunks(allowed, fixed):
                 for index, delta in run.commit_chunk(chunk):
                     outcomes[index] = Outcome(index, "QUEUED", data=accepted_view(delta))
-                    done.add(index)
-        except ConflictError:
-            uow.rollback()
-            pending = [(i, item) for i, item in pending if i not in done and i not in outcomes]
+        except ConcurrentWriteError:
+            pending = [(i, item) for i, item in pending if i not in outcomes]
             duplicates = {i: first for i, first in duplicates.items() if i not in outcomes}
-            time.sleep(random.uniform(0, min(0.05, 0.002 * (2 ** min(attempt, 5)))))
-            continue
+            raise
         for index, _item in refused:
             outcomes[index] = Outcome(index, "FAILED",
                                       error=PaymentRequiredError(capacity.message, code=capacity.code))
         pending = []
-    for index, _item in pending:  # still contended after every attempt
-        outcomes[index] = Outcome(index, "FAILED", error=ConflictError(
-            "Too many concurrent writes for this customer; retry the request.", code="CONCURRENT_WRITE"))
+
+    if pending:
+        try:
+            retry_on_conflict(uow, attempt, attempts=MAX_ATTEMPTS, message="busy")
+        except ConcurrentWriteError:  # still contended after every attempt: those deltas fail, the rest stand
+            for index, _item in pending:
+                outcomes[index] = Outcome(index, "FAILED", error=ConcurrentWriteError(
+                    "Too many concurrent writes for this customer; retry the request."))
     for index, first in duplicates.items():
         original = outcomes[first]
         outcomes[index] = Outcome(index, original.status, data=original.data, error=original.error,

@@ -20,7 +20,7 @@ from datetime import datetime
 
 from chalicelib.domain.audit import AuditEntry
 from chalicelib.domain.clock import iso_ms
-from chalicelib.domain.errors import ConflictError
+from chalicelib.domain.errors import ConcurrentWriteError
 from chalicelib.domain.identity import Environment
 from chalicelib.domain.tenants import Tenant
 from chalicelib.services.ports import OutboxRef, UnitOfWork
@@ -123,7 +123,7 @@ def record_due_blocks(new_uow: Callable[[], UnitOfWork], *, now: datetime, page_
                 continue
             try:
                 uow.commit()
-            except ConflictError:  # changed since we read it (cleared, or another run recorded it)
+            except ConcurrentWriteError:  # changed since we read it (cleared, or another run recorded it)
                 uow.rollback()
                 report.skipped += 1
                 continue

@@ -31,7 +31,7 @@ from typing import Any
 
 from chalicelib.domain.audit import AuditEntry
 from chalicelib.domain.customers import Customer
-from chalicelib.domain.errors import ConflictError
+from chalicelib.domain.errors import ConcurrentWriteError, ConflictError
 from chalicelib.domain.identity import Environment
 from chalicelib.domain.period_close import (
     ENVIRONMENTS,
@@ -298,7 +298,7 @@ def run(new_uow: Callable[[], UnitOfWork], *, period: str, now: datetime, provid
         try:
             uow.period_closes.save_run(after, now=now)
             uow.commit()
-        except ConflictError:
+        except ConcurrentWriteError:
             uow.rollback()
             log.info("another rollover invocation moved this run first; stopping", extra={"period": period})
             break

@@ -11,9 +11,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from chalicelib.domain.errors import ConflictError
 from chalicelib.domain.signing_keys import KeyIdCollisionError, KeyStatus, SigningKey, names_key
 from chalicelib.services.ports import UnitOfWork
+from chalicelib.services.retry import retry_on_conflict
 
 
 def register(uow: UnitOfWork, key_id: str, public_key: bytes, *, now: datetime) -> SigningKey:
@@ -24,7 +24,7 @@ def register(uow: UnitOfWork, key_id: str, public_key: bytes, *, now: datetime) 
     """
     if not names_key(key_id, public_key):
         raise ValueError(f"key id {key_id!r} is not the thumbprint of the key")
-    for _attempt in range(2):
+    def attempt(_n: int) -> SigningKey:
         found = uow.signing_keys.get(key_id)
         if found is not None:
             if found.public_key != public_key:
@@ -32,13 +32,11 @@ def register(uow: UnitOfWork, key_id: str, public_key: bytes, *, now: datetime) 
             return found
         entry = SigningKey(key_id=key_id, public_key=public_key, first_seen_at=now)
         uow.signing_keys.add(entry)
-        try:
-            uow.commit()
-        except ConflictError:
-            uow.rollback()  # another cold start registered it first: read what it wrote
-            continue
+        uow.commit()  # a race: another cold start registered it first; the next attempt reads what it wrote
         return entry
-    raise ConflictError("The signing key is being registered concurrently; retry.", code="CONCURRENT_WRITE")
+
+    return retry_on_conflict(uow, attempt, attempts=2,
+                             message="The signing key is being registered concurrently; retry.")
 
 
 def public_key(uow: UnitOfWork, key_id: str, *, current: Any = None) -> bytes | None:

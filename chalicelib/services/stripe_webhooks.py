@@ -22,7 +22,7 @@ from datetime import datetime
 from typing import Any
 
 from chalicelib.domain.audit import AuditEntry
-from chalicelib.domain.errors import ConflictError
+from chalicelib.domain.errors import ConcurrentWriteError
 from chalicelib.domain.stripe_events import (
     IGNORED,
     INVOICE_FAILED,
@@ -36,6 +36,7 @@ from chalicelib.domain.tenants import Tenant
 from chalicelib.log import get_logger
 from chalicelib.services import payment_blocks
 from chalicelib.services.ports import BillingProvider, UnitOfWork
+from chalicelib.services.retry import retry_on_conflict
 
 ACTOR = "stripe:webhook"
 TOLERANCE_SECONDS = 300  # Stripe's own default: older signatures are replays
@@ -290,7 +291,7 @@ def handle(uow: UnitOfWork, *, payload: bytes, signature_header: str | None, now
     uow.stripe_events.add(record)
     try:
         uow.commit()
-    except ConflictError:  # recorded before: handled (answer again) or interrupted (apply again)
+    except ConcurrentWriteError:  # recorded before: handled (answer again) or interrupted (apply again)
         uow.rollback()
         stored = uow.stripe_events.get(event.id)
         if stored is None:
@@ -306,7 +307,8 @@ def handle(uow: UnitOfWork, *, payload: bytes, signature_header: str | None, now
 
 def _apply(uow: UnitOfWork, ctx: Context, record: StripeEvent, handler: Callable[[Context], Outcome]) -> Result:
     """The effect and the ``handled`` mark in one commit; a conflict re-reads everything and tries again."""
-    for _attempt in range(MAX_APPLY_ATTEMPTS):
+
+    def attempt(_n: int) -> Result:
         try:
             outcome = handler(ctx)
         except _TenantNotYetKnown as exc:
@@ -317,13 +319,15 @@ def _apply(uow: UnitOfWork, ctx: Context, record: StripeEvent, handler: Callable
                           "The event's tenant is not known yet; the event stays unhandled and is retried.")
         handled = record.mark_handled(outcome=outcome.outcome, tenant_id=outcome.tenant_id, now=ctx.now)
         uow.stripe_events.mark_handled(handled)
-        try:
-            uow.commit()
-        except ConflictError:
-            uow.rollback()
-            stored = uow.stripe_events.get(record.event_id)
-            if stored is not None and stored.handled:  # a concurrent delivery applied it first
-                return _answer(stored, duplicate=True)
-            continue
+        uow.commit()
         return _answer(handled, duplicate=False)
-    return _error(503, "CONCURRENT_WRITE", "The tenant kept changing while the event was applied; retry.")
+
+    def applied_meanwhile(_n: int) -> Result | None:
+        stored = uow.stripe_events.get(record.event_id)
+        return _answer(stored, duplicate=True) if stored is not None and stored.handled else None
+
+    try:
+        return retry_on_conflict(uow, attempt, attempts=MAX_APPLY_ATTEMPTS, on_conflict=applied_meanwhile,
+                                 message="The tenant kept changing while the event was applied.")
+    except ConcurrentWriteError:
+        return _error(503, "CONCURRENT_WRITE", "The tenant kept changing while the event was applied; retry.")

@@ -14,8 +14,6 @@ ride in the same transaction as an outbox item, so they exist exactly when the c
 
 from __future__ import annotations
 
-import random
-import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
@@ -27,13 +25,13 @@ from chalicelib.domain.clock import iso_ms, period_of
 from chalicelib.domain.credentials import time_ordered_id
 from chalicelib.domain.credits import EntryType
 from chalicelib.domain.deltas import CreditState, Delta
-from chalicelib.domain.errors import ConflictError
 from chalicelib.domain.fingerprints import canonical, content_hash, delta_content
 from chalicelib.domain.identity import Environment
 from chalicelib.domain.merkle import MerkleTree, leaf_hash
 from chalicelib.domain.webhooks import EventType
 from chalicelib.services.credits import stage_move, stage_settlement
 from chalicelib.services.ports import OutboxRef, UnitOfWork
+from chalicelib.services.retry import retry_on_conflict
 from chalicelib.services.webhooks import stage_events
 
 MAX_BATCH = 90  # deltas per sealed batch
@@ -155,19 +153,15 @@ def _fail_once(uow: UnitOfWork, delta: Delta, error: str, now: datetime, outbox_
 def _retrying(uow: UnitOfWork, tenant_id: str, environment: Environment, record_ids: list[str],
               action: Any, *, loaded: list[Delta]) -> Any:
     """Run ``action(pending deltas)``, first on the deltas as ``loaded`` (the seal's conditions catch any
-    that changed since); on a lost race re-read and retry with what is still pending."""
-    for attempt in range(MAX_ATTEMPTS):
-        if attempt:
-            loaded = uow.deltas.get_many(tenant_id, environment, record_ids)
-        pending = [d for d in loaded if d.awaiting_verification]
-        if not pending:
-            return None
-        try:
-            return action(pending)
-        except ConflictError:
-            uow.rollback()  # seals share the customer and totals items with ingest: back off, with jitter
-            time.sleep(random.uniform(0, min(0.1, 0.002 * (2 ** attempt))))
-    raise ConflictError("Verification kept losing races; the sweep will retry.", code="CONCURRENT_WRITE")
+    that changed since); after a lost race, re-read and retry with what is still pending."""
+
+    def attempt(n: int) -> Any:
+        live = uow.deltas.get_many(tenant_id, environment, record_ids) if n else loaded
+        pending = [d for d in live if d.awaiting_verification]
+        return action(pending) if pending else None
+
+    return retry_on_conflict(uow, attempt, attempts=MAX_ATTEMPTS, cap=0.1,
+                             message="Verification kept losing races; the sweep will retry.")
 
 
 def _seal_groups(record_ids: list[str], owner: dict[str, str]) -> list[list[str]]:

@@ -20,7 +20,7 @@ from typing import Any
 from chalicelib.domain.audit import AuditEntry
 from chalicelib.domain.clock import period_of
 from chalicelib.domain.credentials import random_id, time_ordered_id
-from chalicelib.domain.errors import ConflictError, NotFoundError, ValidationError
+from chalicelib.domain.errors import ConcurrentWriteError, ConflictError, NotFoundError, ValidationError
 from chalicelib.domain.identity import ApiKeyPrincipal, DashboardPrincipal, Environment, Permission
 from chalicelib.domain.plans import plan_for
 from chalicelib.domain.webhooks import (
@@ -245,7 +245,7 @@ def fan_out(uow: UnitOfWork, ref: OutboxRef, *, now: datetime) -> list[DeliveryR
         uow.webhooks.advance_outbox(outbox, progress=progress, targets=targets, done=progress >= len(pairs))
         try:
             uow.commit()
-        except ConflictError:
+        except ConcurrentWriteError:
             uow.rollback()
             return created  # another worker advanced this outbox first; it carries on
         created += [delivery_ref(d) for d in batch]
@@ -327,7 +327,7 @@ def _record(uow: UnitOfWork, outcome: Delivery, lease: datetime, report: SendRep
     uow.webhooks.record_attempt(outcome, lease_until=lease)
     try:
         uow.commit()
-    except ConflictError:  # our lease ran out and another sender took over: its record stands
+    except ConcurrentWriteError:  # our lease ran out and another sender took over: its record stands
         uow.rollback()
         return
     except Exception:  # e.g. throttling: the lease expires and the attempt is made again
@@ -349,7 +349,7 @@ def retry_event(uow: UnitOfWork, principal: ApiKeyPrincipal, event_id: str, *, n
                          deliveries=len(retried)))
     try:
         uow.commit()
-    except ConflictError as exc:
+    except ConcurrentWriteError as exc:
         raise ConflictError("A delivery attempt for this event is in progress; retry in a moment.",
                             code="DELIVERY_IN_PROGRESS") from exc
     return retried

@@ -23,7 +23,7 @@ from chalicelib.adapters.dynamodb.stripe_event_repository import DynamoStripeEve
 from chalicelib.adapters.dynamodb.tenant_repository import DynamoTenantRepository, DynamoUserRepository
 from chalicelib.adapters.dynamodb.usage_repository import DynamoUsageRepository
 from chalicelib.adapters.dynamodb.webhook_repository import DynamoWebhookRepository
-from chalicelib.domain.errors import ConflictError
+from chalicelib.domain.errors import ConcurrentWriteError
 
 MAX_TRANSACTION_ITEMS = 100
 
@@ -88,7 +88,7 @@ class DynamoUnitOfWork:
                 self._apply_transaction(staged)
         except (TransactWriteError, PutError, UpdateError, DeleteError) as exc:
             if _is_conditional_failure(exc):
-                raise ConflictError("The resource was changed concurrently; retry the request.") from exc
+                raise ConcurrentWriteError() from exc
             raise
 
     @staticmethod

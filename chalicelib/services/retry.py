@@ -1,0 +1,51 @@
+"""The one conflict-retry loop: read, stage, commit; on a storage race, back off and do it all again.
+
+Every write path that reads state, decides, and commits conditioned on what it read runs through
+:func:`retry_on_conflict`. It catches only :class:`ConcurrentWriteError` (a failed write condition or a
+transaction conflict, raised by the unit of work's commit), never a business :class:`ConflictError`
+such as a duplicate, so a 409 the client must see is never retried away as if it were a race.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from chalicelib.domain.errors import ConcurrentWriteError
+from chalicelib.services.ports import UnitOfWork
+
+T = TypeVar("T")
+
+_NOT_DONE = object()
+
+
+def backoff(attempt: int, *, base: float = 0.002, cap: float = 0.05) -> float:
+    """Full jitter (uniform in ``[0, min(cap, base·2^attempt)]``): racers that collided spread out instead
+    of colliding again in step."""
+    return random.uniform(0, min(cap, base * 2 ** min(attempt, 10)))
+
+
+def retry_on_conflict(uow: UnitOfWork, attempt: Callable[[int], T], *, attempts: int, message: str,
+                      on_conflict: Callable[[int], object] | None = None, base: float = 0.002,
+                      cap: float = 0.05) -> T:
+    """Run ``attempt(n)`` (which reads, stages and commits on ``uow``) until it commits without a race.
+
+    After a race the staged writes are dropped and, when given, ``on_conflict(n)`` may settle the matter
+    (return a value to end with it, e.g. "another writer already did this"; ``None`` to try again).
+    When every attempt raced, :class:`ConcurrentWriteError` with ``message``: a 409 ``CONCURRENT_WRITE``
+    that tells the client to retry.
+    """
+    for n in range(attempts):
+        try:
+            return attempt(n)
+        except ConcurrentWriteError:
+            uow.rollback()
+            if on_conflict is not None:
+                settled = on_conflict(n)
+                if settled is not None:
+                    return settled  # type: ignore[return-value]
+            if n + 1 < attempts:
+                time.sleep(backoff(n, base=base, cap=cap))
+    raise ConcurrentWriteError(message)
