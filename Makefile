@@ -35,6 +35,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/records.py
 	$(BIN)/python bench/billing.py
 	$(BIN)/python bench/localstack.py
+	$(BIN)/python bench/capacity.py
+	$(BIN)/python bench/contention.py
 
 clean:
 	rm -rf build .pytest_cache .ruff_cache .hypothesis

@@ -95,7 +95,7 @@ def main(single: int = 100, batches: int = 3) -> None:
         for i in range(single):
             with TransactWrite(connection=shared_connection()) as tx:
                 tx.save(raw_delta("tx", i))
-                tx.save(CustomerRecord(keys.env_pk(tenant.id, "production"), keys.customer_sk(f"raw{i % 20}"),
+                tx.save(CustomerRecord(keys.customer_pk(tenant.id, "production", f"raw{i % 20}"), keys.CUSTOMER_SK,
                                        tenant_id=tenant.id, environment="production", customer_id="c",
                                        display_name="c", source="integration", created_at=utcnow(),
                                        updated_at=utcnow()))

@@ -150,7 +150,7 @@ def round_trips(sizes: tuple[int, ...] = (10, 10_000)) -> None:
             import boto3
 
             from chalicelib.adapters.dynamodb.connection import shared_connection
-            from chalicelib.adapters.dynamodb.keys import customer_sk, env_pk
+            from chalicelib.adapters.dynamodb.keys import CUSTOMER_SK, customer_list_pk, customer_pk
             from chalicelib.adapters.dynamodb.models import CustomerRecord
             from chalicelib.cli.resources import provision
             from chalicelib.domain.clock import utcnow
@@ -169,7 +169,8 @@ def round_trips(sizes: tuple[int, ...] = (10, 10_000)) -> None:
                 for n in range(1, size):
                     cid = f"cust_{n:05d}"
                     batch.save(CustomerRecord(
-                        env_pk(tenant.id, "production"), customer_sk(cid), name_key=name_key(f"Customer {n}", cid),
+                        customer_pk(tenant.id, "production", cid), CUSTOMER_SK,
+                        list_pk=customer_list_pk(tenant.id, "production"), name_key=name_key(f"Customer {n}", cid),
                         tenant_id=tenant.id, environment="production", customer_id=cid,
                         display_name=f"Customer {n}", source="manual", created_at=now, updated_at=now,
                         policy="OPEN" if n % 20 == 0 else "TWO_TIER"))

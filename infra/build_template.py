@@ -14,16 +14,27 @@ TEMPLATE_PATH = Path(__file__).with_name("resources.json")
 SUB = "Fn::Sub"
 
 
-def table(suffix: str, gsis: list[tuple[str, str, str | None]] = (), ttl: str | None = None) -> dict:
+KEYS_ONLY = {"ProjectionType": "KEYS_ONLY"}
+
+
+def include(*attributes: str) -> dict:
+    return {"ProjectionType": "INCLUDE", "NonKeyAttributes": list(attributes)}
+
+
+def table(suffix: str, gsis: list[tuple] = (), ttl: str | None = None) -> dict:
+    """``gsis``: (name, hash key, range key or None[, projection]); projection ALL unless given. An index
+    on a hot write path projects keys (or a few fixed attributes) only, so updating the item does not
+    rewrite the index entry."""
     attrs = {"pk": "S", "sk": "S"}
     indexes = []
-    for name, hash_key, range_key in gsis:
+    for name, hash_key, range_key, *projection in gsis:
         attrs[hash_key] = "S"
         schema = [{"AttributeName": hash_key, "KeyType": "HASH"}]
         if range_key:
             attrs[range_key] = "S"
             schema.append({"AttributeName": range_key, "KeyType": "RANGE"})
-        indexes.append({"IndexName": name, "KeySchema": schema, "Projection": {"ProjectionType": "ALL"}})
+        indexes.append({"IndexName": name, "KeySchema": schema,
+                        "Projection": projection[0] if projection else {"ProjectionType": "ALL"}})
     props = {
         "TableName": {SUB: "${AWS::StackName}-" + suffix},
         "BillingMode": "PAY_PER_REQUEST",
@@ -64,12 +75,15 @@ TABLES = {
     ], ttl="ttl"),
     "ApiKeysTable": table("api-keys", [("key-id-index", "key_id", None)]),
     "AuditTable": table("audit"),
-    "CustomersTable": table("customers", [("directory-index", "pk", "name_key")]),
+    "CustomersTable": table("customers", [  # keys only: a delta's update of its customer never touches them
+        ("customer-name-index", "list_pk", "name_key", KEYS_ONLY),
+        ("customer-id-index", "list_pk", "customer_id", KEYS_ONLY),
+    ]),
     "LedgerTable": table("ledger"),
     "UsageTable": table("usage"),
     "DeltasTable": table("deltas", [
         ("customer-seq-index", "customer_key", "seq_key"),
-        ("pending-index", "pending_shard", "pending_since"),
+        ("pending-index", "pending_shard", "pending_since", include("tenant_id", "environment", "record_id")),
         ("root-index", "root_hex", None),
         ("checkpoint-period-index", "period_key", "period_sort"),
     ]),

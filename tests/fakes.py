@@ -369,9 +369,14 @@ class FakeAuditRepository(_Repository):
         return Page(items=items, next_cursor=next_cursor, extra={"page": page})
 
 
+def _customer_sort(customer_id: str) -> str:
+    """The fake keeps a tenant environment's customers in one sorted partition (the id index's order)."""
+    return f"C#{customer_id}"
+
+
 class FakeCustomerRepository(_Repository):
     def get(self, tenant_id: str, environment: Environment, customer_id: str) -> Customer | None:
-        return self._store.customers.get((keys.env_pk(tenant_id, environment), keys.customer_sk(customer_id)))
+        return self._store.customers.get((keys.env_pk(tenant_id, environment), _customer_sort(customer_id)))
 
     def get_many(self, tenant_id: str, environment: Environment, customer_ids: list[str]) -> dict[str, Customer]:
         found = {c: self.get(tenant_id, environment, c) for c in customer_ids}
@@ -381,14 +386,14 @@ class FakeCustomerRepository(_Repository):
              prefix: str | None = None) -> Page[Customer]:
         """By id; ``prefix`` is a ``begins_with`` key condition."""
         pk = keys.env_pk(tenant_id, environment)
-        begins = keys.customer_sk(prefix or "")
+        begins = _customer_sort(prefix or "")
         rows = [row for row in self._store.customers.partition(pk) if row[0].startswith(begins)]
         items, next_cursor, page = _paginate(rows, limit=limit, cursor=cursor, partition=("pk", pk),
                                              forward=True, last_key=_lek(pk), sort_prefix=begins)
         return Page(items=items, next_cursor=next_cursor, extra={"page": page})
 
     def add(self, customer: Customer) -> None:
-        row = (keys.env_pk(customer.tenant_id, customer.environment), keys.customer_sk(customer.customer_id))
+        row = (keys.env_pk(customer.tenant_id, customer.environment), _customer_sort(customer.customer_id))
         self._stage(self._store.customers, row, customer, _absent)
 
     def stats(self, tenant_id: str, environment: Environment) -> CustomerStats:
@@ -523,12 +528,22 @@ class FakeUnitOfWork:
 
 
 # --- credits ---------------------------------------------------------------------------------
-# Mirrors ``DynamoCreditRepository``: one ledger partition per tenant (``credits_pk``) holding
-# the account item (``ACCOUNT``) and one immutable item per entry (``E#{entry_id}``). Attach
-# it to a unit of work with ``uow.credits = FakeCreditRepository(uow)``; the ledger table
-# lives on the shared store, so several units of work see the same account.
+# Mirrors ``DynamoCreditRepository`` (the model: domain/credits.py): the account item (``ACCOUNT``:
+# the posted ledger, moved only from exactly what was read, plus the pool and the cumulative resolved
+# holds and posted deltas, moved by ADDs), one immutable item per entry (``E#{entry_id}``), and the
+# escrow lanes (``CREDITS#LANE#{n}``, conditional ADDs). Attach it to a unit of work with
+# ``uow.credits = FakeCreditRepository(uow)``; the ledger table lives on the shared store, so several
+# units of work see the same account.
 
-from chalicelib.domain.credits import CreditAccount, LedgerEntry  # noqa: E402
+from chalicelib.domain.credits import CreditAccount, CreditPosition, HoldLane, HoldPlan, LedgerEntry  # noqa: E402
+
+
+@dataclass(frozen=True)
+class _AccountRow:
+    ledger: CreditAccount
+    pool: int = 0
+    resolved: int = 0
+    posted_deltas: int = 0
 
 
 def _ledger_table(store: FakeStore) -> Table:
@@ -548,8 +563,18 @@ class FakeCreditRepository(_Repository):
     def _account_key(tenant_id: str) -> Key:
         return keys.credits_pk(tenant_id), keys.ACCOUNT_SK
 
+    def _row(self, tenant_id: str) -> _AccountRow:
+        return self._ledger.get(self._account_key(tenant_id)) or _AccountRow(CreditAccount(tenant_id=tenant_id))
+
     def account(self, tenant_id: str) -> CreditAccount:
-        return self._ledger.get(self._account_key(tenant_id)) or CreditAccount(tenant_id=tenant_id)
+        return self._row(tenant_id).ledger
+
+    def position(self, tenant_id: str) -> CreditPosition:
+        row = self._row(tenant_id)
+        lanes = tuple(lane for n in keys.CREDIT_LANES
+                      if (lane := self._ledger.get((keys.credit_lane_pk(tenant_id, n), keys.LANE_SK))) is not None)
+        return CreditPosition(ledger=row.ledger, pool=row.pool, resolved=row.resolved,
+                              posted_deltas=row.posted_deltas, lanes=lanes)
 
     def entries(self, tenant_id: str, limit: int, cursor: str | None) -> Page[LedgerEntry]:
         """Newest first: ``E#{entry_id}`` descending (entry ids are numbered in commit order)."""
@@ -560,17 +585,54 @@ class FakeCreditRepository(_Repository):
                                              forward=False, last_key=_lek(pk), sort_prefix=begins)
         return Page(items=items, next_cursor=next_cursor, extra={"page": page})
 
-    def record(self, before: CreditAccount, after: CreditAccount, *entries: LedgerEntry) -> None:
-        """Move the account from exactly ``before`` (balances and entry count; absent while the
-        count is 0) to ``after`` - ConflictError at commit otherwise - and put the new entries."""
+    def _update(self, key: Key, condition: Condition, change: Callable[[Any], Any]) -> None:
+        self._uow.stage(_Write(self._ledger, key, None, condition, apply=change))
 
-        def unchanged(current: CreditAccount | None) -> bool:
-            return current == before if current is not None else before.entry_count == 0
+    def record(self, before: CreditAccount, after: CreditAccount, *entries: LedgerEntry, pool: int = 0,
+               resolved: int = 0, posted_deltas: int = 0) -> None:
+        """Move the ledger from exactly ``before`` (its entry count; ConcurrentWriteError at commit
+        otherwise) to ``after``, ADD the rest, and put the new entries."""
+        tenant_id = before.tenant_id
 
-        pk = keys.credits_pk(before.tenant_id)
-        self._stage(self._ledger, (pk, keys.ACCOUNT_SK), after, unchanged)
+        def unchanged(current: _AccountRow | None) -> bool:
+            count = current.ledger.entry_count if current is not None else 0
+            return count == before.entry_count
+
+        def change(current: _AccountRow | None) -> _AccountRow:
+            row = current or _AccountRow(CreditAccount(tenant_id=tenant_id))
+            return _AccountRow(after, row.pool + pool, row.resolved + resolved, row.posted_deltas + posted_deltas)
+
+        self._update(self._account_key(tenant_id), unchanged, change)
         for entry in entries:
-            self._stage(self._ledger, (pk, keys.ledger_entry_sk(entry.entry_id)), entry, _absent)
+            self._stage(self._ledger, (keys.credits_pk(tenant_id), keys.ledger_entry_sk(entry.entry_id)), entry,
+                        _absent)
+
+    def hold(self, tenant_id: str, plan: HoldPlan, amount: int, deltas: int) -> None:
+        short = amount - plan.refill
+
+        def change(current: HoldLane | None) -> HoldLane:
+            lane = current or HoldLane(plan.lane)
+            return replace(lane, free=lane.free + plan.refill - amount, held_total=lane.held_total + amount,
+                           held_deltas=lane.held_deltas + deltas)
+
+        self._update((keys.credit_lane_pk(tenant_id, plan.lane), keys.LANE_SK),
+                     lambda current: short <= 0 or (current is not None and current.free >= short), change)
+        if plan.refill:
+            self._update(self._account_key(tenant_id),
+                         lambda current: current is not None and current.pool >= plan.refill,
+                         lambda current: replace(current, pool=current.pool - plan.refill))
+
+    def drain(self, tenant_id: str, lanes: dict[int, int]) -> None:
+        for index, amount in lanes.items():
+            self._update((keys.credit_lane_pk(tenant_id, index), keys.LANE_SK),
+                         lambda current, amount=amount: current is not None and current.free >= amount,
+                         lambda current, amount=amount: replace(current, free=current.free - amount))
+
+        def refill_pool(current: _AccountRow | None) -> _AccountRow:
+            row = current or _AccountRow(CreditAccount(tenant_id=tenant_id))
+            return replace(row, pool=row.pool + sum(lanes.values()))
+
+        self._update(self._account_key(tenant_id), _always, refill_pool)
 
 
 # --- billing provider --------------------------------------------------------------------------------

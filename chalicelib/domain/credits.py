@@ -1,15 +1,41 @@
-"""Prepaid credits (seed 004): a ledger of immutable entries over one account.
+"""Prepaid credits (seed 004): escrowed holds at acceptance, an exact ledger posted by few writers.
 
-Credits move in two places: the *balance* (topups add, settlements spend) and
-the *hold* (reservations hold, settlements/releases/refunds resolve holds)::
+Acceptance must not serialise on one account row, yet credit must never be overspent and every
+ledger entry's ``balanceAfter`` must be exact. So the account is split the way TigerBeetle splits
+pending from posted transfers, with the pending side escrowed over sharded sub-accounts:
 
-    creditBalance    = Σ topup - Σ settlement
-    reserved         = Σ reservation - Σ settlement - Σ release - Σ refund
-    availableBalance = creditBalance - reserved ≥ 0
+* **Holds (pending transfers).** Each accepted credit-billed delta holds ``credits_reserved`` (on the
+  delta: ``credit_state`` RESERVED, and the lane it drew from). The credits come from one of
+  ``HOLD_LANES`` *lanes*, each holding an escrowed share of the available balance (``free``): the
+  acceptance transaction subtracts from one lane's ``free`` conditioned on ``free >= amount`` — a
+  commutative conditional ADD, not a compare-and-swap on a value read earlier — and adds the hold
+  to the lane's cumulative ``held_total``. A lane short of escrow is refilled from the account's
+  ``pool`` in the same transaction (conditional ADD, ``pool >= refill``); when neither a lane nor the
+  pool can pay but the total can, the lanes are drained back into the pool first (rare: only near
+  exhaustion).
+* **Posting (the ledger).** Entries are written only by the ledger's few writers — top-ups,
+  verification seals, failures — each on one account update conditioned on the entry count it
+  read, so entries are numbered in commit order and ``balanceAfter`` is exact in that order. A
+  writer first *posts* the holds accepted since the last posting as one ``reservation`` entry
+  (``Credits reserved for pending verifications — N deltas``), then its own moves: a seal settles
+  what its deltas held at the catalogue's rate and releases the rest; a failure refunds its hold.
+  Each delta's own status change (conditioned on it still awaiting verification) rides in the same
+  transaction, so a hold is settled, released or refunded exactly once. Verification runs within
+  seconds of acceptance; the sweep is the timeout that resolves a hold its message missed.
 
-Entry ``amount`` is signed as seed 004 shows it (reservation -800, settlement
--150, topup +10000, release/refund +n); ``balanceAfter`` is the available
-balance after the entry — what the tenant can still spend.
+Invariants (checked by the property tests after every step)::
+
+    creditBalance    = Σ topup - Σ settlement                        (account: credit_balance)
+    creditBalance    = pool + Σ lane.free + reserved                 (every credit is in one place)
+    reserved         = Σ lane.held_total - resolved                  (open holds, live)
+                     = Σ credits_reserved of deltas still RESERVED
+    availableBalance = creditBalance - reserved = pool + Σ lane.free ≥ 0   (never overspent)
+    posted reserved  = Σ posted reservations - resolved ≤ reserved   (the ledger trails the holds)
+    balanceAfter     = the ledger's available balance (creditBalance - posted reserved) after the entry;
+                       once every hold is posted it equals availableBalance
+
+Entry ``amount`` is signed as seed 004 shows it (reservation -800, settlement -150, topup +10000,
+release/refund +n).
 """
 
 from __future__ import annotations
@@ -38,6 +64,8 @@ class InsufficientCreditsError(PaymentRequiredError):
 
 @dataclass(frozen=True)
 class CreditAccount:
+    """The ledger's state (or, from :meth:`CreditPosition.balances`, the live balances seed 004 shows)."""
+
     tenant_id: str
     credit_balance: int = 0
     reserved: int = 0
@@ -46,6 +74,88 @@ class CreditAccount:
     @property
     def available(self) -> int:
         return self.credit_balance - self.reserved
+
+
+HOLD_LANES = 16  # escrow lanes per tenant: acceptances spread their holds over this many items
+
+
+@dataclass(frozen=True)
+class HoldLane:
+    """One escrow sub-account: ``free`` credits it may still hold; cumulative holds drawn from it."""
+
+    index: int
+    free: int = 0
+    held_total: int = 0
+    held_deltas: int = 0
+
+
+@dataclass(frozen=True)
+class CreditPosition:
+    """The whole account at one read: the posted ledger, the pool, the lanes and the resolved holds."""
+
+    ledger: CreditAccount
+    pool: int = 0
+    resolved: int = 0  # cumulative credits of holds settled, released or refunded
+    posted_deltas: int = 0  # cumulative deltas whose holds were posted as reservation entries
+    lanes: tuple[HoldLane, ...] = ()
+
+    @property
+    def tenant_id(self) -> str:
+        return self.ledger.tenant_id
+
+    @property
+    def reserved(self) -> int:
+        """Open holds, live (posted or not)."""
+        return sum(lane.held_total for lane in self.lanes) - self.resolved
+
+    @property
+    def available(self) -> int:
+        return self.ledger.credit_balance - self.reserved
+
+    @property
+    def unposted(self) -> int:
+        """Credits held since the last posting: the next ledger writer posts them as a reservation."""
+        return sum(lane.held_total for lane in self.lanes) - self.ledger.reserved - self.resolved
+
+    @property
+    def unposted_deltas(self) -> int:
+        return sum(lane.held_deltas for lane in self.lanes) - self.posted_deltas
+
+    def free(self, lane: int) -> int:
+        return next((item.free for item in self.lanes if item.index == lane), 0)
+
+    def balances(self) -> CreditAccount:
+        """Seed 004's balances: live holds, so a delta's credits are reserved the moment it is accepted."""
+        return replace(self.ledger, reserved=self.reserved)
+
+
+@dataclass(frozen=True)
+class HoldPlan:
+    """Where a hold of ``amount`` comes from: ``lane``, after ``refill`` credits move into it from the
+    pool; or, when no lane nor the pool can pay, ``drain`` (lane → credits) back into the pool first."""
+
+    lane: int
+    refill: int = 0
+    drain: dict[int, int] | None = None
+
+
+def plan_hold(position: CreditPosition, amount: int, pick: int) -> HoldPlan:
+    """Hold ``amount`` (> 0) from lane ``pick`` when it can pay, refilled from the pool when the pool can
+    (a ``1/HOLD_LANES`` share of it at least, so refills are rare), else from any lane that can pay, else
+    drain the lanes into the pool. Raises :class:`InsufficientCreditsError` when the total cannot pay."""
+    _positive(amount, "amount")
+    if position.available < amount:
+        raise InsufficientCreditsError(
+            f"{amount} credits needed, {position.available} available.", available=position.available)
+    if position.free(pick) >= amount:
+        return HoldPlan(pick)
+    need = amount - position.free(pick)
+    if position.pool >= need:
+        return HoldPlan(pick, refill=min(position.pool, max(need, -(-position.pool // HOLD_LANES))))
+    rich = [lane.index for lane in position.lanes if lane.free >= amount]
+    if rich:
+        return HoldPlan(rich[pick % len(rich)])
+    return HoldPlan(pick, drain={lane.index: lane.free for lane in position.lanes if lane.free > 0})
 
 
 @dataclass(frozen=True)

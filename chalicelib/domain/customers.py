@@ -92,7 +92,8 @@ class Customer:
 
 @dataclass(frozen=True)
 class CustomerStats:
-    """One tenant environment's customer totals, kept current at write time (the summary reads one item)."""
+    """One tenant environment's customer totals, kept current at write time (the summary reads the shards
+    they are spread over in one round trip and adds them up)."""
 
     customers: int = 0
     manual: int = 0
@@ -105,6 +106,10 @@ class CustomerStats:
     @property
     def awaiting_verification(self) -> int:
         return max(0, self.deltas - self.verified - self.failed)
+
+    def __add__(self, other: CustomerStats) -> CustomerStats:
+        return CustomerStats(**{name: getattr(self, name) + getattr(other, name) for name in
+                                ("customers", "manual", "integration", "deltas", "verified", "failed", "balance")})
 
 
 NAME_KEY_BYTES = 800  # of the folded name: with a tab and a 128-character id, under DynamoDB's 1,024-byte key

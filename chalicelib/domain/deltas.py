@@ -162,6 +162,7 @@ class Delta:
     adjusts: str | None = None
     credits_reserved: int = 0
     credit_state: CreditState = CreditState.NONE
+    credit_lane: int | None = None  # the escrow lane its hold came from (domain/credits.py)
     error: str | None = None
     updated_at: datetime | None = None
     # Set when verified: fingerprint, place in the signed batch, inclusion proof.

@@ -26,3 +26,5 @@ class UsageCounter:
     period: str
     consumed: int = 0
     by_environment: dict[str, int] = field(default_factory=dict)
+    released: int = 0  # units taken back out after terminal failures (already subtracted from consumed)
+    capped_shard: int = 0  # what the capped shard holds: ``consumed`` minus it is what the other shards hold

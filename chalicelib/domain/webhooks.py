@@ -182,6 +182,42 @@ class Event:
         })
 
 
+def verified_reference(delta: Any) -> tuple[str, dict[str, Any]]:
+    """A ``delta.verified`` event as its outbox keeps it: the record id only, so a seal's outbox item stays a
+    few KB; fan-out builds the payload from the verified delta (:func:`verified_payload`), which never
+    changes once verified."""
+    return EventType.DELTA_VERIFIED, {"recordId": delta.record_id}
+
+
+def is_reference(data: dict[str, Any]) -> bool:
+    return set(data) == {"recordId"}
+
+
+def verified_payload(delta: Any) -> dict[str, Any]:
+    """SDK ``DeltaVerifiedPayload`` plus the proof references (the usage block is added at fan-out)."""
+    from chalicelib.domain.merkle import leaf_hash
+
+    verified_at = iso_ms(delta.verified_at)
+    return {
+        "recordId": delta.record_id,
+        "receiptId": delta.receipt_id,
+        "verificationReference": delta.proof_root,
+        "customerId": delta.customer_id,
+        "delta": delta.delta,
+        "sequenceNumber": str(delta.sequence_number),
+        "referenceId": delta.reference_id,
+        "blockTimestamp": verified_at,
+        "environment": str(delta.environment),
+        "period": delta.period,
+        "contentHash": delta.content_hash,
+        "proofHash": leaf_hash(bytes.fromhex(delta.content_hash or "")).hex(),
+        "batchId": delta.batch_id,
+        "proofRoot": delta.proof_root,
+        "leafIndex": delta.leaf_index,
+        "verifiedAt": verified_at,
+    }
+
+
 @dataclass(frozen=True)
 class Attempt:
     number: int

@@ -1,123 +1,145 @@
-"""Prepaid credits: balances, entries, top-ups and the settle/release/refund moves.
+"""Prepaid credits: holds at acceptance, the ledger's postings, top-ups, balances and entries.
 
-Every move commits the account change and its immutable ledger entry together
-(a settlement and the release of its excess: one account update, two entries),
-conditioned on the account being exactly as read, so concurrent moves never
-overspend and each entry's ``balanceAfter`` is exact.
+The model and its invariants are in ``domain/credits.py``. Acceptance stages a *hold* (one escrow
+lane, conditional ADDs: no conflict with other acceptances). The ledger's writers — top-ups,
+verification seals, failures — stage *postings*: the holds accepted since the last posting as one
+reservation entry, then their own moves, on one account update conditioned on the entry count, so
+entries are numbered in commit order and each ``balanceAfter`` is exact.
 """
 
 from __future__ import annotations
 
+import random
+from dataclasses import replace
 from datetime import datetime
 
 from chalicelib.domain.audit import AuditEntry
-from chalicelib.domain.credits import CreditAccount, EntryType, LedgerEntry, apply, entry_id_for
-from chalicelib.domain.errors import ConcurrentWriteError, ConflictError, NotFoundError
+from chalicelib.domain.credits import (
+    HOLD_LANES,
+    CreditAccount,
+    CreditPosition,
+    EntryType,
+    HoldLane,
+    HoldPlan,
+    LedgerEntry,
+    apply,
+    entry_id_for,
+    plan_hold,
+)
+from chalicelib.domain.errors import ConcurrentWriteError, NotFoundError
 from chalicelib.domain.plans import CREDITS_VOLUME_RATE
 from chalicelib.services.ports import Page, UnitOfWork
+from chalicelib.services.retry import retry_on_conflict
 
 MAX_ATTEMPTS = 20
-RELEASE_DESCRIPTION = "Excess reservation released"
-
 
 Move = tuple[EntryType, int, str]  # (entry type, amount > 0, description)
 
 
-def stage_moves(uow: UnitOfWork, before: CreditAccount, moves: list[Move], *,
-                now: datetime) -> tuple[CreditAccount, list[LedgerEntry]]:
-    """Stage movements applied in order on ``uow``: one exact account update and a numbered, immutable
-    entry per movement, each ``balanceAfter`` the available balance right after it."""
-    after, entries = before, []
-    for entry_type, amount, description in moves:
+def _plural(count: int) -> str:
+    return "s" if count != 1 else ""
+
+
+def stage_moves(uow: UnitOfWork, position: CreditPosition, moves: list[Move], *, now: datetime,
+                pool: int = 0, resolved: int = 0) -> tuple[CreditAccount, list[LedgerEntry]]:
+    """Stage a ledger writer's moves on ``uow``, after posting the holds not yet posted: one account update
+    from exactly the ledger read in ``position``, a numbered immutable entry per move, each ``balanceAfter``
+    the ledger's available balance right after it. ``pool``/``resolved``: what the moves return to the pool
+    and how much of the holds they resolve."""
+    posted = []
+    if position.unposted > 0:
+        count = position.unposted_deltas
+        posted = [(EntryType.RESERVATION, position.unposted,
+                   f"Credits reserved for pending verifications — {count} delta{_plural(count)}")]
+    after, entries = position.ledger, []
+    for entry_type, amount, description in posted + moves:
         after, signed = apply(after, entry_type, amount)
         entries.append(LedgerEntry(
-            tenant_id=before.tenant_id, entry_id=entry_id_for(after.entry_count), entry_type=entry_type,
+            tenant_id=position.tenant_id, entry_id=entry_id_for(after.entry_count), entry_type=entry_type,
             amount=signed, description=description, balance_after=after.available, created_at=now,
         ))
     if entries:
-        uow.credits.record(before, after, *entries)
+        uow.credits.record(position.ledger, after, *entries, pool=pool, resolved=resolved,
+                           posted_deltas=position.unposted_deltas if posted else 0)
     return after, entries
 
 
-def stage_move(uow: UnitOfWork, before: CreditAccount, entry_type: EntryType, amount: int, description: str, *,
-               now: datetime) -> tuple[CreditAccount, LedgerEntry]:
-    """Stage one ledger movement on ``uow``: the exact account move and its numbered, immutable entry."""
-    after, entries = stage_moves(uow, before, [(entry_type, amount, description)], now=now)
-    return after, entries[0]
+def pick_lane() -> int:
+    """A random lane: concurrent acceptances spread over all of them."""
+    return random.randrange(HOLD_LANES)
+
+
+def stage_hold(uow: UnitOfWork, position: CreditPosition, amount: int, deltas: int, *,
+               lane: int | None = None) -> HoldPlan:
+    """Stage the hold of ``amount`` credits for ``deltas`` accepted deltas (raises InsufficientCreditsError
+    when the available balance cannot pay). When the credits are scattered over the lanes so that neither
+    one lane nor the pool can pay, the lanes are drained into the pool in a transaction of their own first,
+    and :class:`ConcurrentWriteError` asks the caller to read again and re-plan (rare: near exhaustion)."""
+    plan = plan_hold(position, amount, pick_lane() if lane is None else lane)
+    if plan.drain:
+        uow.rollback()
+        uow.credits.drain(position.tenant_id, plan.drain)
+        uow.commit()
+        raise ConcurrentWriteError("Credits were consolidated from the lanes; plan the hold again.")
+    uow.credits.hold(position.tenant_id, plan, amount, deltas)
+    return plan
+
+
+def after_hold(position: CreditPosition, plan: HoldPlan, amount: int, deltas: int) -> CreditPosition:
+    """The position as this process knows it after its own hold committed (the next chunk plans on it)."""
+    lanes = {lane.index: lane for lane in position.lanes}
+    lane = lanes.get(plan.lane, HoldLane(plan.lane))
+    lanes[plan.lane] = replace(lane, free=lane.free + plan.refill - amount, held_total=lane.held_total + amount,
+                               held_deltas=lane.held_deltas + deltas)
+    return replace(position, pool=position.pool - plan.refill, lanes=tuple(lanes[i] for i in sorted(lanes)))
 
 
 def stage_settlement(uow: UnitOfWork, tenant_id: str, *, reserved: int, deltas: int,
                      now: datetime) -> tuple[CreditAccount, list[LedgerEntry]]:
-    """A verification seal's credits, staged on one account update: settle the catalogue's actual cost of
-    what its ``deltas`` credit-billed deltas ``reserved`` (``CREDITS_VOLUME_RATE``) and release the rest, so
-    every credit they reserved is settled or released here, exactly once."""
+    """A verification seal's credits, on one account update: post the holds not yet posted, settle the
+    catalogue's actual cost of what its ``deltas`` credit-billed deltas ``reserved`` (``CREDITS_VOLUME_RATE``)
+    and release the rest to the pool — every credit they held is settled or released here, exactly once."""
     actual = CREDITS_VOLUME_RATE.charge(reserved, deltas)
-    plural = "s" if deltas != 1 else ""
-    moves: list[Move] = [(EntryType.SETTLEMENT, actual, f"Verification batch settled — {deltas} delta{plural}")]
+    moves: list[Move] = [(EntryType.SETTLEMENT, actual,
+                          f"Verification batch settled — {deltas} delta{_plural(deltas)}")]
     if reserved > actual:
         moves.append((EntryType.RELEASE, reserved - actual,
                       f"Volume rate: {reserved - actual} of {reserved} reserved credits released — "
                       f"{deltas} deltas sealed together"))
-    return stage_moves(uow, uow.credits.account(tenant_id), moves, now=now)
+    return stage_moves(uow, uow.credits.position(tenant_id), moves, now=now, pool=reserved - actual,
+                       resolved=reserved)
 
 
-def commit_moves(uow: UnitOfWork, tenant_id: str, moves: list[Move], *, now: datetime,
-                 audit: AuditEntry | None = None) -> tuple[CreditAccount, list[LedgerEntry]]:
-    """Apply movements in one transaction, retrying when another writer moved the account first."""
-    for _attempt in range(MAX_ATTEMPTS):
-        after, entries = stage_moves(uow, uow.credits.account(tenant_id), moves, now=now)
-        if audit is not None:
-            uow.audit.add(audit)
-        try:
-            uow.commit()
-        except ConcurrentWriteError:
-            uow.rollback()
-            continue
-        return after, entries
-    raise ConflictError("The credit account is busy; retry the request.", code="CONCURRENT_WRITE")
-
-
-def move_credits(
-    uow: UnitOfWork, tenant_id: str, entry_type: EntryType, amount: int, description: str, *, now: datetime,
-    audit: AuditEntry | None = None,
-) -> tuple[CreditAccount, LedgerEntry]:
-    """Apply one ledger movement, retrying when another writer moved the account first."""
-    after, entries = commit_moves(uow, tenant_id, [(entry_type, amount, description)], now=now, audit=audit)
-    return after, entries[0]
+def stage_refund(uow: UnitOfWork, tenant_id: str, amount: int, description: str, *,
+                 now: datetime) -> tuple[CreditAccount, list[LedgerEntry]]:
+    """A failed delta's hold, refunded to the pool (after posting the holds not yet posted)."""
+    return stage_moves(uow, uow.credits.position(tenant_id), [(EntryType.REFUND, amount, description)], now=now,
+                       pool=amount, resolved=amount)
 
 
 def topup(uow: UnitOfWork, tenant_id: str, amount: int, *, actor: str, now: datetime,
           description: str | None = None) -> tuple[CreditAccount, LedgerEntry]:
+    """Add ``amount`` credits (to the pool the lanes refill from), with its entry and audit, retried when
+    another ledger writer moved the account first."""
     if uow.tenants.get(tenant_id) is None:
         raise NotFoundError("Tenant not found.")
     text = description or "Manual credit top-up"
-    return move_credits(uow, tenant_id, EntryType.TOPUP, amount, text, now=now, audit=AuditEntry(
-        tenant_id=tenant_id, actor=actor, action="credits.topup", target=f"tenant:{tenant_id}", at=now,
-        details={"amount": amount, "description": text}))
 
+    def attempt(_n: int) -> tuple[CreditAccount, LedgerEntry]:
+        after, entries = stage_moves(uow, uow.credits.position(tenant_id), [(EntryType.TOPUP, amount, text)],
+                                     now=now, pool=amount)
+        uow.audit.add(AuditEntry(
+            tenant_id=tenant_id, actor=actor, action="credits.topup", target=f"tenant:{tenant_id}", at=now,
+            details={"amount": amount, "description": text}))
+        uow.commit()
+        return after, entries[-1]
 
-def settle(uow: UnitOfWork, tenant_id: str, reserved: int, actual: int, *, now: datetime,
-           description: str) -> list[LedgerEntry]:
-    """Charge ``actual`` of ``reserved`` held credits and release the excess (seed 004's flow), together:
-    the hold is resolved whole or not at all."""
-    moves: list[Move] = []
-    if actual:
-        moves.append((EntryType.SETTLEMENT, actual, description))
-    if reserved > actual:
-        moves.append((EntryType.RELEASE, reserved - actual, RELEASE_DESCRIPTION))
-    return commit_moves(uow, tenant_id, moves, now=now)[1] if moves else []
-
-
-def release(uow: UnitOfWork, tenant_id: str, amount: int, *, now: datetime, description: str) -> LedgerEntry:
-    return move_credits(uow, tenant_id, EntryType.RELEASE, amount, description, now=now)[1]
-
-
-def refund(uow: UnitOfWork, tenant_id: str, amount: int, *, now: datetime, description: str) -> LedgerEntry:
-    return move_credits(uow, tenant_id, EntryType.REFUND, amount, description, now=now)[1]
+    return retry_on_conflict(uow, attempt, attempts=MAX_ATTEMPTS, message="The credit account is busy; retry.")
 
 
 def balances(uow: UnitOfWork, tenant_id: str) -> CreditAccount:
-    return uow.credits.account(tenant_id)
+    """Seed 004's balances, live: a delta's credits count as reserved from the moment it is accepted."""
+    return uow.credits.position(tenant_id).balances()
 
 
 def entries(uow: UnitOfWork, tenant_id: str, *, limit: int, cursor: str | None, page: int) -> Page[LedgerEntry]:

@@ -1,12 +1,14 @@
 """Accepting deltas: the Balance API write path.
 
 Acceptance is atomic per transaction: the delta items, each customer's next
-gap-free sequence numbers (created on first sight) and cycle counters, the
-period's usage counter, the environment's customer totals and — under credits
-billing — the credit reservation and its ledger entry commit together or not at
-all. A batch is read in one snapshot and written in as few transactions as
-DynamoDB's 100-item limit allows; if a condition fails because someone else
-wrote first, the remainder is re-read and re-planned.
+gap-free sequence numbers (created on first sight) and cycle counters, one shard
+of the period's usage counter, one shard of the environment's customer totals
+and — under credits billing — the hold on one escrow lane (domain/credits.py)
+commit together or not at all. No item every delta of a tenant writes is in the
+transaction (paid and credits plans); the free plan's capped shard is, as its
+cap must be exact. A batch is read in one snapshot and written in as few
+transactions as DynamoDB's 100-item limit allows; if a condition fails because
+someone else wrote first, the remainder is re-read and re-planned.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ from typing import Any
 from chalicelib.domain.billing import acceptance_capacity
 from chalicelib.domain.clock import period_of
 from chalicelib.domain.credentials import random_id, time_ordered_id
-from chalicelib.domain.credits import EntryType
 from chalicelib.domain.deltas import CreditState, Delta, DeltaInput, DeltaStatus
 from chalicelib.domain.errors import (
     ConcurrentWriteError,
@@ -31,7 +32,7 @@ from chalicelib.domain.errors import (
 from chalicelib.domain.identity import ApiKeyPrincipal
 from chalicelib.domain.plans import plan_for
 from chalicelib.domain.tenants import BillingMode
-from chalicelib.services.credits import stage_move
+from chalicelib.services.credits import after_hold, stage_hold
 from chalicelib.services.ports import IngestSnapshot, UnitOfWork
 from chalicelib.services.retry import retry_on_conflict
 
@@ -108,7 +109,7 @@ class _Attempt:
         self.period = period_of(now)
         self.last_seq = {cid: state.last_seq for cid, state in snapshot.customers.items()}
         self.cycle = {cid: state.cycle_period for cid, state in snapshot.customers.items()}
-        self.account = snapshot.credits
+        self.position = snapshot.credits
 
     def commit_chunk(self, chunk: list[tuple[int, DeltaInput]]) -> list[tuple[int, Delta]]:
         """Stage and commit one transaction; raises ConflictError if another writer got there first."""
@@ -118,6 +119,10 @@ class _Attempt:
             per_customer[item.customer_id].append((index, item))
         cost = self.plan.credits_per_delta if self.credits_mode else 0
         stamp = int(now.timestamp() * 1000)
+        position, lane = self.position, None
+        if cost:  # the hold first: a drain of the lanes (rare) commits on its own before anything is staged
+            plan = stage_hold(uow, self.position, cost * len(chunk), len(chunk))
+            position, lane = after_hold(self.position, plan, cost * len(chunk), len(chunk)), plan.lane
         made: list[tuple[int, Delta]] = []
         next_seq: dict[str, int] = {}
         created = 0
@@ -133,7 +138,7 @@ class _Attempt:
                     customer_id=customer_id, sequence_number=start + offset, delta=item.delta,
                     reason=item.reason, period=self.period, created_at=now, reference_id=item.reference_id,
                     metadata=item.metadata, adjusts=item.adjusts, credits_reserved=cost,
-                    credit_state=CreditState.RESERVED if cost else CreditState.NONE,
+                    credit_state=CreditState.RESERVED if cost else CreditState.NONE, credit_lane=lane,
                 )
                 uow.deltas.add(delta)
                 if item.reference_id:
@@ -148,18 +153,13 @@ class _Attempt:
             next_seq[customer_id] = start + len(items)
         uow.customers.count(principal.tenant_id, principal.environment, customers=created, integration=created,
                             deltas=len(chunk), balance=sum((item.delta for _i, item in chunk), Decimal(0)))
-        cap = self.plan.monthly_allotment if (self.plan.hard_cap and not self.credits_mode) else None
-        uow.usage.add(principal.tenant_id, self.period, principal.environment, len(chunk), cap=cap)
-        account_after = self.account
-        if cost:
-            plural = "s" if len(chunk) != 1 else ""
-            account_after, _entry = stage_move(
-                uow, self.account, EntryType.RESERVATION, cost * len(chunk),
-                f"Credits reserved for pending verifications — {len(chunk)} delta{plural}", now=now)
+        capped = self.plan.hard_cap and not self.credits_mode
+        uow.usage.add(principal.tenant_id, self.period, principal.environment, len(chunk),
+                      cap=self.plan.monthly_allotment if capped else None, others=self.snap.usage_others)
         uow.commit()
         self.last_seq.update(next_seq)
         self.cycle.update({c: max(self.cycle.get(c) or self.period, self.period) for c in next_seq})
-        self.account = account_after
+        self.position = position
         return made
 
 
@@ -199,7 +199,7 @@ def submit_deltas(
         capacity = acceptance_capacity(run.tenant, run.plan, consumed=snap.usage_consumed, credits=snap.credits)
         allowed = fresh if capacity.limit is None else fresh[: capacity.limit]
         refused = fresh[len(allowed):]
-        fixed = 2 + (2 if run.credits_mode else 0)  # usage counter, customer totals (+ account, ledger entry)
+        fixed = 2 + (2 if run.credits_mode else 0)  # usage shard, totals shard (+ the lane, the pool on a refill)
         try:
             for chunk in _chunks(allowed, fixed):
                 for index, delta in run.commit_chunk(chunk):

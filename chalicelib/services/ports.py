@@ -21,7 +21,7 @@ if TYPE_CHECKING:  # annotations only: keeps `import app` (cold start) small
     from chalicelib.domain.audit import AuditEntry
     from chalicelib.domain.batches import ChainHead, SealedBatch
     from chalicelib.domain.checkpoints import Checkpoint
-    from chalicelib.domain.credits import CreditAccount, LedgerEntry
+    from chalicelib.domain.credits import CreditAccount, CreditPosition, HoldPlan, LedgerEntry
     from chalicelib.domain.customers import Customer, CustomerStats
     from chalicelib.domain.deltas import Delta
     from chalicelib.domain.identity import Environment
@@ -153,7 +153,8 @@ class IngestSnapshot:
     customers: dict[str, CustomerState]
     guards: dict[tuple[str, str], dict]  # (customerId, referenceId) -> first acceptance's answer
     usage_consumed: int
-    credits: CreditAccount
+    credits: CreditPosition
+    usage_others: int = 0  # of usage_consumed, what is not on the capped shard (a capped plan's condition)
 
 
 @dataclass(frozen=True)
@@ -188,6 +189,9 @@ class DeltaRepository(Protocol):
 class BatchRepository(Protocol):
     def head(self, tenant_id: str, environment: Environment) -> ChainHead: ...
     def seal(self, batch: SealedBatch, head: ChainHead) -> None: ...
+    def stage_counts(self, batch: SealedBatch, counts: dict[str, int], *, now: datetime) -> None: ...
+    def counts(self, tenant_id: str, environment: Environment, batch_id: str) -> dict[str, int] | None: ...
+    def clear_counts(self, tenant_id: str, environment: Environment, batch_id: str) -> None: ...
     def get(self, tenant_id: str, environment: Environment, batch_id: str) -> SealedBatch | None: ...
     def by_root(self, root: str) -> SealedBatch | None: ...
 
@@ -204,15 +208,20 @@ class CheckpointRepository(Protocol):
 
 class UsageRepository(Protocol):
     def get(self, tenant_id: str, period: str) -> UsageCounter: ...
-    def add(self, tenant_id: str, period: str, environment: Environment, count: int, *, cap: int | None) -> None: ...
+    def add(self, tenant_id: str, period: str, environment: Environment, count: int, *, cap: int | None,
+            others: int = 0) -> None: ...
 
 
 class CreditRepository(Protocol):
     def account(self, tenant_id: str) -> CreditAccount: ...
+    def position(self, tenant_id: str) -> CreditPosition: ...
     def entries(self, tenant_id: str, limit: int, cursor: str | None) -> Page[LedgerEntry]: ...
-    def record(self, before: CreditAccount, after: CreditAccount, *entries: LedgerEntry) -> None:
-        """One account update from exactly ``before`` to ``after`` and its entries (a seal's settlement
+    def record(self, before: CreditAccount, after: CreditAccount, *entries: LedgerEntry, pool: int = 0,
+               resolved: int = 0, posted_deltas: int = 0) -> None:
+        """One ledger update from exactly ``before`` to ``after`` and its entries (a seal's posting, settlement
         and release share one transaction, where the account may be written only once)."""
+    def hold(self, tenant_id: str, plan: HoldPlan, amount: int, deltas: int) -> None: ...
+    def drain(self, tenant_id: str, lanes: dict[int, int]) -> None: ...
 
 
 class IdempotencyRepository(Protocol):

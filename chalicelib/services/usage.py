@@ -72,6 +72,6 @@ def usage_figures(uow: UnitOfWork, tenant_id: str, *, period: str | None, now: d
 
 def current_capacity(uow: UnitOfWork, figures: UsageFigures) -> tuple[Capacity, CreditAccount]:
     """How many more deltas would be accepted now (SDK `usage`: `allowed`, `remaining`)."""
-    account = uow.credits.account(figures.tenant.id)
+    account = uow.credits.position(figures.tenant.id).balances()
     capacity = acceptance_capacity(figures.tenant, figures.plan, consumed=figures.counter.consumed, credits=account)
     return capacity, account

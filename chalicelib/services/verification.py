@@ -3,13 +3,19 @@
 One transaction per sealed batch holds everything the batch changes: the batch
 record, the tenant environment's chain head (moved from exactly the head that
 was read), every delta's status (each conditioned on still awaiting
-verification) and the credit settlement — the catalogue's actual cost, with the
-release of the rest of the reservation (``CREDITS_VOLUME_RATE``) — on one account
-update with its ledger entries. A crash before
-the commit changes nothing; a rerun after it finds the deltas verified and skips
-them. So no delta is lost, and none is sealed, settled, released or refunded twice.
-The webhook events (``delta.verified``, ``verification.completed``, ``delta.failed``)
-ride in the same transaction as an outbox item, so they exist exactly when the change does.
+verification) and the credit posting and settlement — the catalogue's actual
+cost, with the release of the rest of the holds (``CREDITS_VOLUME_RATE``) — on
+one account update with its ledger entries. A crash before the commit changes
+nothing; a rerun after it finds the deltas verified and skips them. So no delta
+is lost, and none is sealed, settled, released or refunded twice.
+
+Seals hold 90 deltas whatever their customers: the per-customer verified
+counters go in a second transaction (:func:`apply_counts`) with the removal of a
+small counts item the seal wrote, so they are applied exactly once; while that
+item exists it is on the pending index, and the sweep applies what a crash left.
+The webhook events (``delta.verified``, as references to the verified deltas,
+``verification.completed``, ``delta.failed``) ride in the seal's transaction as an
+outbox item, so they exist exactly when the change does.
 """
 
 from __future__ import annotations
@@ -28,15 +34,15 @@ from chalicelib.domain.deltas import CreditState, Delta
 from chalicelib.domain.fingerprints import canonical, content_hash, delta_content
 from chalicelib.domain.identity import Environment
 from chalicelib.domain.merkle import MerkleTree, leaf_hash
-from chalicelib.domain.webhooks import EventType
-from chalicelib.services.credits import stage_move, stage_settlement
+from chalicelib.domain.webhooks import EventType, verified_reference
+from chalicelib.services.credits import stage_refund, stage_settlement
 from chalicelib.services.ports import OutboxRef, UnitOfWork
 from chalicelib.services.retry import retry_on_conflict
 from chalicelib.services.webhooks import stage_events
 
-MAX_BATCH = 90  # deltas per sealed batch
-MAX_SEAL_WRITES = 92  # deltas + one counter update per customer; the rest of the 100 items: head, batch,
-#                       settlement and release (account, two entries), outbox item, environment totals
+MAX_BATCH = 90  # deltas per sealed batch; the rest of its 100-item transaction: batch, head, counts item,
+#                account and up to three entries (posted holds, settlement, release), outbox item
+BATCH_PREFIX = "bat_"  # a pending-index entry with a batch id: that batch's counts are still to apply
 MAX_ATTEMPTS = 10
 SWEEP_GRACE = timedelta(seconds=30)
 
@@ -47,6 +53,7 @@ class VerifyReport:
     failed: list[Delta] = field(default_factory=list)
     batches: list[SealedBatch] = field(default_factory=list)
     skipped: int = 0  # already resolved (reruns, duplicate messages)
+    counts_applied: int = 0  # sealed batches whose per-customer counts the sweep applied after a crash
     outbox: list[OutboxRef] = field(default_factory=list)  # committed webhook events, for the sender to fan out
 
 
@@ -70,35 +77,13 @@ def _settle(uow: UnitOfWork, tenant_id: str, deltas: list[Delta], now: datetime)
     return reserved - released, released, after.credit_balance
 
 
-def _verified_event(delta: Delta, batch: SealedBatch, now: datetime) -> tuple[str, dict[str, Any]]:
-    """SDK ``DeltaVerifiedPayload`` plus the proof references (the usage block is added at fan-out)."""
-    return EventType.DELTA_VERIFIED, {
-        "recordId": delta.record_id,
-        "receiptId": delta.receipt_id,
-        "verificationReference": batch.root,
-        "customerId": delta.customer_id,
-        "delta": delta.delta,
-        "sequenceNumber": str(delta.sequence_number),
-        "referenceId": delta.reference_id,
-        "blockTimestamp": iso_ms(now),
-        "environment": str(delta.environment),
-        "period": delta.period,
-        "contentHash": delta.content_hash,
-        "proofHash": leaf_hash(bytes.fromhex(delta.content_hash or "")).hex(),
-        "batchId": batch.batch_id,
-        "proofRoot": batch.root,
-        "leafIndex": delta.leaf_index,
-        "verifiedAt": iso_ms(now),
-    }
-
-
 def _seal_once(uow: UnitOfWork, signer: Any, tenant_id: str, environment: Environment, deltas: list[Delta],
                now: datetime, outbox_refs: list[OutboxRef]) -> SealedBatch:
     head = uow.batches.head(tenant_id, environment)
     hashes = [d.content_hash or "" for d in deltas]
     tree = MerkleTree([leaf_hash(bytes.fromhex(h)) for h in hashes])
     batch = SealedBatch(
-        batch_id="bat_" + time_ordered_id(int(now.timestamp() * 1000), 20), tenant_id=tenant_id,
+        batch_id=BATCH_PREFIX + time_ordered_id(int(now.timestamp() * 1000), 20), tenant_id=tenant_id,
         environment=str(environment), root=tree.root.hex(), tree_size=tree.size, sequence=head.sequence + 1,
         previous_root=head.last_root, sealed_at=now, key_id=signer.key_id,
         record_ids=tuple(d.record_id for d in deltas), leaf_hashes=tuple(leaf.hex() for leaf in tree.levels[0]),
@@ -110,10 +95,8 @@ def _seal_once(uow: UnitOfWork, signer: Any, tenant_id: str, environment: Enviro
         sealed = replace(delta, leaf_index=index, proof=[p.hex() for p in tree.inclusion_proof(index)],
                          batch_id=batch.batch_id, proof_root=batch.root)
         uow.deltas.mark_verified(sealed, now=now)
-        events.append(_verified_event(sealed, batch, now))
-    for customer_id, count in Counter(d.customer_id for d in deltas).items():
-        uow.customers.count_verified(tenant_id, environment, customer_id, count)
-    uow.customers.count(tenant_id, environment, verified=len(deltas))
+        events.append(verified_reference(sealed))
+    uow.batches.stage_counts(batch, dict(Counter(d.customer_id for d in deltas)), now=now)
     consumed, released, remaining = _settle(uow, tenant_id, deltas, now)
     events.append((EventType.VERIFICATION_COMPLETED, {
         "batchId": batch.batch_id, "proofRoot": batch.root, "environment": str(environment),
@@ -138,8 +121,8 @@ def _fail_once(uow: UnitOfWork, delta: Delta, error: str, now: datetime, outbox_
                                        period=period, in_cycle=customer is not None and customer.cycle_period == period)
     uow.customers.count(delta.tenant_id, delta.environment, failed=1, balance=-delta.delta)
     if delta.credit_state == CreditState.RESERVED and delta.credits_reserved:
-        stage_move(uow, uow.credits.account(delta.tenant_id), EntryType.REFUND, delta.credits_reserved,
-                   f"Verification failed — {delta.record_id}", now=now)
+        stage_refund(uow, delta.tenant_id, delta.credits_reserved, f"Verification failed — {delta.record_id}",
+                     now=now)
     outbox = stage_events(uow, delta.tenant_id, delta.environment, [(EventType.DELTA_FAILED, {
         "recordId": delta.record_id, "customerId": delta.customer_id, "delta": delta.delta, "error": error,
         "failedAt": iso_ms(now), "referenceId": delta.reference_id, "environment": str(delta.environment),
@@ -164,22 +147,31 @@ def _retrying(uow: UnitOfWork, tenant_id: str, environment: Environment, record_
                              message="Verification kept losing races; the sweep will retry.")
 
 
-def _seal_groups(record_ids: list[str], owner: dict[str, str]) -> list[list[str]]:
-    """Consecutive groups of at most ``MAX_BATCH`` deltas whose deltas plus distinct customers fit
-    ``MAX_SEAL_WRITES`` (each customer's verified counter is one more write in the seal)."""
-    groups: list[list[str]] = []
-    current: list[str] = []
-    customers: set[str] = set()
-    for record_id in record_ids:
-        grown = customers | {owner[record_id]}
-        if current and (len(current) == MAX_BATCH or len(current) + 1 + len(grown) > MAX_SEAL_WRITES):
-            groups.append(current)
-            current, customers, grown = [], set(), {owner[record_id]}
-        current.append(record_id)
-        customers = grown
-    if current:
-        groups.append(current)
-    return groups
+def _seal_groups(record_ids: list[str]) -> list[list[str]]:
+    """Consecutive groups of ``MAX_BATCH`` deltas, however many customers they belong to (the per-customer
+    counters are applied in a transaction of their own: :func:`apply_counts`)."""
+    return [record_ids[start : start + MAX_BATCH] for start in range(0, len(record_ids), MAX_BATCH)]
+
+
+def apply_counts(uow: UnitOfWork, tenant_id: str, environment: Environment, batch_id: str,
+                 counts: dict[str, int] | None = None) -> bool:
+    """Add a sealed batch's verified counts to its customers and the environment's totals, exactly once: in
+    one transaction with the removal of the batch's counts item, conditioned on it still being there.
+    ``counts``: as the seal just wrote them (else read). False when they were applied already."""
+
+    def attempt(n: int) -> bool:
+        current = counts if counts is not None and n == 0 else uow.batches.counts(tenant_id, environment, batch_id)
+        if current is None:
+            return False
+        for customer_id, count in current.items():
+            uow.customers.count_verified(tenant_id, environment, customer_id, count)
+        uow.customers.count(tenant_id, environment, verified=sum(current.values()))
+        uow.batches.clear_counts(tenant_id, environment, batch_id)
+        uow.commit()
+        return True
+
+    return retry_on_conflict(uow, attempt, attempts=MAX_ATTEMPTS, cap=0.1,
+                             message="A batch's counts kept losing races; the sweep will retry.")
 
 
 def _verify_group(uow: UnitOfWork, signer: Any, tenant_id: str, environment: Environment, record_ids: list[str],
@@ -205,12 +197,13 @@ def _verify_group(uow: UnitOfWork, signer: Any, tenant_id: str, environment: Env
         fingerprinted = [replace(d, content_hash=hashes[d.record_id]) for d in live]
         return _seal_once(uow, signer, tenant_id, environment, fingerprinted, now, report.outbox), fingerprinted
 
-    owner = {d.record_id: d.customer_id for d in loaded}
     by_id = {d.record_id: d for d in loaded}
-    for group in _seal_groups(list(hashes), owner):
+    for group in _seal_groups(list(hashes)):
         outcome = _retrying(uow, tenant_id, environment, group, seal, loaded=[by_id[r] for r in group])
         if outcome is not None:
             batch, sealed = outcome
+            apply_counts(uow, tenant_id, environment, batch.batch_id,
+                         dict(Counter(d.customer_id for d in sealed)))
             report.batches.append(batch)
             report.verified += [replace(d, batch_id=batch.batch_id, proof_root=batch.root, verified_at=now)
                                 for d in sealed]
@@ -225,7 +218,11 @@ def verify_records(uow: UnitOfWork, refs: Iterable[tuple[str, Environment, str]]
         if record_id not in groups[(tenant_id, environment)]:
             groups[(tenant_id, environment)].append(record_id)
     for (tenant_id, environment), record_ids in groups.items():
-        _verify_group(uow, signer, tenant_id, environment, record_ids, now, report)
+        for batch_id in [r for r in record_ids if r.startswith(BATCH_PREFIX)]:  # counts a crash left (the sweep)
+            report.counts_applied += int(apply_counts(uow, tenant_id, environment, batch_id))
+        deltas = [r for r in record_ids if not r.startswith(BATCH_PREFIX)]
+        if deltas:
+            _verify_group(uow, signer, tenant_id, environment, deltas, now, report)
     return report
 
 

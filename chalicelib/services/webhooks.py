@@ -37,7 +37,9 @@ from chalicelib.domain.webhooks import (
     Outbox,
     check_events,
     check_url,
+    is_reference,
     signed_headers,
+    verified_payload,
 )
 from chalicelib.log import get_logger
 from chalicelib.services.ports import DeliveryRef, OutboxRef, Page, UnitOfWork, page_after_offset
@@ -195,10 +197,28 @@ def _usage_block(uow: UnitOfWork, tenant_id: str, period: str) -> dict[str, Any]
             "overageRate": plan.overage_rate_label}
 
 
+def _materialize(uow: UnitOfWork, events: tuple[Event, ...], tenant_id: str) -> tuple[Event, ...]:
+    """``delta.verified`` events kept as references (the outbox stays small) get their payload from the
+    verified deltas: one BatchGetItem per environment."""
+    wanted: dict[Environment, list[str]] = {}
+    for event in events:
+        if event.event_type == EventType.DELTA_VERIFIED and is_reference(event.data):
+            wanted.setdefault(event.environment, []).append(event.data["recordId"])
+    if not wanted:
+        return events
+    deltas = {(d.environment, d.record_id): d for env, ids in wanted.items()
+              for d in uow.deltas.get_many(tenant_id, env, ids)}
+    built = []
+    for event in events:
+        delta = deltas.get((event.environment, event.data.get("recordId"))) if is_reference(event.data) else None
+        built.append(replace(event, data=verified_payload(delta)) if delta is not None else event)
+    return tuple(built)
+
+
 def _enrich(uow: UnitOfWork, events: tuple[Event, ...], tenant_id: str) -> tuple[Event, ...]:
     usage: dict[str, dict[str, Any] | None] = {}
     enriched = []
-    for event in events:
+    for event in _materialize(uow, events, tenant_id):
         if event.event_type == EventType.DELTA_VERIFIED:
             period = event.data.get("period") or period_of(event.created_at)
             if period not in usage:

@@ -97,16 +97,18 @@ def test_a_batch_of_100_for_one_customer_settles_91_and_releases_9(api, world, t
     assert_ledger_identities(entries, balances)
 
 
-def test_a_batch_of_100_customers_is_sealed_46_46_8_and_still_earns_the_rate(api, world, tenant, key):
-    """Each customer's counter is one more write in a seal, so 100 customers seal as 46, 46 and 8:
-    46 → settlement 42, release 4 (twice); 8 → settlement 8. Spent 92, released 8."""
+def test_a_batch_of_100_customers_is_sealed_90_10_like_one_customer(api, world, tenant, key):
+    """Customers take no room in a seal (their counters are applied in a transaction of their own), so 100
+    customers seal as 90 and 10, like one customer: 90 → settlement 81, release 9; 10 → settlement 10."""
     submit_batch(api, key, [f"cust_{n:03d}" for n in range(100)])
     run_verifier()
     entries = ledger(api, world, tenant)
-    assert moves(entries, "settlement", "release") == [
-        ("settlement", -42), ("release", 4), ("settlement", -42), ("release", 4), ("settlement", -8)]
+    assert moves(entries, "settlement", "release") == [("settlement", -81), ("release", 9), ("settlement", -10)]
     balances = api.get(BALANCES, headers=world.auth(tenant)).data
-    assert balances == {"creditBalance": TOP_UP - 92, "availableBalance": TOP_UP - 92, "reserved": 0}
+    assert balances == {"creditBalance": TOP_UP - 91, "availableBalance": TOP_UP - 91, "reserved": 0}
+    customers = bootstrap.unit_of_work().customers.get_many(tenant.id, Environment.PRODUCTION,
+                                                            [f"cust_{n:03d}" for n in range(100)])
+    assert sorted({(c.delta_count, c.verified_count) for c in customers.values()}) == [(1, 1)]
     assert_ledger_identities(entries, balances)
 
 

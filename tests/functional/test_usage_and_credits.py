@@ -289,18 +289,19 @@ def test_entries_are_newest_first_with_the_seed_fields(api, world, platform, clo
     assert reply.status == 200
     data = reply.data
     assert set(data) == {"items", "total", "page", "limit", "nextCursor"}
-    assert data["total"] == 4 and data["page"] == 1 and data["limit"] == 20 and data["nextCursor"] is None
+    assert data["total"] == 3 and data["page"] == 1 and data["limit"] == 20 and data["nextCursor"] is None
     assert all(set(item) == ENTRY_KEYS for item in data["items"])
+    # The holds of the three accepted deltas are posted by the next ledger writer (here the top-up), as one
+    # reservation entry just before its own (domain/credits.py); the balances show them from acceptance on.
     assert [(e["type"], e["amount"], e["balanceAfter"], e["createdAt"]) for e in data["items"]] == [
         ("topup", 500, 10_497, "2026-04-15T12:03:00.000Z"),
-        ("reservation", -2, 9_997, "2026-04-15T12:02:00.000Z"),
-        ("reservation", -1, 9_999, "2026-04-15T12:01:00.000Z"),
+        ("reservation", -3, 9_997, "2026-04-15T12:03:00.000Z"),
         ("topup", 10_000, 10_000, "2026-04-15T12:00:00.000Z"),
     ]
     assert data["items"][0]["description"] == "Sales credit"
-    assert data["items"][3]["description"] == "Manual credit top-up"
-    assert "reserved" in data["items"][1]["description"].lower()
-    assert len({e["id"] for e in data["items"]}) == 4
+    assert data["items"][2]["description"] == "Manual credit top-up"
+    assert data["items"][1]["description"] == "Credits reserved for pending verifications — 3 deltas"
+    assert len({e["id"] for e in data["items"]}) == 3
 
 
 def test_entries_of_the_same_millisecond_are_still_newest_first(api, world, acme, clock):

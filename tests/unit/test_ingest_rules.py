@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chalicelib.domain.billing import acceptance_capacity
-from chalicelib.domain.credits import CreditAccount
+from chalicelib.domain.credits import CreditAccount, CreditPosition
 from chalicelib.domain.deltas import DeltaInput, format_delta, parse_delta
 from chalicelib.domain.errors import TallyError, ValidationError
 from chalicelib.domain.identity import ApiKeyPrincipal, Environment
@@ -427,20 +427,24 @@ class _CountingUnitOfWork:
     """Counts the writes ``submit_deltas`` stages per commit; every read returns one fixed snapshot."""
 
     def __init__(self, snapshot: IngestSnapshot) -> None:
-        self._snapshot, self.staged, self.commits = snapshot, 0, []
+        self._snapshot, self.staged, self.commits, self.refills = snapshot, 0, [], []
         self.deltas = self.usage = self.credits = self.customers = self
 
     def snapshot(self, *_args: Any) -> IngestSnapshot:
         return self._snapshot
 
     def __getattr__(self, name: str):
-        writes = {"add": 1, "add_reference_guard": 1, "advance_customer": 1, "record": 2,  # record: account+entry
-                  "count": 1}  # the environment's customer totals
+        writes = {"add": 1, "add_reference_guard": 1, "advance_customer": 1,
+                  "hold": 1,  # the lane (+ the pool on a refill)
+                  "count": 1}  # a shard of the environment's customer totals
         if name not in writes:
             raise AttributeError(name)
 
-        def stage(*_args: Any, **_kwargs: Any) -> None:
+        def stage(*args: Any, **_kwargs: Any) -> None:
             self.staged += writes[name]
+            if name == "hold":
+                self.refills.append(bool(args[1].refill))
+                self.staged += int(bool(args[1].refill))
 
         return stage
 
@@ -460,7 +464,7 @@ def test_submit_stages_what_chunks_budgeted_and_never_over_100(items, mode):
     customers = {item.customer_id: CustomerState(exists=False, last_seq=None) for _i, item in items}
     uow = _CountingUnitOfWork(IngestSnapshot(
         tenant=tenant(billing_mode=mode, plan="starter"), customers=customers, guards={}, usage_consumed=0,
-        credits=account(10_000)))
+        credits=CreditPosition(ledger=account(10_000), pool=10_000)))
     principal = ApiKeyPrincipal(tenant_id="2", environment=Environment.PRODUCTION, key_id="k")
 
     outcomes = ingest.submit_deltas(uow, principal, inputs, now=NOW)
@@ -472,7 +476,10 @@ def test_submit_stages_what_chunks_budgeted_and_never_over_100(items, mode):
         if item.reference_id is None or key not in seen:
             firsts.append((index, item))
             seen.add(key)
-    fixed = 4 if mode == BillingMode.CREDITS else 2
-    expected = [transaction_cost(chunk, fixed) for chunk in ingest._chunks(firsts, fixed)]
-    assert uow.commits == expected
+    fixed = 4 if mode == BillingMode.CREDITS else 2  # usage and totals shards (+ the lane, the pool on a refill)
+    budgeted = [transaction_cost(chunk, fixed) for chunk in ingest._chunks(firsts, fixed)]
+    if mode == BillingMode.CREDITS:  # the pool is in the transaction only when the hold refills its lane
+        assert len(uow.refills) == len(budgeted) and uow.refills[0]
+        budgeted = [cost - (0 if refill else 1) for cost, refill in zip(budgeted, uow.refills, strict=True)]
+    assert uow.commits == budgeted
     assert max(uow.commits) <= ingest.MAX_TRANSACTION_ITEMS

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from chalicelib.adapters.dynamodb import keys
-from chalicelib.adapters.dynamodb.models import BatchRecord, ChainHeadRecord
+from chalicelib.adapters.dynamodb.models import BatchCountsRecord, BatchRecord, ChainHeadRecord
 from chalicelib.adapters.dynamodb.staging import Repository, get_item
 from chalicelib.domain.batches import ChainHead, SealedBatch
+from chalicelib.domain.clock import iso_us
 from chalicelib.domain.identity import Environment
 
 
@@ -40,6 +43,24 @@ class DynamoBatchRepository(Repository):
             keys.chain_pk(batch.tenant_id, batch.environment), keys.HEAD_SK,
             sequence=batch.sequence, last_root=batch.root, last_batch_id=batch.batch_id,
         ), condition=condition)
+
+    def stage_counts(self, batch: SealedBatch, counts: dict[str, int], *, now: datetime) -> None:
+        """Stage the seal's per-customer verified counts as one small item, on the pending index until applied."""
+        self._stage("save", BatchCountsRecord(
+            keys.batch_pk(batch.tenant_id, batch.environment, batch.batch_id), keys.COUNTS_SK,
+            tenant_id=batch.tenant_id, environment=batch.environment, record_id=batch.batch_id, counts=counts,
+            pending_shard=keys.pending_shard(batch.batch_id), pending_since=iso_us(now),
+        ), condition=BatchCountsRecord.pk.does_not_exist())
+
+    def counts(self, tenant_id: str, environment: Environment, batch_id: str) -> dict[str, int] | None:
+        """A batch's counts still to apply (None once applied)."""
+        record = get_item(BatchCountsRecord, keys.batch_pk(tenant_id, str(environment), batch_id), keys.COUNTS_SK)
+        return {c: int(n) for c, n in record.counts.items()} if record else None
+
+    def clear_counts(self, tenant_id: str, environment: Environment, batch_id: str) -> None:
+        """Stage the counts item's removal: only while it exists, so they are applied exactly once."""
+        self._stage("delete", BatchCountsRecord(keys.batch_pk(tenant_id, str(environment), batch_id), keys.COUNTS_SK),
+                    condition=BatchCountsRecord.pk.exists())
 
     def get(self, tenant_id: str, environment: Environment, batch_id: str) -> SealedBatch | None:
         record = get_item(BatchRecord, keys.batch_pk(tenant_id, str(environment), batch_id), keys.BATCH_SK)

@@ -1,11 +1,14 @@
-"""The credit account and its ledger entries (``CREDITS#{tenant}``)."""
+"""The credit account and its ledger entries (``CREDITS#{tenant}``), and its escrow lanes
+(``CREDITS#LANE#{n}``): the model and its invariants are in domain/credits.py."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from chalicelib.adapters.dynamodb import keys
-from chalicelib.adapters.dynamodb.models import CreditAccountRecord, LedgerEntryRecord
-from chalicelib.adapters.dynamodb.staging import Repository, get_item, query_page
-from chalicelib.domain.credits import CreditAccount, EntryType, LedgerEntry
+from chalicelib.adapters.dynamodb.models import CreditAccountRecord, CreditLaneRecord, LedgerEntryRecord
+from chalicelib.adapters.dynamodb.staging import Repository, batch_get, get_item, query_page
+from chalicelib.domain.credits import CreditAccount, CreditPosition, EntryType, HoldLane, HoldPlan, LedgerEntry
 from chalicelib.services.ports import Page
 
 
@@ -14,6 +17,35 @@ def account_from(tenant_id: str, record: CreditAccountRecord | None) -> CreditAc
         return CreditAccount(tenant_id=tenant_id)
     return CreditAccount(tenant_id=tenant_id, credit_balance=int(record.credit_balance or 0),
                          reserved=int(record.reserved or 0), entry_count=int(record.entry_count or 0))
+
+
+def position_from(tenant_id: str, account: Any, lanes: dict[int, Any]) -> CreditPosition:
+    """From raw items (BatchGetItem): the account (or None) and the lanes that exist, by index."""
+    record = CreditAccountRecord.from_raw_data(account) if account else None
+    return CreditPosition(
+        ledger=account_from(tenant_id, record),
+        pool=int(record.pool or 0) if record else 0,
+        resolved=int(record.resolved or 0) if record else 0,
+        posted_deltas=int(record.posted_deltas or 0) if record else 0,
+        lanes=tuple(HoldLane(index, free=int(lane.free or 0), held_total=int(lane.held_total or 0),
+                             held_deltas=int(lane.held_deltas or 0))
+                    for index, lane in sorted((i, CreditLaneRecord.from_raw_data(raw)) for i, raw in lanes.items())),
+    )
+
+
+def position_keys(tenant_id: str) -> list[tuple[Any, str, str]]:
+    """The account and every lane: what :func:`read_position` asks for (in a caller's BatchGetItem too)."""
+    return [(CreditAccountRecord, keys.credits_pk(tenant_id), keys.ACCOUNT_SK)] + [
+        (CreditLaneRecord, keys.credit_lane_pk(tenant_id, lane), keys.LANE_SK) for lane in keys.CREDIT_LANES]
+
+
+def read_position(tenant_id: str, found: dict[tuple[str, str, str], Any]) -> CreditPosition:
+    """The position from a BatchGetItem result that asked for :func:`position_keys`."""
+    table = CreditAccountRecord.Meta.table_name
+    account = found.get((table, keys.credits_pk(tenant_id), keys.ACCOUNT_SK))
+    lanes = {lane: found[(table, keys.credit_lane_pk(tenant_id, lane), keys.LANE_SK)] for lane in keys.CREDIT_LANES
+             if (table, keys.credit_lane_pk(tenant_id, lane), keys.LANE_SK) in found}
+    return position_from(tenant_id, account, lanes)
 
 
 def _entry_from(record: LedgerEntryRecord) -> LedgerEntry:
@@ -42,23 +74,30 @@ class DynamoCreditRepository(Repository):
             _entry_from, limit=limit, cursor=cursor, partition=("pk", pk), sort_prefix="E#",
         )
 
-    def record(self, before: CreditAccount, after: CreditAccount, *entries: LedgerEntry) -> None:
-        """Move the account from ``before`` to ``after`` (exactly: fails if it changed) and add the entries."""
+    def position(self, tenant_id: str) -> CreditPosition:
+        """The account and its lanes in one BatchGetItem."""
+        return read_position(tenant_id, batch_get(position_keys(tenant_id)))
+
+    def record(self, before: CreditAccount, after: CreditAccount, *entries: LedgerEntry, pool: int = 0,
+               resolved: int = 0, posted_deltas: int = 0) -> None:
+        """Move the ledger from ``before`` to ``after`` (exactly: fails if another ledger writer moved it) and
+        add the entries; ``pool``, ``resolved`` and ``posted_deltas`` are ADDed (acceptances ADD to the pool
+        concurrently, never conflicting with this)."""
         pk = keys.credits_pk(before.tenant_id)
         account = CreditAccountRecord(pk, keys.ACCOUNT_SK)
         if before.entry_count == 0:
-            condition = CreditAccountRecord.pk.does_not_exist()
+            condition = CreditAccountRecord.entry_count.does_not_exist()
         else:
-            condition = ((CreditAccountRecord.entry_count == before.entry_count)
-                         & (CreditAccountRecord.credit_balance == before.credit_balance)
-                         & (CreditAccountRecord.reserved == before.reserved))
-        self._stage("update", account, condition=condition, actions=[
+            condition = CreditAccountRecord.entry_count == before.entry_count
+        actions = [
             CreditAccountRecord.tenant_id.set(before.tenant_id),
             CreditAccountRecord.credit_balance.set(after.credit_balance),
             CreditAccountRecord.reserved.set(after.reserved),
-            CreditAccountRecord.available.set(after.available),
             CreditAccountRecord.entry_count.set(after.entry_count),
-        ])
+        ]
+        actions += [getattr(CreditAccountRecord, name).add(value) for name, value in
+                    (("pool", pool), ("resolved", resolved), ("posted_deltas", posted_deltas)) if value]
+        self._stage("update", account, condition=condition, actions=actions)
         for entry in entries:
             self._stage("save", LedgerEntryRecord(
                 pk, keys.ledger_entry_sk(entry.entry_id),
@@ -66,3 +105,28 @@ class DynamoCreditRepository(Repository):
                 amount=entry.amount, balance_after=entry.balance_after, description=entry.description,
                 created_at=entry.created_at,
             ), condition=LedgerEntryRecord.pk.does_not_exist())
+
+    def hold(self, tenant_id: str, plan: HoldPlan, amount: int, deltas: int) -> None:
+        """Stage a hold of ``amount`` for ``deltas`` deltas on ``plan.lane``: conditional ADDs only, after a
+        refill from the pool when planned (the account is in the transaction only then)."""
+        lane = CreditLaneRecord(keys.credit_lane_pk(tenant_id, plan.lane), keys.LANE_SK)
+        short = amount - plan.refill  # what the lane's free escrow must already cover
+        condition = (CreditLaneRecord.free >= short) if short > 0 else None
+        self._stage("update", lane, condition=condition, actions=[
+            CreditLaneRecord.free.add(plan.refill - amount),
+            CreditLaneRecord.held_total.add(amount),
+            CreditLaneRecord.held_deltas.add(deltas),
+        ])
+        if plan.refill:
+            self._stage("update", CreditAccountRecord(keys.credits_pk(tenant_id), keys.ACCOUNT_SK),
+                        condition=CreditAccountRecord.pool >= plan.refill,
+                        actions=[CreditAccountRecord.pool.add(-plan.refill)])
+
+    def drain(self, tenant_id: str, lanes: dict[int, int]) -> None:
+        """Stage moving each lane's ``free`` credits (exactly as much as read: at least that much must still
+        be there) back into the pool."""
+        for lane, amount in lanes.items():
+            self._stage("update", CreditLaneRecord(keys.credit_lane_pk(tenant_id, lane), keys.LANE_SK),
+                        condition=CreditLaneRecord.free >= amount, actions=[CreditLaneRecord.free.add(-amount)])
+        self._stage("update", CreditAccountRecord(keys.credits_pk(tenant_id), keys.ACCOUNT_SK),
+                    actions=[CreditAccountRecord.pool.add(sum(lanes.values()))])

@@ -1,15 +1,17 @@
-"""Customers, their environment's totals (``STATS``) and the directory index."""
+"""Customers (a partition each), their environment's totals (``STATS`` shards) and the keys-only indexes
+that list them by id and by name."""
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
 from chalicelib.adapters.dynamodb import keys
 from chalicelib.adapters.dynamodb.cursors import decode_cursor, encode_cursor
-from chalicelib.adapters.dynamodb.models import CustomerDirectoryIndex, CustomerRecord, CustomerStatsRecord
-from chalicelib.adapters.dynamodb.staging import TABLE_KEYS, Repository, batch_get, get_item, query_page
+from chalicelib.adapters.dynamodb.models import CustomerRecord, CustomerStatsRecord
+from chalicelib.adapters.dynamodb.staging import Repository, batch_get, get_item, query_page
 from chalicelib.domain.customers import (
     Customer,
     CustomerSource,
@@ -64,18 +66,33 @@ def _stats_from(record: CustomerStatsRecord | None) -> CustomerStats:
 DIRECTORY_PAGE = 100  # index items read per query while filling a filtered directory page
 
 
+def _record(tenant_id: str, environment: Environment | str, customer_id: str) -> CustomerRecord:
+    """An unsaved record with the customer's keys (for staged updates)."""
+    return CustomerRecord(keys.customer_pk(tenant_id, str(environment), customer_id), keys.CUSTOMER_SK)
+
+
 class DynamoCustomerRepository(Repository):
     def get(self, tenant_id: str, environment: Environment, customer_id: str) -> Customer | None:
-        record = get_item(CustomerRecord, keys.env_pk(tenant_id, environment), keys.customer_sk(customer_id))
+        record = get_item(CustomerRecord, keys.customer_pk(tenant_id, str(environment), customer_id),
+                          keys.CUSTOMER_SK)
         return _customer_from(record) if record else None
 
     def get_many(self, tenant_id: str, environment: Environment, customer_ids: list[str]) -> dict[str, Customer]:
         """The customers that exist among ``customer_ids``, by id: BatchGetItem, 100 keys a call."""
-        pk = keys.env_pk(tenant_id, str(environment))
-        found = batch_get([(CustomerRecord, pk, keys.customer_sk(c)) for c in customer_ids])
+        env = str(environment)
+        wanted = [(CustomerRecord, keys.customer_pk(tenant_id, env, c), keys.CUSTOMER_SK) for c in customer_ids]
+        found = batch_get(wanted)
         table = CustomerRecord.Meta.table_name
-        return {c: _customer_from(CustomerRecord.from_raw_data(found[(table, pk, keys.customer_sk(c))]))
-                for c in customer_ids if (table, pk, keys.customer_sk(c)) in found}
+        return {c: _customer_from(CustomerRecord.from_raw_data(found[(table, pk, sk)]))
+                for c, (_m, pk, sk) in zip(customer_ids, wanted, strict=True) if (table, pk, sk) in found}
+
+    @staticmethod
+    def _hydrate(index_records: list[Any]) -> list[Customer]:
+        """The full rows behind a page of keys-only index entries, in index order (one BatchGetItem per 100)."""
+        found = batch_get([(CustomerRecord, r.pk, r.sk) for r in index_records])
+        table = CustomerRecord.Meta.table_name
+        return [_customer_from(CustomerRecord.from_raw_data(found[(table, r.pk, r.sk)]))
+                for r in index_records if (table, r.pk, r.sk) in found]
 
     def list(self, tenant_id: str, environment: Environment, limit: int, cursor: str | None,
              prefix: str | None = None) -> Page[Customer]:
@@ -86,71 +103,72 @@ class DynamoCustomerRepository(Repository):
     def directory(self, tenant_id: str, environment: Environment, *, by_name: bool, descending: bool,
                   limit: int, cursor: str | None, prefix: str | None,
                   keep: Callable[[Customer], bool] | None, budget: int) -> Page[Customer]:
-        """Customers by display name (the directory index) or by id (the table), kept by ``keep``.
+        """Customers by display name or by id (keys-only indexes, then the rows in one BatchGetItem),
+        kept by ``keep``.
 
-        Unfiltered: one query. Filtered: index pages of 100 are read and filtered until
-        the page is full or ``budget`` customers were examined; the cursor then resumes
-        after the last customer examined (so a page may come back short, even empty,
-        with a cursor).
+        Unfiltered: one query and one BatchGetItem. Filtered: index pages of 100 are read and filtered
+        until the page is full or ``budget`` customers were examined; the cursor then resumes after the
+        last customer examined (so a page may come back short, even empty, with a cursor).
         """
-        pk = keys.env_pk(tenant_id, str(environment))
-        if by_name:
-            key_names: tuple[str, ...] = ("pk", "sk", "name_key")
-            sort_key, sort_prefix = "name_key", prefix or ""
+        list_pk = keys.customer_list_pk(tenant_id, str(environment))
+        index, sort_key = (CustomerRecord.name_index, "name_key") if by_name else (CustomerRecord.id_index,
+                                                                                     "customer_id")
+        sort_prefix = prefix or ""
+        key_names: tuple[str, ...] = ("pk", "sk", "list_pk", sort_key)
 
-            def run(**kw: Any) -> Any:
-                condition = CustomerDirectoryIndex.name_key.startswith(sort_prefix) if sort_prefix else None
-                return CustomerRecord.directory_index.query(pk, condition, scan_index_forward=not descending, **kw)
-        else:
-            key_names, sort_key, sort_prefix = TABLE_KEYS, "sk", keys.customer_sk(prefix or "")
+        def run(**kw: Any) -> Any:
+            condition = getattr(index.__class__, sort_key).startswith(sort_prefix) if sort_prefix else None
+            return index.query(list_pk, condition, scan_index_forward=not descending, **kw)
 
-            def run(**kw: Any) -> Any:
-                return CustomerRecord.query(pk, CustomerRecord.sk.startswith(sort_prefix), consistent_read=True,
-                                            scan_index_forward=not descending, **kw)
         order = "desc" if descending else None
         if keep is None:
-            return query_page(run, _customer_from, limit=limit, cursor=cursor, partition=("pk", pk),
+            page = query_page(run, lambda record: record, limit=limit, cursor=cursor, partition=("list_pk", list_pk),
                               key_names=key_names, sort_prefix=sort_prefix or None, sort_key=sort_key, order=order)
-        start, page = decode_cursor(cursor, partition=("pk", pk), key_names=key_names,
-                                    sort_prefix=(sort_key, sort_prefix) if sort_prefix else None, order=order)
+            return Page(items=self._hydrate(page.items), next_cursor=page.next_cursor, extra=page.extra)
+        start, page_number = decode_cursor(cursor, partition=("list_pk", list_pk), key_names=key_names,
+                                           sort_prefix=(sort_key, sort_prefix) if sort_prefix else None, order=order)
         kept: list[Customer] = []
         examined = 0
         while True:
             results = run(limit=DIRECTORY_PAGE, page_size=DIRECTORY_PAGE, last_evaluated_key=start)
             records = list(results)
-            for record in records:
+            for record, customer in zip(records, self._hydrate(records), strict=True):
                 examined += 1
-                customer = _customer_from(record)
                 if keep(customer):
                     kept.append(customer)
                 if len(kept) == limit or examined >= budget:
                     last = {name: {"S": getattr(record, name)} for name in key_names}
-                    return Page(items=kept, next_cursor=encode_cursor(last, page, order), extra={"page": page})
+                    return Page(items=kept, next_cursor=encode_cursor(last, page_number, order),
+                                extra={"page": page_number})
             start = results.last_evaluated_key
             if not start or len(records) < DIRECTORY_PAGE:
-                return Page(items=kept, next_cursor=None, extra={"page": page})
+                return Page(items=kept, next_cursor=None, extra={"page": page_number})
 
     def stats(self, tenant_id: str, environment: Environment) -> CustomerStats:
-        return _stats_from(get_item(CustomerStatsRecord, keys.env_pk(tenant_id, str(environment)), keys.STATS_SK))
+        """The environment's totals: every shard in one BatchGetItem, summed."""
+        env = str(environment)
+        wanted = [(CustomerStatsRecord, keys.stats_pk(tenant_id, env, shard), keys.STATS_SK)
+                  for shard in keys.STATS_SHARDS]
+        shards = [_stats_from(CustomerStatsRecord.from_raw_data(raw)) for raw in batch_get(wanted).values()]
+        return sum(shards, CustomerStats())
 
     def count(self, tenant_id: str, environment: Environment, **changes: int | Decimal) -> None:
         """Stage ADDs to the environment's totals (``customers``, ``manual``, ``integration``, ``deltas``,
-        ``verified``, ``failed``, ``balance``); zeros are left out."""
+        ``verified``, ``failed``, ``balance``) on one shard chosen at random; zeros are left out."""
         actions = [getattr(CustomerStatsRecord, name).add(value) for name, value in changes.items() if value]
         if actions:
-            self._stage("update", CustomerStatsRecord(keys.env_pk(tenant_id, str(environment)), keys.STATS_SK),
-                        actions=actions)
+            shard = random.choice(keys.STATS_SHARDS)
+            self._stage("update", CustomerStatsRecord(keys.stats_pk(tenant_id, str(environment), shard),
+                                                      keys.STATS_SK), actions=actions)
 
     def count_verified(self, tenant_id: str, environment: Environment, customer_id: str, count: int) -> None:
-        record = CustomerRecord(keys.env_pk(tenant_id, str(environment)), keys.customer_sk(customer_id))
-        self._stage("update", record, condition=CustomerRecord.pk.exists(),
+        self._stage("update", _record(tenant_id, environment, customer_id), condition=CustomerRecord.pk.exists(),
                     actions=[CustomerRecord.verified_count.add(count)])
 
     def mark_checkpointed(self, customer: Customer, period: str, through_seq: int | None) -> None:
         """The newest checkpoint's period and the last sequence number settled under it (directory),
         moved from exactly the marker ``customer`` holds: a concurrent move is a conflict, not a regression."""
-        record = CustomerRecord(keys.env_pk(customer.tenant_id, str(customer.environment)),
-                                keys.customer_sk(customer.customer_id))
+        record = _record(customer.tenant_id, customer.environment, customer.customer_id)
         if customer.checkpoint_period is None:
             condition = CustomerRecord.pk.exists() & CustomerRecord.checkpoint_period.does_not_exist()
         else:
@@ -163,8 +181,9 @@ class DynamoCustomerRepository(Repository):
 
     def add(self, customer: Customer) -> None:
         record = CustomerRecord(
-            keys.env_pk(customer.tenant_id, customer.environment),
-            keys.customer_sk(customer.customer_id),
+            keys.customer_pk(customer.tenant_id, str(customer.environment), customer.customer_id),
+            keys.CUSTOMER_SK,
+            list_pk=keys.customer_list_pk(customer.tenant_id, str(customer.environment)),
             name_key=name_key(customer.display_name, customer.customer_id),
             policy=str(customer.policy),
             tenant_id=customer.tenant_id,
@@ -184,7 +203,7 @@ class DynamoCustomerRepository(Repository):
                              amount: Decimal, *, period: str, in_cycle: bool) -> None:
         """A terminal failure: out of the running balance, counted as failed, and out of the current cycle's
         counters when it belongs to it (``in_cycle``, conditioned so a concurrent roll-over is a conflict)."""
-        record = CustomerRecord(keys.env_pk(tenant_id, str(environment)), keys.customer_sk(customer_id))
+        record = _record(tenant_id, environment, customer_id)
         actions = [CustomerRecord.balance.add(-amount), CustomerRecord.failed_count.add(1)]
         if in_cycle:
             actions += [CustomerRecord.cycle_count.add(-1), CustomerRecord.cycle_net.add(-amount)]

@@ -8,17 +8,16 @@ from typing import Any
 
 from chalicelib import jsoncodec
 from chalicelib.adapters.dynamodb import keys
-from chalicelib.adapters.dynamodb.credit_repository import account_from
+from chalicelib.adapters.dynamodb.credit_repository import position_keys, read_position
 from chalicelib.adapters.dynamodb.models import (
-    CreditAccountRecord,
     CustomerRecord,
     DeltaRecord,
     ReferenceGuardRecord,
     TenantRecord,
-    UsageCounterRecord,
 )
 from chalicelib.adapters.dynamodb.staging import Repository, batch_get, get_item
 from chalicelib.adapters.dynamodb.tenant_repository import tenant_from
+from chalicelib.adapters.dynamodb.usage_repository import read_usage, usage_keys
 from chalicelib.domain.clock import iso_us
 from chalicelib.domain.customers import CustomerSource, name_key
 from chalicelib.domain.deltas import CreditState, Delta, DeltaStatus
@@ -44,6 +43,7 @@ def _delta_from(record: DeltaRecord) -> Delta:
         adjusts=record.adjusts,
         credits_reserved=int(record.credits_reserved or 0),
         credit_state=CreditState(record.credit_state),
+        credit_lane=int(record.credit_lane) if record.credit_lane is not None else None,
         error=record.error,
         updated_at=record.updated_at,
         content_hash=record.content_hash,
@@ -64,12 +64,9 @@ class DynamoDeltaRepository(Repository):
                  references: list[tuple[str, str]], period: str) -> IngestSnapshot:
         """Everything acceptance needs, in one or two BatchGetItem calls."""
         env = str(environment)
-        wanted: list[tuple[Any, str, str]] = [
-            (TenantRecord, keys.tenant_pk(tenant_id), keys.TENANT_SK),
-            (UsageCounterRecord, keys.tenant_pk(tenant_id), keys.usage_sk(period)),
-            (CreditAccountRecord, keys.credits_pk(tenant_id), keys.ACCOUNT_SK),
-        ]
-        wanted += [(CustomerRecord, keys.env_pk(tenant_id, env), keys.customer_sk(c)) for c in customer_ids]
+        wanted: list[tuple[Any, str, str]] = [(TenantRecord, keys.tenant_pk(tenant_id), keys.TENANT_SK)]
+        wanted += usage_keys(tenant_id, period) + position_keys(tenant_id)
+        wanted += [(CustomerRecord, keys.customer_pk(tenant_id, env, c), keys.CUSTOMER_SK) for c in customer_ids]
         wanted += [(ReferenceGuardRecord, keys.reference_guard_pk(tenant_id, env, c, r), keys.GUARD_SK)
                    for c, r in references]
         found = batch_get(wanted)
@@ -78,11 +75,10 @@ class DynamoDeltaRepository(Repository):
             return found.get((model.Meta.table_name, pk, sk))
 
         tenant = raw(TenantRecord, keys.tenant_pk(tenant_id), keys.TENANT_SK)
-        usage = raw(UsageCounterRecord, keys.tenant_pk(tenant_id), keys.usage_sk(period))
-        account = raw(CreditAccountRecord, keys.credits_pk(tenant_id), keys.ACCOUNT_SK)
+        usage = read_usage(tenant_id, period, found)
         customers: dict[str, CustomerState] = {}
         for customer_id in customer_ids:
-            item = raw(CustomerRecord, keys.env_pk(tenant_id, env), keys.customer_sk(customer_id))
+            item = raw(CustomerRecord, keys.customer_pk(tenant_id, env, customer_id), keys.CUSTOMER_SK)
             record = CustomerRecord.from_raw_data(item) if item else None
             customers[customer_id] = CustomerState(
                 exists=record is not None,
@@ -99,8 +95,9 @@ class DynamoDeltaRepository(Repository):
             tenant=tenant_from(TenantRecord.from_raw_data(tenant)) if tenant else None,
             customers=customers,
             guards=guards,
-            usage_consumed=int(UsageCounterRecord.from_raw_data(usage).consumed or 0) if usage else 0,
-            credits=account_from(tenant_id, CreditAccountRecord.from_raw_data(account) if account else None),
+            usage_consumed=usage.consumed,
+            usage_others=usage.consumed - usage.capped_shard,
+            credits=read_position(tenant_id, found),
         )
 
     def add(self, delta: Delta) -> None:
@@ -125,6 +122,7 @@ class DynamoDeltaRepository(Repository):
             status=str(delta.status),
             credits_reserved=delta.credits_reserved,
             credit_state=str(delta.credit_state),
+            credit_lane=delta.credit_lane,
             error=delta.error,
             created_at=delta.created_at,
             updated_at=delta.updated_at or delta.created_at,
@@ -162,13 +160,14 @@ class DynamoDeltaRepository(Repository):
                 for _m, pk, sk in wanted if (table, pk, sk) in found]
 
     def pending(self, *, older_than: datetime, limit: int) -> list[tuple[str, Environment, str]]:
-        """Deltas still awaiting verification, oldest first per shard (the sparse index; no scan)."""
-        refs: list[tuple[str, Environment, str]] = []
-        for shard in range(keys.PENDING_SHARDS):
+        """Up to ``limit`` deltas still awaiting verification, oldest first per shard (the sparse index; no
+        scan)."""
+        def read(shard: str, limit: int) -> list[tuple[str, Environment, str]]:
             query = DeltaRecord.pending_index.query(
-                f"P#{shard}", DeltaRecord.pending_since < iso_us(older_than), limit=limit, page_size=limit)
-            refs += [(r.tenant_id, Environment(r.environment), r.record_id) for r in query]
-        return refs
+                shard, DeltaRecord.pending_since < iso_us(older_than), limit=limit, page_size=limit)
+            return [(r.tenant_id, Environment(r.environment), r.record_id) for r in query]
+
+        return keys.PENDING.sweep(read, limit)
 
     def _pending_update(self, delta: Delta, actions: list) -> None:
         record = DeltaRecord(keys.delta_pk(delta.tenant_id, str(delta.environment), delta.record_id), keys.DELTA_SK)
@@ -217,17 +216,10 @@ class DynamoDeltaRepository(Repository):
         (``is_new``: exactly then, so the totals count it once). ``cycle``: ``add`` to the month counters,
         ``restart`` them for ``period``, or ``keep`` them (they belong to a later month)."""
         env = str(environment)
-        record = CustomerRecord(keys.env_pk(tenant_id, env), keys.customer_sk(customer_id))
+        record = CustomerRecord(keys.customer_pk(tenant_id, env, customer_id), keys.CUSTOMER_SK)
         actions = [
-            CustomerRecord.tenant_id.set(CustomerRecord.tenant_id | tenant_id),
-            CustomerRecord.environment.set(CustomerRecord.environment | env),
-            CustomerRecord.customer_id.set(CustomerRecord.customer_id | customer_id),
-            CustomerRecord.display_name.set(CustomerRecord.display_name | customer_id),
-            CustomerRecord.source.set(CustomerRecord.source | str(CustomerSource.INTEGRATION)),
-            CustomerRecord.created_at.set(CustomerRecord.created_at | now),
             CustomerRecord.updated_at.set(now),
             CustomerRecord.last_delta_at.set(now),
-            CustomerRecord.name_key.set(CustomerRecord.name_key | name_key(customer_id, customer_id)),
             CustomerRecord.last_seq.set((expected_last_seq or 0) + count),
             CustomerRecord.delta_count.add(count),
             CustomerRecord.balance.add(balance_change),
@@ -237,7 +229,17 @@ class DynamoDeltaRepository(Repository):
         elif cycle == "restart":
             actions += [CustomerRecord.cycle_period.set(period), CustomerRecord.cycle_count.set(count),
                         CustomerRecord.cycle_net.set(balance_change)]
-        if is_new:
+        if is_new:  # its profile and index keys, written once (a delta's update never touches the indexes)
+            actions += [
+                CustomerRecord.tenant_id.set(tenant_id),
+                CustomerRecord.environment.set(env),
+                CustomerRecord.customer_id.set(customer_id),
+                CustomerRecord.display_name.set(customer_id),
+                CustomerRecord.source.set(str(CustomerSource.INTEGRATION)),
+                CustomerRecord.created_at.set(now),
+                CustomerRecord.list_pk.set(keys.customer_list_pk(tenant_id, env)),
+                CustomerRecord.name_key.set(name_key(customer_id, customer_id)),
+            ]
             condition = CustomerRecord.pk.does_not_exist()
         elif expected_last_seq is None:
             condition = CustomerRecord.pk.exists() & CustomerRecord.last_seq.does_not_exist()

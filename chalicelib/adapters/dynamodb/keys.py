@@ -6,6 +6,36 @@ Tenant-wide items live under ``T#{tenant}``; environment-scoped items under
 
 from __future__ import annotations
 
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from chalicelib.domain.credits import HOLD_LANES
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Shards:
+    """A platform-wide key spread over ``count`` partitions ``{prefix}0 .. {prefix}{count-1}``: writes pick
+    one by a stable hash, and the sweeps that read them back walk every one with :meth:`sweep`."""
+
+    prefix: str
+    count: int
+
+    def of(self, value: str) -> str:
+        return f"{self.prefix}{zlib.crc32(value.encode()) % self.count}"
+
+    def sweep(self, read: Callable[[str, int], list[T]], limit: int) -> list[T]:
+        """What ``read(shard key, limit)`` returns from each shard, in shard order, until ``limit`` items."""
+        found: list[T] = []
+        for number in range(self.count):
+            if len(found) >= limit:
+                break
+            found += read(f"{self.prefix}{number}", limit - len(found))
+        return found
+
 TENANT_SK = "TENANT"
 TENANT_COUNTER_PK = "COUNTER#tenant"
 COUNTER_SK = "COUNTER"
@@ -45,11 +75,28 @@ def api_key_sk(key_id: str) -> str:
     return f"KEY#{key_id}"
 
 
-def customer_sk(customer_id: str) -> str:
-    return f"C#{customer_id}"
+CUSTOMER_SK = "CUSTOMER"
+
+
+def customer_pk(tenant_id: str, environment: str, customer_id: str) -> str:
+    """A customer's row is a partition of its own: a tenant's deltas for many customers spread over many
+    partitions (its sequence claims are per customer anyway)."""
+    return customer_key(tenant_id, environment, customer_id)
+
+
+def customer_list_pk(tenant_id: str, environment: str) -> str:
+    """The customer indexes' partition (by id and by name, keys only): written when a customer is created
+    or renamed, never by a delta."""
+    return f"T#{tenant_id}#E#{environment}#CUSTOMERS"
 
 
 STATS_SK = "STATS"  # beside the customers (whose sort keys all start with C#)
+STATS_SHARDS = range(16)  # the environment's totals, spread: reads sum every shard (one BatchGetItem)
+
+
+def stats_pk(tenant_id: str, environment: str, shard: int) -> str:
+    """Shard 0 is the original item beside the customers; the others are partitions of their own."""
+    return env_pk(tenant_id, environment) if shard == 0 else f"{env_pk(tenant_id, environment)}#STATS#{shard}"
 
 
 def audit_sk(at_iso: str, entry_id: str) -> str:
@@ -95,6 +142,15 @@ def credits_pk(tenant_id: str) -> str:
     return f"T#{tenant_id}#CREDITS"
 
 
+LANE_SK = "LANE"
+CREDIT_LANES = range(HOLD_LANES)
+
+
+def credit_lane_pk(tenant_id: str, lane: int) -> str:
+    """An escrow lane: a partition of its own, so holds spread over ``HOLD_LANES`` items."""
+    return f"T#{tenant_id}#CREDITS#LANE#{lane}"
+
+
 def ledger_entry_sk(entry_id: str) -> str:
     """Entry ids are time-ordered, so the sort key lists entries chronologically."""
     return f"E#{entry_id}"
@@ -117,8 +173,11 @@ def reference_guard_pk(tenant_id: str, environment: str, customer_id: str, refer
 
 
 BATCH_SK = "BATCH"
+COUNTS_SK = "COUNTS"  # beside a batch: its per-customer verified counts until they are applied
 HEAD_SK = "HEAD"
-PENDING_SHARDS = 8
+# The verifier's backstop work list: each delta writes its entry on acceptance and removes it when resolved
+# (2 small index writes): 256 partitions of 1,000 WCU/s carry ~128,000 deltas/s platform-wide.
+PENDING = Shards("P#", 256)
 
 
 def batch_pk(tenant_id: str, environment: str, batch_id: str) -> str:
@@ -130,8 +189,8 @@ def chain_pk(tenant_id: str, environment: str) -> str:
 
 
 def pending_shard(record_id: str) -> str:
-    """Spreads the sparse pending index over a few partitions (stable per record)."""
-    return f"P#{sum(record_id.encode()) % PENDING_SHARDS}"  # read back shard by shard: P#0 .. P#7
+    """Spreads the sparse pending index over :data:`PENDING` (stable per record)."""
+    return PENDING.of(record_id)
 
 
 def checkpoints_pk(tenant_id: str, environment: str, customer_id: str) -> str:
@@ -154,14 +213,25 @@ def idempotency_pk(tenant_id: str, environment: str, scope: str, key: str) -> st
     return f"T#{tenant_id}#E#{environment}#IDEM#{scope}#{key}"
 
 
+USAGE_SHARDS = range(16)  # the period's usage counter, spread: reads sum every shard (one BatchGetItem)
+CAPPED_USAGE_SHARD = 0  # a hard-capped plan counts on this shard only, conditioned exactly
+
+
+def usage_pk(tenant_id: str, shard: int) -> str:
+    """Shard 0 is the original ``T#{tenant}`` item; the others are partitions of their own."""
+    return tenant_pk(tenant_id) if shard == 0 else f"T#{tenant_id}#USAGE#{shard}"
+
+
 def usage_sk(period: str) -> str:
     return f"P#{period}"
 
 
 # --- webhooks table: endpoints, deliveries and the event outbox ---
 
-OUTBOX_SHARDS = 4
-DUE_SHARDS = 4
+# Webhook events committed with their change (one small item per seal or change) and deliveries awaiting an
+# attempt (one index entry per delivery while due), spread like the pending index.
+OUTBOX = Shards("OUTBOX#", 64)
+DUE = Shards("W#", 256)
 
 
 def webhooks_pk(tenant_id: str, environment: str) -> str:
@@ -185,12 +255,12 @@ def endpoint_key(tenant_id: str, environment: str, endpoint_id: str) -> str:
 
 
 def due_shard(event_id: str, endpoint_id: str) -> str:
-    """Spreads the sparse due index over a few partitions: W#0 .. W#3."""
-    return f"W#{sum((event_id + endpoint_id).encode()) % DUE_SHARDS}"
+    """Spreads the sparse due index over :data:`DUE`."""
+    return DUE.of(event_id + endpoint_id)
 
 
 def outbox_pk(outbox_id: str) -> str:
-    return f"OUTBOX#{sum(outbox_id.encode()) % OUTBOX_SHARDS}"
+    return OUTBOX.of(outbox_id)
 
 
 def outbox_sk(at_iso: str, outbox_id: str) -> str:

@@ -19,7 +19,7 @@ from pynamodb.attributes import (
     VersionAttribute,
 )
 from pynamodb.constants import NUMBER, STRING
-from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, IncludeProjection, KeysOnlyProjection
 from pynamodb.models import Model
 
 from chalicelib import jsoncodec
@@ -254,20 +254,36 @@ class AuditRecord(_Keyed):
 # --- customers, ledger and usage tables (the Balance API builds on these) ---
 
 
-class CustomerDirectoryIndex(GlobalSecondaryIndex):
-    """A tenant environment's customers by case-folded display name (the directory's default order)."""
+class CustomerNameIndex(GlobalSecondaryIndex):
+    """A tenant environment's customers by case-folded display name (the directory's default order).
+    Keys only: a delta's update of the row never rewrites the index (nor its tenant-wide partition)."""
 
     class Meta:
-        index_name = "directory-index"
-        projection = AllProjection()
+        index_name = "customer-name-index"
+        projection = KeysOnlyProjection()
 
-    pk = UnicodeAttribute(hash_key=True)
+    list_pk = UnicodeAttribute(hash_key=True)
     name_key = UnicodeAttribute(range_key=True)
 
 
+class CustomerIdIndex(GlobalSecondaryIndex):
+    """A tenant environment's customers by id (keys only, like the name index)."""
+
+    class Meta:
+        index_name = "customer-id-index"
+        projection = KeysOnlyProjection()
+
+    list_pk = UnicodeAttribute(hash_key=True)
+    customer_id = UnicodeAttribute(range_key=True)
+
+
 class CustomerRecord(_Keyed):
+    """One customer, in a partition of its own (``keys.customer_pk``): kept current by every accepted delta."""
+
     Meta = _meta("customers")
-    directory_index = CustomerDirectoryIndex()
+    name_index = CustomerNameIndex()
+    id_index = CustomerIdIndex()
+    list_pk = UnicodeAttribute(null=True)
     name_key = UnicodeAttribute(null=True)
     policy = UnicodeAttribute(null=True)
     tenant_id = UnicodeAttribute()
@@ -296,8 +312,8 @@ class CustomerRecord(_Keyed):
 
 
 class CustomerStatsRecord(_Keyed):
-    """``sk = STATS`` beside the customers of one tenant environment: totals for the summary, moved by
-    ADDs in the same transactions that create customers, accept, verify and fail deltas."""
+    """``sk = STATS``: one shard of a tenant environment's totals for the summary (``keys.stats_pk``), moved
+    by ADDs in the same transactions that create customers, accept, verify and fail deltas."""
 
     Meta = _meta("customers")
     customers = NumberAttribute(null=True)
@@ -310,14 +326,27 @@ class CustomerStatsRecord(_Keyed):
 
 
 class CreditAccountRecord(_Keyed):
-    """The credit account (``sk = ACCOUNT``): balance and holds, updated with conditional ADDs."""
+    """The credit account (``sk = ACCOUNT``): the posted ledger's state, moved only by ledger writers
+    (conditioned on ``entry_count``); the escrow ``pool`` only ever by conditional ADDs (domain/credits.py)."""
 
     Meta = _meta("ledger")
-    tenant_id = UnicodeAttribute()
+    tenant_id = UnicodeAttribute(null=True)
     credit_balance = NumberAttribute(default=0)
-    reserved = NumberAttribute(default=0)
-    available = NumberAttribute(default=0)
+    reserved = NumberAttribute(default=0)  # posted reservations not yet resolved
     entry_count = NumberAttribute(default=0)
+    pool = NumberAttribute(null=True)
+    resolved = NumberAttribute(null=True)
+    posted_deltas = NumberAttribute(null=True)
+
+
+class CreditLaneRecord(_Keyed):
+    """An escrow lane (``CREDITS#LANE#{n}`` / ``LANE``): its own partition, so acceptances spread their
+    holds over ``HOLD_LANES`` items with conditional ADDs instead of queueing on one account row."""
+
+    Meta = _meta("ledger")
+    free = NumberAttribute(null=True)
+    held_total = NumberAttribute(null=True)
+    held_deltas = NumberAttribute(null=True)
 
 
 class LedgerEntryRecord(_Keyed):
@@ -360,11 +389,12 @@ class CustomerSeqIndex(GlobalSecondaryIndex):
 
 
 class PendingIndex(GlobalSecondaryIndex):
-    """Sparse: only deltas awaiting verification carry ``pending_shard`` (the sweep's work list)."""
+    """Sparse: only deltas awaiting verification carry ``pending_shard`` (the sweep's work list). Projects
+    just what the sweep reads, so each entry is one small write on accept and one on resolve."""
 
     class Meta:
         index_name = "pending-index"
-        projection = AllProjection()
+        projection = IncludeProjection(["tenant_id", "environment", "record_id"])
 
     pending_shard = UnicodeAttribute(hash_key=True)
     pending_since = UnicodeAttribute(range_key=True)
@@ -400,6 +430,7 @@ class DeltaRecord(_Keyed):
     status = UnicodeAttribute()
     credits_reserved = NumberAttribute(default=0)
     credit_state = UnicodeAttribute()
+    credit_lane = NumberAttribute(null=True)  # the escrow lane its hold came from
     error = UnicodeAttribute(null=True)
     created_at = UTCDateTimeAttribute()
     updated_at = UTCDateTimeAttribute()
@@ -431,6 +462,20 @@ class BatchRecord(_Keyed):
     signature = UnicodeAttribute()
     record_ids = ListAttribute(of=UnicodeAttribute)
     leaf_hashes = ListAttribute(of=UnicodeAttribute)
+
+
+class BatchCountsRecord(_Keyed):
+    """Beside a sealed batch (``sk = COUNTS``): its per-customer verified counts, still to be added to the
+    customer rows. Written by the seal, deleted by the one transaction that adds them (exactly once); on
+    the pending index while it exists, so the sweep finishes what a crash left (``record_id`` = batch id)."""
+
+    Meta = _meta("deltas")
+    tenant_id = UnicodeAttribute()
+    environment = UnicodeAttribute()
+    record_id = UnicodeAttribute()
+    counts = ExactJSONAttribute()
+    pending_shard = UnicodeAttribute(null=True)
+    pending_since = UnicodeAttribute(null=True)
 
 
 class ChainHeadRecord(_Keyed):
@@ -647,10 +692,12 @@ ALL_MODELS: tuple[type[Model], ...] = (
     AuditRecord,
     CustomerRecord,
     CreditAccountRecord,
+    CreditLaneRecord,
     LedgerEntryRecord,
     UsageCounterRecord,
     DeltaRecord,
     BatchRecord,
+    BatchCountsRecord,
     ChainHeadRecord,
     CheckpointRecord,
     ReferenceGuardRecord,

@@ -102,12 +102,12 @@ class DynamoWebhookRepository(Repository):
 
     def stale_outbox(self, *, older_than: datetime, limit: int) -> list[tuple[str, str]]:
         """Outbox items nobody fanned out (a lost queue message, a crash): the sweep's work list."""
-        refs: list[tuple[str, str]] = []
-        for shard in range(keys.OUTBOX_SHARDS):
-            query = OutboxRecord.query(f"OUTBOX#{shard}", OutboxRecord.sk < iso_us(older_than), limit=limit,
-                                       page_size=limit, attributes_to_get=["pk", "sk"])
-            refs += [(r.pk, r.sk) for r in query]
-        return refs
+        def read(shard: str, limit: int) -> list[tuple[str, str]]:
+            query = OutboxRecord.query(shard, OutboxRecord.sk < iso_us(older_than), limit=limit, page_size=limit,
+                                       attributes_to_get=["pk", "sk"])
+            return [(r.pk, r.sk) for r in query]
+
+        return keys.OUTBOX.sweep(read, limit)
 
     def advance_outbox(self, outbox: Outbox, *, progress: int, targets: tuple[str, ...], done: bool) -> None:
         """Move fan-out from exactly ``outbox.progress`` (so two senders never both write a chunk)."""
@@ -223,12 +223,12 @@ class DynamoWebhookRepository(Repository):
 
     def due(self, *, now: datetime, limit: int) -> list[tuple[str, str, str, str]]:
         """Deliveries whose next attempt is due (the sparse due index, shard by shard; no scan)."""
-        refs: list[tuple[str, str, str, str]] = []
-        for shard in range(keys.DUE_SHARDS):
+        def read(shard: str, limit: int) -> list[tuple[str, str, str, str]]:
             query = WebhookDeliveryRecord.due_index.query(
-                f"W#{shard}", WebhookDeliveryRecord.due_at <= iso_us(now), limit=limit, page_size=limit)
-            refs += [(r.tenant_id, r.environment, r.event_id, r.endpoint_id) for r in query]
-        return refs
+                shard, WebhookDeliveryRecord.due_at <= iso_us(now), limit=limit, page_size=limit)
+            return [(r.tenant_id, r.environment, r.event_id, r.endpoint_id) for r in query]
+
+        return keys.DUE.sweep(read, limit)
 
 
 def _event_json(event: Event) -> dict[str, Any]:
