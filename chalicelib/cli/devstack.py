@@ -134,6 +134,28 @@ class AlreadyRunningError(RuntimeError):
     pass
 
 
+DATA_LAYOUT = 2  # bumped when stored keys move: 2 = issue 12 (customer partitions, counter shards, credit lanes)
+LAYOUT_FILE = DATA_DIR / "layout"
+
+
+class DataLayoutError(RuntimeError):
+    """The data directory was written by an older storage layout: the stack would not find it."""
+
+
+def check_data_layout() -> None:
+    """Refuse data an older layout wrote (its items sit under keys this code no longer reads), with the way
+    out; mark a new or empty data directory with the current layout."""
+    written = any(DATA_DIR.iterdir()) if DATA_DIR.exists() else False
+    layout = int(LAYOUT_FILE.read_text().strip() or 0) if LAYOUT_FILE.exists() else (1 if written else DATA_LAYOUT)
+    if layout != DATA_LAYOUT:
+        raise DataLayoutError(
+            f"The data in {DATA_DIR} was written by storage layout {layout}; this version uses layout "
+            f"{DATA_LAYOUT} (customers, usage counters and credits are stored under new keys). Run "
+            "`tally dev reset` to start from nothing.")
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
+    LAYOUT_FILE.write_text(f"{DATA_LAYOUT}\n")
+
+
 def _terminate(processes: list[subprocess.Popen], grace: float) -> None:
     """SIGTERM to all at once, SIGKILL to whoever is still there after ``grace`` seconds."""
     for process in processes:
@@ -173,6 +195,7 @@ class LocalStack:
             self._lock = None
             raise AlreadyRunningError(f"A local stack is already running (see {STATE_FILE}).") from None
         try:
+            check_data_layout()
             return self._start()
         except BaseException:
             self.stop()
@@ -289,7 +312,7 @@ def run_forever(api_port: int = 8000, workers: int = DEFAULT_WORKERS, clock_offs
     """``make run``: start, print how to get credentials, stop cleanly on Ctrl-C or SIGTERM."""
     try:
         stack = LocalStack(api_port=api_port, workers=workers, clock_offset_days=clock_offset_days).start()
-    except AlreadyRunningError as exc:
+    except (AlreadyRunningError, DataLayoutError) as exc:
         print(str(exc))
         return 1
     except OSError as exc:  # e.g. the port is taken by another program
