@@ -83,10 +83,9 @@ def list_customers(
 
 
 def summary(uow: UnitOfWork, principal: DashboardPrincipal, *, now: datetime) -> tuple[CustomerStats, UsageCounter]:
-    """The environment's totals (one item kept current at write time) and this period's usage counter:
-    two key lookups whatever the number of customers or deltas."""
-    return (uow.customers.stats(principal.tenant_id, principal.environment),
-            uow.usage.get(principal.tenant_id, period_of(now)))
+    """The environment's totals and this period's usage counter, both kept current at write time (in shards):
+    one BatchGetItem whatever the number of customers or deltas."""
+    return uow.customers.stats_and_usage(principal.tenant_id, principal.environment, period_of(now))
 
 
 MAX_DISPLAY_NAME = 200

@@ -12,6 +12,7 @@ from chalicelib.adapters.dynamodb import keys
 from chalicelib.adapters.dynamodb.cursors import decode_cursor, encode_cursor
 from chalicelib.adapters.dynamodb.models import CustomerRecord, CustomerStatsRecord
 from chalicelib.adapters.dynamodb.staging import Repository, batch_get, get_item, query_page
+from chalicelib.adapters.dynamodb.usage_repository import read_usage, usage_keys
 from chalicelib.domain.customers import (
     Customer,
     CustomerSource,
@@ -22,6 +23,7 @@ from chalicelib.domain.customers import (
     name_key,
 )
 from chalicelib.domain.identity import Environment
+from chalicelib.domain.usage import UsageCounter
 from chalicelib.services.ports import Page
 
 
@@ -61,6 +63,17 @@ def _stats_from(record: CustomerStatsRecord | None) -> CustomerStats:
         verified=int(record.verified or 0), failed=int(record.failed or 0),
         balance=record.balance if record.balance is not None else Decimal(0),
     )
+
+
+def _stats_keys(tenant_id: str, environment: Environment) -> list[tuple[Any, str, str]]:
+    return [(CustomerStatsRecord, keys.stats_pk(tenant_id, str(environment), shard), keys.STATS_SK)
+            for shard in keys.STATS_SHARDS]
+
+
+def _sum_stats(tenant_id: str, environment: Environment, found: dict[tuple[str, str, str], Any]) -> CustomerStats:
+    table = CustomerStatsRecord.Meta.table_name
+    return sum((_stats_from(CustomerStatsRecord.from_raw_data(found[(table, pk, sk)]))
+                for _m, pk, sk in _stats_keys(tenant_id, environment) if (table, pk, sk) in found), CustomerStats())
 
 
 DIRECTORY_PAGE = 100  # index items read per query while filling a filtered directory page
@@ -146,11 +159,14 @@ class DynamoCustomerRepository(Repository):
 
     def stats(self, tenant_id: str, environment: Environment) -> CustomerStats:
         """The environment's totals: every shard in one BatchGetItem, summed."""
-        env = str(environment)
-        wanted = [(CustomerStatsRecord, keys.stats_pk(tenant_id, env, shard), keys.STATS_SK)
-                  for shard in keys.STATS_SHARDS]
-        shards = [_stats_from(CustomerStatsRecord.from_raw_data(raw)) for raw in batch_get(wanted).values()]
-        return sum(shards, CustomerStats())
+        return _sum_stats(tenant_id, environment, batch_get(_stats_keys(tenant_id, environment)))
+
+    def stats_and_usage(self, tenant_id: str, environment: Environment,
+                        period: str) -> tuple[CustomerStats, UsageCounter]:
+        """The environment's totals and the tenant's usage counter of ``period``: every shard of both in one
+        BatchGetItem (the summary's one round trip)."""
+        found = batch_get(_stats_keys(tenant_id, environment) + usage_keys(tenant_id, period))
+        return _sum_stats(tenant_id, environment, found), read_usage(tenant_id, period, found)
 
     def count(self, tenant_id: str, environment: Environment, **changes: int | Decimal) -> None:
         """Stage ADDs to the environment's totals (``customers``, ``manual``, ``integration``, ``deltas``,
