@@ -176,3 +176,11 @@ class Delta:
     @property
     def awaiting_verification(self) -> bool:
         return self.status in (DeltaStatus.QUEUED, DeltaStatus.PROCESSING)
+
+
+def credit_state_after(delta: Delta, *, verified: bool) -> CreditState:
+    """A delta's hold is resolved with it: settled when it is verified, refunded when it fails terminally;
+    a delta that held nothing keeps its state."""
+    if delta.credit_state != CreditState.RESERVED:
+        return delta.credit_state
+    return CreditState.SETTLED if verified else CreditState.REFUNDED

@@ -30,7 +30,7 @@ from chalicelib.domain.batches import SealedBatch
 from chalicelib.domain.clock import iso_ms, period_of
 from chalicelib.domain.credentials import time_ordered_id
 from chalicelib.domain.credits import EntryType
-from chalicelib.domain.deltas import CreditState, Delta
+from chalicelib.domain.deltas import CreditState, Delta, credit_state_after
 from chalicelib.domain.fingerprints import canonical, content_hash, delta_content
 from chalicelib.domain.identity import Environment
 from chalicelib.domain.merkle import MerkleTree, leaf_hash
@@ -94,7 +94,7 @@ def _seal_once(uow: UnitOfWork, signer: Any, tenant_id: str, environment: Enviro
     for index, delta in enumerate(deltas):
         sealed = replace(delta, leaf_index=index, proof=[p.hex() for p in tree.inclusion_proof(index)],
                          batch_id=batch.batch_id, proof_root=batch.root)
-        uow.deltas.mark_verified(sealed, now=now)
+        uow.deltas.mark_verified(replace(sealed, credit_state=credit_state_after(sealed, verified=True)), now=now)
         events.append(verified_reference(sealed))
     uow.batches.stage_counts(batch, dict(Counter(d.customer_id for d in deltas)), now=now)
     consumed, released, remaining = _settle(uow, tenant_id, deltas, now)
@@ -115,7 +115,8 @@ def _fail_once(uow: UnitOfWork, delta: Delta, error: str, now: datetime, outbox_
     taken out of the customer's running balance (a failed delta never counts)."""
     period = delta.period or period_of(delta.created_at)
     customer = uow.customers.get(delta.tenant_id, delta.environment, delta.customer_id)
-    uow.deltas.mark_failed(delta, error=error, now=now)
+    uow.deltas.mark_failed(replace(delta, credit_state=credit_state_after(delta, verified=False)), error=error,
+                           now=now)
     uow.usage.add(delta.tenant_id, period, delta.environment, -1, cap=None)
     uow.customers.release_from_balance(delta.tenant_id, delta.environment, delta.customer_id, delta.delta,
                                        period=period, in_cycle=customer is not None and customer.cycle_period == period)

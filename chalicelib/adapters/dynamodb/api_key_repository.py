@@ -6,7 +6,7 @@ from datetime import datetime
 
 from chalicelib.adapters.dynamodb import keys
 from chalicelib.adapters.dynamodb.models import ApiKeyRecord
-from chalicelib.adapters.dynamodb.staging import Repository, get_item, query_page
+from chalicelib.adapters.dynamodb.staging import Repository, get_item, query_page, write_now
 from chalicelib.domain.access import ApiKey, KeyStatus
 from chalicelib.domain.identity import Environment
 from chalicelib.services.ports import Page
@@ -85,6 +85,4 @@ class DynamoApiKeyRepository(Repository):
     def touch(self, key: ApiKey, now: datetime) -> None:
         """Record use outside any transaction; losing a race here is harmless."""
         record = ApiKeyRecord(keys.env_pk(key.tenant_id, key.environment), keys.api_key_sk(key.key_id))
-        record.update(
-            actions=[ApiKeyRecord.last_used_at.set(now)], condition=ApiKeyRecord.pk.exists()
-        )
+        write_now(record, actions=[ApiKeyRecord.last_used_at.set(now)], condition=ApiKeyRecord.pk.exists())

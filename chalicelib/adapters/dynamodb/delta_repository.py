@@ -186,9 +186,8 @@ class DynamoDeltaRepository(Repository):
             DeltaRecord.proof_root.set(delta.proof_root),
             DeltaRecord.verified_at.set(now),
             DeltaRecord.updated_at.set(now),
+            DeltaRecord.credit_state.set(str(delta.credit_state)),  # as the service resolved it
         ]
-        if delta.credit_state == CreditState.RESERVED:
-            actions.append(DeltaRecord.credit_state.set(str(CreditState.SETTLED)))
         self._pending_update(delta, actions)
 
     def mark_failed(self, delta: Delta, *, error: str, now: datetime) -> None:
@@ -196,9 +195,8 @@ class DynamoDeltaRepository(Repository):
             DeltaRecord.status.set(str(DeltaStatus.FAILED)),
             DeltaRecord.error.set(error),
             DeltaRecord.updated_at.set(now),
+            DeltaRecord.credit_state.set(str(delta.credit_state)),  # as the service resolved it
         ]
-        if delta.credit_state == CreditState.RESERVED:
-            actions.append(DeltaRecord.credit_state.set(str(CreditState.REFUNDED)))
         self._pending_update(delta, actions)
 
     def add_reference_guard(self, delta: Delta, response: dict, now: datetime) -> None:

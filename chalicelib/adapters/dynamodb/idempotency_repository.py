@@ -7,7 +7,7 @@ from datetime import datetime
 from chalicelib import jsoncodec
 from chalicelib.adapters.dynamodb import keys
 from chalicelib.adapters.dynamodb.models import IdempotencyRecord
-from chalicelib.adapters.dynamodb.staging import Repository, get_item
+from chalicelib.adapters.dynamodb.staging import Repository, get_item, write_now
 from chalicelib.domain.identity import Environment
 from chalicelib.services.ports import IdempotencyEntry
 
@@ -44,7 +44,7 @@ class DynamoIdempotencyRepository(Repository):
         condition = (IdempotencyRecord.pk.does_not_exist() | (IdempotencyRecord.expires_at < now)
                      | ((IdempotencyRecord.state == "IN_PROGRESS") & (IdempotencyRecord.locked_until < now)))
         try:
-            record.save(condition=condition)
+            write_now(record, "save", condition=condition)
         except PutError as exc:
             if getattr(exc, "cause_response_code", None) == "ConditionalCheckFailedException":
                 return False
@@ -55,10 +55,11 @@ class DynamoIdempotencyRepository(Repository):
                  response: dict) -> None:
         record = IdempotencyRecord(keys.idempotency_pk(tenant_id, str(environment), scope, key),
                                    keys.IDEMPOTENCY_SK)
-        record.update(actions=[IdempotencyRecord.state.set("COMPLETED"),
-                               IdempotencyRecord.status_code.set(status_code),
-                               IdempotencyRecord.response.set(jsoncodec.dumps(response))])
+        write_now(record, actions=[IdempotencyRecord.state.set("COMPLETED"),
+                                   IdempotencyRecord.status_code.set(status_code),
+                                   IdempotencyRecord.response.set(jsoncodec.dumps(response))])
 
     def release(self, tenant_id: str, environment: Environment, scope: str, key: str) -> None:
         """Forget a claim whose request failed, so the client may retry with the same key."""
-        IdempotencyRecord(keys.idempotency_pk(tenant_id, str(environment), scope, key), keys.IDEMPOTENCY_SK).delete()
+        write_now(IdempotencyRecord(keys.idempotency_pk(tenant_id, str(environment), scope, key),
+                                    keys.IDEMPOTENCY_SK), "delete")

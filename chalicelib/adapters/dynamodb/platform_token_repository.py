@@ -8,7 +8,7 @@ from pynamodb.exceptions import UpdateError
 
 from chalicelib.adapters.dynamodb import keys
 from chalicelib.adapters.dynamodb.models import PlatformTokenRecord, RateWindowRecord
-from chalicelib.adapters.dynamodb.staging import Repository, get_item
+from chalicelib.adapters.dynamodb.staging import Repository, get_item, write_now
 from chalicelib.domain.access import PlatformToken
 
 
@@ -57,8 +57,8 @@ class DynamoPlatformTokenRepository(Repository):
 
     def touch(self, token: PlatformToken, now: datetime) -> None:
         record = _token_record(token)
-        record.update(actions=[PlatformTokenRecord.last_used_at.set(now)],
-                      condition=PlatformTokenRecord.pk.exists())
+        write_now(record, actions=[PlatformTokenRecord.last_used_at.set(now)],
+                  condition=PlatformTokenRecord.pk.exists())
 
     def list(self) -> list[PlatformToken]:
         """Every token, by id: one Query of the platform tenant's ``PTOKEN#`` items (an operator's handful)."""
@@ -74,8 +74,8 @@ class DynamoPlatformTokenRepository(Repository):
 
         record = RateWindowRecord(keys.rate_window_pk(PLATFORM_TENANT_ID, token_id), keys.rate_window_sk(window_id))
         try:
-            record.update(actions=[RateWindowRecord.hits.add(1), RateWindowRecord.ttl.set(expires_at)],
-                          condition=RateWindowRecord.hits.does_not_exist() | (RateWindowRecord.hits < limit))
+            write_now(record, actions=[RateWindowRecord.hits.add(1), RateWindowRecord.ttl.set(expires_at)],
+                      condition=RateWindowRecord.hits.does_not_exist() | (RateWindowRecord.hits < limit))
         except UpdateError as exc:
             if exc.cause_response_code == "ConditionalCheckFailedException":
                 return None

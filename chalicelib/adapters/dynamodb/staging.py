@@ -43,6 +43,19 @@ class Repository:
         self._uow.stage(StagedWrite(kind=kind, model=model, condition=condition, actions=actions))
 
 
+def write_now(model: Model, kind: str = "update", *, condition: Any = None, actions: list | None = None) -> Model:
+    """A write that bypasses the unit of work: applied at once, outside any transaction, and so visible as such
+    (every one goes through here). For bookkeeping that must not wait for, or roll back with, a use case's
+    commit: a key's last use, a rate window, the id counter, an idempotency claim, a delivery lease."""
+    if kind == "save":
+        model.save(condition=condition)
+    elif kind == "delete":
+        model.delete(condition=condition)
+    else:
+        model.update(actions=actions, condition=condition)
+    return model
+
+
 def get_item(model_cls: Any, pk: str, sk: str) -> Any:
     try:
         return model_cls.get(pk, sk, consistent_read=True)

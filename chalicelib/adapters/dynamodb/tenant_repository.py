@@ -6,7 +6,7 @@ from datetime import datetime
 
 from chalicelib.adapters.dynamodb import keys
 from chalicelib.adapters.dynamodb.models import CounterRecord, TenantRecord, UserRecord
-from chalicelib.adapters.dynamodb.staging import Repository, batch_get, get_item, query_page
+from chalicelib.adapters.dynamodb.staging import Repository, batch_get, get_item, query_page, write_now
 from chalicelib.domain.clock import iso_us, parse_iso
 from chalicelib.domain.identity import Role
 from chalicelib.domain.tenants import BillingMode, PlanChange, Tenant, TenantStatus, User, UserStatus
@@ -88,7 +88,7 @@ class DynamoTenantRepository(Repository):
     def next_id(self) -> str:
         """Atomic counter: ids are never reused (a failed create leaves a gap, which is fine)."""
         counter = CounterRecord(keys.TENANT_COUNTER_PK, keys.COUNTER_SK)
-        counter.update(actions=[CounterRecord.value.add(1)])
+        write_now(counter, actions=[CounterRecord.value.add(1)])
         return str(int(counter.value))
 
     def add(self, tenant: Tenant) -> None:

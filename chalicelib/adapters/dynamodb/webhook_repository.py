@@ -9,7 +9,7 @@ from pynamodb.exceptions import UpdateError
 
 from chalicelib.adapters.dynamodb import keys
 from chalicelib.adapters.dynamodb.models import OutboxRecord, WebhookDeliveryRecord, WebhookEndpointRecord
-from chalicelib.adapters.dynamodb.staging import Repository, get_item, query_page
+from chalicelib.adapters.dynamodb.staging import Repository, get_item, query_page, write_now
 from chalicelib.domain.clock import iso_us, parse_iso
 from chalicelib.domain.identity import Environment
 from chalicelib.domain.webhooks import Attempt, Delivery, DeliveryStatus, Endpoint, EndpointStatus, Event, Outbox
@@ -163,7 +163,7 @@ class DynamoWebhookRepository(Repository):
         actions = [WebhookDeliveryRecord.lease_until.set(lease_until),
                    WebhookDeliveryRecord.due_at.set(iso_us(lease_until))]
         try:
-            record.update(actions=actions, condition=condition)
+            write_now(record, actions=actions, condition=condition)
         except UpdateError as exc:
             if getattr(exc, "cause_response_code", None) == "ConditionalCheckFailedException":
                 return None
