@@ -9,18 +9,19 @@ that lost the answer retries the same request and gets the stored deltas replaye
 
 The request: 130 deltas, each with a ``referenceId``, over 6 customers (one of them named only in the last
 transaction), from a credits-billing tenant and from a monthly paid-plan tenant. The baseline submits it
-with no crash in an emptied moto world and records the DynamoDB calls: one snapshot read and three
-transactions (asserted below). Then, for every call k, in a fresh world with the same arrangement, the
-request crashes at call k — before the call reaches DynamoDB, or after it has been applied and its answer
-lost — and:
+with no crash in an emptied moto world and records the DynamoDB calls: the snapshot read (two BatchGetItem
+calls: it asks for more than 100 keys) and three transactions (asserted below). Then, for every call k, in
+a fresh world with the same arrangement, the request crashes at call k — before the call reaches
+DynamoDB, or after it has been applied and its answer lost (counted and crashed with botocore's events,
+``tests/dynamo_calls.py``) — and:
 
 * the crashed state is whole transactions only: exactly the deltas of the committed chunks exist, with
   their guards, sequence numbers, customer rows, usage, totals and holds; nothing of the others;
 * the client retries the same request: the committed deltas are replayed (same record ids and sequence
   numbers), the others stored, and the state equals the baseline's: each delta once, per-customer sequence
   numbers gap-free 1..n in request order, usage == stored deltas, the customers' counters and the totals,
-  and under credits the live holds (reserved == stored × cost, ``creditBalance == pool + Σ free +
-  reserved``, all of it not yet posted);
+  and under credits the live holds (reserved == stored deltas x cost, ``creditBalance == pool + Σ free +
+  reserved``, none of it posted yet);
 * verifying every stored delta (then a sweep, which finds nothing) resolves every hold exactly once: no
   credit still reserved, a ledger that replays exactly and equals the baseline's entry for entry.
 
@@ -47,6 +48,7 @@ from chalicelib.domain.clock import period_of
 from chalicelib.domain.credits import EntryType, entry_id_for
 from chalicelib.domain.deltas import CreditState, DeltaInput, DeltaStatus
 from chalicelib.domain.identity import ApiKeyPrincipal, Environment
+from chalicelib.domain.plans import CREDITS_VOLUME_RATE
 from chalicelib.domain.tenants import BillingMode
 from chalicelib.services import credits as credit_service
 from chalicelib.services import ingest, verification
@@ -82,7 +84,9 @@ CHUNKS = {"credits": (45, 45, 40), "monthly": (46, 46, 38)}
 # test says so); the crash tests are parametrized over it.
 EXPECTED_CALLS = {
     mode: (
-        "BatchGetItem",        # the snapshot: tenant, usage shards, credit account and lanes, customers, guards
+        "BatchGetItem",        # the snapshot's first 100 keys: tenant, usage shards, credit account and lanes,
+        #                        customers, the first guards
+        "BatchGetItem",        # the snapshot's other keys: the rest of the 130 guards
         "TransactWriteItems",  # chunk 1: deltas + guards + customers + usage shard + totals shard (+ the hold)
         "TransactWriteItems",  # chunk 2
         "TransactWriteItems",  # chunk 3 (creates cust_late)
@@ -144,16 +148,17 @@ def committed_count(mode: str, transactions: int) -> int:
 
 
 def stored_deltas(tenant_id: str) -> list[Any]:
-    """Every delta item of the tenant (a scan: an orphan, a duplicate would show up), in INPUTS order,
-    after checking each is one of INPUTS, stored once, as sent."""
-    records = list(DeltaRecord.scan((DeltaRecord.sk == keys.DELTA_SK) & (DeltaRecord.tenant_id == tenant_id)))
+    """Every delta item of the tenant (each customer's partition of the sequence index: a duplicate would show
+    up), in INPUTS order, after checking each is one of INPUTS, stored once, as sent."""
+    records = [record for customer_id in ALL_CUSTOMERS for record in DeltaRecord.customer_seq_index.query(
+        keys.customer_key(tenant_id, str(P), customer_id))]
     by_index = Counter(INDEX_OF[(r.customer_id, r.reference_id)] for r in records)
     assert all(count == 1 for count in by_index.values()), f"stored twice: {by_index.most_common(3)}"
     records.sort(key=lambda r: INDEX_OF[(r.customer_id, r.reference_id)])
     for record in records:
         item = INPUTS[INDEX_OF[(record.customer_id, record.reference_id)]]
         assert (record.delta, record.reason, record.metadata) == (item.delta, item.reason, item.metadata)
-        assert record.environment == str(P)
+        assert (record.tenant_id, record.environment) == (tenant_id, str(P))
     return records
 
 
@@ -174,14 +179,12 @@ def observe_accepted(principal: ApiKeyPrincipal, mode: str) -> tuple[Accepted, d
         record = index[INDEX_OF[key]]
         assert (answer["recordId"], answer["sequenceNumber"]) == (record.record_id, int(record.sequence_number))
 
-    # Per customer: sequence numbers 1..k in request order (on the customer index too), the row agrees.
+    # Per customer: sequence numbers 1..k in request order, the row agrees.
     rows = {}
     for customer_id in ALL_CUSTOMERS:
         mine = [r for r in records if r.customer_id == customer_id]
         k = len(mine)
         assert [int(r.sequence_number) for r in mine] == list(range(1, k + 1)), customer_id
-        on_index = list(DeltaRecord.customer_seq_index.query(keys.customer_key(tenant_id, str(P), customer_id)))
-        assert [r.record_id for r in on_index] == [r.record_id for r in mine], customer_id
         row = uow.customers.get(tenant_id, P, customer_id)
         rows[customer_id] = row
         if k == 0:
@@ -252,6 +255,19 @@ def _replay_ledger(entries: list[Any], account: Any) -> None:
     assert (account.credit_balance, account.reserved, account.entry_count) == (balance, reserved, len(entries))
 
 
+def _seal_moves(entries: list[Any]) -> list[tuple[int, int]]:
+    """The ledger's (settled, released) per seal, in commit order: each settlement and the release after it."""
+    moves: list[tuple[int, int]] = []
+    for entry in entries:
+        if entry.entry_type == EntryType.SETTLEMENT:
+            moves.append((-entry.amount, 0))
+        elif entry.entry_type == EntryType.RELEASE:
+            settled, released = moves[-1]
+            assert released == 0, "two releases after one settlement"
+            moves[-1] = (settled, entry.amount)
+    return moves
+
+
 def verify_all(principal: ApiKeyPrincipal, mode: str, record_ids: dict[int, str], now: datetime) -> Verified:
     """Verify every stored delta (request order), then sweep (nothing left for it), and observe."""
     tenant_id = principal.tenant_id
@@ -278,12 +294,14 @@ def verify_all(principal: ApiKeyPrincipal, mode: str, record_ids: dict[int, str]
         assert entries[-1].balance_after == live.available  # every hold posted: the ledger is the live balance
     kinds = Counter(e.entry_type for e in entries)
     assert kinds[EntryType.RESERVATION] <= 1 and kinds[EntryType.REFUND] == 0, kinds
-    # Each seal settled and released exactly what its deltas held.
-    moves = [e for e in entries if e.entry_type in (EntryType.SETTLEMENT, EntryType.RELEASE)]
-    by_seal = [-s.amount + r.amount for s, r in zip(moves[::2], moves[1::2], strict=True)]
-    if entries:
-        assert [e.entry_type for e in moves] == [EntryType.SETTLEMENT, EntryType.RELEASE] * len(report.batches)
-        assert by_seal == [b.tree_size * COST for b in report.batches]
+    # Each seal (in sealing order) settled its catalogue cost and released the rest of what its deltas held.
+    moves = _seal_moves(entries)
+    if mode == "credits":
+        assert [settled + released for settled, released in moves] == [b.tree_size * COST for b in report.batches]
+        assert [settled for settled, _released in moves] == [
+            CREDITS_VOLUME_RATE.charge(b.tree_size * COST, b.tree_size) for b in report.batches]
+    else:
+        assert moves == []
 
     stats = uow.customers.stats(tenant_id, P)
     rows = [uow.customers.get(tenant_id, P, c) for c in ALL_CUSTOMERS]
@@ -355,7 +373,7 @@ def test_one_request_makes_these_dynamodb_calls_in_these_chunks(baselines, mode)
 def test_the_baseline_stores_holds_and_settles_each_delta_once(baselines, mode):
     accepted, verified = baselines[mode].accepted, baselines[mode].verified
     assert None not in accepted.deltas
-    assert accepted.usage == (N, (("production", N),), 0)
+    assert accepted.usage == (N, (("production", N), ("sandbox", 0)), 0)
     total = sum((item.delta for item in INPUTS), Decimal(0))
     assert accepted.customers[0] == (len(ALL_CUSTOMERS), 0, len(ALL_CUSTOMERS), N, 0, 0, total)
     assert accepted.customers[ALL_CUSTOMERS.index("cust_late") + 1] == (
@@ -435,7 +453,7 @@ def test_a_crash_at_the_last_transaction_without_a_retry_leaves_whole_chunks_tha
     committed = N if phase == "after" else committed_count(mode, len(CHUNKS[mode]) - 1)
     crashed, record_ids = observe_accepted(principal, mode)
     assert crashed.deltas == tuple(d if i < committed else None for i, d in enumerate(expected.accepted.deltas))
-    assert crashed.usage == (committed, (("production", committed),), 0)
+    assert crashed.usage == (committed, (("production", committed), ("sandbox", 0)), 0)
     assert crashed.customers[0][3] == committed  # the totals' delta count
     late = crashed.customers[ALL_CUSTOMERS.index("cust_late") + 1]
     assert (late == ("cust_late", None)) == (phase == "before")  # only the last chunk creates cust_late
