@@ -381,6 +381,7 @@ class GatewayHandler(BaseHTTPRequestHandler):
 class GatewayServer(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False  # a stop never waits for in-flight requests
+    request_queue_size = 128  # socketserver's default backlog of 5 overflows when many clients connect at once
     pool: Pool
 
 
