@@ -51,7 +51,7 @@ SENDER_LEASE = timedelta(minutes=5)  # longer than a sender Lambda can run: an a
 SENDER_THREADS = 8
 SEND_BUDGET = timedelta(seconds=60)  # of a sender Lambda's 120 s: later waves wait for the next run
 OUTBOX_GRACE = timedelta(seconds=30)
-SWEEP_LIMIT = 100
+SWEEP_LIMIT = 400  # outbox items, and due deliveries, per sweep run (all shards together)
 
 
 def _ms(moment: datetime) -> int:
