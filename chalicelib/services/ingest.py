@@ -112,7 +112,7 @@ class _Attempt:
         self.position = snapshot.credits
 
     def commit_chunk(self, chunk: list[tuple[int, DeltaInput]]) -> list[tuple[int, Delta]]:
-        """Stage and commit one transaction; raises ConflictError if another writer got there first."""
+        """Stage and commit one transaction; raises ConcurrentWriteError if another writer got there first."""
         uow, now, principal = self.uow, self.now, self.principal
         per_customer: dict[str, list[tuple[int, DeltaInput]]] = defaultdict(list)
         for index, item in chunk:

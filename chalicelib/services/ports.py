@@ -339,7 +339,7 @@ class UnitOfWork(Protocol):
     stripe_events: StripeEventRepository
 
     def commit(self) -> None:
-        """Apply every staged write in one transaction; raise ConflictError if a condition fails."""
+        """Apply every staged write in one transaction; raise ConcurrentWriteError if a condition fails."""
 
     def rollback(self) -> None:
         """Drop staged writes."""

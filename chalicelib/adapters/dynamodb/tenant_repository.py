@@ -95,7 +95,7 @@ class DynamoTenantRepository(Repository):
         self._stage("save", _tenant_record(tenant), condition=TenantRecord.pk.does_not_exist())
 
     def save(self, tenant: Tenant) -> None:
-        """Optimistic: fails with ConflictError if someone saved since ``tenant`` was read."""
+        """Optimistic: fails with ConcurrentWriteError if someone saved since ``tenant`` was read."""
         self._stage("save", _tenant_record(tenant))
 
     def by_stripe_customer(self, customer_id: str) -> Tenant | None:
