@@ -1,7 +1,10 @@
 """Every DynamoDB key string is built here, so tenant scoping has one definition.
 
 Tenant-wide items live under ``T#{tenant}``; environment-scoped items under
-``T#{tenant}#E#{environment}``. Nothing else builds a key.
+``T#{tenant}#E#{environment}``. Nothing else builds a key, and every shard range is
+here: items every delta of a tenant would write are spread (usage counters, the
+environment's totals, credit lanes; each customer is a partition of its own), and
+platform-wide work lists are :class:`Shards` read back by one sweep.
 """
 
 from __future__ import annotations
