@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from decimal import Decimal
 from typing import Any
 
@@ -11,6 +12,37 @@ from chalice.app import Request
 from chalicelib.domain.errors import ValidationError
 
 MAX_BODY_BYTES = 256 * 1024
+MAX_JSON_DEPTH = 32  # objects and arrays inside each other; every field the API takes needs far fewer
+_ASCII_INT = re.compile(r"-?[0-9]{1,18}")
+
+
+def _check_parsed(body: Any) -> None:
+    """Refuse what JSON allows but nothing downstream can store or walk: strings with a lone UTF-16 surrogate
+    (``"\\ud800"``: not Unicode text, so not UTF-8) and nesting deeper than ``MAX_JSON_DEPTH``. Iterative,
+    so a hostile document cannot exhaust the stack here either."""
+    stack: list[tuple[Any, int]] = [(body, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, str):
+            _check_text(value)
+        elif isinstance(value, dict | list):
+            if depth > MAX_JSON_DEPTH:
+                raise ValidationError(f"the JSON body is nested more than {MAX_JSON_DEPTH} levels deep",
+                                      code="INVALID_JSON", field="body")
+            if isinstance(value, dict):
+                for key in value:
+                    _check_text(key)
+                stack.extend((item, depth + 1) for item in value.values())
+            else:
+                stack.extend((item, depth + 1) for item in value)
+
+
+def _check_text(value: str) -> None:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValidationError("strings must be valid Unicode text (a lone UTF-16 surrogate such as \\ud800 is "
+                              "not)", code="INVALID_JSON", field="body") from None
 
 
 def _reject_constant(name: str) -> Any:
@@ -34,6 +66,7 @@ def json_body(request: Request, *, required: bool = True) -> dict[str, Any]:
         raise ValidationError(f"malformed JSON body: {exc}", code="INVALID_JSON", field="body") from None
     if not isinstance(body, dict):
         raise ValidationError("the JSON body must be an object", field="body")
+    _check_parsed(body)
     return body
 
 
@@ -47,10 +80,9 @@ def int_param(request: Request, name: str, *, default: int, minimum: int, maximu
     raw = query_param(request, name)
     if raw is None:
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValidationError(f"{name} must be an integer", field=name) from None
+    if not _ASCII_INT.fullmatch(raw):  # int() also takes "٣" or " 3": the contract is ASCII digits
+        raise ValidationError(f"{name} must be an integer", field=name)
+    value = int(raw)
     if not minimum <= value <= maximum:
         raise ValidationError(f"{name} must be between {minimum} and {maximum}", field=name)
     return value

@@ -39,6 +39,9 @@ def next_month(moment: datetime) -> datetime:
     return datetime(moment.year + moment.month // 12, moment.month % 12 + 1, 1, tzinfo=UTC)
 
 
+MIN_YEAR, MAX_YEAR = 2000, 2999
+
+
 def _combination(message: str) -> ValidationError:
     return ValidationError(message, code="INVALID_SCOPE_COMBINATION")
 
@@ -48,9 +51,12 @@ def _instant(value: object, field: str) -> datetime:
         raise ValidationError(f"{field} must be an ISO 8601 date or date-time", field=field)
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError as exc:
+        parsed = parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except (ValueError, OverflowError) as exc:
         raise ValidationError(f"{field} must be an ISO 8601 date or date-time", field=field) from exc
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    if not MIN_YEAR <= parsed.year <= MAX_YEAR:  # months are named YYYY-MM from 2000 to 2999 (domain/usage)
+        raise ValidationError(f"{field} must be between {MIN_YEAR} and {MAX_YEAR}", field=field)
+    return parsed
 
 
 def parse_scope(*, period: object = None, time_preset: object = None, start_date: object = None,

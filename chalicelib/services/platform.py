@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from datetime import datetime
 
@@ -19,7 +20,9 @@ PER_PAGE_MAX = 500
 
 def per_page_value(raw: str) -> int | None:
     """The page size ``raw`` names, or None when it is not a whole number from 1 to PER_PAGE_MAX."""
-    return int(raw) if raw.isdigit() and 1 <= int(raw) <= PER_PAGE_MAX else None
+    if not re.fullmatch(r"[0-9]{1,4}", raw):  # str.isdigit() takes "²" and "٣", which are not page sizes
+        return None
+    return int(raw) if 1 <= int(raw) <= PER_PAGE_MAX else None
 
 
 def create_platform_token(
