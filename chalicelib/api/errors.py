@@ -15,12 +15,14 @@ from chalicelib.domain.errors import (
     PermissionDeniedError,
     RateLimitedError,
     TallyError,
+    UnsupportedMediaTypeError,
     ValidationError,
 )
 from chalicelib.services.idempotency import IdempotencyPendingError
 
 STATUS_BY_ERROR: dict[type[TallyError], int] = {
     IdempotencyPendingError: 202,
+    UnsupportedMediaTypeError: 415,
     ValidationError: 400,
     AuthenticationError: 401,
     PaymentRequiredError: 402,
@@ -55,6 +57,8 @@ def platform_error_response(exc: TallyError) -> Response:
     status = status_for(exc)
     if isinstance(exc, PermissionDeniedError) and exc.code == "invalid_ability":
         return responses.platform_error(403, "Invalid ability provided.")
+    if isinstance(exc, UnsupportedMediaTypeError):
+        return responses.platform_error(415, exc.message, "unsupported_media_type")
     if isinstance(exc, ValidationError):
         if exc.code in PLATFORM_400_CODES:
             return responses.platform_error(400, exc.message, exc.code)

@@ -77,6 +77,8 @@ def _operation(op: Operation) -> dict:
     statuses = set(op.errors) | set(AUTO_ERRORS[op.auth]) | {500}
     if op.request_body or op.params:
         statuses.add(422 if op.platform_style else 400)
+    if op.request_body or op.method in ("POST", "PUT", "PATCH"):
+        statuses.add(415)  # a body that is not application/json
     for status in sorted(statuses):
         responses[str(status)] = {
             "description": REASONS.get(status, "Error"),

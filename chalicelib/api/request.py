@@ -9,7 +9,7 @@ from typing import Any
 
 from chalice.app import Request
 
-from chalicelib.domain.errors import ValidationError
+from chalicelib.domain.errors import UnsupportedMediaTypeError, ValidationError
 
 MAX_BODY_BYTES = 256 * 1024
 MAX_JSON_DEPTH = 32  # objects and arrays inside each other; every field the API takes needs far fewer
@@ -58,6 +58,9 @@ def json_body(request: Request, *, required: bool = True) -> dict[str, Any]:
         if required:
             raise ValidationError("a JSON object body is required", field="body")
         return {}
+    media = (request.headers.get("content-type") or "").split(";", 1)[0].strip().lower()
+    if media != "application/json" and not (media.startswith("application/") and media.endswith("+json")):
+        raise UnsupportedMediaTypeError(f"The request body must be application/json, not {media or 'untyped'}.")
     try:
         body = json.loads(raw, parse_float=Decimal, parse_constant=_reject_constant)
     except RecursionError:

@@ -24,6 +24,13 @@ class ValidationError(TallyError):
     default_message = "Invalid request data."
 
 
+class UnsupportedMediaTypeError(ValidationError):
+    """A request body that is not ``application/json``: a 415, never parsed as JSON anyway."""
+
+    code = "UNSUPPORTED_MEDIA_TYPE"
+    default_message = "The request body must be application/json."
+
+
 class AuthenticationError(TallyError):
     code = "UNAUTHORIZED"
     default_message = "Authentication is required."

@@ -96,13 +96,19 @@ def test_deeply_nested_json_is_a_400(api, admin):
     assert reply.status == 400 and reply.error["code"] == "INVALID_JSON"
 
 
-@pytest.mark.parametrize("content_type", [
-    "text/plain", "application/x-www-form-urlencoded", "application/json; charset=utf-8", None,
-])
-def test_a_json_body_is_parsed_whatever_the_content_type(api, admin, content_type):
+@pytest.mark.parametrize("content_type", ["application/json", "application/json; charset=utf-8"])
+def test_a_json_body_is_read_when_it_says_it_is_json(api, admin, content_type):
+    reply = api.post(KEYS, headers={**admin, "Content-Type": content_type}, body='{"name": "from curl"}')
+    assert reply.status == 201 and reply.data["name"] == "from curl"
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", None])
+def test_a_body_that_does_not_say_json_is_a_415(api, admin, content_type):
+    """curl's ``-d`` alone sends a form type: the answer says what to send instead of guessing (issue 13)."""
     headers = {**admin} | ({"Content-Type": content_type} if content_type else {})
     reply = api.post(KEYS, headers=headers, body='{"name": "from curl"}')
-    assert reply.status == 201 and reply.data["name"] == "from curl"
+    assert reply.status == 415 and reply.error["code"] == "UNSUPPORTED_MEDIA_TYPE"
+    assert "application/json" in reply.error["message"]
 
 
 # --- request ids --------------------------------------------------------------------------------

@@ -101,3 +101,18 @@ def test_dates_outside_the_named_months_are_a_400(api, key, start):
     reply = api.post("/api/v1/balance/checkpoint", headers=key,
                      json_body={"customerId": "cust_a", "startDate": start, "endDate": "2026-05-01"})
     assert reply.status == 400 and reply.error["code"] == "VALIDATION_ERROR"
+
+
+@pytest.mark.parametrize("media", ["text/plain", "application/x-www-form-urlencoded", "application/xml", ""])
+def test_a_body_that_is_not_json_is_a_415_and_nothing_is_stored(api, key, media):
+    headers = {**key, "Content-Type": media} if media else dict(key)
+    reply = api.post(DELTA, body=json.dumps({"customerId": "c", "delta": 1, "reason": "r"}), headers=headers)
+    assert reply.status == 415 and reply.error["code"] == "UNSUPPORTED_MEDIA_TYPE"
+    assert api.get("/api/v1/balance/customers/c", headers=key).status == 404
+
+
+@pytest.mark.parametrize("media", ["application/json; charset=utf-8", "APPLICATION/JSON", "application/merge+json"])
+def test_json_media_types_are_taken(api, key, media):
+    reply = api.post(DELTA, body=json.dumps({"customerId": "c", "delta": 1, "reason": "r"}),
+                     headers={**key, "Content-Type": media})
+    assert reply.status == 202
