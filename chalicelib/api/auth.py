@@ -12,7 +12,7 @@ from urllib.parse import urlparse
 from chalice.app import Request
 
 from chalicelib import bootstrap
-from chalicelib.api.request import cookie, header
+from chalicelib.api.request import cookie, header, is_https
 from chalicelib.domain.errors import AuthenticationError, InvalidApiKeyError, PermissionDeniedError
 from chalicelib.domain.identity import ApiKeyPrincipal, DashboardPrincipal, Environment, PlatformPrincipal
 from chalicelib.domain.tenants import Tenant
@@ -52,7 +52,9 @@ def check_same_origin(request: Request) -> None:
         raise PermissionDeniedError("Cross-site request rejected.", code="CROSS_SITE_REQUEST")
     if origin:
         host = header(request, "host")
-        if origin == "null" or not host or urlparse(origin).netloc.lower() != host.lower():
+        parsed = urlparse(origin)
+        scheme = "https" if is_https(request) else "http"  # http://host is another origin than https://host
+        if origin == "null" or not host or parsed.netloc.lower() != host.lower() or parsed.scheme.lower() != scheme:
             raise PermissionDeniedError("Request origin is not allowed.", code="CROSS_SITE_REQUEST")
 
 

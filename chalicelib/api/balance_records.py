@@ -325,7 +325,8 @@ def get_invoice_proof(ctx: Ctx, customerId: str) -> Response:
         scoped = checkpoint_service.Scope(ctx.principal.tenant_id, ctx.principal.environment, customerId,
                                           scope.period)
         shared = package_service.create(ctx.uow, scoped, sample_size=10, ttl=timedelta(days=30), now=ctx.now,
-                                        signer=bootstrap.signer(), store=bootstrap.artifacts())
+                                        signer=bootstrap.signer(), store=bootstrap.artifacts(),
+                                        actor=ctx.principal.actor)
         link = f"{settings.public_base_url}/api/v1/verification-packages/{shared.token}"
         host = urlsplit(link).hostname
         hint = (f"No login needed until {iso_ms(shared.expires_at)}: open the link, save the JSON and run "

@@ -173,14 +173,8 @@ def create_verification_package(ctx: Ctx, customerId: str) -> Response:
     scope = checkpoint_service.scope_of(ctx.uow, ctx.principal.tenant_id, ctx.principal.environment, customerId,
                                         period, now=ctx.now)
     shared = package_service.create(ctx.uow, scope, sample_size=sample_size, ttl=ttl, now=ctx.now,
-                                    signer=bootstrap.signer(), store=bootstrap.artifacts())
+                                    signer=bootstrap.signer(), store=bootstrap.artifacts(), actor=ctx.principal.actor)
     url = f"{get_settings().public_base_url}/api/v1/verification-packages/{shared.token}"
-    ctx.uow.audit.add(AuditEntry(tenant_id=ctx.principal.tenant_id, actor=ctx.principal.actor,
-                                 action="verification_package.created", target=f"customer:{customerId}",
-                                 environment=str(ctx.principal.environment), at=ctx.now,
-                                 details={"packageId": shared.package_id, "period": scope.period,
-                                          "sampleSize": shared.sample_size, "expiresAt": iso_ms(shared.expires_at)}))
-    ctx.uow.commit()
     return ok({"packageId": shared.package_id, "customerId": customerId, "period": scope.period,
                "checkpointId": shared.checkpoint.checkpoint_id, "checkpointRoot": shared.checkpoint.root,
                "treeSize": shared.checkpoint.tree_size, "sampleSize": shared.sample_size, "url": url,

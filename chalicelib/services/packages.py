@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from chalicelib.domain.audit import AuditEntry
 from chalicelib.domain.checkpoints import Checkpoint
 from chalicelib.domain.clock import iso_ms, parse_iso
 from chalicelib.domain.credentials import time_ordered_id
@@ -124,13 +125,19 @@ def build_document(uow: UnitOfWork, scope: checkpoint_service.Scope, *, sample_s
 
 
 def create(uow: UnitOfWork, scope: checkpoint_service.Scope, *, sample_size: int, ttl: timedelta, now: datetime,
-           signer: Any, store: Any) -> SharedPackage:
-    """:func:`build_document`, stored and shared behind a new link."""
+           signer: Any, store: Any, actor: str) -> SharedPackage:
+    """:func:`build_document`, stored and shared behind a new link, and audited (``verification_package.created``
+    by ``actor``), whichever route asked: a link that exposes deltas is never made unrecorded."""
     package = build_document(uow, scope, sample_size=sample_size, now=now, signer=signer)
     token = secrets.token_urlsafe(32)
     expires_at = now + ttl
     store.put(_object_key(token), package.body, content_type="application/json",
               metadata={EXPIRES_META: iso_ms(expires_at)})
+    uow.audit.add(AuditEntry(tenant_id=scope.tenant_id, actor=actor, action="verification_package.created",
+                             target=f"customer:{scope.customer_id}", environment=str(scope.environment), at=now,
+                             details={"packageId": package.package_id, "period": scope.period,
+                                      "sampleSize": package.sample_size, "expiresAt": iso_ms(expires_at)}))
+    uow.commit()
     return SharedPackage(package.package_id, package.checkpoint, package.sample_size, token, expires_at,
                          package.sha256)
 

@@ -203,7 +203,7 @@ def test_a_receipt_carries_starting_and_final_balance_and_is_signed(api, admin, 
     assert (current["period"], current["startingBalance"], current["finalBalance"]) == ("2026-05", 18.5, 118.5)
 
 
-def test_an_invoice_proof_links_a_verification_package_for_a_month(api, key, tenant, clock, tmp_path):
+def test_an_invoice_proof_links_a_verification_package_for_a_month(api, key, tenant, admin, clock, tmp_path):
     verify(tenant, [submit(api, key, amount=a) for a in (1, 2, 3)], clock)
     proof = api.get("/api/v1/balance/invoice-proof/cust_a?period=2026-04", headers=key).data
     assert proof["finalBalance"] == 6 and proof["customerLinkHost"] == "127.0.0.1"
@@ -215,6 +215,10 @@ def test_an_invoice_proof_links_a_verification_package_for_a_month(api, key, ten
     assert main(["verify", str(saved)]) == 0
     wide = api.get("/api/v1/balance/invoice-proof/cust_a?startDate=2026-03-01&endDate=2026-05-01", headers=key).data
     assert wide["customerLinkUrl"] is None and wide["finalBalance"] == 6 and wide["period"] is None
+    # Every package is audited, whichever route made it (the wide scope made none).
+    made = [e for e in api.get("/dashboard/audit", headers=admin).data["items"]
+            if e["action"] == "verification_package.created"]
+    assert len(made) == 1 and made[0]["target"] == "customer:cust_a" and made[0]["actor"].startswith("api_key:")
 
 
 def test_receipt_errors(api, world, tenant, admin, key):

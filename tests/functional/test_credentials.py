@@ -384,6 +384,9 @@ def test_session_exchange_requires_a_bearer_jwt(api, world):
     {"Origin": "https://evil.example", "X-Pacspace-CSRF": "1"},
     {"Origin": "https://evil.example", "Sec-Fetch-Site": "same-origin"},
     {"Origin": "https://evil.example", "Host": "api.tally.test"},
+    # the same host under another scheme is another origin (issue 13)
+    {"Origin": "http://api.tally.test", "Host": "api.tally.test", "X-Forwarded-Proto": "https"},
+    {"Origin": "https://api.tally.test", "Host": "api.tally.test", "X-Forwarded-Proto": "http"},
 ], ids=lambda h: ",".join(f"{k}={v}" for k, v in h.items()))
 def test_cross_site_cookie_write_is_forbidden(api, world, headers):
     tenant = world.tenant()
@@ -400,7 +403,8 @@ def test_cross_site_cookie_write_is_forbidden(api, world, headers):
     {"Sec-Fetch-Site": "same-origin"},
     {"Sec-Fetch-Site": "none"},
     {"X-Pacspace-CSRF": "1"},
-    {"Origin": "https://api.tally.test", "Host": "api.tally.test"},
+    {"Origin": "https://api.tally.test", "Host": "api.tally.test", "X-Forwarded-Proto": "https"},
+    {"Origin": "http://127.0.0.1:8000", "Host": "127.0.0.1:8000"},  # the local stack, over plain HTTP
 ], ids=lambda h: ",".join(f"{k}={v}" for k, v in h.items()) or "no-origin-headers")
 def test_same_origin_or_headerless_cookie_write_is_allowed(api, world, headers):
     tenant = world.tenant()
