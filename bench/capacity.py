@@ -23,6 +23,7 @@ deltas, then the verifier over everything accepted (units per verified delta).
 
 from __future__ import annotations
 
+import functools
 import re
 import sys
 from collections import defaultdict
@@ -143,6 +144,7 @@ INDEX_CLASSES: list[tuple[str, str, str, str, str]] = [
 ]
 
 
+@functools.cache
 def _sharded() -> dict[str, int]:
     """Classes whose keys are shards the code spreads writes over evenly (a stable hash or a random pick),
     with their shard counts from keys.py: their ceiling is the class's load spread over every shard, not the

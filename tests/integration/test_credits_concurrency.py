@@ -39,13 +39,14 @@ from chalicelib import bootstrap
 from chalicelib.adapters.dynamodb import keys
 from chalicelib.adapters.dynamodb.models import DeltaRecord
 from chalicelib.domain.clock import period_of
-from chalicelib.domain.credits import EntryType, entry_id_for
+from chalicelib.domain.credits import EntryType
 from chalicelib.domain.deltas import CreditState, DeltaInput, DeltaStatus
 from chalicelib.domain.identity import ApiKeyPrincipal, Environment
 from chalicelib.domain.plans import CREDITS_VOLUME_RATE, plan_for
 from chalicelib.domain.tenants import BillingMode
 from chalicelib.services import credits as credit_service
 from chalicelib.services import ingest, verification
+from tests.ledger import replay_ledger, seal_moves
 
 P, S = Environment.PRODUCTION, Environment.SANDBOX
 PLAN = "scale"
@@ -154,38 +155,6 @@ def _assert_stored_deltas_are_the_accepted(tenant_id: str, accepted: list[Final]
     return stored
 
 
-def _replay_ledger(entries: list[Any], account: Any) -> None:
-    """Entry ids are 1..n in commit order and each balanceAfter follows from the previous entries."""
-    assert [e.entry_id for e in entries] == [entry_id_for(n) for n in range(1, len(entries) + 1)]
-    balance = reserved = 0
-    for entry in entries:
-        if entry.entry_type == EntryType.TOPUP:
-            balance += entry.amount
-        elif entry.entry_type == EntryType.RESERVATION:
-            reserved -= entry.amount
-        elif entry.entry_type == EntryType.SETTLEMENT:
-            balance += entry.amount
-            reserved += entry.amount
-        else:  # release, refund
-            reserved -= entry.amount
-        assert reserved >= 0 and balance - reserved >= 0, entry
-        assert entry.balance_after == balance - reserved, entry
-    assert (account.credit_balance, account.reserved, account.entry_count) == (balance, reserved, len(entries))
-
-
-def _seal_moves(entries: list[Any]) -> list[tuple[int, int]]:
-    """The ledger's (settled, released) per seal, in commit order: each settlement and the release after it."""
-    moves: list[tuple[int, int]] = []
-    for entry in entries:
-        if entry.entry_type == EntryType.SETTLEMENT:
-            moves.append((-entry.amount, 0))
-        elif entry.entry_type == EntryType.RELEASE:
-            settled, released = moves[-1]
-            assert released == 0, "two releases after one settlement"
-            moves[-1] = (settled, entry.amount)
-    return moves
-
-
 def test_a_thousand_racing_acceptances_spend_exactly_the_credits_and_every_hold_resolves_once(world, clock):
     assert plan_for(PLAN).credits_per_delta == 1
     assert ATTEMPTED == 1_040
@@ -257,12 +226,12 @@ def test_a_thousand_racing_acceptances_spend_exactly_the_credits_and_every_hold_
     account = uow.credits.account(tenant.id)
     assert (position.reserved, position.unposted, position.unposted_deltas, live.reserved) == (0, 0, 0, 0)
     entries = list(reversed(uow.credits.entries(tenant.id, 1000, None).items))
-    _replay_ledger(entries, account)
+    replay_ledger(entries, account)
     kinds = Counter(e.entry_type for e in entries)
     assert (kinds[EntryType.TOPUP], kinds[EntryType.RESERVATION], kinds[EntryType.REFUND]) == (1, 1, 0)
     assert [(e.entry_type, e.amount) for e in entries[:2]] == [(EntryType.TOPUP, CREDITS),
                                                                (EntryType.RESERVATION, -CREDITS)]
-    moves = _seal_moves(entries)
+    moves = seal_moves(entries)
     assert sum(settled + released for settled, released in moves) == CREDITS
     assert len(moves) == len(batches)
     for batch, (settled, released) in zip(batches, moves, strict=True):

@@ -55,6 +55,7 @@ from chalicelib.services import ingest, verification
 from tests.conftest import empty_world
 from tests.dynamo_calls import CrashError, DynamoCalls
 from tests.factories import World
+from tests.ledger import replay_ledger, seal_moves
 
 P = Environment.PRODUCTION
 START = datetime(2026, 4, 15, 12, 0, 0, tzinfo=UTC)  # the `clock` fixture's start
@@ -236,38 +237,6 @@ def observe_accepted(principal: ApiKeyPrincipal, mode: str) -> tuple[Accepted, d
     return accepted, {i: r.record_id for i, r in index.items()}
 
 
-def _replay_ledger(entries: list[Any], account: Any) -> None:
-    """Entry ids are 1..n in commit order and each balanceAfter follows from the previous entries."""
-    assert [e.entry_id for e in entries] == [entry_id_for(n) for n in range(1, len(entries) + 1)]
-    balance = reserved = 0
-    for entry in entries:
-        if entry.entry_type == EntryType.TOPUP:
-            balance += entry.amount
-        elif entry.entry_type == EntryType.RESERVATION:
-            reserved -= entry.amount
-        elif entry.entry_type == EntryType.SETTLEMENT:
-            balance += entry.amount
-            reserved += entry.amount
-        else:  # release, refund
-            reserved -= entry.amount
-        assert reserved >= 0 and balance - reserved >= 0, entry
-        assert entry.balance_after == balance - reserved, entry
-    assert (account.credit_balance, account.reserved, account.entry_count) == (balance, reserved, len(entries))
-
-
-def _seal_moves(entries: list[Any]) -> list[tuple[int, int]]:
-    """The ledger's (settled, released) per seal, in commit order: each settlement and the release after it."""
-    moves: list[tuple[int, int]] = []
-    for entry in entries:
-        if entry.entry_type == EntryType.SETTLEMENT:
-            moves.append((-entry.amount, 0))
-        elif entry.entry_type == EntryType.RELEASE:
-            settled, released = moves[-1]
-            assert released == 0, "two releases after one settlement"
-            moves[-1] = (settled, entry.amount)
-    return moves
-
-
 def verify_all(principal: ApiKeyPrincipal, mode: str, record_ids: dict[int, str], now: datetime) -> Verified:
     """Verify every stored delta (request order), then sweep (nothing left for it), and observe."""
     tenant_id = principal.tenant_id
@@ -285,7 +254,7 @@ def verify_all(principal: ApiKeyPrincipal, mode: str, record_ids: dict[int, str]
     assert all((d.status, d.credit_state) == (DeltaStatus.VERIFIED, settled) for d in deltas)
     account = uow.credits.account(tenant_id)
     entries = list(reversed(uow.credits.entries(tenant_id, 100, None).items))
-    _replay_ledger(entries, account)
+    replay_ledger(entries, account)
     position = uow.credits.position(tenant_id)
     live = credit_service.balances(uow, tenant_id)
     assert (position.reserved, position.unposted, live.reserved) == (0, 0, 0), "a hold left unresolved"
@@ -295,7 +264,7 @@ def verify_all(principal: ApiKeyPrincipal, mode: str, record_ids: dict[int, str]
     kinds = Counter(e.entry_type for e in entries)
     assert kinds[EntryType.RESERVATION] <= 1 and kinds[EntryType.REFUND] == 0, kinds
     # Each seal (in sealing order) settled its catalogue cost and released the rest of what its deltas held.
-    moves = _seal_moves(entries)
+    moves = seal_moves(entries)
     if mode == "credits":
         assert [settled + released for settled, released in moves] == [b.tree_size * COST for b in report.batches]
         assert [settled for settled, _released in moves] == [

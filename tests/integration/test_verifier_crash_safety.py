@@ -48,6 +48,7 @@ from chalicelib.services import ingest, verification
 from tests.conftest import empty_world
 from tests.dynamo_calls import CrashError, DynamoCalls
 from tests.factories import World
+from tests.ledger import replay_ledger
 
 P = Environment.PRODUCTION
 START = datetime(2026, 4, 15, 12, 0, 0, tzinfo=UTC)  # the `clock` fixture's start
@@ -117,25 +118,6 @@ def sweep(now: datetime) -> verification.VerifyReport:
     return verification.sweep(bootstrap.unit_of_work(), now=now, signer=bootstrap.signer())
 
 
-def _replay_ledger(entries: list[Any], account: Any) -> None:
-    """Entry ids are 1..n in commit order and each balanceAfter follows from the previous entries."""
-    assert [e.entry_id for e in entries] == [entry_id_for(n) for n in range(1, len(entries) + 1)]
-    balance = reserved = 0
-    for entry in entries:
-        if entry.entry_type == EntryType.TOPUP:
-            balance += entry.amount
-        elif entry.entry_type == EntryType.RESERVATION:
-            reserved -= entry.amount
-        elif entry.entry_type == EntryType.SETTLEMENT:
-            balance += entry.amount
-            reserved += entry.amount
-        else:  # release, refund
-            reserved -= entry.amount
-        assert reserved >= 0 and balance - reserved >= 0, entry
-        assert entry.balance_after == balance - reserved, entry
-    assert (account.credit_balance, account.reserved, account.entry_count) == (balance, reserved, len(entries))
-
-
 def _batches(tenant_id: str) -> list[Any]:
     """Every batch record of the tenant (a scan: orphans would show up too), in sequence order."""
     uow = bootstrap.unit_of_work()
@@ -151,7 +133,7 @@ def observe(tenant_id: str, record_ids: list[str], *, settled: bool = True) -> O
     assert all(d is not None for d in deltas)
     account = uow.credits.account(tenant_id)
     entries = list(reversed(uow.credits.entries(tenant_id, 100, None).items))
-    _replay_ledger(entries, account)
+    replay_ledger(entries, account)
     types = Counter(e.entry_type for e in entries)
     assert types[EntryType.SETTLEMENT] <= 1 and types[EntryType.REFUND] <= 1, types  # never twice
 

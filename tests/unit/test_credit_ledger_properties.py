@@ -67,6 +67,7 @@ from chalicelib.domain.plans import CREDITS_VOLUME_RATE, VolumeRate
 from chalicelib.services import credits as credit_service
 from chalicelib.services.ports import UnitOfWork
 from tests.fakes import FakeCreditRepository, FakeStore, FakeUnitOfWork
+from tests.ledger import replay_ledger as shared_replay
 from tests.unit.builders import NOW, tenant
 
 TENANT = "2"
@@ -96,28 +97,15 @@ def all_entries(uow: UnitOfWork, tenant_id: str = TENANT, limit: int = 7) -> lis
 
 
 def replay_ledger(entries: list[LedgerEntry], ledger: CreditAccount) -> None:
-    """Entry ids are 1..n in commit order and each balanceAfter follows from the entries before it
-    (independently of ``apply``: as tests/integration/test_verifier_crash_safety.py replays it)."""
-    assert [e.entry_id for e in entries] == [entry_id_for(n) for n in range(1, len(entries) + 1)]
-    balance = reserved = 0
+    """Every entry is this tenant's and signed as seed 004 shows it; then the shared replay
+    (``tests/ledger.py``): ids 1..n in commit order, each balanceAfter from the entries before it."""
     for entry in entries:
         assert entry.tenant_id == TENANT
-        if entry.entry_type == EntryType.TOPUP:
+        if entry.entry_type in (EntryType.TOPUP, EntryType.RELEASE, EntryType.REFUND):
             assert entry.amount > 0
-            balance += entry.amount
-        elif entry.entry_type == EntryType.RESERVATION:
+        else:  # reservation, settlement
             assert entry.amount < 0
-            reserved -= entry.amount
-        elif entry.entry_type == EntryType.SETTLEMENT:
-            assert entry.amount < 0
-            balance += entry.amount
-            reserved += entry.amount
-        else:  # release, refund
-            assert entry.amount > 0
-            reserved -= entry.amount
-        assert reserved >= 0 and balance - reserved >= 0, entry
-        assert entry.balance_after == balance - reserved, entry
-    assert (ledger.credit_balance, ledger.reserved, ledger.entry_count) == (balance, reserved, len(entries))
+    shared_replay(entries, ledger)
 
 
 def lanes_free(position: CreditPosition) -> int:
