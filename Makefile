@@ -28,7 +28,9 @@ lint: $(STAMP)
 infra-check: $(STAMP)
 	$(BIN)/python -m infra.check
 
+# Each bench records its figures in build/bench/ (emptied first); bench/summary.py prints them as one table.
 bench: $(STAMP)
+	rm -rf build/bench
 	$(BIN)/python bench/dashboard_latency.py
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/verify.py
@@ -37,6 +39,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/localstack.py
 	$(BIN)/python bench/capacity.py
 	$(BIN)/python bench/contention.py
+	$(BIN)/python bench/load.py
+	$(BIN)/python bench/summary.py
 
 clean:
 	rm -rf build .pytest_cache .ruff_cache .hypothesis

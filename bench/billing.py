@@ -21,6 +21,8 @@ sys.path.insert(0, str(ROOT))
 import tests.conftest  # noqa: E402,F401,I001  - test environment, set before moto and the models import
 from moto import mock_aws  # noqa: E402
 
+from bench.report import record  # noqa: E402
+
 PERIOD = "2026-04"
 ACCEPTED_AT = datetime(2026, 4, 15, 12, tzinfo=UTC)
 RUN_AT = datetime(2026, 5, 1, 0, 5, tzinfo=UTC)
@@ -154,6 +156,11 @@ def main() -> None:
     print(f"  {'total':<20}{total_few:>12}{total_many:>14}")
     print(f"  first run in moto: {few_s * 1000:.0f} ms vs {many_s * 1000:.0f} ms; a second run (month closed): "
           f"{sum(again.values())} call(s) in all ({', '.join(sorted(again))})")
+    record("billing", "rollover calls per tenant, 10 deltas", total_few, "calls")
+    record("billing", "rollover calls per tenant, 1,000 deltas", total_many, "calls", goal=("<=", total_few))
+    record("billing", "rollover first run, 10 deltas (moto)", few_s * 1000, "ms")
+    record("billing", "rollover first run, 1,000 deltas (moto)", many_s * 1000, "ms")
+    record("billing", "rollover second run (month closed)", sum(again.values()), "calls")
 
 
     print()
@@ -161,6 +168,8 @@ def main() -> None:
     for kind, first, replay in webhook:
         detail = ", ".join(f"{op} {n}" for op, n in sorted(first.items())) or "none"
         print(f"  {kind:<34}{sum(first.values()):>3} / {sum(replay.values())}   ({detail})")
+        record("billing", f"Stripe webhook calls, {kind}", sum(first.values()), "calls")
+        record("billing", f"Stripe webhook calls, {kind}, replay", sum(replay.values()), "calls")
 
 
 if __name__ == "__main__":

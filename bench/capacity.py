@@ -400,7 +400,7 @@ def _mode_scenarios(world: Any, recorder: WriteRecorder, mode: str, label: str, 
         if len(accepted) != len(items):
             raise RuntimeError(f"{len(items) - len(accepted)} of {len(items)} deltas not accepted: "
                                f"{[o.error for o in outcomes if o.error]}")
-        refs.extend((t, Environment(e), r) for t, e, r in accepted)
+        refs.extend((t, Environment(e), r) for t, e, r, *_seal_candidate in accepted)  # bare references, as before
         return len(accepted)
 
     def item(customer: str, n: int) -> DeltaInput:
@@ -465,9 +465,22 @@ def main(single_calls: int = 200, customers: int = 50, batch: int = 100, *, prov
     return results
 
 
+def record_figures(results: list[ScenarioResult]) -> None:
+    """Each scenario's write units per delta and its three ceilings, for the summary (``bench/report.py``)."""
+    from bench.report import record
+
+    for r in results:
+        name = f"{r.name} — {r.mode.split()[0]}"
+        record("capacity", f"{name}: WCU per delta", r.total_units / r.accepted, "WCU")
+        for label, ceiling in (("per tenant", r.tenant_ceiling), ("platform", r.platform_ceiling),
+                               ("per customer", r.customer_ceiling)):
+            if ceiling is not None:
+                record("capacity", f"{name}: {label} ceiling", ceiling.deltas_per_second, "deltas/s")
+
+
 if __name__ == "__main__":
     try:
-        main()
+        record_figures(main())
     except UnclassifiedKeyError as exc:
         print(f"\nFAILED: {exc}", file=sys.stderr)
         sys.exit(2)

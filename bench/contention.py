@@ -295,5 +295,27 @@ def main(deltas: int = 80, writers: tuple[int, ...] = (1, 8), *, shared: bool = 
     return result
 
 
+def record_figures(result: Report) -> None:
+    """What ``report`` prints, for the summary (``bench/report.py``): per configuration its rate, attempts per
+    delta and lost or double-accepted deltas; per billing mode the many-writers / one-writer ratios."""
+    from bench.report import record
+
+    base = result.baseline
+    if len(base) > 1:
+        record("contention", f"harness baseline, {max(base)} / {min(base)} threads", base[max(base)] / base[min(base)],
+               "x")
+    for r in result.runs:
+        name = f"{r.mode}, {r.writers} writer(s), {r.customers} customers"
+        record("contention", f"{name}: deltas/s", r.rate, "deltas/s")
+        record("contention", f"{name}: attempts per delta", r.attempts_per_delta, "", goal=("<=", ATTEMPTS_GOAL))
+        record("contention", f"{name}: lost or double-accepted", len(r.problems), "", goal=("==", 0))
+        single = next((s for s in result.runs if s.mode == r.mode and s.writers == 1), None)
+        if single is not None and r is not single and single.rate:
+            record("contention", f"{name}: throughput / 1 writer", r.rate / single.rate, "x",
+                   goal=(">=", RATIO_GOAL))
+
+
 if __name__ == "__main__":
-    sys.exit(0 if main().ok else 1)
+    outcome = main()
+    record_figures(outcome)
+    sys.exit(0 if outcome.ok else 1)

@@ -33,7 +33,7 @@ def main(single: int = 100, batches: int = 3) -> None:
 
         from app import app
         from chalicelib import bootstrap
-        from chalicelib.adapters.dynamodb import keys
+        from chalicelib.adapters.dynamodb import keys, tables
         from chalicelib.adapters.dynamodb.connection import shared_connection
         from chalicelib.adapters.dynamodb.models import (
             CreditAccountRecord,
@@ -88,7 +88,7 @@ def main(single: int = 100, batches: int = 3) -> None:
         # Baselines first, then Tally, all at similar table sizes.
         started = time.perf_counter()
         for i in range(single):
-            raw_delta("put", i).save()
+            tables.put(raw_delta("put", i))
         baseline = single / (time.perf_counter() - started)
 
         started = time.perf_counter()
@@ -131,6 +131,21 @@ def main(single: int = 100, batches: int = 3) -> None:
           f"({single_rate / baseline:.3f}x of put, {single_rate / tx_baseline:.2f}x of raw tx)")
     print(f"batches of 100 over in-process HTTP:         {batch_rate:8.1f} deltas/s     "
           f"({batch_rate / baseline:.3f}x of put, {batch_rate / tx_baseline:.2f}x of raw tx)")
+
+    from bench.report import record
+
+    for name, counts in (("one submit", single_calls), ("batch of 100, 100 customers", batch_distinct),
+                         ("batch of 100, one customer", batch_same)):
+        record("ingest", f"round trips, {name}", sum(counts.values()), "calls")
+    record("ingest", "bare put_item loop", baseline, "items/s")
+    record("ingest", "raw 5-item transactions", tx_baseline, "tx/s")
+    record("ingest", "raw transactions / put", tx_baseline / baseline, "x")
+    record("ingest", "single submits", single_rate, "deltas/s")
+    record("ingest", "single submits / put", single_rate / baseline, "x")
+    record("ingest", "single submits / raw tx", single_rate / tx_baseline, "x")
+    record("ingest", "batches of 100", batch_rate, "deltas/s")
+    record("ingest", "batches of 100 / put", batch_rate / baseline, "x")
+    record("ingest", "batches of 100 / raw tx", batch_rate / tx_baseline, "x")
 
 
 if __name__ == "__main__":

@@ -79,6 +79,21 @@ class Stack:
     def tally(self, *args: str) -> str:
         return subprocess.run([TALLY, *args], env=self.env, check=True, capture_output=True, text=True).stdout
 
+    def bench_tenant(self, name: str = "Bench Inc") -> tuple[str, str]:
+        """A new tenant on the scale plan: (a production API key, an admin dashboard JWT valid a day)."""
+        tenant = json.loads(self.tally("tenants", "create", "--name", name, "--plan", "scale", "--json"))
+        key = json.loads(self.tally("dev", "api-key", "--tenant", tenant["id"], "--environment", "production",
+                                    "--json"))["fullKey"]
+        jwt = self.tally("dev", "token", "--tenant", tenant["id"], "--role", "admin", "--ttl", "86400").strip()
+        return key, jwt
+
+    def verified(self, jwt: str) -> int:
+        """Deltas VERIFIED in the JWT's tenant (the dashboard's customer summary)."""
+        request = urllib.request.Request(f"{self.base}/dashboard/customers/summary",
+                                         headers={"Authorization": f"Bearer {jwt}"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read())["data"]["deltas"]["verified"]
+
 
 class RssSampler(threading.Thread):
     """Peak of the summed RSS of the stack's processes, and each process's own peak."""
@@ -132,19 +147,13 @@ def main() -> None:
     home = Path(tempfile.mkdtemp(prefix="tally-bench-localstack-"))
     stack = Stack(home, free_port())
     first_start = stack.start()
-    tenant = json.loads(stack.tally("tenants", "create", "--name", "Bench Inc", "--plan", "scale", "--json"))
-    key = json.loads(stack.tally("dev", "api-key", "--tenant", tenant["id"], "--environment", "production",
-                                 "--json"))["fullKey"]
-    jwt = stack.tally("dev", "token", "--tenant", tenant["id"], "--role", "admin", "--ttl", "86400").strip()
+    key, jwt = stack.bench_tenant()
     client = PacSpace(key, base_url=stack.base)
     sampler = RssSampler(stack)
     sampler.start()
 
     def verified() -> int:
-        request = urllib.request.Request(f"{stack.base}/dashboard/customers/summary",
-                                         headers={"Authorization": f"Bearer {jwt}"})
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return json.loads(response.read())["data"]["deltas"]["verified"]
+        return stack.verified(jwt)
 
     sent = 0
     accepted: list[tuple[float, int]] = []  # (when a batch was answered, deltas accepted so far)
@@ -288,6 +297,36 @@ def main() -> None:
           f"(RSS after restart {restart_rss / mb:.0f} MB); stop again {restart_stop:.2f} s")
     size = sum(f.stat().st_size for f in (home / "data").iterdir())
     print(f"  data on disk:                   {size / mb:.0f} MB in {home / 'data'}")
+
+    from bench.report import record
+
+    median = statistics.median
+    record("localstack", "deltas stored", stored, "")
+    record("localstack", "first start (demo data seeded)", first_start, "s")
+    for label, times in (("0", single_0), (f"{stored:,}", single_50k)):
+        record("localstack", f"single emit at {label} stored, p50", median(times) * 1000, "ms")
+        record("localstack", f"single emit at {label} stored, p95", pct(times, 0.95) * 1000, "ms")
+    record("localstack", "single emit p50 ratio", median(single_50k) / median(single_0), "x")
+    record("localstack", "batch of 100 at ~1,000 stored, median", median(batch_1k) * 1000, "ms")
+    record("localstack", f"batch of 100 at {stored:,} stored, median", median(batch_50k) * 1000, "ms")
+    record("localstack", "batch of 100 ratio", median(batch_50k) / median(batch_1k), "x", goal=("<=", 1.5))
+    record("localstack", "ingest", ingest_rate, "deltas/s")
+    record("localstack", "verifier, steady state", verify_steady, "deltas/s")
+    record("localstack", "ingest, steady state", ingest_steady, "deltas/s")
+    record("localstack", "verifier / ingest, steady state", verify_steady / ingest_steady, "x", goal=(">=", 1.0))
+    record("localstack", "verifier, end to end", verify_rate, "deltas/s")
+    record("localstack", "in flight when ingest ended", backlog_at_end, "deltas")
+    record("localstack", "all verified after ingest ended", drain_seconds, "s")
+    record("localstack", "peak RSS, whole stack", sampler.peak_total / mb, "MB", goal=("<=", 1536))
+    for prefix, label in (("supervisor", "supervisor"), ("emulator", "emulator"),
+                          ("jobs", "largest job environment"), ("environment", "largest API environment")):
+        peak = max((size for name, size in sampler.peaks.items() if name.startswith(prefix)), default=0)
+        record("localstack", f"peak RSS, {label}", peak / mb, "MB")
+    record("localstack", "stop (SIGTERM, all processes)", stop_seconds, "s")
+    record("localstack", "restart to the first answer", restart_seconds, "s")
+    record("localstack", "RSS after restart", restart_rss / mb, "MB")
+    record("localstack", "stop again", restart_stop, "s")
+    record("localstack", "data on disk", size / mb, "MB")
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.report import record  # noqa: E402
 from chalicelib.adapters.signing import Signer  # noqa: E402
 from chalicelib.domain.customers import Customer, CustomerSource  # noqa: E402
 from chalicelib.domain.deltas import CreditState, Delta, DeltaStatus  # noqa: E402
@@ -119,6 +120,10 @@ def export(count: int) -> None:
     tracemalloc.stop()
     print(f"activity export of {rows:,} deltas: {size / 1e6:.1f} MB file, {uow.deltas.pages} pages, {seconds:.1f} s; "
           f"peak traced Python memory {peak / 1e6:.1f} MB")
+    record("records", f"export of {rows:,} deltas: file", size / 1e6, "MB")
+    record("records", f"export of {rows:,} deltas: seconds", seconds, "s")
+    record("records", f"export of {rows:,} deltas: pages read", uow.deltas.pages, "pages")
+    record("records", f"export of {rows:,} deltas: peak traced memory", peak / 1e6, "MB")
 
 
 def checkpoint(count: int) -> None:
@@ -130,8 +135,11 @@ def checkpoint(count: int) -> None:
     began = time.perf_counter()
     made, _created = checkpoints.create(uow, scope, now=START, signer=Signer(b"\x01" * 32))
     pages = -(-count * ITEM_BYTES // 1_000_000)
-    print(f"checkpoint over {made.tree_size:,} deltas of one month: {time.perf_counter() - began:.1f} s in-process "
+    seconds = time.perf_counter() - began
+    print(f"checkpoint over {made.tree_size:,} deltas of one month: {seconds:.1f} s in-process "
           f"(+ {pages} DynamoDB query pages of 1 MB to read them, and one write)")
+    record("records", f"checkpoint over {made.tree_size:,} deltas", seconds, "s")
+    record("records", f"checkpoint over {made.tree_size:,} deltas: query pages", pages, "pages")
 
 
 def round_trips(sizes: tuple[int, ...] = (10, 10_000)) -> None:
@@ -194,6 +202,8 @@ def round_trips(sizes: tuple[int, ...] = (10, 10_000)) -> None:
     print("DynamoDB round trips per request at " + " vs ".join(f"{s:,}" for s in sizes) + " customers:")
     for name, counts in table.items():
         print(f"  {name:50s} " + " vs ".join(str(c) for c in counts))
+        for size, count in zip(sizes, counts, strict=True):
+            record("records", f"round trips, {name.strip()} at {size:,} customers", count, "calls")
 
 
 if __name__ == "__main__":

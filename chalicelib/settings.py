@@ -89,6 +89,17 @@ class Settings:
     stripe_overage_price_ids: dict[str, str] = field(default_factory=lambda: _default_prices("_overage"))
     stripe_meter_event_name: str = "tally_overage_deltas"
     billing_return_url: str = "http://127.0.0.1:8000/dashboard/billing/plan"
+    # AWS calls: botocore's standard retry mode (capped exponential backoff with full jitter: 1 s base for
+    # throttling, 25-50 ms for timeouts and 5xx) over this many attempts; what still fails answers 503 with
+    # Retry-After. Timeouts keep every attempt of a stuck call well inside API Gateway's 29 s. DynamoDB's are
+    # the shared connection's (adapters/dynamodb/connection.py: PynamoDB's Connection takes the timeouts and
+    # max_retry_attempts = attempts - 1); S3's and SQS's are their clients' (adapters/faults.client_config).
+    dynamodb_max_attempts: int = 4
+    dynamodb_connect_timeout_seconds: int = 1
+    dynamodb_read_timeout_seconds: int = 3
+    aws_max_attempts: int = 3
+    aws_connect_timeout_seconds: int = 2
+    aws_read_timeout_seconds: int = 10
     # The local stack's clock, ahead of the wall clock (`tally dev up --clock-offset-days`): grace periods and
     # month ends without waiting. Ignored outside the local stage.
     clock_offset_seconds: int = 0
@@ -138,6 +149,12 @@ def load_settings() -> Settings:
         stripe_price_ids=_mapping(env.get("TALLY_STRIPE_PRICE_IDS", ""), _default_prices("")),
         stripe_overage_price_ids=_mapping(env.get("TALLY_STRIPE_OVERAGE_PRICE_IDS", ""), _default_prices("_overage")),
         stripe_meter_event_name=env.get("TALLY_STRIPE_METER_EVENT", "tally_overage_deltas"),
+        dynamodb_max_attempts=_int("TALLY_DYNAMODB_MAX_ATTEMPTS", 4),
+        dynamodb_connect_timeout_seconds=_int("TALLY_DYNAMODB_CONNECT_TIMEOUT_SECONDS", 1),
+        dynamodb_read_timeout_seconds=_int("TALLY_DYNAMODB_READ_TIMEOUT_SECONDS", 3),
+        aws_max_attempts=_int("TALLY_AWS_MAX_ATTEMPTS", 3),
+        aws_connect_timeout_seconds=_int("TALLY_AWS_CONNECT_TIMEOUT_SECONDS", 2),
+        aws_read_timeout_seconds=_int("TALLY_AWS_READ_TIMEOUT_SECONDS", 10),
         clock_offset_seconds=_int("TALLY_CLOCK_OFFSET_SECONDS", 0) if env.get("TALLY_STAGE", "local") == "local"
         else 0,
         billing_return_url=env.get("TALLY_BILLING_RETURN_URL")

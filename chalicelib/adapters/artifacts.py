@@ -22,11 +22,12 @@ class S3Artifacts:
     def _s3(self) -> Any:
         if self._client is None:
             import boto3
-            from botocore.config import Config
+
+            from chalicelib.adapters.faults import client_config
 
             # SigV4 presigned URLs (SigV2 is refused by buckets in newer regions).
             self._client = boto3.client("s3", region_name=self._settings.region,
-                                        config=Config(signature_version="s3v4"))
+                                        config=client_config(self._settings, signature_version="s3v4"))
         return self._client
 
     def put(self, key: str, body: bytes | IO[bytes], *, content_type: str,
@@ -37,6 +38,9 @@ class S3Artifacts:
             self._s3().put_object(Bucket=self._settings.bucket, Key=key, Body=body, **extra)
         else:
             self._s3().upload_fileobj(body, self._settings.bucket, key, ExtraArgs=extra)
+
+    def delete(self, key: str) -> None:
+        self._s3().delete_object(Bucket=self._settings.bucket, Key=key)
 
     def get(self, key: str) -> StoredObject | None:
         s3 = self._s3()

@@ -22,7 +22,10 @@ class _SqsQueue:
         if self._client is None:
             import boto3
 
-            self._client = boto3.client("sqs", region_name=self._settings.region)
+            from chalicelib.adapters.faults import client_config
+
+            self._client = boto3.client("sqs", region_name=self._settings.region,
+                                        config=client_config(self._settings))
         if not self._url:
             self._url = self._client.get_queue_url(QueueName=self._settings.table_name(self._name))["QueueUrl"]
         return self._client, self._url
@@ -43,14 +46,14 @@ class SqsVerificationQueue(_SqsQueue):
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings, settings.verify_queue_url, "verify")
 
-    def enqueue(self, refs: list[tuple[str, str, str]]) -> None:
-        """Send ``(tenantId, environment, recordId)`` references, 100 per message."""
+    def enqueue(self, refs: list[tuple[Any, ...]]) -> None:
+        """Send ``(tenantId, environment, recordId[, seal candidate])`` references, 100 per message."""
         self.send([json.dumps({"records": refs[i : i + REFS_PER_MESSAGE]})
                    for i in range(0, len(refs), REFS_PER_MESSAGE)])
 
 
-def parse_message(body: str) -> list[tuple[str, str, str]]:
-    return [tuple(ref) for ref in json.loads(body).get("records", [])]  # type: ignore[misc]
+def parse_message(body: str) -> list[tuple[Any, ...]]:
+    return [tuple(ref) for ref in json.loads(body).get("records", [])]
 
 
 class SqsWebhookQueue(_SqsQueue):

@@ -194,16 +194,15 @@ class _Work:
         self.events: list[dict[str, Any]] = []
 
     def load(self, pk: str, sk: str | None = None) -> Any:
-        from chalicelib.adapters.dynamodb import keys
+        from chalicelib.adapters.dynamodb import keys, tables
         from chalicelib.adapters.dynamodb.models import LocalStripeObjectRecord
         from chalicelib.jsoncodec import dumps, loads
 
         key = (pk, sk or keys.LOCALSTRIPE_SK)
         if key in self._staged:
             return self._staged[key][2]
-        try:
-            record = LocalStripeObjectRecord.get(key[0], key[1], consistent_read=True)
-        except LocalStripeObjectRecord.DoesNotExist:
+        record = tables.get(LocalStripeObjectRecord, key[0], key[1])
+        if record is None:
             self._read.setdefault(key, None)
             return None
         raw = dumps(record.data)
@@ -245,7 +244,7 @@ class _Work:
         from pynamodb.exceptions import PutError, TransactWriteError
         from pynamodb.transactions import TransactWrite
 
-        from chalicelib.adapters.dynamodb import keys
+        from chalicelib.adapters.dynamodb import keys, tables
         from chalicelib.adapters.dynamodb.connection import shared_connection
         from chalicelib.adapters.dynamodb.models import LocalStripeObjectRecord as Record
         from chalicelib.jsoncodec import dumps
@@ -273,7 +272,7 @@ class _Work:
             return
         try:
             if len(writes) == 1:
-                writes[0][0].save(condition=writes[0][1])
+                tables.put(writes[0][0], writes[0][1])
             else:
                 with TransactWrite(connection=shared_connection()) as tx:
                     for record, condition in writes:
@@ -469,23 +468,21 @@ class LocalStripe:
     # --- reads for the pages and the CLI --------------------------------------------------------------
 
     def get_object(self, object_id: str) -> dict[str, Any] | None:
-        from chalicelib.adapters.dynamodb import keys
+        from chalicelib.adapters.dynamodb import keys, tables
         from chalicelib.adapters.dynamodb.models import LocalStripeObjectRecord
 
-        try:
-            return LocalStripeObjectRecord.get(keys.localstripe_pk(object_id), keys.LOCALSTRIPE_SK).data
-        except LocalStripeObjectRecord.DoesNotExist:
-            return None
+        record = tables.get(LocalStripeObjectRecord, keys.localstripe_pk(object_id), keys.LOCALSTRIPE_SK,
+                            consistent_read=False)
+        return record.data if record else None
 
     def tenant_state(self, tenant_id: str) -> dict[str, Any]:
         """``{customer, subscription, open_invoices, invoices}`` ids for a tenant (empty when unknown)."""
-        from chalicelib.adapters.dynamodb import keys
+        from chalicelib.adapters.dynamodb import keys, tables
         from chalicelib.adapters.dynamodb.models import LocalStripeObjectRecord
 
-        try:
-            return LocalStripeObjectRecord.get(keys.localstripe_tenant_pk(tenant_id), keys.LOCALSTRIPE_SK).data
-        except LocalStripeObjectRecord.DoesNotExist:
-            return _empty_state(tenant_id)
+        record = tables.get(LocalStripeObjectRecord, keys.localstripe_tenant_pk(tenant_id), keys.LOCALSTRIPE_SK,
+                            consistent_read=False)
+        return record.data if record else _empty_state(tenant_id)
 
     def checkout_page(self, session_id: str) -> dict[str, Any]:
         """What the hosted Checkout page shows (NotFoundError for an unknown session)."""
@@ -708,13 +705,13 @@ class LocalStripe:
 
     def deliver_pending(self, limit: int = DELIVERY_BATCH) -> list[SentEvent]:
         """Sends undelivered events, oldest first; stops early when the endpoint cannot be reached."""
-        from chalicelib.adapters.dynamodb import keys
+        from chalicelib.adapters.dynamodb import keys, tables
         from chalicelib.adapters.dynamodb.models import LocalStripeObjectRecord as Record
 
         if self._sink is None:
             return []
         sent: list[SentEvent] = []
-        for pending in Record.query(keys.LOCALSTRIPE_UNDELIVERED_PK, consistent_read=True, limit=limit):
+        for pending in tables.query(Record, keys.LOCALSTRIPE_UNDELIVERED_PK, consistent_read=True, limit=limit):
             result = self._attempt(pending)
             sent.append(result)
             if result.status == 0:
@@ -722,14 +719,13 @@ class LocalStripe:
         return sent
 
     def _attempt(self, pending: Any) -> SentEvent:
-        from chalicelib.adapters.dynamodb import keys
+        from chalicelib.adapters.dynamodb import keys, tables
         from chalicelib.adapters.dynamodb.models import LocalStripeObjectRecord as Record
         from chalicelib.jsoncodec import dumps
 
-        try:
-            record = Record.get(keys.localstripe_pk(pending.object_id), keys.LOCALSTRIPE_SK, consistent_read=True)
-        except Record.DoesNotExist:
-            pending.delete()
+        record = tables.get(Record, keys.localstripe_pk(pending.object_id), keys.LOCALSTRIPE_SK)
+        if record is None:
+            tables.delete(pending)
             return SentEvent(pending.object_id, pending.data.get("type", ""), 200)
         event = record.data["event"]
         payload = dumps(event).encode()
@@ -745,9 +741,9 @@ class LocalStripe:
             delivery["status"] = "failed"
         record.data = {"event": event, "delivery": delivery}
         record.updated_at = self.now()
-        record.save()
+        tables.put(record)
         if result.delivered:
-            pending.delete()
+            tables.delete(pending)
         return result
 
     # --- internals ------------------------------------------------------------------------------------------
@@ -947,10 +943,10 @@ class LocalStripe:
 
     def _metered(self, work: _Work, customer_id: str, start: int, end: int) -> int:
         """Overage deltas reported for ``customer_id`` with timestamps in [start, end)."""
-        from chalicelib.adapters.dynamodb import keys
+        from chalicelib.adapters.dynamodb import keys, tables
         from chalicelib.adapters.dynamodb.models import LocalStripeObjectRecord as Record
 
-        rows = Record.query(keys.localstripe_usage_pk(customer_id),
+        rows = tables.query(Record, keys.localstripe_usage_pk(customer_id),
                             Record.sk.between(keys.localstripe_usage_sk(start, ""),
                                               keys.localstripe_usage_sk(end - 1, "~")),
                             consistent_read=True)

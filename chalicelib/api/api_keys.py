@@ -5,17 +5,9 @@ from __future__ import annotations
 from chalice import Blueprint, Response
 
 from chalicelib.api.auth import request_environment
-from chalicelib.api.request import int_param, query_param
+from chalicelib.api.inputs import CURSOR, ENVIRONMENT_HEADER, page_size, path_param
 from chalicelib.api.responses import ok, page_body
-from chalicelib.api.routing import (
-    CURSOR,
-    ENVIRONMENT_HEADER,
-    Auth,
-    Ctx,
-    page_size,
-    path_param,
-    route,
-)
+from chalicelib.api.routing import Auth, Ctx, route
 from chalicelib.domain.access import ApiKey
 from chalicelib.domain.clock import iso_ms
 from chalicelib.domain.identity import Environment
@@ -49,16 +41,11 @@ def _with_secret(key: ApiKey, full_key: str) -> dict:
 @route(bp, "/dashboard/api-keys", "POST", auth=Auth.DASHBOARD, summary="Create an API key",
        tags=("API keys",), responses={201: "ApiKeyWithSecret"}, errors=(400, 403),
        request_body="CreateApiKeyRequest", params=(ENVIRONMENT_HEADER,))
-def create_api_key(ctx: Ctx) -> Response:
+def create_api_key(ctx: Ctx, body: dict) -> Response:
     """Owner/admin. `environment` in the body, else `X-Environment`, else production."""
-    body = ctx.body()
-    default = request_environment(ctx.request)
-    raw_env = body.get("environment")
-    if raw_env is not None and not isinstance(raw_env, str):
-        raw_env = repr(raw_env)
-    environment = Environment.parse(raw_env, default=default)
+    environment = Environment.parse(body.get("environment"), default=request_environment(ctx.request))
     key, full_key = key_service.create_api_key(
-        ctx.uow, ctx.principal, name=body.get("name"), environment=environment, now=ctx.now
+        ctx.uow, ctx.principal, name=body["name"], environment=environment, now=ctx.now
     )
     return ok(_with_secret(key, full_key), 201)
 
@@ -68,10 +55,9 @@ def create_api_key(ctx: Ctx) -> Response:
        params=(ENVIRONMENT_HEADER,
                page_size(25),
                CURSOR))
-def list_api_keys(ctx: Ctx) -> Response:
+def list_api_keys(ctx: Ctx, limit: int, cursor: str | None) -> Response:
     """Keys of the `X-Environment` scope, newest first; never the secret."""
-    limit = int_param(ctx.request, "limit", default=25, minimum=1, maximum=100)
-    page = key_service.list_api_keys(ctx.uow, ctx.principal, limit=limit, cursor=query_param(ctx.request, "cursor"))
+    page = key_service.list_api_keys(ctx.uow, ctx.principal, limit=limit, cursor=cursor)
     return ok(page_body([key_view(k) for k in page.items], limit=limit, page=page.extra["page"],
                         next_cursor=page.next_cursor, total=page.total))
 

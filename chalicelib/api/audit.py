@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from chalice import Blueprint, Response
 
-from chalicelib.api.request import int_param, query_param
+from chalicelib.api.inputs import CURSOR, page_size
 from chalicelib.api.responses import ok, page_body
-from chalicelib.api.routing import CURSOR, Auth, Ctx, page_size, route
+from chalicelib.api.routing import Auth, Ctx, route
 from chalicelib.domain.audit import AuditEntry
 from chalicelib.domain.clock import iso_ms
 from chalicelib.services.audit import list_audit_entries
@@ -30,9 +30,8 @@ def entry_view(entry: AuditEntry) -> dict:
        tags=("Audit",), responses={200: "AuditPage"}, errors=(400, 403),
        params=(page_size(25),
                CURSOR))
-def list_audit(ctx: Ctx) -> Response:
+def list_audit(ctx: Ctx, limit: int, cursor: str | None) -> Response:
     """Every state-changing action, newest first: actor, action, target, time."""
-    limit = int_param(ctx.request, "limit", default=25, minimum=1, maximum=100)
-    page = list_audit_entries(ctx.uow, ctx.principal, limit=limit, cursor=query_param(ctx.request, "cursor"))
+    page = list_audit_entries(ctx.uow, ctx.principal, limit=limit, cursor=cursor)
     return ok(page_body([entry_view(e) for e in page.items], limit=limit, page=page.extra["page"],
                         next_cursor=page.next_cursor, total=None))

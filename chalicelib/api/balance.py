@@ -7,22 +7,12 @@ import base64
 from chalice import Blueprint, Response
 
 from chalicelib import bootstrap
-from chalicelib.api.request import header, int_param, query_param
+from chalicelib.api.inputs import CURSOR, IDEMPOTENCY_HEADER, PAGE_NUMBER, page_size, path_param, query
 from chalicelib.api.responses import json_response, ok, page_body
-from chalicelib.api.routing import (
-    CURSOR,
-    IDEMPOTENCY_HEADER,
-    PAGE_NUMBER,
-    Auth,
-    Ctx,
-    page_size,
-    path_param,
-    query,
-    route,
-)
+from chalicelib.api.routing import Auth, Ctx, route
 from chalicelib.domain.clock import iso_ms
 from chalicelib.domain.customers import Customer
-from chalicelib.domain.deltas import MAX_BATCH, Delta, DeltaStatus, parse_delta
+from chalicelib.domain.deltas import Delta, DeltaStatus, parse_delta
 from chalicelib.domain.errors import ConflictError, NotFoundError, ValidationError
 from chalicelib.domain.fingerprints import delta_content
 from chalicelib.domain.identity import Environment
@@ -49,18 +39,14 @@ def customer_summary(customer: Customer) -> dict:
 
 @route(bp, "/api/v1/balance/customers", "GET", auth=Auth.API_KEY, summary="List customers",
        tags=("Balance API",), responses={200: "BalanceCustomerPage"}, errors=(400,),
-       params=(query("search", "Customer id prefix."),
+       params=(query("search", "Customer id prefix.", {"type": "string", "maxLength": 128}),
                page_size(25),
                PAGE_NUMBER,
                CURSOR))
-def list_customers(ctx: Ctx) -> Response:
+def list_customers(ctx: Ctx, search: str | None, limit: int, page: int, cursor: str | None) -> Response:
     """Compact customer list of the key's environment (SDK `balance.customers`)."""
-    limit = int_param(ctx.request, "limit", default=25, minimum=1, maximum=100)
-    page = customer_service.list_customers(
-        ctx.uow, ctx.principal, limit=limit, cursor=query_param(ctx.request, "cursor"),
-        search=query_param(ctx.request, "search"),
-        page=int_param(ctx.request, "page", default=1, minimum=1, maximum=1000),
-    )
+    page = customer_service.list_customers(ctx.uow, ctx.principal, limit=limit, cursor=cursor, search=search,
+                                           page=page)
     return ok(page_body([customer_summary(c) for c in page.items], limit=limit, page=page.extra["page"],
                         next_cursor=page.next_cursor, total=None))
 
@@ -76,7 +62,7 @@ def _respond(answer: Answer) -> Response:
     return json_response(answer.body, answer.status, headers)
 
 
-def _enqueue(refs: list[tuple[str, str, str]]) -> None:
+def _enqueue(refs: list[tuple]) -> None:
     """Hand accepted deltas to the verifier; if SQS is unreachable the sweep finds them (never lost)."""
     if not refs:
         return
@@ -90,11 +76,10 @@ def _enqueue(refs: list[tuple[str, str, str]]) -> None:
 @route(bp, "/api/v1/balance/delta", "POST", auth=Auth.API_KEY, summary="Submit a balance delta",
        tags=("Balance API",), responses={202: "AcceptedDelta"}, errors=(400, 402, 409),
        request_body="DeltaRequest", params=(IDEMPOTENCY_HEADER,))
-def submit_delta(ctx: Ctx) -> Response:
+def submit_delta(ctx: Ctx, body: dict, idempotency_key: str | None) -> Response:
     """Accepts one delta (SDK `balance.emit`): stored, sequenced, counted and — under credits billing —
     reserved, atomically. A repeated `referenceId` for the customer replays the first answer
     (`idempotent: true`). Free plan past 100 deltas this UTC month, or too few credits: 402."""
-    body = ctx.body()
     item = parse_delta(body)
 
     def run() -> Answer:
@@ -107,26 +92,25 @@ def submit_delta(ctx: Ctx) -> Response:
             data["idempotent"] = True
         return Answer(202, {"statusCode": 202, "success": True, "data": data})
 
-    return _respond(run_idempotent(ctx.uow, ctx.principal, key=header(ctx.request, "idempotency-key"),
-                                   scope=DELTA_SCOPE, request_hash=fingerprint(body), now=ctx.now, run=run))
+    return _respond(run_idempotent(ctx.uow, ctx.principal, key=idempotency_key, scope=DELTA_SCOPE,
+                                   request_hash=fingerprint(body), now=ctx.now, run=run))
 
 
 @route(bp, "/api/v1/balance/delta/batch", "POST", auth=Auth.API_KEY, summary="Submit up to 100 deltas",
        tags=("Balance API",), responses={202: "BatchResult"}, errors=(400, 402, 409),
        request_body="BatchRequest", params=(IDEMPOTENCY_HEADER,))
-def submit_batch(ctx: Ctx) -> Response:
+def submit_batch(ctx: Ctx, body: dict, idempotency_key: str | None) -> Response:
     """Answers per item (`results[{index, status, error?, idempotent?}]`); invalid items fail in place
     while the others are accepted. When nothing is accepted and the free cap or the credits refused
     items: 402, nothing stored, the key released (see `ingest.batch_refusal`). A few transactions, not
-    one per delta."""
-    body = ctx.body()
-    raw_items = body.get("deltas")
-    if not isinstance(raw_items, list) or not 1 <= len(raw_items) <= MAX_BATCH:
-        raise ValidationError(f"deltas must be an array of 1-{MAX_BATCH} deltas", field="deltas")
+    one per delta. Each item is checked against `DeltaRequest` on its own, so one bad item fails alone."""
+    from chalicelib.api.validator import check, component
+
     inputs: list = []
-    for index, raw in enumerate(raw_items):
+    for index, raw in enumerate(body["deltas"]):
+        where = f"deltas[{index}]"
         try:
-            inputs.append(parse_delta(raw, prefix=f"deltas[{index}]."))
+            inputs.append(parse_delta(check(component("DeltaRequest"), raw, where), prefix=f"{where}."))
         except ValidationError as exc:
             inputs.append(exc)
 
@@ -138,8 +122,8 @@ def submit_batch(ctx: Ctx) -> Response:
         data = {"totalQueued": queued, "totalFailed": len(outcomes) - queued, "results": results}
         return Answer(202, {"statusCode": 202, "success": True, "data": data})
 
-    return _respond(run_idempotent(ctx.uow, ctx.principal, key=header(ctx.request, "idempotency-key"),
-                                   scope=BATCH_SCOPE, request_hash=fingerprint(body), now=ctx.now, run=run))
+    return _respond(run_idempotent(ctx.uow, ctx.principal, key=idempotency_key, scope=BATCH_SCOPE,
+                                   request_hash=fingerprint(body), now=ctx.now, run=run))
 
 
 def delta_view(delta: Delta) -> dict:

@@ -8,9 +8,9 @@ from types import ModuleType
 from chalice import Blueprint, Response
 
 from chalicelib import bootstrap
-from chalicelib.api.request import query_param
+from chalicelib.api.inputs import PERIOD, query
 from chalicelib.api.responses import ok
-from chalicelib.api.routing import Auth, Ctx, query, route
+from chalicelib.api.routing import Auth, Ctx, route
 from chalicelib.domain.clock import iso_ms
 from chalicelib.services import usage as usage_service
 from chalicelib.settings import get_settings
@@ -46,12 +46,10 @@ def get_billing_plan(ctx: Ctx) -> Response:
 
 @route(bp, "/dashboard/billing/usage", "GET", auth=Auth.DASHBOARD, summary="Monthly usage and overage",
        tags=BILLING, responses={200: "BillingUsage"}, errors=(400,), billing=True,
-       params=(query("period", "YYYY-MM (UTC month); defaults to the current period.",
-                     {"type": "string", "pattern": "^[0-9]{4}-(0[1-9]|1[0-2])$"}),))
-def get_billing_usage(ctx: Ctx) -> Response:
+       params=(query("period", "YYYY-MM (UTC month); defaults to the current period.", PERIOD),))
+def get_billing_usage(ctx: Ctx, period: str | None) -> Response:
     """Accepted billable units of the period (both environments; terminal failures released)."""
-    figures = usage_service.usage_figures(ctx.uow, ctx.principal.tenant_id,
-                                          period=query_param(ctx.request, "period"), now=ctx.now)
+    figures = usage_service.usage_figures(ctx.uow, ctx.principal.tenant_id, period=period, now=ctx.now)
     return ok({
         "period": figures.counter.period,
         "consumedDeltas": figures.counter.consumed,
@@ -64,11 +62,11 @@ def get_billing_usage(ctx: Ctx) -> Response:
 @route(bp, "/dashboard/stripe/create-subscription-session", "POST", auth=Auth.DASHBOARD,
        summary="Start a subscription (Checkout URL)", tags=BILLING, responses={201: "RedirectUrl"},
        errors=(400, 401, 403, 409, 502, 503), request_body="TierRequest", billing=True)
-def create_subscription_session(ctx: Ctx) -> Response:
+def create_subscription_session(ctx: Ctx, body: dict) -> Response:
     """Owner/admin. Redirect the user to `url`; the plan is active as soon as Stripe reports the payment.
     409 `SUBSCRIPTION_EXISTS` when subscribed (use change-plan)."""
     session = _service().start_subscription(
-        ctx.uow, ctx.principal, tier=ctx.body().get("tier"), provider=bootstrap.billing_provider(),
+        ctx.uow, ctx.principal, tier=body["tier"], provider=bootstrap.billing_provider(),
         return_url=get_settings().billing_return_url, now=ctx.now)
     return ok({"url": session.url}, status=201)
 
@@ -76,10 +74,10 @@ def create_subscription_session(ctx: Ctx) -> Response:
 @route(bp, "/dashboard/stripe/change-plan", "POST", auth=Auth.DASHBOARD, summary="Change the subscription's tier",
        tags=BILLING, responses={200: "PlanChange"}, errors=(400, 401, 403, 409, 502, 503),
        request_body="TierRequest", billing=True)
-def change_plan(ctx: Ctx) -> Response:
+def change_plan(ctx: Ctx, body: dict) -> Response:
     """Owner/admin. Immediate, with proration; usage does not reset mid-cycle. 409 `NO_ACTIVE_SUBSCRIPTION`
     without a subscription (subscribe first)."""
-    subscription = _service().change_plan(ctx.uow, ctx.principal, tier=ctx.body().get("tier"),
+    subscription = _service().change_plan(ctx.uow, ctx.principal, tier=body["tier"],
                                                provider=bootstrap.billing_provider(), now=ctx.now)
     return ok({"subscriptionId": subscription.id, "status": subscription.status})
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from chalice import Blueprint, Response
 
-from chalicelib.api.request import int_param, query_param
+from chalicelib.api.inputs import CURSOR, PAGE_NUMBER, page_size
 from chalicelib.api.responses import ok, page_body
-from chalicelib.api.routing import Auth, Ctx, query, route
+from chalicelib.api.routing import Auth, Ctx, route
 from chalicelib.domain.clock import iso_ms
 from chalicelib.domain.credits import LedgerEntry
-from chalicelib.domain.errors import PermissionDeniedError, ValidationError
+from chalicelib.domain.errors import PermissionDeniedError
 from chalicelib.domain.identity import PLATFORM_TENANT_ID, Permission
 from chalicelib.services import credits as credit_service
 
@@ -38,32 +38,22 @@ def get_balances(ctx: Ctx) -> Response:
 
 @route(bp, "/dashboard/credit/entries", "GET", auth=Auth.DASHBOARD, summary="Credit ledger entries",
        tags=("Credits",), responses={200: "CreditEntryPage"}, errors=(400,), billing=True,
-       params=(query("page", "1-based page (default 1).", {"type": "integer", "minimum": 1, "maximum": 1000}),
-               query("limit", "Page size 1-100 (default 20).", {"type": "integer", "minimum": 1, "maximum": 100}),
-               query("cursor", "The nextCursor of the previous page (cheaper than page numbers).")))
-def list_entries(ctx: Ctx) -> Response:
+       params=(PAGE_NUMBER, page_size(20), CURSOR))
+def list_entries(ctx: Ctx, page: int, limit: int, cursor: str | None) -> Response:
     """Newest first: topup, reservation, settlement, release, refund; entries are immutable."""
-    limit = int_param(ctx.request, "limit", default=20, minimum=1, maximum=100)
-    page = credit_service.entries(ctx.uow, ctx.principal.tenant_id, limit=limit,
-                                  cursor=query_param(ctx.request, "cursor"),
-                                  page=int_param(ctx.request, "page", default=1, minimum=1, maximum=1000))
+    page = credit_service.entries(ctx.uow, ctx.principal.tenant_id, limit=limit, cursor=cursor, page=page)
     return ok(page_body([entry_view(e) for e in page.items], limit=limit, page=page.extra["page"],
                         next_cursor=page.next_cursor, total=page.total))
 
 
 @route(bp, "/dashboard/credit/topups", "POST", auth=Auth.DASHBOARD, summary="Top up a tenant's credits",
        tags=("Credits",), responses={201: "CreditTopup"}, errors=(400, 403, 404), request_body="TopupRequest")
-def create_topup(ctx: Ctx) -> Response:
+def create_topup(ctx: Ctx, body: dict) -> Response:
     """Platform admins only (owners/admins of the platform tenant `1`): credits a tenant's account."""
     ctx.principal.require(Permission.CREDITS_TOPUP)
     if ctx.principal.tenant_id != PLATFORM_TENANT_ID:
         raise PermissionDeniedError("Only platform administrators can top up credits.", code="FORBIDDEN")
-    body = ctx.body()
-    tenant_id, amount, description = body.get("tenantId"), body.get("amount"), body.get("description")
-    if not isinstance(tenant_id, str) or not tenant_id.isdigit():
-        raise ValidationError("tenantId must be a tenant id string", field="tenantId")
-    if description is not None and (not isinstance(description, str) or len(description) > 200):
-        raise ValidationError("description must be a string of at most 200 characters", field="description")
+    tenant_id, amount, description = body["tenantId"], body["amount"], body.get("description")
     account, entry = credit_service.topup(ctx.uow, tenant_id, amount, actor=ctx.principal.actor, now=ctx.now,
                                           description=description)
     return ok({"tenantId": tenant_id, "entry": entry_view(entry),

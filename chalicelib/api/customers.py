@@ -8,24 +8,25 @@ from typing import IO, TYPE_CHECKING, Any
 from chalice import Blueprint, Response
 
 from chalicelib import bootstrap
-from chalicelib.api.request import int_param, query_param
-from chalicelib.api.responses import file_response, ok, page_body
-from chalicelib.api.routing import (
+from chalicelib.api.inputs import (
     CURSOR,
     ENVIRONMENT_HEADER,
+    INSTANT,
     PAGE_NUMBER,
-    Auth,
-    Ctx,
+    PERIOD,
+    SCOPE_RULES,
+    ParamGroup,
+    customer_path,
     page_size,
     path_param,
     query,
-    route,
 )
+from chalicelib.api.responses import file_response, ok, page_body
+from chalicelib.api.routing import Auth, Ctx, route
 from chalicelib.domain import directory
 from chalicelib.domain.audit import AuditEntry
 from chalicelib.domain.clock import iso_ms, parse_iso, period_of
 from chalicelib.domain.customers import Customer, EventCadence, Policy, SharingState
-from chalicelib.domain.errors import ValidationError
 from chalicelib.domain.identity import Permission
 from chalicelib.domain.merkle import leaf_hash
 from chalicelib.lazy import lazy
@@ -34,6 +35,7 @@ from chalicelib.settings import get_settings
 
 if TYPE_CHECKING:
     from chalicelib.domain.checkpoints import Checkpoint
+    from chalicelib.domain.scopes import TimeScope
 
 bp = Blueprint(__name__)
 checkpoint_service = lazy("chalicelib.services.checkpoints")
@@ -49,12 +51,12 @@ def dashboard_customer_view(customer: Customer) -> dict[str, Any]:
 @route(bp, "/dashboard/customers", "POST", auth=Auth.DASHBOARD, summary="Create a manual customer",
        tags=("Customer records",), responses={201: "DashboardCustomer"}, errors=(400, 403, 409),
        request_body="CreateCustomerRequest", params=(ENVIRONMENT_HEADER,))
-def create_customer(ctx: Ctx) -> Response:
+def create_customer(ctx: Ctx, body: dict) -> Response:
     """Admins and managers, before integration events arrive (SDK `customers.create`). A generated
     `cust_…` id when `customerId` is omitted; a duplicate manual id is 409 `CUSTOMER_EXISTS`, an id
     already known from integration records is 409 `CUSTOMER_EXISTS_FROM_INTEGRATION` (not adopted).
     Writes a `customer.created` audit entry and sends the `customer.created` webhook."""
-    customer, outbox = customer_service.create_customer(ctx.uow, ctx.principal, ctx.body(), now=ctx.now)
+    customer, outbox = customer_service.create_customer(ctx.uow, ctx.principal, body, now=ctx.now)
     if outbox is not None:
         webhook_service.announce(bootstrap.webhook_queue(), [ctx.uow.webhooks.outbox_ref(outbox)])
     return ok(dashboard_customer_view(customer), 201)
@@ -62,9 +64,8 @@ def create_customer(ctx: Ctx) -> Response:
 
 # --- checkpoints -------------------------------------------------------------------------------------
 
-CUSTOMER_ID = path_param("customerId", "The customer id.")
-PERIOD = query("period", "UTC month `YYYY-MM` (default: the current month).", {"type": "string",
-                                                                               "pattern": "^[0-9]{4}-[0-9]{2}$"})
+CUSTOMER = customer_path()
+MONTH = query("period", "UTC month `YYYY-MM` (default: the current month).", PERIOD)
 
 
 def checkpoint_view(checkpoint: Checkpoint) -> dict[str, Any]:
@@ -91,19 +92,15 @@ def checkpoint_view(checkpoint: Checkpoint) -> dict[str, Any]:
 @route(bp, "/dashboard/customers/{customerId}/checkpoint", "POST", auth=Auth.DASHBOARD,
        summary="Create a customer checkpoint", tags=("Customer records",),
        responses={201: "CustomerCheckpoint", 200: "CustomerCheckpoint"}, errors=(400, 403, 404, 409),
-       request_body="CreateCheckpointRequest", params=(CUSTOMER_ID, ENVIRONMENT_HEADER))
-def create_checkpoint(ctx: Ctx, customerId: str) -> Response:
+       request_body="CreateCheckpointRequest", body_required=False, params=(CUSTOMER, ENVIRONMENT_HEADER))
+def create_checkpoint(ctx: Ctx, customerId: str, body: dict) -> Response:
     """Admins and managers. Signs a Merkle root over the customer's verified deltas of `period`, in sequence
     order, up to the first delta still awaiting verification (failed ones are skipped). A later checkpoint
     of the period extends the earlier one and carries a consistency proof from it. Nothing new since the
     latest checkpoint: that one is returned with 200 and `created: false`."""
     ctx.principal.require(Permission.CUSTOMERS_WRITE)
-    body = ctx.body(required=False)
-    period = body.get("period")
-    if period is not None and not isinstance(period, str):
-        raise ValidationError("period must be YYYY-MM", field="period")
     scope = checkpoint_service.scope_of(ctx.uow, ctx.principal.tenant_id, ctx.principal.environment, customerId,
-                                        period, now=ctx.now)
+                                        body.get("period"), now=ctx.now)
     checkpoint, created = checkpoint_service.create(ctx.uow, scope, now=ctx.now, signer=bootstrap.signer())
     return ok({**checkpoint_view(checkpoint), "created": created}, 201 if created else 200)
 
@@ -111,15 +108,12 @@ def create_checkpoint(ctx: Ctx, customerId: str) -> Response:
 @route(bp, "/dashboard/customers/{customerId}/checkpoints", "GET", auth=Auth.DASHBOARD,
        summary="List a customer's checkpoints", tags=("Customer records",),
        responses={200: "CustomerCheckpointPage"}, errors=(400, 404),
-       params=(CUSTOMER_ID, ENVIRONMENT_HEADER, PERIOD,
-               page_size(50),
-               CURSOR))
-def list_checkpoints(ctx: Ctx, customerId: str) -> Response:
+       params=(CUSTOMER, ENVIRONMENT_HEADER, MONTH, page_size(50), CURSOR))
+def list_checkpoints(ctx: Ctx, customerId: str, period: str | None, limit: int, cursor: str | None) -> Response:
     """Newest first; `period` narrows to one month (a key condition)."""
-    limit = int_param(ctx.request, "limit", default=50, minimum=1, maximum=100)
     page = checkpoint_service.list_checkpoints(
-        ctx.uow, ctx.principal.tenant_id, ctx.principal.environment, customerId,
-        period=query_param(ctx.request, "period"), limit=limit, cursor=query_param(ctx.request, "cursor"))
+        ctx.uow, ctx.principal.tenant_id, ctx.principal.environment, customerId, period=period, limit=limit,
+        cursor=cursor)
     return ok(page_body([checkpoint_view(c) for c in page.items], limit=limit, page=page.extra["page"],
                         next_cursor=page.next_cursor, total=None))
 
@@ -127,15 +121,13 @@ def list_checkpoints(ctx: Ctx, customerId: str) -> Response:
 @route(bp, "/dashboard/customers/{customerId}/checkpoint-fingerprints", "GET", auth=Auth.DASHBOARD,
        summary="Fingerprint candidates of the next checkpoint", tags=("Customer records",),
        responses={200: "CheckpointCandidates"}, errors=(400, 404),
-       params=(CUSTOMER_ID, ENVIRONMENT_HEADER, PERIOD,
-               query("limit", "Candidates listed, 1-1000 (default 100); `total` counts them all.",
-                     {"type": "integer", "minimum": 1, "maximum": 1000})))
-def checkpoint_fingerprints(ctx: Ctx, customerId: str) -> Response:
+       params=(CUSTOMER, ENVIRONMENT_HEADER, MONTH,
+               page_size(100, 1000, what="Candidates listed (`total` counts them all)")))
+def checkpoint_fingerprints(ctx: Ctx, customerId: str, period: str | None, limit: int) -> Response:
     """Verified deltas of the period not yet under a checkpoint, in sequence order, with their fingerprints
     (`contentHash`) and leaf hashes (`proofHash`): exactly what the next checkpoint would add."""
-    limit = int_param(ctx.request, "limit", default=100, minimum=1, maximum=1000)
     scope = checkpoint_service.scope_of(ctx.uow, ctx.principal.tenant_id, ctx.principal.environment, customerId,
-                                        query_param(ctx.request, "period"), now=ctx.now)
+                                        period, now=ctx.now)
     candidates, latest, covered = checkpoint_service.fingerprint_candidates(ctx.uow, scope)
     return ok({
         "customerId": customerId,
@@ -156,22 +148,18 @@ def checkpoint_fingerprints(ctx: Ctx, customerId: str) -> Response:
 @route(bp, "/dashboard/customers/{customerId}/verification-package", "POST", auth=Auth.DASHBOARD,
        summary="Create a shareable verification package", tags=("Customer records",),
        responses={201: "VerificationPackageLink"}, errors=(400, 403, 404, 409),
-       request_body="CreatePackageRequest", params=(CUSTOMER_ID, ENVIRONMENT_HEADER))
-def create_verification_package(ctx: Ctx, customerId: str) -> Response:
+       request_body="CreatePackageRequest", body_required=False, params=(CUSTOMER, ENVIRONMENT_HEADER))
+def create_verification_package(ctx: Ctx, customerId: str, body: dict) -> Response:
     """Admins and managers. A random sample of `sampleSize` (1-100, default 10) of the period's checkpointed
     deltas, each with its exact content and inclusion proof, plus the signed checkpoint (made now if the
     period has none or it is behind) and the public key. Shared by an unguessable link that needs no login
     and expires after `expiresInDays` (1-90, default 7); the link is shown only here. The file passes
     `tally verify`."""
     ctx.principal.require(Permission.CUSTOMERS_WRITE)
-    body = ctx.body(required=False)
-    period = body.get("period")
-    if period is not None and not isinstance(period, str):
-        raise ValidationError("period must be YYYY-MM", field="period")
     sample_size = package_service.check_sample_size(body.get("sampleSize"))
     ttl = package_service.check_ttl_days(body.get("expiresInDays"))
     scope = checkpoint_service.scope_of(ctx.uow, ctx.principal.tenant_id, ctx.principal.environment, customerId,
-                                        period, now=ctx.now)
+                                        body.get("period"), now=ctx.now)
     shared = package_service.create(ctx.uow, scope, sample_size=sample_size, ttl=ttl, now=ctx.now,
                                     signer=bootstrap.signer(), store=bootstrap.artifacts(), actor=ctx.principal.actor)
     url = f"{get_settings().public_base_url}/api/v1/verification-packages/{shared.token}"
@@ -204,10 +192,10 @@ def open_verification_package(ctx: Ctx, token: str) -> Response:
                "data": {"$ref": "#/components/schemas/Receipt"}}},
            "application/pdf": {"type": "string", "format": "binary"}}}, 303: "FileLink"},
        errors=(400, 404),
-       params=(CUSTOMER_ID, ENVIRONMENT_HEADER, PERIOD,
+       params=(CUSTOMER, ENVIRONMENT_HEADER, MONTH,
                query("format", "`json` (default) or `pdf`: a one-page printable receipt, as an attachment.",
-                     {"type": "string", "enum": ["json", "pdf"]})))
-def get_customer_receipt(ctx: Ctx, customerId: str) -> Response:
+                     {"type": "string", "enum": ["json", "pdf"]}, default="json", arg="fmt")))
+def get_customer_receipt(ctx: Ctx, customerId: str, period: str | None, fmt: str) -> Response:
     """The signed summary of one UTC month (default: the current one): starting and final balance, net
     change, counts, the latest checkpoint; check the signature against `verificationKeysUrl`. `format=pdf`
     answers the same receipt as a one-page PDF to file or send (`receipt-{customerId}-{period}.pdf`); the
@@ -217,11 +205,7 @@ def get_customer_receipt(ctx: Ctx, customerId: str) -> Response:
     from chalicelib.api.balance_records import build_receipt, receipt_view
     from chalicelib.domain.scopes import parse_scope
 
-    fmt = query_param(ctx.request, "format") or "json"
-    if fmt not in ("json", "pdf"):
-        raise ValidationError("format must be json or pdf", field="format")
-    scope = parse_scope(period=query_param(ctx.request, "period"), now=ctx.now) \
-        or parse_scope(time_preset="current_month", now=ctx.now)
+    scope = parse_scope(period=period, now=ctx.now) or parse_scope(time_preset="current_month", now=ctx.now)
     view = receipt_view(build_receipt(ctx, customerId, scope))
     if fmt == "pdf":
         from chalicelib.services.receipt_pdf import render_receipt_pdf
@@ -274,10 +258,11 @@ def _large_file(ctx: Ctx, body: bytes | IO[bytes], media: str, filename: str, si
        responses={200: {"media": {"text/csv": {"type": "string"},
                                   "application/json": {"$ref": "#/components/schemas/CheckpointExport"}}},
                   303: "FileLink"},
-       errors=(400,), params=(ENVIRONMENT_HEADER, PERIOD,
+       errors=(400,), params=(ENVIRONMENT_HEADER, MONTH,
                               query("format", "`csv` (default) or `json`.", {"type": "string",
-                                                                              "enum": ["csv", "json"]})))
-def export_batch_checkpoints(ctx: Ctx) -> Response:
+                                                                              "enum": ["csv", "json"]},
+                                    default="csv", arg="fmt")))
+def export_batch_checkpoints(ctx: Ctx, period: str | None, fmt: str) -> Response:
     """Every customer's checkpoints of one UTC month (default: the current one), by customer and sequence,
     from the checkpoint-period index a page at a time. Files over 4 MB are written to S3 and answered with
     303 and a presigned URL (valid one hour)."""
@@ -285,14 +270,7 @@ def export_batch_checkpoints(ctx: Ctx) -> Response:
     import io
     import json
 
-    from chalicelib.domain.scopes import parse_scope
-
-    fmt = query_param(ctx.request, "format") or "csv"
-    if fmt not in ("csv", "json"):
-        raise ValidationError("format must be csv or json", field="format")
-    scope = parse_scope(period=query_param(ctx.request, "period"), now=ctx.now) \
-        or parse_scope(time_preset="current_month", now=ctx.now)
-    period = scope.period
+    period = period or period_of(ctx.now)
     rows: list[dict[str, Any]] = []
     cursor = None
     while True:
@@ -321,27 +299,37 @@ def export_batch_checkpoints(ctx: Ctx) -> Response:
 ACTIVITY_COLUMNS = ("sequenceNumber", "recordId", "receiptId", "createdAt", "delta", "reason", "referenceId",
                     "status", "contentHash", "proofHash", "batchId", "proofRoot", "leafIndex", "verifiedAt", "error")
 STATUSES = ("QUEUED", "PROCESSING", "VERIFIED", "FAILED")
+#: A delta status, in either case (seed 001 writes `status=verified`).
+STATUS = {"type": "string", "enum": [*STATUSES, *(s.lower() for s in STATUSES)]}
+#: Deltas accepted in ``[startDate, endDate)``: both or neither (400 ``INVALID_SCOPE_COMBINATION``).
+ACCEPTED_WINDOW = ParamGroup(
+    "window", "Acceptance time window: `startDate` and `endDate` together.",
+    (query("startDate", "Accepted at or after. " + INSTANT["description"], INSTANT),
+     query("endDate", "Accepted before. " + INSTANT["description"], INSTANT)),
+    {"dependentSchemas": {name: SCOPE_RULES["dependentSchemas"][name] for name in ("startDate", "endDate")}})
+
+
+def _window(ctx: Ctx, start: str | None, end: str | None) -> TimeScope | None:
+    """The acceptance window, when one is given (the declaration already paired the dates)."""
+    from chalicelib.domain.scopes import parse_scope
+
+    return parse_scope(start_date=start, end_date=end, now=ctx.now) if start else None
 
 
 @route(bp, "/dashboard/customers/{customerId}/export", "GET", auth=Auth.DASHBOARD,
        summary="Export customer activity (CSV)", tags=("Customer records",),
        responses={200: {"media": {"text/csv": {"type": "string"}}}, 303: "FileLink"}, errors=(400, 404),
-       params=(CUSTOMER_ID, ENVIRONMENT_HEADER,
-               query("status", "Only deltas in this status (any case).", {"type": "string"}),
-               query("startDate", "Accepted at or after (ISO 8601)."),
-               query("endDate", "Accepted before (ISO 8601).")))
-def export_customer_activity(ctx: Ctx, customerId: str) -> Response:
+       params=(CUSTOMER, ENVIRONMENT_HEADER,
+               query("status", "Only deltas in this status (upper or lower case).", STATUS),
+               ACCEPTED_WINDOW))
+def export_customer_activity(ctx: Ctx, customerId: str, status: str | None, startDate: str | None,
+                             endDate: str | None) -> Response:
     """One row per delta in sequence order, with status, fingerprint (`contentHash`) and proof references.
     Rows are read 1,000 at a time and spooled (memory stays bounded); a file over 4 MB goes to S3 and is
     answered with 303 and a presigned URL (valid one hour)."""
-    from chalicelib.domain.scopes import parse_scope
     from chalicelib.services import exports
 
-    status = query_param(ctx.request, "status")
-    if status is not None and status.upper() not in STATUSES:
-        raise ValidationError(f"status must be one of {', '.join(STATUSES)}", field="status")
-    start, end = query_param(ctx.request, "startDate"), query_param(ctx.request, "endDate")
-    scope = parse_scope(start_date=start, end_date=end, now=ctx.now) if (start or end) else None
+    scope = _window(ctx, startDate, endDate)
     customer = customer_service.get_customer(ctx.uow, ctx.principal.tenant_id, ctx.principal.environment,
                                              customerId)
     with exports.customer_activity_csv(ctx.uow, customer, status=status.upper() if status else None,
@@ -356,7 +344,7 @@ def export_customer_activity(ctx: Ctx, customerId: str) -> Response:
        summary="Export close packages as one zip", tags=("Customer records",),
        responses={200: {"media": {"application/zip": {"type": "string", "format": "binary"}}}, 303: "FileLink"},
        errors=(400, 403, 404, 409), request_body="ClosePackageExportRequest", params=(ENVIRONMENT_HEADER,))
-def export_close_packages(ctx: Ctx) -> Response:
+def export_close_packages(ctx: Ctx, body: dict) -> Response:
     """Admins and managers. One folder per customer (1-100 distinct `customerIds`) with the month's signed
     receipt (`receipt.json`, `receipt.pdf`), its checkpoints (`checkpoints.json`), its activity
     (`activity.csv`) and a verification package that passes `tally verify` (`verification-package.json`,
@@ -369,8 +357,7 @@ def export_close_packages(ctx: Ctx) -> Response:
     from chalicelib.api.balance_records import receipt_view
 
     ctx.principal.require(Permission.CUSTOMERS_WRITE)
-    body = ctx.body()
-    request = close_package_service.check_request(body.get("customerIds"), body.get("period"), now=ctx.now)
+    request = close_package_service.check_request(body["customerIds"], body["period"], now=ctx.now)
     principal = ctx.principal
     views = close_package_service.Views(receipt=receipt_view, checkpoint=checkpoint_view,
                                         activity_columns=ACTIVITY_COLUMNS)
@@ -391,8 +378,32 @@ def export_close_packages(ctx: Ctx) -> Response:
     return file_response(inline, close_package_service.MEDIA, archive.filename)
 
 
-def _enum_query(name: str, kind: Any, description: str) -> dict[str, Any]:
-    return query(name, description, {"type": "string", "enum": [str(v) for v in kind]})
+def _enum_query(name: str, kind: Any, description: str) -> Any:
+    return query(name, description, {"type": "string", "enum": [str(v) for v in kind]}, arg=None)
+
+
+FILTERS = ("sharingState", "health", "policy", "eventCadence", "cycleCloseWindow")
+#: The directory filters and the page they allow: a filtered page may come back short, so after the first one
+#: clients follow ``nextCursor``, never a page number (the service reads at most 1,000 customers a request).
+DIRECTORY_PAGE = ParamGroup(
+    "directoryPage", "Directory filters and paging: with a filter, `page` > 1 needs `cursor`.",
+    (_enum_query("sharingState", SharingState, "Sharing state hint: INHERIT (the tenant's default), SHARED or "
+                 "PRIVATE."),
+     _enum_query("health", directory.Health, "Record freshness against the event cadence: HEALTHY (within the "
+                 "expected interval), LATE (within twice it), STALE, NO_ACTIVITY, UNMONITORED (no cadence)."),
+     _enum_query("policy", Policy, "Metering policy: TWO_TIER (allotment then overage), GATED (stops when "
+                 "prepaid units run out), OPEN (unmetered)."),
+     _enum_query("eventCadence", EventCadence, "Expected delta cadence: PER_EVENT and HOURLY (an hour), DAILY, "
+                 "WEEKLY, MONTHLY (31 days)."),
+     _enum_query("cycleCloseWindow", directory.CycleCloseWindow, "`7d`, `14d`, `30d`: this UTC month has deltas "
+                 "no checkpoint covers yet and closes within that many days; `IDLE`: no delta this month."),
+     PAGE_NUMBER, CURSOR),
+    {"if": {"anyOf": [{"required": [name]} for name in FILTERS], "required": ["page"],
+            "properties": {"page": {"minimum": 2}},
+            "not": {"required": ["cursor"], "properties": {"cursor": {"minLength": 1}}}},
+     "then": False, "x-error": "With filters, pages may come back short: follow nextCursor instead of page numbers",
+     "x-error-field": "page"},
+    arg="listing")
 
 
 def listed_customer_view(customer: Customer) -> dict[str, Any]:
@@ -436,26 +447,16 @@ def directory_view(customer: Customer, now: Any) -> dict[str, Any]:
        params=(ENVIRONMENT_HEADER,
                query("include", "`directory` for the enriched directory records.",
                      {"type": "string", "enum": ["directory"]}),
-               query("search", "Prefix of what the page is sorted by: the id, or the display name (any case)."),
+               query("search", "Prefix of what the page is sorted by: the id, or the display name (any case).",
+                     {"type": "string", "maxLength": 128}),
                query("sortBy", "`customerId` (default) or `displayName` (default with `include=directory`).",
                      {"type": "string", "enum": ["customerId", "displayName"]}),
-               query("sortOrder", "`asc` (default) or `desc`.", {"type": "string", "enum": ["asc", "desc"]}),
-               _enum_query("sharingState", SharingState, "Sharing state hint: INHERIT (the tenant's default), "
-                           "SHARED or PRIVATE."),
-               _enum_query("health", directory.Health, "Record freshness against the event cadence: HEALTHY "
-                           "(within the expected interval), LATE (within twice it), STALE, NO_ACTIVITY, "
-                           "UNMONITORED (no cadence)."),
-               _enum_query("policy", Policy, "Metering policy: TWO_TIER (allotment then overage), GATED (stops "
-                           "when prepaid units run out), OPEN (unmetered)."),
-               _enum_query("eventCadence", EventCadence, "Expected delta cadence: PER_EVENT and HOURLY (an hour), "
-                           "DAILY, WEEKLY, MONTHLY (31 days)."),
-               _enum_query("cycleCloseWindow", directory.CycleCloseWindow, "`7d`, `14d`, `30d`: this UTC month "
-                           "has deltas no checkpoint covers yet and closes within that many days; `IDLE`: no "
-                           "delta this month."),
+               query("sortOrder", "`asc` (default) or `desc`.", {"type": "string", "enum": ["asc", "desc"]},
+                     default="asc"),
                page_size(25),
-               PAGE_NUMBER,
-               CURSOR))
-def list_dashboard_customers(ctx: Ctx) -> Response:
+               DIRECTORY_PAGE))
+def list_dashboard_customers(ctx: Ctx, include: str | None, search: str | None, sortBy: str | None, sortOrder: str,
+                             limit: int, listing: dict) -> Response:
     """Customers of the `X-Environment` scope with their running balance and delta count (counters kept by
     every accepted delta). `include=directory` adds display name, source, sharing state, event cadence,
     cycle summary, verification state, next close date, record freshness and at-a-glance counts, and
@@ -466,22 +467,11 @@ def list_dashboard_customers(ctx: Ctx) -> Response:
     customers per request: when that runs out first, the page comes back short (possibly empty) with a
     `nextCursor` that resumes after the last customer examined. Filtered pages follow `nextCursor` only
     (`page` > 1 with a filter is 400)."""
-    request = ctx.request
-    include = query_param(request, "include")
-    if include not in (None, "directory"):
-        raise ValidationError("include must be directory", field="include")
-    order = query_param(request, "sortOrder") or "asc"
-    if order not in ("asc", "desc"):
-        raise ValidationError("sortOrder must be asc or desc", field="sortOrder")
-    filters = directory.parse_filter({name: query_param(request, name) for name in
-                                      ("sharingState", "health", "policy", "eventCadence", "cycleCloseWindow")})
-    limit = int_param(request, "limit", default=25, minimum=1, maximum=100)
+    filters = directory.parse_filter({name: listing.get(name) for name in FILTERS})
     page = customer_service.list_customers(
-        ctx.uow, ctx.principal, limit=limit, cursor=query_param(request, "cursor"),
-        search=query_param(request, "search"),
-        page=int_param(request, "page", default=1, minimum=1, maximum=1000),
-        sort_by=query_param(request, "sortBy") or ("displayName" if include else "customerId"),
-        descending=order == "desc", filters=filters, now=ctx.now,
+        ctx.uow, ctx.principal, limit=limit, cursor=listing.get("cursor"), search=search,
+        page=listing.get("page", 1), sort_by=sortBy or ("displayName" if include else "customerId"),
+        descending=sortOrder == "desc", filters=filters, now=ctx.now,
     )
     items = [directory_view(c, ctx.now) if include else listed_customer_view(c) for c in page.items]
     return ok(page_body(items, limit=limit, page=page.extra["page"], next_cursor=page.next_cursor, total=None))
@@ -516,45 +506,33 @@ DETAIL_SORTS = ("sequenceNumber", "createdAt", "delta")
 
 @route(bp, "/dashboard/customers/{customerId}", "GET", auth=Auth.DASHBOARD, summary="Customer detail and activity",
        tags=("Customer records",), responses={200: "DashboardCustomerDetail"}, errors=(400, 404),
-       params=(CUSTOMER_ID, ENVIRONMENT_HEADER,
-               query("deltaPage", "1-based page of activity (default 1).", {"type": "integer", "minimum": 1}),
-               query("deltaLimit", "Deltas per page, 1-100 (default 20).",
-                     {"type": "integer", "minimum": 1, "maximum": 100}),
-               query("status", "queued, processing, verified or failed (any case)."),
-               query("reason", "Exact reason."),
-               query("startDate", "Accepted at or after (ISO 8601)."),
-               query("endDate", "Accepted before (ISO 8601)."),
-               query("search", "Record id, receipt id or reference id prefix."),
+       params=(CUSTOMER, ENVIRONMENT_HEADER,
+               query("deltaPage", "1-based page of activity (1-1,000,000, default 1).",
+                     {"type": "integer", "minimum": 1, "maximum": 10**6}, default=1),
+               page_size(20, what="Deltas per page", name="deltaLimit"),
+               query("status", "queued, processing, verified or failed (upper or lower case).", STATUS),
+               query("reason", "Exact reason.", {"type": "string", "maxLength": 500}),
+               ACCEPTED_WINDOW,
+               query("search", "Record id, receipt id or reference id prefix.", {"type": "string", "maxLength": 256}),
                query("sortBy", "sequenceNumber (default), createdAt or delta.",
-                     {"type": "string", "enum": list(DETAIL_SORTS)}),
-               query("sortOrder", "desc (default) or asc.", {"type": "string", "enum": ["asc", "desc"]})))
-def get_dashboard_customer(ctx: Ctx, customerId: str) -> Response:
+                     {"type": "string", "enum": list(DETAIL_SORTS)}, default="sequenceNumber"),
+               query("sortOrder", "desc (default) or asc.", {"type": "string", "enum": ["asc", "desc"]},
+                     default="desc")))
+def get_dashboard_customer(ctx: Ctx, customerId: str, deltaPage: int, deltaLimit: int, status: str | None,
+                           reason: str | None, startDate: str | None, endDate: str | None, search: str | None,
+                           sortBy: str, sortOrder: str) -> Response:
     """The customer's record, counters, latest checkpoint of this month, and a page of its activity.
     Unfiltered and by sequence, a page is one key-range query; with filters or another sort, the
     customer's deltas are read page by page (at most 50,000, else 400 `SCOPE_TOO_WIDE`) and filtered."""
     from chalicelib.api.balance import delta_view
-    from chalicelib.domain.clock import period_of
-    from chalicelib.domain.scopes import parse_scope
 
-    page = int_param(ctx.request, "deltaPage", default=1, minimum=1, maximum=10**6)
-    limit = int_param(ctx.request, "deltaLimit", default=20, minimum=1, maximum=100)
-    status = query_param(ctx.request, "status")
-    if status is not None and status.upper() not in STATUSES:
-        raise ValidationError(f"status must be one of {', '.join(s.lower() for s in STATUSES)}", field="status")
-    sort_by = query_param(ctx.request, "sortBy") or "sequenceNumber"
-    if sort_by not in DETAIL_SORTS:
-        raise ValidationError(f"sortBy must be one of {', '.join(DETAIL_SORTS)}", field="sortBy")
-    order = query_param(ctx.request, "sortOrder") or "desc"
-    if order not in ("asc", "desc"):
-        raise ValidationError("sortOrder must be asc or desc", field="sortOrder")
-    start, end = query_param(ctx.request, "startDate"), query_param(ctx.request, "endDate")
-    window = parse_scope(start_date=start, end_date=end, now=ctx.now) if (start or end) else None
+    page, limit = deltaPage, deltaLimit
+    window = _window(ctx, startDate, endDate)
     customer = customer_service.get_customer(ctx.uow, ctx.principal.tenant_id, ctx.principal.environment,
                                              customerId)
     activity = customer_service.activity_page(
-        ctx.uow, customer, page=page, limit=limit, status=status.upper() if status else None,
-        reason=query_param(ctx.request, "reason"), window=window, search=query_param(ctx.request, "search"),
-        sort_by=sort_by, descending=order == "desc")
+        ctx.uow, customer, page=page, limit=limit, status=status.upper() if status else None, reason=reason,
+        window=window, search=search, sort_by=sortBy, descending=sortOrder == "desc")
     latest = ctx.uow.checkpoints.latest(customer.tenant_id, customer.environment, customer.customer_id,
                                         period_of(ctx.now))
     return ok({

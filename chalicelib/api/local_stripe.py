@@ -14,7 +14,8 @@ from chalice import Blueprint, Response
 
 from chalicelib import bootstrap
 from chalicelib.api.auth import check_same_origin
-from chalicelib.api.routing import Auth, Ctx, path_param, route
+from chalicelib.api.inputs import path_param
+from chalicelib.api.routing import Auth, Ctx, route
 from chalicelib.domain.errors import BillingProviderError, ConflictError, NotFoundError
 
 bp = Blueprint(__name__)
@@ -22,7 +23,8 @@ TAGS = ("Local Stripe stand-in",)
 HTML = {"media": {"text/html": {"type": "string"}}}
 CHECKOUT = path_param("session", "The Checkout session id (cs_…) from the URL the dashboard returned.")
 PORTAL = path_param("session", "The Customer Portal session id (bps_…) from the URL the dashboard returned.")
-TIER = path_param("tier", "One of pilot, starter, growth, scale.")
+TIER = path_param("tier", "One of pilot, starter, growth, scale.",
+                  {"type": "string", "enum": ["pilot", "starter", "growth", "scale"]})
 
 
 def _pages() -> Any:
@@ -30,6 +32,11 @@ def _pages() -> Any:
     from chalicelib.api import local_stripe_html
 
     return local_stripe_html
+
+
+def _available(ctx: Ctx) -> None:
+    """Route guard: 404 before any input is looked at where the stand-in is off (nothing is revealed)."""
+    _stand_in()
 
 
 def _stand_in() -> Any:
@@ -46,7 +53,7 @@ def _stand_in() -> Any:
 
 
 @route(bp, "/local-stripe/checkout/{session}", "GET", auth=Auth.NONE, summary="Local Checkout page",
-       tags=TAGS, responses={200: HTML}, params=(CHECKOUT,), errors=(404,))
+       tags=TAGS, responses={200: HTML}, params=(CHECKOUT,), errors=(404,), guard=_available)
 def local_checkout_page(ctx: Ctx, session: str) -> Response:
     """The stand-in's Checkout page (HTML): the plan, its price and a Pay button. Only without a Stripe key."""
     stand_in = _stand_in()
@@ -54,7 +61,7 @@ def local_checkout_page(ctx: Ctx, session: str) -> Response:
 
 
 @route(bp, "/local-stripe/checkout/{session}/complete", "POST", auth=Auth.NONE, summary="Pay on the local Checkout",
-       tags=TAGS, responses={200: HTML, 409: HTML}, params=(CHECKOUT,), errors=(403, 404))
+       tags=TAGS, responses={200: HTML, 409: HTML}, params=(CHECKOUT,), errors=(403, 404), guard=_available)
 def local_checkout_complete(ctx: Ctx, session: str) -> Response:
     """Completes the Checkout session as a successful payment (the Pay button's form post): the subscription
     starts and `checkout.session.completed`, `customer.subscription.created` and `invoice.paid` are sent
@@ -69,7 +76,7 @@ def local_checkout_complete(ctx: Ctx, session: str) -> Response:
 
 
 @route(bp, "/local-stripe/portal/{session}", "GET", auth=Auth.NONE, summary="Local Customer Portal page",
-       tags=TAGS, responses={200: HTML}, params=(PORTAL,), errors=(404,))
+       tags=TAGS, responses={200: HTML}, params=(PORTAL,), errors=(404,), guard=_available)
 def local_portal_page(ctx: Ctx, session: str) -> Response:
     """The stand-in's Customer Portal (HTML): current plan and period end, plan changes, cancellation at
     period end, paying an open invoice, and the way back to Tally. Only without a Stripe key."""
@@ -77,12 +84,8 @@ def local_portal_page(ctx: Ctx, session: str) -> Response:
     return _pages().portal(stand_in.portal_page(session), base=f"/local-stripe/portal/{session}")
 
 
-def _portal_action(ctx: Ctx, session: str, act: Any, check: Any = None) -> Response:
-    """``check`` validates the request once the stand-in is known to be on (404 first: where it is off,
-    nothing about the route is revealed)."""
+def _portal_action(ctx: Ctx, session: str, act: Any) -> Response:
     stand_in = _stand_in()
-    if check is not None:
-        check()
     check_same_origin(ctx.request)
     base = f"/local-stripe/portal/{session}"
     try:
@@ -94,19 +97,16 @@ def _portal_action(ctx: Ctx, session: str, act: Any, check: Any = None) -> Respo
 
 @route(bp, "/local-stripe/portal/{session}/plan/{tier}", "POST", auth=Auth.NONE,
        summary="Change plan on the local Customer Portal", tags=TAGS, responses={200: HTML, 409: HTML},
-       params=(PORTAL, TIER), errors=(400, 403, 404))
+       params=(PORTAL, TIER), errors=(400, 403, 404), guard=_available)
 def local_portal_change_plan(ctx: Ctx, session: str, tier: str) -> Response:
     """Switches the subscription to `tier` at once, invoicing the prorated difference
     (`customer.subscription.updated`, `invoice.paid`). Same-origin posts only."""
-    from chalicelib.domain.subscriptions import check_tier
-
-    return _portal_action(ctx, session, lambda stand_in: stand_in.portal_change_plan(session, tier),
-                          check=lambda: check_tier(tier))
+    return _portal_action(ctx, session, lambda stand_in: stand_in.portal_change_plan(session, tier))
 
 
 @route(bp, "/local-stripe/portal/{session}/cancel", "POST", auth=Auth.NONE,
        summary="Cancel at period end on the local Customer Portal", tags=TAGS, responses={200: HTML, 409: HTML},
-       params=(PORTAL,), errors=(403, 404))
+       params=(PORTAL,), errors=(403, 404), guard=_available)
 def local_portal_cancel(ctx: Ctx, session: str) -> Response:
     """Schedules the subscription's cancellation at the end of its period (`customer.subscription.updated`).
     Same-origin posts only."""
@@ -115,7 +115,7 @@ def local_portal_cancel(ctx: Ctx, session: str) -> Response:
 
 @route(bp, "/local-stripe/portal/{session}/pay", "POST", auth=Auth.NONE,
        summary="Pay open invoices on the local Customer Portal", tags=TAGS, responses={200: HTML, 409: HTML},
-       params=(PORTAL,), errors=(403, 404))
+       params=(PORTAL,), errors=(403, 404), guard=_available)
 def local_portal_pay(ctx: Ctx, session: str) -> Response:
     """Pays the customer's open invoices (`invoice.paid`; a past-due subscription becomes active,
     `customer.subscription.updated`). Same-origin posts only."""

@@ -34,6 +34,12 @@ PLATFORM_RETRY_HEADERS = {
     "X-RateLimit-Reset": {"description": "Unix time at which the next minute opens.",
                           "schema": {"type": "integer"}},
 }
+#: Every operation may answer 503 when storage stays throttled, unreachable or contended through the retries.
+UNAVAILABLE_HEADERS = {
+    "Retry-After": {"description": "Seconds to wait before sending the request again (with the same "
+                                   "Idempotency-Key, where it takes one).", "required": True,
+                    "schema": {"type": "integer", "minimum": 1}},
+}
 REASONS = {200: "OK", 201: "Created", 202: "Accepted", 303: "See other (presigned)", 400: "Bad request",
            401: "Unauthenticated", 402: "Payment required", 403: "Forbidden", 404: "Not found", 409: "Conflict",
            415: "Unsupported media type", 422: "Unprocessable", 429: "Too many requests", 500: "Internal error",
@@ -59,7 +65,7 @@ def _success_schema(op: Operation, status: int, schema: Any) -> dict:
 
 def _operation(op: Operation) -> dict:
     responses: dict[str, Any] = {}
-    idempotent = any(p.get("name") == "Idempotency-Key" for p in op.params)
+    idempotent = any(p.name == "Idempotency-Key" for p in op.params)
     for status, schema in op.responses.items():
         if isinstance(schema, dict) and "media" in schema:  # a file: {"media": {type: schema}}
             responses[str(status)] = {"description": REASONS.get(status, "Response"),
@@ -74,7 +80,7 @@ def _operation(op: Operation) -> dict:
             "content": {"application/json": {"schema": success}},
         }
     error_schema = _ref("PlatformError" if op.platform_style else "Error")
-    statuses = set(op.errors) | set(AUTO_ERRORS[op.auth]) | {500}
+    statuses = set(op.errors) | set(AUTO_ERRORS[op.auth]) | {500, 503}
     if op.request_body or op.params:
         statuses.add(422 if op.platform_style else 400)
     if op.request_body or op.method in ("POST", "PUT", "PATCH"):
@@ -84,22 +90,24 @@ def _operation(op: Operation) -> dict:
             "description": REASONS.get(status, "Error"),
             "content": {"application/json": {"schema": error_schema}},
         }
+    responses["503"]["headers"] = dict(UNAVAILABLE_HEADERS)
     if op.platform_style:
         for status, response in responses.items():
             if status != "401":
-                response["headers"] = {**PLATFORM_RATE_HEADERS, **(PLATFORM_RETRY_HEADERS if status == "429" else {})}
+                response["headers"] = {**response.get("headers", {}), **PLATFORM_RATE_HEADERS,
+                                       **(PLATFORM_RETRY_HEADERS if status == "429" else {})}
     document: dict[str, Any] = {
         "operationId": op.operation_id,
         "summary": op.summary,
         "description": op.description,
         "tags": list(op.tags),
         "security": SECURITY[op.auth],
-        "parameters": list(op.params),
+        "parameters": [p.openapi() for p in op.params],
         "responses": responses,
     }
     if op.request_body:
         document["requestBody"] = {
-            "required": True,
+            "required": op.body_required,
             "content": {"application/json": {"schema": _ref(op.request_body)}},
         }
     return document

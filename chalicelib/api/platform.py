@@ -6,11 +6,10 @@ from urllib.parse import urlencode
 
 from chalice import Blueprint, Response
 
-from chalicelib.api.request import query_param
+from chalicelib.api.inputs import CURSOR, path_param, query
 from chalicelib.api.responses import platform_ok
-from chalicelib.api.routing import Auth, Ctx, path_param, query, route
+from chalicelib.api.routing import Auth, Ctx, route
 from chalicelib.domain.clock import iso_us
-from chalicelib.domain.errors import ValidationError
 from chalicelib.domain.tenants import Tenant
 from chalicelib.services import platform as platform_service
 from chalicelib.settings import get_settings
@@ -41,26 +40,18 @@ def missing_payments_view(tenant: Tenant, now) -> dict:
     return data
 
 
-def _per_page(ctx: Ctx) -> int:
-    raw = query_param(ctx.request, "per_page")
-    if raw is None:
-        return 15
-    per_page = platform_service.per_page_value(raw)
-    if per_page is None:
-        raise ValidationError(f"The per page field must be between 1 and {platform_service.PER_PAGE_MAX}.",
-                              field="per_page")
-    return per_page
+#: Seed 002's page size: 1-500, default 15, refused with Laravel's own words (422 ``errors.per_page``).
+PER_PAGE = query("per_page", f"Page size 1-{platform_service.PER_PAGE_MAX} (default 15).",
+                 {"type": "integer", "minimum": 1, "maximum": platform_service.PER_PAGE_MAX}, default=15,
+                 message=f"The per page field must be between 1 and {platform_service.PER_PAGE_MAX}.")
 
 
 @route(bp, "/tenants", "GET", auth=Auth.PLATFORM, summary="List tenants with an active plan",
        tags=("Platform",), responses={200: "PlatformTenantList"}, errors=(403, 422),
-       params=(query("per_page", "Page size 1-500 (default 15).", {"type": "integer"}),
-               query("cursor", "Cursor from `meta.next_cursor`.")))
-def list_tenants(ctx: Ctx) -> Response:
+       params=(PER_PAGE, CURSOR))
+def list_tenants(ctx: Ctx, per_page: int, cursor: str | None) -> Response:
     """Requires `tenants:read` and `cross-tenant`. Cursor-paginated, ordered by id."""
-    per_page = _per_page(ctx)
-    page = platform_service.list_tenants(ctx.uow, ctx.principal, per_page=per_page,
-                                         cursor=query_param(ctx.request, "cursor"))
+    page = platform_service.list_tenants(ctx.uow, ctx.principal, per_page=per_page, cursor=cursor)
     base = f"{get_settings().public_base_url}/tenants"
     next_link = f"{base}?{urlencode({'per_page': per_page, 'cursor': page.next_cursor})}" if page.next_cursor else None
     return platform_ok(

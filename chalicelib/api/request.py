@@ -1,9 +1,9 @@
-"""Reading requests: JSON bodies, query parameters and headers, with clear 400s."""
+"""Reading requests: the JSON body (415, size, malformed and hostile JSON), headers and cookies, with clear 4xx.
+Query, path and header parameters are read and checked from their declarations (inputs.py, validator.py)."""
 
 from __future__ import annotations
 
 import json
-import re
 from decimal import Decimal
 from typing import Any
 
@@ -13,7 +13,6 @@ from chalicelib.domain.errors import UnsupportedMediaTypeError, ValidationError
 
 MAX_BODY_BYTES = 256 * 1024
 MAX_JSON_DEPTH = 32  # objects and arrays inside each other; every field the API takes needs far fewer
-_ASCII_INT = re.compile(r"-?[0-9]{1,18}")
 
 
 def _check_parsed(body: Any) -> None:
@@ -71,24 +70,6 @@ def json_body(request: Request, *, required: bool = True) -> dict[str, Any]:
         raise ValidationError("the JSON body must be an object", field="body")
     _check_parsed(body)
     return body
-
-
-def query_param(request: Request, name: str) -> str | None:
-    params = request.query_params or {}
-    value = params.get(name)
-    return value if value not in (None, "") else None
-
-
-def int_param(request: Request, name: str, *, default: int, minimum: int, maximum: int) -> int:
-    raw = query_param(request, name)
-    if raw is None:
-        return default
-    if not _ASCII_INT.fullmatch(raw):  # int() also takes "٣" or " 3": the contract is ASCII digits
-        raise ValidationError(f"{name} must be an integer", field=name)
-    value = int(raw)
-    if not minimum <= value <= maximum:
-        raise ValidationError(f"{name} must be between {minimum} and {maximum}", field=name)
-    return value
 
 
 def header(request: Request, name: str) -> str | None:

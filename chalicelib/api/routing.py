@@ -1,13 +1,15 @@
-"""Route registration: one decorator wires auth, errors and the OpenAPI record.
+"""Route registration: one decorator wires auth, input checks, errors and the OpenAPI record.
 
-A view receives a :class:`Ctx` (request, principal, tenant, clock, unit of work)
-and returns a response builder's result. Everything else a route needs —
-authentication, the CSRF check, the missing-payment block, error envelopes,
-and its entry in ``GET /openapi.json`` — comes from its ``@route`` declaration.
+A view receives a :class:`Ctx` (request, principal, tenant, clock, unit of work) and, as keyword arguments,
+every input its ``@route`` declares — path and query parameters, headers, and the JSON body (``body``) —
+already checked against the declarations that also document them (inputs.py, validator.py). Everything else a
+route needs — authentication, the CSRF check, the missing-payment block, error envelopes, and its entry in
+``GET /openapi.json`` — comes from the same declaration.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -19,8 +21,8 @@ from chalice.app import Request
 
 from chalicelib import bootstrap
 from chalicelib.api import auth, errors
+from chalicelib.api.inputs import Param, ParamGroup
 from chalicelib.api.ratelimit import check_rate, platform_rate_headers
-from chalicelib.api.request import json_body
 from chalicelib.domain.errors import TallyError
 from chalicelib.domain.rate_limits import RateWindow
 from chalicelib.domain.tenants import Tenant
@@ -30,6 +32,7 @@ from chalicelib.services import rate_limits
 
 ANY_CONTENT_TYPE = ["*/*"]
 log = get_logger("tally.api")
+_PATH_NAMES = re.compile(r"\{(\w+)\}")
 
 
 class Auth(StrEnum):
@@ -52,9 +55,12 @@ class Operation:
     responses: dict[int, Any]
     operation_id: str
     description: str = ""
-    request_body: Any = None
-    params: tuple[dict, ...] = ()
+    request_body: str | None = None  # a component of schemas.py: documents and checks the JSON body
+    params: tuple[Param | ParamGroup, ...] = ()
     errors: tuple[int, ...] = ()
+    body_required: bool = True
+    guard: Callable[[Ctx], None] | None = None  # runs before the inputs are checked (e.g. a 404 for a feature off)
+    view: Callable[..., Response] | None = field(default=None, repr=False)
     billing: bool = False  # stays reachable while the dashboard is blocked
 
     @property
@@ -80,9 +86,6 @@ class Ctx:
             self._uow = bootstrap.unit_of_work()
         return self._uow
 
-    def body(self, *, required: bool = True) -> dict[str, Any]:
-        return json_body(self.request, required=required)
-
 
 def _authenticate(ctx: Ctx, op: Operation) -> None:
     if op.auth == Auth.NONE:
@@ -101,16 +104,27 @@ def _authenticate(ctx: Ctx, op: Operation) -> None:
         auth_service.check_dashboard_block(ctx.tenant, ctx.now, billing_route=op.billing)
 
 
-def _dispatch(request: Request, op: Operation, view: Callable[..., Response], params: dict) -> Response:
+def _dispatch(request: Request, op: Operation, view: Callable[..., Response], path_values: dict) -> Response:
     ctx = Ctx(request=request, now=bootstrap.now())
     try:
         _authenticate(ctx, op)
-        response = view(ctx, **params)
+        if op.guard is not None:
+            op.guard(ctx)
+        from chalicelib.api.validator import read_inputs  # with the first request, not the cold start
+
+        inputs = read_inputs(request, op.params, op.request_body, body_required=op.body_required,
+                             path_values=path_values)
+        response = view(ctx, **inputs)
     except TallyError as exc:
         response = errors.platform_error_response(exc) if op.platform_style else errors.tenant_error_response(exc)
-    except Exception:
-        log.exception("unhandled error", extra={"operation": op.operation_id})
-        response = errors.internal_error(platform=op.platform_style)
+    except Exception as exc:
+        response = errors.unavailable_response(exc, platform=op.platform_style)  # throttled, timed out: 503
+        if response is None:
+            log.exception("unhandled error", extra={"operation": op.operation_id})
+            response = errors.internal_error(platform=op.platform_style)
+        else:
+            log.warning("a dependency stayed unavailable through every retry", exc_info=True,
+                        extra={"operation": op.operation_id})
     if ctx.rate is not None:  # every answer to a counted platform request says where its token stands
         response.headers.update(platform_rate_headers(ctx.rate, ctx.now))
     return response
@@ -125,13 +139,19 @@ def route(
     summary: str,
     tags: tuple[str, ...],
     responses: dict[int, Any],
-    request_body: Any = None,
-    params: tuple[dict, ...] = (),
+    request_body: str | None = None,
+    body_required: bool = True,
+    params: tuple[Param | ParamGroup, ...] = (),
     errors: tuple[int, ...] = (),
     billing: bool = False,
     description: str = "",
+    guard: Callable[[Ctx], None] | None = None,
 ) -> Callable[[Callable[..., Response]], Callable[..., Response]]:
-    """Register ``view`` on ``bp`` and record its contract."""
+    """Register ``view`` on ``bp`` and record its contract: ``params`` and ``request_body`` are the inputs it
+    takes, each checked before the view runs and documented in ``GET /openapi.json``."""
+    declared = {p.name for p in params if isinstance(p, Param) and p.location == "path"}
+    if declared != set(_PATH_NAMES.findall(path)):
+        raise ValueError(f"{method} {path}: declare every path parameter once (declared: {sorted(declared)})")
 
     def decorator(view: Callable[..., Response]) -> Callable[..., Response]:
         op = Operation(
@@ -147,6 +167,9 @@ def route(
             params=params,
             errors=errors,
             billing=billing,
+            body_required=body_required,
+            guard=guard,
+            view=view,
         )
         OPERATIONS.append(op)
 
@@ -159,43 +182,3 @@ def route(
         return view
 
     return decorator
-
-
-def path_param(name: str, description: str) -> dict:
-    return {"name": name, "in": "path", "required": True, "description": description, "schema": {"type": "string"}}
-
-
-def query(name: str, description: str, schema: dict | None = None, *, required: bool = False) -> dict:
-    return {
-        "name": name,
-        "in": "query",
-        "required": required,
-        "description": description,
-        "schema": schema or {"type": "string"},
-    }
-
-
-CURSOR = query("cursor", "The nextCursor of the previous page.")
-PAGE_NUMBER = query("page", "1-based page number; `cursor` is cheaper for deep pages.",
-                    {"type": "integer", "minimum": 1, "maximum": 1000})
-
-
-def page_size(default: int) -> dict:
-    """The ``limit`` parameter of a page of 1-100 items (one definition for every listing route)."""
-    return query("limit", f"Page size, 1-100 (default {default}).", {"type": "integer", "minimum": 1, "maximum": 100})
-
-
-ENVIRONMENT_HEADER = {
-    "name": "X-Environment",
-    "in": "header",
-    "required": False,
-    "description": "Data scope for dashboard routes (default production).",
-    "schema": {"type": "string", "enum": ["sandbox", "production"]},
-}
-IDEMPOTENCY_HEADER = {
-    "name": "Idempotency-Key",
-    "in": "header",
-    "required": False,
-    "description": "Replays the first response for a repeated key with the same body.",
-    "schema": {"type": "string", "maxLength": 255},
-}

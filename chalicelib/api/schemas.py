@@ -1,19 +1,14 @@
-"""JSON Schemas (OpenAPI 3.1 / JSON Schema 2020-12) for request and response bodies."""
+"""JSON Schemas (OpenAPI 3.1 / JSON Schema 2020-12) of the response bodies, and the document's components:
+these plus the request bodies of bodies.py, where each request body is declared once. Loaded with the first
+``GET /openapi.json`` (and by the contract tests), not at cold start."""
 
 from __future__ import annotations
 
+from chalicelib.api.bodies import EVENT_CADENCES, HEX64, POLICIES, REQUESTS, SHARING_STATES, STR, obj
+
 TS = {"type": "string", "format": "date-time"}
 TS_OR_NULL = {"type": ["string", "null"], "format": "date-time"}
-STR = {"type": "string"}
 STR_OR_NULL = {"type": ["string", "null"]}
-HEX64 = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
-
-
-def obj(required: list[str], properties: dict, *, closed: bool = True) -> dict:
-    schema = {"type": "object", "required": required, "properties": properties}
-    if closed:
-        schema["additionalProperties"] = False
-    return schema
 
 
 def page_of(item_ref: str, *, with_total: bool) -> dict:
@@ -80,7 +75,6 @@ RECEIPT = {
     "latestCheckpoint": {"type": ["object", "null"]}, "statement": {"type": "object"}, "signature": STR,
     "verificationKeysUrl": STR,
 }
-AMOUNT_IN = {"type": ["number", "string"]}
 DERIVATION_REQUIRED = ["customerId", "scope", "startingBalance", "netChange", "derivedBalance", "deltaCount",
                        "failedExcluded", "awaitingVerification", "settled", "firstSequence", "lastSequence"]
 DERIVATION = {
@@ -98,9 +92,6 @@ DERIVATION = {
     "firstSequence": {"type": ["integer", "null"]},
     "lastSequence": {"type": ["integer", "null"]},
 }
-SHARING_STATES = ["INHERIT", "SHARED", "PRIVATE"]
-EVENT_CADENCES = ["PER_EVENT", "HOURLY", "DAILY", "WEEKLY", "MONTHLY"]
-POLICIES = ["TWO_TIER", "GATED", "OPEN"]
 HEALTHS = ["HEALTHY", "LATE", "STALE", "NO_ACTIVITY", "UNMONITORED"]
 COUNT = {"type": "integer", "minimum": 0}
 LISTED_CUSTOMER_REQUIRED = ["customerId", "displayName", "source", "sharingStateHint", "eventCadence", "unitLabel",
@@ -121,19 +112,6 @@ ACCEPTED_PROPS = {
     "recordId": STR, "receiptId": STR, "status": DELTA_STATUS, "customerId": STR, "delta": NUM,
     "sequenceNumber": {"type": "integer", "minimum": 1}, "referenceId": STR, "idempotent": {"type": "boolean"},
 }
-DELTA_IN = obj(
-    ["customerId", "delta", "reason"],
-    {
-        "customerId": {"type": "string", "pattern": "^[A-Za-z0-9_\\-.:]{1,128}$"},
-        "delta": {"type": "number", "not": {"const": 0}, "minimum": -1e9, "maximum": 1e9,
-                  "description": "Exact decimal, at most 6 fractional digits."},
-        "reason": {"type": "string", "minLength": 1, "maxLength": 500},
-        "referenceId": {"type": ["string", "null"], "maxLength": 256,
-                        "description": "Unique per customer: a repeat replays the first answer."},
-        "metadata": {"type": ["object", "null"], "description": "At most 50 keys, 3 levels, 4 KiB."},
-        "adjusts": {"type": ["string", "null"], "description": "recordId this delta corrects."},
-    },
-)
 ENV_STATE = {"type": "string", "enum": ["provisioned", "provisioning", "not_provisioned", "disabled"]}
 B64 = {"type": "string", "contentEncoding": "base64"}
 KEY_ID = {"type": "string", "description": "A signing key's id: the RFC 7638 JWK SHA-256 thumbprint of the Ed25519 "
@@ -172,9 +150,6 @@ SCHEMAS: dict[str, dict] = {
             "createdAt": TS,
             "updatedAt": TS,
         },
-    ),
-    "DeleteTenantRequest": obj(
-        ["confirmation"], {"confirmation": {"type": "string", "description": "Exact company name."}}
     ),
     "Session": obj(
         ["tenantId", "userId", "role", "via"],
@@ -218,13 +193,6 @@ SCHEMAS: dict[str, dict] = {
         ]
     },
     "ApiKeyPage": page_of("ApiKey", with_total=True),
-    "CreateApiKeyRequest": obj(
-        ["name"],
-        {
-            "name": {"type": "string", "minLength": 1, "maxLength": 100},
-            "environment": {"type": "string", "enum": ["sandbox", "production"]},
-        },
-    ),
     "AuditEntry": obj(
         ["id", "actor", "action", "target", "createdAt"],
         {
@@ -245,8 +213,6 @@ SCHEMAS: dict[str, dict] = {
         closed=False,
     ),
     "BalanceCustomerPage": page_of("BalanceCustomer", with_total=False),
-    "DeltaRequest": DELTA_IN,
-    "BatchRequest": obj(["deltas"], {"deltas": {"type": "array", "minItems": 1, "maxItems": 100, "items": DELTA_IN}}),
     "AcceptedDelta": obj(["recordId", "receiptId", "status", "customerId", "delta", "sequenceNumber"], ACCEPTED_PROPS),
     "BatchResult": obj(
         ["totalQueued", "totalFailed", "results"],
@@ -284,12 +250,6 @@ SCHEMAS: dict[str, dict] = {
         {"period": STR, "consumedDeltas": INT, "overageCount": INT, "overageChargesUsd": NUM,
          "remainingDeltas": {"type": ["integer", "null"]}},
     ),
-    "StripeEvent": obj(["id", "type", "data"], {
-        "id": {"type": "string", "pattern": "^evt_"},
-        "object": {"const": "event"},
-        "type": STR,
-        "data": obj(["object"], {"object": {"type": "object"}}, closed=False),
-    }, closed=False),
     "StripeEventReceived": obj(["received", "eventId", "type", "outcome", "duplicate"], {
         "received": {"const": True},
         "eventId": STR,
@@ -305,7 +265,6 @@ SCHEMAS: dict[str, dict] = {
          "overagePriceUsd": {"type": ["number", "null"]}, "stripeSubscriptionId": STR_OR_NULL,
          "cancelAtPeriodEnd": {"type": "boolean"}, "stripeCurrentPeriodEnd": {**TS, "type": ["string", "null"]}},
     ),
-    "TierRequest": obj(["tier"], {"tier": {"type": "string", "enum": ["pilot", "starter", "growth", "scale"]}}),
     "RedirectUrl": obj(["url"], {"url": {"type": "string", "format": "uri"}}),
     "PlanChange": obj(["subscriptionId", "status"], {"subscriptionId": STR, "status": STR}),
     "SubscriptionCancellation": obj(
@@ -322,8 +281,6 @@ SCHEMAS: dict[str, dict] = {
          "amount": INT, "description": STR, "balanceAfter": INT, "createdAt": TS},
     ),
     "CreditEntryPage": page_of("CreditEntry", with_total=True),
-    "TopupRequest": obj(["tenantId", "amount"], {"tenantId": STR, "amount": {"type": "integer", "minimum": 1},
-                                                 "description": STR}),
     "CreditTopup": obj(["tenantId", "entry", "balances"],
                        {"tenantId": STR, "entry": {"$ref": "#/components/schemas/CreditEntry"},
                         "balances": {"$ref": "#/components/schemas/CreditBalances"}}),
@@ -469,32 +426,10 @@ SCHEMAS: dict[str, dict] = {
              "page": {"type": "integer", "minimum": 1}, "limit": {"type": "integer", "minimum": 1},
              "total": {"type": "integer", "minimum": 0}, "hasMore": {"type": "boolean"}})},
     ),
-    "CreateCustomerRequest": obj(
-        ["displayName"],
-        {
-            "displayName": {"type": "string", "minLength": 1, "maxLength": 200},
-            "customerId": {"type": "string", "pattern": "^[A-Za-z0-9_\\-.:]{1,128}$"},
-            "sharingStateHint": {"type": "string", "enum": SHARING_STATES},
-            "eventCadence": {"type": "string", "enum": EVENT_CADENCES},
-            "unitLabel": {"type": "string", "minLength": 1, "maxLength": 40},
-            "policy": {"type": "string", "enum": POLICIES},
-        },
-    ),
-    "CreateCheckpointRequest": obj([], {"period": {"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}$"}}),
     "CustomerCheckpoint": obj(
         [*CHECKPOINT_REQUIRED],
         {**CHECKPOINT, "created": {"type": "boolean"}},
     ),
-    "BalanceCheckpointRequest": obj([], {
-        "customerId": STR,
-        "period": {"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}$"},
-        "timePreset": {"type": "string", "enum": ["current_month", "previous_month", "custom"]},
-        "startDate": STR,
-        "endDate": STR,
-        "mode": {"type": "string", "enum": ["settled", "strict"]},
-        "fingerprints": {"type": "array", "items": {"type": "string"}},
-        "cursor": STR,
-    }),
     "CheckpointRun": obj(
         ["period", "created", "unchanged", "createdCount", "unchangedCount", "nextCursor"],
         {
@@ -562,22 +497,6 @@ SCHEMAS: dict[str, dict] = {
          "theirsMatches": {"type": "boolean"}, "partiesAgree": {"type": "boolean"}, "match": {"type": "boolean"},
          "yourDifference": NUM, "theirDifference": NUM},
     ),
-    "CompareRequest": obj(["customerId", "yourBalance", "theirBalance"], {
-        "customerId": STR, "yourBalance": AMOUNT_IN, "theirBalance": AMOUNT_IN, "startingBalance": AMOUNT_IN,
-        "startingCheckpoint": STR,
-        "startingCheckpointType": {"type": "string", "enum": ["checkpoint"]},
-        "period": STR, "timePreset": STR, "startDate": STR, "endDate": STR,
-    }),
-    "CreatePackageRequest": obj([], {
-        "period": {"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}$"},
-        "sampleSize": {"type": "integer", "minimum": 1, "maximum": 100},
-        "expiresInDays": {"type": "integer", "minimum": 1, "maximum": 90},
-    }),
-    "ClosePackageExportRequest": obj(["customerIds", "period"], {
-        "customerIds": {"type": "array", "minItems": 1, "maxItems": 100, "uniqueItems": True,
-                        "items": {"type": "string", "pattern": "^[A-Za-z0-9_\\-.:]{1,128}$"}},
-        "period": {"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}$"},
-    }),
     "VerificationPackageLink": obj(
         ["packageId", "customerId", "period", "checkpointId", "checkpointRoot", "treeSize", "sampleSize", "url",
          "expiresAt", "sha256", "warning"],
@@ -651,14 +570,6 @@ SCHEMAS: dict[str, dict] = {
             "events": {"type": "array", "items": {"type": "string", "enum": WEBHOOK_EVENTS}},
         },
     ),
-    "CreateWebhookRequest": obj(
-        ["url"],
-        {
-            "url": {"type": "string", "maxLength": 2048, "description": "https:// (loopback http on the local stack)"},
-            "events": {"type": "array", "items": {"type": "string", "enum": WEBHOOK_EVENTS}},
-            "description": {"type": "string", "maxLength": 200},
-        },
-    ),
     "WebhookAttempt": obj(
         ["number", "at", "statusCode", "durationMs", "error"],
         {
@@ -699,4 +610,5 @@ SCHEMAS: dict[str, dict] = {
             "deliveries": {"type": "array", "items": {"$ref": "#/components/schemas/WebhookDelivery"}},
         },
     ),
+    **REQUESTS,
 }

@@ -8,20 +8,17 @@ document still lists every path the API answers.
 
 from __future__ import annotations
 
+from chalicelib.api.inputs import Param
 from chalicelib.api.routing import OPERATIONS, Auth, Operation
 
 PATH = "/stripe/webhook"
 METHOD = "POST"
 FUNCTION = "stripe_webhook"  # the app's Lambda function serving it
 
-STRIPE_SIGNATURE = {
-    "name": "Stripe-Signature",
-    "in": "header",
-    "required": True,
-    "description": "`t={unix time},v1={hex HMAC-SHA256 of \"{t}.{raw body}\" with the endpoint's signing secret}`; "
-                   "older than 300 s or not matching: 400, nothing stored.",
-    "schema": {"type": "string"},
-}
+STRIPE_SIGNATURE = Param(
+    "Stripe-Signature", "header",
+    "`t={unix time},v1={hex HMAC-SHA256 of \"{t}.{raw body}\" with the endpoint's signing secret}`; older than "
+    "300 s or not matching: 400, nothing stored.", {"type": "string"}, required=True, arg=None)
 
 OPERATION = Operation(
     path=PATH,

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from chalice import Blueprint, Response
 
+from chalicelib.api.inputs import ENVIRONMENT_HEADER
 from chalicelib.api.responses import ok
-from chalicelib.api.routing import ENVIRONMENT_HEADER, Auth, Ctx, route
+from chalicelib.api.routing import Auth, Ctx, route
 from chalicelib.domain.clock import iso_ms
 from chalicelib.domain.tenants import Tenant
 from chalicelib.services import tenants as tenant_service
@@ -38,12 +39,11 @@ def get_tenant(ctx: Ctx) -> Response:
 @route(bp, "/dashboard/tenant", "DELETE", auth=Auth.DASHBOARD, summary="Delete account",
        tags=("Tenant",), responses={200: "Message"}, errors=(400, 403),
        request_body="DeleteTenantRequest", params=(ENVIRONMENT_HEADER,))
-def delete_tenant(ctx: Ctx) -> Response:
+def delete_tenant(ctx: Ctx, body: dict) -> Response:
     """Deactivate the account (owner/admin). `confirmation` must equal the company name exactly.
 
     Disables users, API keys, webhooks and integrations and cancels the plan;
     verification data stays readable permanently.
     """
-    body = ctx.body()
     message = tenant_service.delete_tenant(ctx.uow, ctx.principal, body.get("confirmation"), now=ctx.now)
     return ok({"message": message})

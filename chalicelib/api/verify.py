@@ -7,8 +7,9 @@ import re
 
 from chalice import Blueprint, Response
 
+from chalicelib.api.inputs import path_param
 from chalicelib.api.responses import ok
-from chalicelib.api.routing import Auth, Ctx, path_param, route
+from chalicelib.api.routing import Auth, Ctx, route
 from chalicelib.domain.clock import iso_ms
 from chalicelib.domain.fingerprints import canonical
 from chalicelib.domain.merkle import root_of

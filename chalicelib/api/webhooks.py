@@ -7,18 +7,9 @@ from typing import TYPE_CHECKING, Any
 from chalice import Blueprint, Response
 
 from chalicelib import bootstrap
-from chalicelib.api.request import int_param, query_param
+from chalicelib.api.inputs import CURSOR, ENVIRONMENT_HEADER, page_size, path_param, query
 from chalicelib.api.responses import ok, page_body
-from chalicelib.api.routing import (
-    CURSOR,
-    ENVIRONMENT_HEADER,
-    Auth,
-    Ctx,
-    page_size,
-    path_param,
-    query,
-    route,
-)
+from chalicelib.api.routing import Auth, Ctx, route
 from chalicelib.domain.clock import iso_ms
 from chalicelib.lazy import lazy
 from chalicelib.settings import get_settings
@@ -86,14 +77,13 @@ def _wake(deliveries: list[Delivery]) -> None:
 @route(bp, "/dashboard/webhooks", "POST", auth=Auth.DASHBOARD, summary="Register a webhook endpoint",
        tags=("Webhooks",), responses={201: "WebhookEndpointWithSecret"}, errors=(400, 403),
        request_body="CreateWebhookRequest", params=(ENVIRONMENT_HEADER,))
-def create_webhook(ctx: Ctx) -> Response:
+def create_webhook(ctx: Ctx, body: dict) -> Response:
     """Owner/admin. HTTPS URLs only (plain-http loopback on the local stack). `events` defaults to all of
     `delta.verified`, `delta.failed`, `verification.completed`, `customer.created`,
     `tenant.dashboard_blocked`, `tenant.dashboard_unblocked` (account events: production endpoints only).
     The `whsec_` secret that signs deliveries (`X-PacSpace-Signature`) is in this response only."""
-    body = ctx.body()
     endpoint = webhook_service.create_endpoint(
-        ctx.uow, ctx.principal, url=body.get("url"), events=body.get("events"),
+        ctx.uow, ctx.principal, url=body["url"], events=body.get("events"),
         description=body.get("description"), now=ctx.now, allow_loopback=get_settings().webhooks_allow_loopback,
     )
     return ok({**endpoint_view(endpoint), "secret": endpoint.secret, "warning": ONCE}, 201)
@@ -135,11 +125,9 @@ def send_test_webhook(ctx: Ctx, webhookId: str) -> Response:
 @route(bp, "/dashboard/webhooks/{webhookId}/deliveries", "GET", auth=Auth.DASHBOARD,
        summary="Delivery history of an endpoint", tags=("Webhooks",), responses={200: "WebhookDeliveryPage"},
        errors=(400, 404), params=(WEBHOOK_ID, ENVIRONMENT_HEADER, page_size(25), CURSOR))
-def webhook_deliveries(ctx: Ctx, webhookId: str) -> Response:
+def webhook_deliveries(ctx: Ctx, webhookId: str, limit: int, cursor: str | None) -> Response:
     """Newest event first, each with every attempt (time, status code, duration, error)."""
-    limit = int_param(ctx.request, "limit", default=25, minimum=1, maximum=100)
-    page = webhook_service.endpoint_history(ctx.uow, ctx.principal, webhookId, limit=limit,
-                                            cursor=query_param(ctx.request, "cursor"))
+    page = webhook_service.endpoint_history(ctx.uow, ctx.principal, webhookId, limit=limit, cursor=cursor)
     return ok(page_body([delivery_view(d) for d in page.items], limit=limit, page=page.extra["page"],
                         next_cursor=page.next_cursor, total=None))
 
@@ -152,15 +140,12 @@ def webhook_deliveries(ctx: Ctx, webhookId: str) -> Response:
        params=(query("status", "PENDING, DELIVERED or FAILED.", {"type": "string", "enum": DELIVERY_STATUSES}),
                page_size(25),
                query("offset", "Skip this many deliveries (0-1000); `cursor` is cheaper.",
-                     {"type": "integer", "minimum": 0, "maximum": 1000}),
+                     {"type": "integer", "minimum": 0, "maximum": 1000}, default=0),
                CURSOR))
-def list_webhook_deliveries(ctx: Ctx) -> Response:
+def list_webhook_deliveries(ctx: Ctx, status: str | None, limit: int, offset: int, cursor: str | None) -> Response:
     """SDK `list_webhook_deliveries`: newest first, with each attempt."""
-    limit = int_param(ctx.request, "limit", default=25, minimum=1, maximum=100)
-    offset = int_param(ctx.request, "offset", default=0, minimum=0, maximum=1000)
-    page = webhook_service.list_deliveries(ctx.uow, ctx.principal, limit=limit, offset=offset,
-                                           cursor=query_param(ctx.request, "cursor"),
-                                           status=query_param(ctx.request, "status"))
+    page = webhook_service.list_deliveries(ctx.uow, ctx.principal, limit=limit, offset=offset, cursor=cursor,
+                                           status=status)
     return ok(page_body([delivery_view(d) for d in page.items], limit=limit, page=page.extra["page"],
                         next_cursor=page.next_cursor, total=None))
 

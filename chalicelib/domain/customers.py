@@ -11,7 +11,9 @@ from enum import StrEnum
 from chalicelib.domain.errors import ValidationError
 from chalicelib.domain.identity import Environment
 
-CUSTOMER_ID_RE = re.compile(r"^[A-Za-z0-9_\-.:]{1,128}$")
+#: Letters, digits and ``_ - . :``, 1-128 characters (SPEC); the API documents and checks this very pattern.
+CUSTOMER_ID_PATTERN = r"^[A-Za-z0-9_\-.:]{1,128}$"
+CUSTOMER_ID_RE = re.compile(CUSTOMER_ID_PATTERN)
 
 
 class SharingState(StrEnum):

@@ -61,14 +61,34 @@ class ConflictError(TallyError):
     default_message = "The request conflicts with the current state."
 
 
-class ConcurrentWriteError(ConflictError):
-    """A storage race: a write's condition failed because another writer changed the item first.
+class ServiceUnavailableError(TallyError):
+    """Storage or a queue stayed throttled, unreachable or contended through every retry: 503 with
+    ``Retry-After`` (``retryAfterSeconds``). Each commit is whole, so the request left either all of a
+    transaction or none of it, and the client may send it again (with its ``Idempotency-Key``)."""
 
-    Raised only by a unit of work's commit, so a retry loop catches exactly this and never mistakes a
-    business 409 (a duplicate, a wrong state) for a race. Still a 409 if it reaches a client."""
+    code = "SERVICE_UNAVAILABLE"
+    default_message = "The service is temporarily unavailable; retry after the Retry-After delay."
+    #: Storage was throttled or unreachable through botocore's attempts (up to ~7 s of backoff already spent
+    #: server-side): a couple of seconds lets the throttle's bucket refill before the client's next try.
+    retry_after_seconds = 2
+
+    def __init__(self, message: str | None = None, *, code: str | None = None, **details: Any) -> None:
+        details.setdefault("retryAfterSeconds", self.retry_after_seconds)
+        super().__init__(message, code=code, **details)
+
+
+class ConcurrentWriteError(ConflictError, ServiceUnavailableError):
+    """A storage race: a write's condition failed, or DynamoDB refused it for a concurrent transaction
+    (``TransactionConflict``), because another writer was at the item first.
+
+    Raised only by a unit of work's commit, so the retry loop (``services/retry.py``) catches exactly this
+    and never mistakes a business 409 (a duplicate, a wrong state) for a race. A conflict to the code that
+    handles conflicts; if it still reaches a client after every retry, a 503 with ``Retry-After`` like any
+    contended dependency (api/errors.py), never a 409 a client would not retry."""
 
     code = "CONCURRENT_WRITE"
     default_message = "The resource was changed concurrently; retry the request."
+    retry_after_seconds = 1  # the other writer commits within milliseconds
 
 
 class RateLimitedError(TallyError):

@@ -54,3 +54,11 @@ def canonical(value: Any) -> bytes:
 
 def content_hash(content: dict[str, Any]) -> str:
     return hashlib.sha256(canonical(content)).hexdigest()
+
+
+def fingerprint(delta: Delta) -> tuple[str | None, str | None]:
+    """(content hash, None), or (None, the terminal error) for content RFC 8785 cannot represent."""
+    try:
+        return content_hash(delta_content(delta)), None
+    except (ValueError, TypeError, OverflowError) as exc:  # rfc8785 errors subclass ValueError
+        return None, f"Content cannot be canonicalised (RFC 8785): {exc}"

@@ -7,13 +7,15 @@ from dataclasses import dataclass, field
 
 from chalicelib.domain.errors import ValidationError
 
-PERIOD_RE = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+#: A UTC month of 2000-2999, ``YYYY-MM`` in ASCII digits (the API documents and checks this very pattern).
+PERIOD_PATTERN = r"^2[0-9]{3}-(0[1-9]|1[0-2])$"
+PERIOD_RE = re.compile(PERIOD_PATTERN[:-1])
 
 
 def check_period(value: str | None) -> str | None:
     if value is None:
         return None
-    if not PERIOD_RE.match(value) or not 2000 <= int(value[:4]) <= 2999:
+    if not isinstance(value, str) or not PERIOD_RE.fullmatch(value):
         raise ValidationError("period must be YYYY-MM", field="period")
     return value
 

@@ -15,7 +15,7 @@ from typing import Any
 from chalicelib import bootstrap
 from chalicelib.api.middleware import resolve_request_id
 from chalicelib.api.responses import dumps, error_body
-from chalicelib.domain.errors import BillingProviderUnavailableError
+from chalicelib.domain.errors import BillingProviderUnavailableError, ServiceUnavailableError
 from chalicelib.log import get_logger, request_id_var
 
 log = get_logger("tally.jobs.stripe_webhook")
@@ -38,9 +38,13 @@ def raw_body(event: dict[str, Any]) -> bytes:
 
 
 def proxy_response(status: int, body: dict[str, Any], request_id: str) -> dict[str, Any]:
+    """Every 503 says when to retry (Stripe retries on its own schedule; other callers read the header)."""
+    headers = {"Content-Type": "application/json", "X-Request-Id": request_id}
+    if status == 503:
+        headers["Retry-After"] = str(ServiceUnavailableError.retry_after_seconds)
     return {
         "statusCode": status,
-        "headers": {"Content-Type": "application/json", "X-Request-Id": request_id},
+        "headers": headers,
         "multiValueHeaders": {},
         "isBase64Encoded": False,
         "body": dumps(body),
@@ -67,7 +71,13 @@ def handle(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     except BillingProviderUnavailableError as exc:  # Stripe unreachable, or billing not configured: retried
         log.warning("Stripe webhook: billing provider unavailable", extra={"code": exc.code})
         return proxy_response(503, error_body(503, exc.code, exc.message), request_id)
-    except Exception:  # never a stack trace in a body; Stripe retries any 5xx
+    except Exception as exc:  # never a stack trace in a body; Stripe retries any 5xx
+        from chalicelib.adapters.faults import unavailable
+
+        busy = unavailable(exc)  # storage throttled, unreachable or contended through every retry
+        if busy is not None:
+            log.warning("Stripe webhook: storage unavailable; Stripe retries", exc_info=True, extra={"code": busy.code})
+            return proxy_response(503, error_body(503, busy.code, busy.message, **busy.details), request_id)
         log.exception("Stripe webhook failed")
         return proxy_response(500, error_body(500, "INTERNAL_ERROR", "An internal error occurred. Quote the "
                                               "X-Request-Id header."), request_id)

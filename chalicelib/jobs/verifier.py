@@ -7,7 +7,6 @@ from typing import Any
 
 from chalicelib import bootstrap
 from chalicelib.adapters.queues import parse_message
-from chalicelib.domain.identity import Environment
 from chalicelib.log import get_logger
 from chalicelib.services import verification, webhooks
 
@@ -16,7 +15,7 @@ log = get_logger("tally.jobs.verifier")
 
 def handle_queue(event: Any) -> None:
     """One SQS batch: verify every referenced delta. Raising returns the batch to the queue."""
-    refs = [(t, Environment(e), r) for record in event for t, e, r in parse_message(record.body)]
+    refs = [ref for record in event for ref in parse_message(record.body)]
     report = verification.verify_records(bootstrap.unit_of_work(), refs, now=bootstrap.now(),
                                          signer=bootstrap.signer())
     webhooks.announce(bootstrap.webhook_queue(), report.outbox)

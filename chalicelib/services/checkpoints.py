@@ -11,12 +11,13 @@ from chalicelib.domain.clock import period_of
 from chalicelib.domain.credentials import time_ordered_id
 from chalicelib.domain.customers import marker_advances
 from chalicelib.domain.deltas import Delta
-from chalicelib.domain.errors import ConcurrentWriteError, ConflictError, NotFoundError, ValidationError
+from chalicelib.domain.errors import ConflictError, NotFoundError, ValidationError
 from chalicelib.domain.fingerprints import canonical
 from chalicelib.domain.identity import Environment
 from chalicelib.domain.merkle import MerkleTree, consistency_proof, leaf_hash
 from chalicelib.domain.usage import check_period
 from chalicelib.services.ports import Page, UnitOfWork
+from chalicelib.services.retry import retry_on_conflict
 
 MAX_ATTEMPTS = 5
 
@@ -78,21 +79,18 @@ def create(uow: UnitOfWork, scope: Scope, *, now: datetime, signer: Any, strict:
 
 def seal(uow: UnitOfWork, scope: Scope, *, now: datetime, signer: Any, strict: bool = False,
          fingerprints: object = None) -> tuple[Checkpoint, bool, tuple[Delta, ...]]:
-    """:func:`create`, also answering the deltas under the checkpoint in leaf order (read once)."""
-    for _attempt in range(MAX_ATTEMPTS):
+    """:func:`create`, also answering the deltas under the checkpoint in leaf order (read once). A race (a
+    concurrent request sealed this sequence or moved the marker first) reads everything again."""
+
+    def attempt(_n: int) -> tuple[Checkpoint, bool, tuple[Delta, ...]]:
         latest = uow.checkpoints.latest(scope.tenant_id, scope.environment, scope.customer_id, scope.period)
         covered = _coverage(uow, scope)
         _check_request(covered, strict=strict, fingerprints=fingerprints)
         customer = uow.customers.get(scope.tenant_id, scope.environment, scope.customer_id)
-        moved = customer is not None and marker_advances(customer, scope.period, covered.through)
-        if moved:
+        if customer is not None and marker_advances(customer, scope.period, covered.through):
             uow.customers.mark_checkpointed(customer, scope.period, covered.through)
         if latest is not None and latest.tree_size >= len(covered.leaves):
-            if moved:  # nothing new to sign, but failures after it are settled too: move the marker
-                try:
-                    uow.commit()
-                except ConcurrentWriteError:
-                    uow.rollback()  # a concurrent writer moved it; the next request looks again
+            uow.commit()  # nothing new to sign, but failures after it are settled too: the marker moves
             return latest, False, covered.leaves[: latest.tree_size]  # the settled run only grows: a prefix
         leaves = _leaves(covered.leaves)
         tree = MerkleTree(leaves)
@@ -110,14 +108,11 @@ def seal(uow: UnitOfWork, scope: Scope, *, now: datetime, signer: Any, strict: b
         )
         checkpoint = replace(checkpoint, signature=signer.sign(canonical(checkpoint.statement())))
         uow.checkpoints.add(checkpoint)
-        try:
-            uow.commit()
-        except ConcurrentWriteError:
-            uow.rollback()  # a concurrent request sealed this sequence first: look again
-            continue
+        uow.commit()
         return checkpoint, True, covered.leaves
-    raise ConflictError("Checkpoints for this customer are being created concurrently; retry.",
-                        code="CONCURRENT_WRITE")
+
+    return retry_on_conflict(uow, attempt, attempts=MAX_ATTEMPTS,
+                             message="Checkpoints for this customer are being created concurrently; retry.")
 
 
 def list_checkpoints(uow: UnitOfWork, tenant_id: str, environment: Environment, customer_id: str, *,

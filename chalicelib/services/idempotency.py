@@ -17,7 +17,10 @@ from typing import Any
 
 from chalicelib.domain.errors import ConflictError, TallyError, ValidationError
 from chalicelib.domain.identity import ApiKeyPrincipal
+from chalicelib.log import get_logger
 from chalicelib.services.ports import UnitOfWork
+
+log = get_logger("tally.idempotency")
 
 KEEP_SECONDS = 25 * 3600
 LOCK_SECONDS = 60
@@ -70,7 +73,10 @@ def run_idempotent(
     try:
         answer = run()
     except BaseException:
-        uow.idempotency.release(*args)
+        try:
+            uow.idempotency.release(*args)
+        except Exception:  # storage is down too: the claim lapses after LOCK_SECONDS, the first error stands
+            log.warning("could not release an idempotency claim; it lapses on its own", exc_info=True)
         raise
     uow.idempotency.complete(*args, status_code=answer.status, response=answer.body)
     return answer

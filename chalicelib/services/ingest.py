@@ -19,6 +19,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from chalicelib.domain.batches import SealCandidate
 from chalicelib.domain.billing import acceptance_capacity
 from chalicelib.domain.clock import period_of
 from chalicelib.domain.credentials import random_id, time_ordered_id
@@ -32,10 +33,12 @@ from chalicelib.domain.errors import (
 from chalicelib.domain.identity import ApiKeyPrincipal
 from chalicelib.domain.plans import plan_for
 from chalicelib.domain.tenants import BillingMode
+from chalicelib.log import get_logger
 from chalicelib.services.credits import after_hold, stage_hold
 from chalicelib.services.ports import IngestSnapshot, UnitOfWork
 from chalicelib.services.retry import retry_on_conflict
 
+log = get_logger("tally.ingest")
 MAX_TRANSACTION_ITEMS = 100
 MAX_ATTEMPTS = 40
 
@@ -49,6 +52,7 @@ class Outcome:
     data: dict[str, Any] | None = None
     error: TallyError | None = None
     idempotent: bool = False
+    candidate: SealCandidate | None = None  # a newly accepted delta's fingerprint and hold, for the verifier
 
 
 def accepted_view(delta: Delta) -> dict[str, Any]:
@@ -64,6 +68,16 @@ def accepted_view(delta: Delta) -> dict[str, Any]:
     if delta.reference_id is not None:
         view["referenceId"] = delta.reference_id
     return view
+
+
+def _candidate(delta: Delta) -> SealCandidate | None:
+    """The delta's seal candidate for the verifier. It only saves the verifier a read, and the delta is
+    already committed: whatever goes wrong here leaves the verifier to read the delta back."""
+    try:
+        return SealCandidate.of(delta)
+    except Exception:
+        log.warning("no seal candidate for an accepted delta", exc_info=True, extra={"recordId": delta.record_id})
+        return None
 
 
 def cycle_move(stored: str | None, period: str) -> str:
@@ -203,7 +217,8 @@ def submit_deltas(
         try:
             for chunk in _chunks(allowed, fixed):
                 for index, delta in run.commit_chunk(chunk):
-                    outcomes[index] = Outcome(index, "QUEUED", data=accepted_view(delta))
+                    outcomes[index] = Outcome(index, "QUEUED", data=accepted_view(delta),
+                                              candidate=_candidate(delta))
         except ConcurrentWriteError:
             pending = [(i, item) for i, item in pending if i not in outcomes]
             duplicates = {i: first for i, first in duplicates.items() if i not in outcomes}
@@ -257,15 +272,24 @@ def batch_refusal(outcomes: list[Outcome]) -> PaymentRequiredError | None:
 def submit_batch(
     uow: UnitOfWork, principal: ApiKeyPrincipal, inputs: list[DeltaInput | TallyError], *, now: datetime
 ) -> list[Outcome]:
-    """``POST /api/v1/balance/delta/batch``: per-item outcomes, or :func:`batch_refusal`'s 402 raised."""
+    """``POST /api/v1/balance/delta/batch``: per-item outcomes, or :func:`batch_refusal`'s 402 raised. When
+    nothing was accepted and writes stayed contended through every retry, the batch as a whole is a 503 to
+    retry (``CONCURRENT_WRITE``, ``Retry-After``): nothing of it was stored."""
     outcomes = submit_deltas(uow, principal, inputs, now=now)
+    if not any(o.status == "QUEUED" for o in outcomes):
+        busy = next((o.error for o in outcomes if isinstance(o.error, ConcurrentWriteError)), None)
+        if busy is not None:
+            raise busy
     refusal = batch_refusal(outcomes)
     if refusal is not None:
         raise refusal
     return outcomes
 
 
-def accepted_refs(principal: ApiKeyPrincipal, outcomes: list[Outcome]) -> list[tuple[str, str, str]]:
-    """Verification queue references for the deltas this request newly accepted."""
+def accepted_refs(principal: ApiKeyPrincipal, outcomes: list[Outcome]) -> list[tuple[Any, ...]]:
+    """Verification queue references for the deltas this request newly accepted, each with its seal
+    candidate when it has one (the fingerprint is taken here, where the content is in hand, so the
+    verifier need not read the delta back)."""
     return [(principal.tenant_id, str(principal.environment), o.data["recordId"])
+            + ((o.candidate.wire(),) if o.candidate else ())
             for o in outcomes if o.status == "QUEUED" and not o.idempotent and o.data]

@@ -27,9 +27,12 @@ from chalicelib.domain.credentials import time_ordered_id
 from chalicelib.domain.errors import ConflictError, NotFoundError, ValidationError
 from chalicelib.domain.fingerprints import canonical, delta_content
 from chalicelib.domain.merkle import MerkleTree, leaf_hash
+from chalicelib.log import get_logger
 from chalicelib.services import checkpoints as checkpoint_service
 from chalicelib.services import signing_keys
 from chalicelib.services.ports import UnitOfWork
+
+log = get_logger("tally.packages")
 
 PACKAGE_TYPE = "tally.verification-package/v1"
 MAX_SAMPLE = 100
@@ -131,15 +134,26 @@ def create(uow: UnitOfWork, scope: checkpoint_service.Scope, *, sample_size: int
     package = build_document(uow, scope, sample_size=sample_size, now=now, signer=signer)
     token = secrets.token_urlsafe(32)
     expires_at = now + ttl
-    store.put(_object_key(token), package.body, content_type="application/json",
-              metadata={EXPIRES_META: iso_ms(expires_at)})
-    uow.audit.add(AuditEntry(tenant_id=scope.tenant_id, actor=actor, action="verification_package.created",
-                             target=f"customer:{scope.customer_id}", environment=str(scope.environment), at=now,
-                             details={"packageId": package.package_id, "period": scope.period,
-                                      "sampleSize": package.sample_size, "expiresAt": iso_ms(expires_at)}))
-    uow.commit()
+    key = _object_key(token)
+    try:
+        store.put(key, package.body, content_type="application/json", metadata={EXPIRES_META: iso_ms(expires_at)})
+        uow.audit.add(AuditEntry(tenant_id=scope.tenant_id, actor=actor, action="verification_package.created",
+                                 target=f"customer:{scope.customer_id}", environment=str(scope.environment), at=now,
+                                 details={"packageId": package.package_id, "period": scope.period,
+                                          "sampleSize": package.sample_size, "expiresAt": iso_ms(expires_at)}))
+        uow.commit()
+    except BaseException:  # not audited, so never shared: nobody gets its link, and the object (if any) goes too
+        _forget(store, key)
+        raise
     return SharedPackage(package.package_id, package.checkpoint, package.sample_size, token, expires_at,
                          package.sha256)
+
+
+def _forget(store: Any, key: str) -> None:
+    try:
+        store.delete(key)
+    except Exception:  # S3 is failing too: the link was never given out, and the lifecycle rule removes it
+        log.warning("an unshared package could not be deleted", exc_info=True, extra={"key": key})
 
 
 def open_shared(token: str, *, now: datetime, store: Any) -> tuple[dict[str, Any], str]:

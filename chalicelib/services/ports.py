@@ -19,11 +19,11 @@ if TYPE_CHECKING:  # annotations only: keeps `import app` (cold start) small
 
     from chalicelib.domain.access import ApiKey, PlatformToken, Session
     from chalicelib.domain.audit import AuditEntry
-    from chalicelib.domain.batches import ChainHead, SealedBatch
+    from chalicelib.domain.batches import ChainHead, SealCandidate, SealedBatch
     from chalicelib.domain.checkpoints import Checkpoint
     from chalicelib.domain.credits import CreditAccount, CreditPosition, HoldPlan, LedgerEntry
     from chalicelib.domain.customers import Customer, CustomerStats
-    from chalicelib.domain.deltas import Delta
+    from chalicelib.domain.deltas import CreditState, Delta
     from chalicelib.domain.identity import Environment
     from chalicelib.domain.period_close import PeriodClose, RolloverRun
     from chalicelib.domain.signing_keys import SigningKey
@@ -181,7 +181,9 @@ class DeltaRepository(Protocol):
     def customer_range(self, tenant_id: str, environment: Environment, customer_id: str, first: int, last: int,
                        *, newest_first: bool = False) -> list[Delta]: ...
     def pending(self, *, older_than: datetime, limit: int) -> list[tuple[str, Environment, str]]: ...
-    def mark_verified(self, delta: Delta, *, now: datetime) -> None: ...
+    def mark_verified(self, tenant_id: str, environment: Environment, leaf: SealCandidate, *, leaf_index: int,
+                      proof: list[str], batch: SealedBatch, credit_state: CreditState | None,
+                      now: datetime) -> None: ...
     def mark_failed(self, delta: Delta, *, error: str, now: datetime) -> None: ...
     def advance_customer(self, tenant_id: str, environment: Environment, customer_id: str, *,
                          expected_last_seq: int | None, count: int, balance_change: Decimal,

@@ -2,8 +2,12 @@
 
 Every write path that reads state, decides, and commits conditioned on what it read runs through
 :func:`retry_on_conflict`. It catches only :class:`ConcurrentWriteError` (a failed write condition or a
-transaction conflict, raised by the unit of work's commit), never a business :class:`ConflictError`
+``TransactionConflict``, raised by the unit of work's commit), never a business :class:`ConflictError`
 such as a duplicate, so a 409 the client must see is never retried away as if it were a race.
+
+The other transient failures — throttling, timeouts, AWS 5xx — are botocore's to retry (standard mode,
+capped exponential backoff with jitter, per call; ``adapters/faults.py``): a race needs the state read again
+and the writes planned anew, a throttled call only needs sending again, so each is retried where it can be.
 """
 
 from __future__ import annotations
@@ -34,8 +38,8 @@ def retry_on_conflict(uow: UnitOfWork, attempt: Callable[[int], T], *, attempts:
 
     After a race the staged writes are dropped and, when given, ``on_conflict(n)`` may settle the matter
     (return a value to end with it, e.g. "another writer already did this"; ``None`` to try again).
-    When every attempt raced, :class:`ConcurrentWriteError` with ``message``: a 409 ``CONCURRENT_WRITE``
-    that tells the client to retry.
+    When every attempt raced, :class:`ConcurrentWriteError` with ``message``: a 503 ``CONCURRENT_WRITE``
+    with ``Retry-After`` (the SDK retries it), and whatever did commit stands whole.
     """
     for n in range(attempts):
         try:

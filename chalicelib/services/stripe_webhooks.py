@@ -288,19 +288,22 @@ def handle(uow: UnitOfWork, *, payload: bytes, signature_header: str | None, now
     record = StripeEvent(event_id=event.id, event_type=event.type, state=RECEIVED, received_at=now)
     if handler is None:  # recorded, nothing to apply: handled at once, in the one write
         record = record.mark_handled(outcome=IGNORED, tenant_id=None, now=now)
-    uow.stripe_events.add(record)
-    try:
+
+    def store(_n: int) -> tuple[StripeEvent, bool]:
+        uow.stripe_events.add(record)
         uow.commit()
-    except ConcurrentWriteError:  # recorded before: handled (answer again) or interrupted (apply again)
-        uow.rollback()
+        return record, False
+
+    def stored_before(_n: int) -> tuple[StripeEvent, bool] | None:
+        """Recorded before: handled (answer again) or interrupted (apply again). Not there: the put met a
+        concurrent transaction (``TransactionConflict``), so it is tried again."""
         stored = uow.stripe_events.get(event.id)
-        if stored is None:
-            raise
-        if stored.handled:
-            return _answer(stored, duplicate=True)
-        record = stored
+        return (stored, True) if stored is not None else None
+
+    record, before = retry_on_conflict(uow, store, attempts=MAX_APPLY_ATTEMPTS, on_conflict=stored_before,
+                                       message="The event could not be recorded for concurrent writes; retry.")
     if record.handled:
-        return _answer(record, duplicate=False)
+        return _answer(record, duplicate=before)
     return _apply(uow, Context(uow=uow, event=event, provider=provider, now=now), record,
                   handler or (lambda _ctx: Outcome(IGNORED)))
 

@@ -9,6 +9,12 @@ one account update with its ledger entries. A crash before the commit changes
 nothing; a rerun after it finds the deltas verified and skips them. So no delta
 is lost, and none is sealed, settled, released or refunded twice.
 
+The queue path reads nothing back: ingest fingerprints each delta where it has the content and sends
+that with the reference (:class:`SealCandidate`); the seal's conditions (still awaiting verification,
+with exactly that hold) make a stale or repeated message harmless, and after a lost race the deltas
+are read and the candidates rebuilt. References without a candidate (the sweep, content with no
+fingerprint) are read.
+
 Seals hold 90 deltas whatever their customers: the per-customer verified
 counters go in a second transaction (:func:`apply_counts`) with the removal of a
 small counts item the seal wrote, so they are applied exactly once; while that
@@ -21,17 +27,18 @@ outbox item, so they exist exactly when the change does.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from chalicelib.domain.batches import SealedBatch
+from chalicelib.domain.batches import SealCandidate, SealedBatch
 from chalicelib.domain.clock import iso_ms, period_of
 from chalicelib.domain.credentials import time_ordered_id
 from chalicelib.domain.credits import EntryType
 from chalicelib.domain.deltas import CreditState, Delta, credit_state_after
-from chalicelib.domain.fingerprints import canonical, content_hash, delta_content
+from chalicelib.domain.errors import ConcurrentWriteError, ValidationError
+from chalicelib.domain.fingerprints import canonical, fingerprint
 from chalicelib.domain.identity import Environment
 from chalicelib.domain.merkle import MerkleTree, leaf_hash
 from chalicelib.domain.webhooks import EventType, verified_reference
@@ -48,9 +55,12 @@ SWEEP_GRACE = timedelta(seconds=30)
 SWEEP_LIMIT = 1_600  # refs per sweep run (all shards together): what 8 shards of 200 each gave before
 
 
+Ref = tuple  # (tenantId, environment, recordId) or (tenantId, environment, recordId, candidate's wire form)
+
+
 @dataclass
 class VerifyReport:
-    verified: list[Delta] = field(default_factory=list)
+    verified: list[SealCandidate] = field(default_factory=list)
     failed: list[Delta] = field(default_factory=list)
     batches: list[SealedBatch] = field(default_factory=list)
     skipped: int = 0  # already resolved (reruns, duplicate messages)
@@ -58,31 +68,28 @@ class VerifyReport:
     outbox: list[OutboxRef] = field(default_factory=list)  # committed webhook events, for the sender to fan out
 
 
-def _fingerprint(delta: Delta) -> tuple[str | None, str | None]:
-    """(content hash, None) or (None, terminal error) for content RFC 8785 cannot represent."""
-    try:
-        return content_hash(delta_content(delta)), None
-    except (ValueError, TypeError, OverflowError) as exc:  # rfc8785 errors subclass ValueError
-        return None, f"Content cannot be canonicalised (RFC 8785): {exc}"
-
-
-def _settle(uow: UnitOfWork, tenant_id: str, deltas: list[Delta], now: datetime) -> tuple[int, int, int | None]:
+def _settle(uow: UnitOfWork, tenant_id: str, leaves: list[SealCandidate],
+            now: datetime) -> tuple[int, int, int | None]:
     """Stage the seal's settlement and release (``credits.stage_settlement``); returns (consumed, released,
     credit balance after) for the ``verification.completed`` event."""
-    billed = [d for d in deltas if d.credit_state == CreditState.RESERVED and d.credits_reserved]
+    billed = [d for d in leaves if d.reserved]
     reserved = sum(d.credits_reserved for d in billed)
     if not reserved:
         return 0, 0, None
-    after, entries = stage_settlement(uow, tenant_id, reserved=reserved, deltas=len(billed), now=now)
+    try:
+        after, entries = stage_settlement(uow, tenant_id, reserved=reserved, deltas=len(billed), now=now)
+    except ValidationError as exc:  # more than is held: candidates of holds already resolved (a repeated message)
+        if exc.code != "RESERVATION_EXCEEDED":
+            raise
+        raise ConcurrentWriteError("Some of the seal's holds are resolved already; read the deltas.") from exc
     released = sum(e.amount for e in entries if e.entry_type == EntryType.RELEASE)
     return reserved - released, released, after.credit_balance
 
 
-def _seal_once(uow: UnitOfWork, signer: Any, tenant_id: str, environment: Environment, deltas: list[Delta],
-               now: datetime, outbox_refs: list[OutboxRef]) -> SealedBatch:
+def _seal_once(uow: UnitOfWork, signer: Any, tenant_id: str, environment: Environment,
+               deltas: list[SealCandidate], now: datetime, outbox_refs: list[OutboxRef]) -> SealedBatch:
     head = uow.batches.head(tenant_id, environment)
-    hashes = [d.content_hash or "" for d in deltas]
-    tree = MerkleTree([leaf_hash(bytes.fromhex(h)) for h in hashes])
+    tree = MerkleTree([leaf_hash(bytes.fromhex(d.content_hash)) for d in deltas])
     batch = SealedBatch(
         batch_id=BATCH_PREFIX + time_ordered_id(int(now.timestamp() * 1000), 20), tenant_id=tenant_id,
         environment=str(environment), root=tree.root.hex(), tree_size=tree.size, sequence=head.sequence + 1,
@@ -92,11 +99,11 @@ def _seal_once(uow: UnitOfWork, signer: Any, tenant_id: str, environment: Enviro
     batch = replace(batch, signature=signer.sign(canonical(batch.statement())))
     uow.batches.seal(batch, head)
     events = []
-    for index, delta in enumerate(deltas):
-        sealed = replace(delta, leaf_index=index, proof=[p.hex() for p in tree.inclusion_proof(index)],
-                         batch_id=batch.batch_id, proof_root=batch.root)
-        uow.deltas.mark_verified(replace(sealed, credit_state=credit_state_after(sealed, verified=True)), now=now)
-        events.append(verified_reference(sealed))
+    for index, leaf in enumerate(deltas):
+        uow.deltas.mark_verified(tenant_id, environment, leaf, leaf_index=index,
+                                 proof=[p.hex() for p in tree.inclusion_proof(index)], batch=batch,
+                                 credit_state=CreditState.SETTLED if leaf.reserved else None, now=now)
+        events.append(verified_reference(leaf))
     uow.batches.stage_counts(batch, dict(Counter(d.customer_id for d in deltas)), now=now)
     consumed, released, remaining = _settle(uow, tenant_id, deltas, now)
     events.append((EventType.VERIFICATION_COMPLETED, {
@@ -135,14 +142,13 @@ def _fail_once(uow: UnitOfWork, delta: Delta, error: str, now: datetime, outbox_
         outbox_refs.append(uow.webhooks.outbox_ref(outbox))
 
 
-def _retrying(uow: UnitOfWork, tenant_id: str, environment: Environment, record_ids: list[str],
-              action: Any, *, loaded: list[Delta]) -> Any:
-    """Run ``action(pending deltas)``, first on the deltas as ``loaded`` (the seal's conditions catch any
-    that changed since); after a lost race, re-read and retry with what is still pending."""
+def _retrying(uow: UnitOfWork, action: Callable[[list[Any]], Any], *, first: list[Any],
+              reread: Callable[[], list[Any]]) -> Any:
+    """Run ``action(pending)``, first on ``first`` (the conditions catch anything that changed since it was
+    read or sent); after a lost race, on what ``reread`` finds still pending."""
 
     def attempt(n: int) -> Any:
-        live = uow.deltas.get_many(tenant_id, environment, record_ids) if n else loaded
-        pending = [d for d in live if d.awaiting_verification]
+        pending = reread() if n else first
         return action(pending) if pending else None
 
     return retry_on_conflict(uow, attempt, attempts=MAX_ATTEMPTS, cap=0.1,
@@ -176,53 +182,65 @@ def apply_counts(uow: UnitOfWork, tenant_id: str, environment: Environment, batc
                              message="A batch's counts kept losing races; the sweep will retry.")
 
 
-def _verify_group(uow: UnitOfWork, signer: Any, tenant_id: str, environment: Environment, record_ids: list[str],
-                  now: datetime, report: VerifyReport) -> None:
-    loaded = uow.deltas.get_many(tenant_id, environment, record_ids)
-    report.skipped += sum(1 for d in loaded if not d.awaiting_verification)
-    hashes: dict[str, str] = {}
-    for delta in (d for d in loaded if d.awaiting_verification):
-        digest, error = _fingerprint(delta)
+def _verify_group(uow: UnitOfWork, signer: Any, tenant_id: str, environment: Environment,
+                  wanted: dict[str, SealCandidate | None], now: datetime, report: VerifyReport) -> None:
+    """Seal the wanted deltas: by the candidates the queue sent, reading only those that came without."""
+    candidates = {r: c for r, c in wanted.items() if c is not None}
+    unknown = [r for r, c in wanted.items() if c is None]
+    skipped: set[str] = set()
+    for delta in uow.deltas.get_many(tenant_id, environment, unknown) if unknown else []:
+        if not delta.awaiting_verification:
+            skipped.add(delta.record_id)
+            continue
+        digest, error = fingerprint(delta)
         if digest is not None:
-            hashes[delta.record_id] = digest
+            candidates[delta.record_id] = SealCandidate.of(delta)  # type: ignore[assignment]
             continue
 
         def fail(live: list[Delta], reason: str = error or "") -> Delta:
             _fail_once(uow, live[0], reason, now, report.outbox)
             return replace(live[0], error=reason)
 
-        failed = _retrying(uow, tenant_id, environment, [delta.record_id], fail, loaded=[delta])
+        def reread_one(record_id: str = delta.record_id) -> list[Delta]:
+            return [d for d in uow.deltas.get_many(tenant_id, environment, [record_id]) if d.awaiting_verification]
+
+        failed = _retrying(uow, fail, first=[delta], reread=reread_one)
         if failed is not None:
             report.failed.append(failed)
 
-    def seal(live: list[Delta]) -> tuple[SealedBatch, list[Delta]]:
-        fingerprinted = [replace(d, content_hash=hashes[d.record_id]) for d in live]
-        return _seal_once(uow, signer, tenant_id, environment, fingerprinted, now, report.outbox), fingerprinted
+    def seal(live: list[SealCandidate]) -> tuple[SealedBatch, list[SealCandidate]]:
+        return _seal_once(uow, signer, tenant_id, environment, live, now, report.outbox), live
 
-    by_id = {d.record_id: d for d in loaded}
-    for group in _seal_groups(list(hashes)):
-        outcome = _retrying(uow, tenant_id, environment, group, seal, loaded=[by_id[r] for r in group])
+    for group in _seal_groups([r for r in wanted if r in candidates]):
+        def reread(group: list[str] = group) -> list[SealCandidate]:
+            live = {d.record_id: d for d in uow.deltas.get_many(tenant_id, environment, group)}
+            skipped.update(r for r in group if r not in live or not live[r].awaiting_verification)
+            return [c for c in (SealCandidate.of(live[r]) for r in group if r not in skipped) if c is not None]
+
+        outcome = _retrying(uow, seal, first=[candidates[r] for r in group], reread=reread)
         if outcome is not None:
             batch, sealed = outcome
-            apply_counts(uow, tenant_id, environment, batch.batch_id,
-                         dict(Counter(d.customer_id for d in sealed)))
+            apply_counts(uow, tenant_id, environment, batch.batch_id, dict(Counter(d.customer_id for d in sealed)))
             report.batches.append(batch)
-            report.verified += [replace(d, batch_id=batch.batch_id, proof_root=batch.root, verified_at=now)
-                                for d in sealed]
+            report.verified += sealed
+    report.skipped += len(skipped)
 
 
-def verify_records(uow: UnitOfWork, refs: Iterable[tuple[str, Environment, str]], *, now: datetime,
-                   signer: Any) -> VerifyReport:
-    """Verify the referenced deltas (``(tenantId, environment, recordId)``); already resolved ones are skipped."""
+def verify_records(uow: UnitOfWork, refs: Iterable[Ref], *, now: datetime, signer: Any) -> VerifyReport:
+    """Verify the referenced deltas (``(tenantId, environment, recordId[, candidate])``); already resolved
+    ones are skipped."""
     report = VerifyReport()
-    groups: dict[tuple[str, Environment], list[str]] = defaultdict(list)
-    for tenant_id, environment, record_id in refs:
-        if record_id not in groups[(tenant_id, environment)]:
-            groups[(tenant_id, environment)].append(record_id)
-    for (tenant_id, environment), record_ids in groups.items():
-        for batch_id in [r for r in record_ids if r.startswith(BATCH_PREFIX)]:  # counts a crash left (the sweep)
+    groups: dict[tuple[str, Environment], dict[str, SealCandidate | None]] = defaultdict(dict)
+    for ref in refs:
+        tenant_id, environment, record_id = ref[0], Environment(ref[1]), ref[2]
+        candidate = SealCandidate.from_wire(record_id, ref[3]) if len(ref) > 3 else None
+        wanted = groups[(tenant_id, environment)]
+        if wanted.get(record_id) is None:
+            wanted[record_id] = candidate
+    for (tenant_id, environment), wanted in groups.items():
+        for batch_id in [r for r in wanted if r.startswith(BATCH_PREFIX)]:  # counts a crash left (the sweep)
             report.counts_applied += int(apply_counts(uow, tenant_id, environment, batch_id))
-        deltas = [r for r in record_ids if not r.startswith(BATCH_PREFIX)]
+        deltas = {r: c for r, c in wanted.items() if not r.startswith(BATCH_PREFIX)}
         if deltas:
             _verify_group(uow, signer, tenant_id, environment, deltas, now, report)
     return report

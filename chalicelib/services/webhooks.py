@@ -43,6 +43,7 @@ from chalicelib.domain.webhooks import (
 )
 from chalicelib.log import get_logger
 from chalicelib.services.ports import DeliveryRef, OutboxRef, Page, UnitOfWork, page_after_offset
+from chalicelib.services.retry import retry_on_conflict
 
 log = get_logger("tally.webhooks")
 
@@ -52,6 +53,8 @@ SENDER_THREADS = 8
 SEND_BUDGET = timedelta(seconds=60)  # of a sender Lambda's 120 s: later waves wait for the next run
 OUTBOX_GRACE = timedelta(seconds=30)
 SWEEP_LIMIT = 400  # outbox items, and due deliveries, per sweep run (all shards together)
+MAX_ATTEMPTS = 10  # per outbox chunk: races with another worker, transaction conflicts
+RECORD_ATTEMPTS = 3  # recording an attempt: a lost lease fails every time, a transaction conflict once
 
 
 def _ms(moment: datetime) -> int:
@@ -242,34 +245,42 @@ def delivery_ref(delivery: Delivery) -> DeliveryRef:
     return delivery.tenant_id, str(delivery.environment), delivery.event_id, delivery.endpoint_id
 
 
+def _fan_out_chunk(uow: UnitOfWork, ref: OutboxRef, now: datetime) -> tuple[list[DeliveryRef], bool] | None:
+    """The outbox's next chunk of deliveries and its progress, in one transaction (moving the progress from
+    exactly what was read): ``(deliveries made, done)``, or None when the outbox is gone (done already)."""
+    outbox = uow.webhooks.get_outbox(ref)
+    if outbox is None:
+        return None
+    endpoints = {e.endpoint_id: e for e in uow.webhooks.endpoints(outbox.tenant_id, outbox.environment)}
+    targets = outbox.targets if outbox.targets is not None else tuple(
+        sorted(i for i, e in endpoints.items() if e.status == EndpointStatus.ACTIVE))
+    pairs = [(event, target) for event in outbox.events for target in targets]
+    chunk = pairs[outbox.progress : outbox.progress + FANOUT_CHUNK]
+    wanted = [(event, endpoints[t]) for event, t in chunk if t in endpoints and endpoints[t].wants(event.event_type)]
+    unique = tuple({e.event_id: e for e, _ in wanted}.values())
+    by_id = {e.event_id: e for e in _enrich(uow, unique, outbox.tenant_id)} if unique else {}
+    batch = [_delivery(by_id[event.event_id], endpoint, now) for event, endpoint in wanted]
+    for delivery in batch:
+        uow.webhooks.add_delivery(delivery)
+    progress = outbox.progress + len(chunk)
+    uow.webhooks.advance_outbox(outbox, progress=progress, targets=targets, done=progress >= len(pairs))
+    uow.commit()
+    return [delivery_ref(d) for d in batch], progress >= len(pairs)
+
+
 def fan_out(uow: UnitOfWork, ref: OutboxRef, *, now: datetime) -> list[DeliveryRef]:
-    """Turn one outbox item into deliveries (exactly once), then delete it; returns the deliveries made."""
+    """Turn one outbox item into deliveries (exactly once), then delete it; returns the deliveries made. A
+    race (another worker moved the progress first, or a transaction conflict) reads the outbox again and
+    carries on from where it stands."""
     created: list[DeliveryRef] = []
     while True:
-        outbox = uow.webhooks.get_outbox(ref)
-        if outbox is None:
-            return created  # done already (by us or by another worker)
-        endpoints = {e.endpoint_id: e for e in uow.webhooks.endpoints(outbox.tenant_id, outbox.environment)}
-        targets = outbox.targets if outbox.targets is not None else tuple(
-            sorted(i for i, e in endpoints.items() if e.status == EndpointStatus.ACTIVE))
-        pairs = [(event, target) for event in outbox.events for target in targets]
-        chunk = pairs[outbox.progress : outbox.progress + FANOUT_CHUNK]
-        wanted = [(event, endpoints[t]) for event, t in chunk
-                  if t in endpoints and endpoints[t].wants(event.event_type)]
-        unique = tuple({e.event_id: e for e, _ in wanted}.values())
-        by_id = {e.event_id: e for e in _enrich(uow, unique, outbox.tenant_id)} if unique else {}
-        batch = [_delivery(by_id[event.event_id], endpoint, now) for event, endpoint in wanted]
-        for delivery in batch:
-            uow.webhooks.add_delivery(delivery)
-        progress = outbox.progress + len(chunk)
-        uow.webhooks.advance_outbox(outbox, progress=progress, targets=targets, done=progress >= len(pairs))
-        try:
-            uow.commit()
-        except ConcurrentWriteError:
-            uow.rollback()
-            return created  # another worker advanced this outbox first; it carries on
-        created += [delivery_ref(d) for d in batch]
-        if progress >= len(pairs):
+        step = retry_on_conflict(uow, lambda _n: _fan_out_chunk(uow, ref, now), attempts=MAX_ATTEMPTS,
+                                 message="An outbox item kept losing races; the sweep fans it out.")
+        if step is None:
+            return created
+        made, done = step
+        created += made
+        if done:
             return created
 
 
@@ -344,11 +355,13 @@ def _send(delivery: Delivery, endpoint: Endpoint | None, clock: Callable[[], dat
 
 
 def _record(uow: UnitOfWork, outcome: Delivery, lease: datetime, report: SendReport) -> None:
-    uow.webhooks.record_attempt(outcome, lease_until=lease)
-    try:
+    def store(_n: int) -> None:
+        uow.webhooks.record_attempt(outcome, lease_until=lease)
         uow.commit()
+
+    try:  # a transaction conflict is tried again; a lease that ran out fails every time
+        retry_on_conflict(uow, store, attempts=RECORD_ATTEMPTS, message="lease lost")
     except ConcurrentWriteError:  # our lease ran out and another sender took over: its record stands
-        uow.rollback()
         return
     except Exception:  # e.g. throttling: the lease expires and the attempt is made again
         uow.rollback()

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import base64
 from datetime import timedelta
+from decimal import Decimal
 
 import pytest
 
 from chalicelib import bootstrap
 from chalicelib.adapters.signing import verify_signature
+from chalicelib.domain.deltas import CreditState, DeltaInput, DeltaStatus
 from chalicelib.domain.fingerprints import canonical, content_hash, delta_content
-from chalicelib.domain.identity import Environment
+from chalicelib.domain.identity import ApiKeyPrincipal, Environment
 from chalicelib.domain.merkle import leaf_hash, verify_inclusion
 from chalicelib.services import credits as credit_service
-from chalicelib.services import verification
+from chalicelib.services import ingest, verification
+from tests.dynamo_calls import DynamoCalls
 
 DELTA = "/api/v1/balance/delta"
 
@@ -111,3 +114,68 @@ def test_public_verify_answers_for_a_root_and_not_for_an_unknown_one(api, key, c
     for unknown in ("0" * 64, "not-a-root"):
         answer = api.get(f"/api/v1/verify/{unknown}").data
         assert answer["verified"] is False and answer["records"] == []
+
+
+# --- the queue path: seal candidates (fingerprint and hold) ride with the references ----------------------
+
+
+def queued(tenant, customers: list[str], clock) -> tuple[list[tuple], list[str]]:
+    """Accept one delta per customer as the route does; (the queue references ingest made, record ids)."""
+    principal = ApiKeyPrincipal(tenant.id, Environment.PRODUCTION, "key_test")
+    items = [DeltaInput(customer_id=c, delta=Decimal(1), reason="r") for c in customers]
+    outcomes = ingest.submit_deltas(bootstrap.unit_of_work(), principal, items, now=clock())
+    return ingest.accepted_refs(principal, outcomes), [o.data["recordId"] for o in outcomes]
+
+
+def verify_refs(refs: list[tuple], clock) -> verification.VerifyReport:
+    return verification.verify_records(bootstrap.unit_of_work(), refs, now=clock(), signer=bootstrap.signer())
+
+
+def entries(tenant) -> list[tuple]:
+    items = bootstrap.unit_of_work().credits.entries(tenant.id, 100, None).items
+    return [(str(e.entry_type), e.amount, e.balance_after) for e in reversed(items)]
+
+
+def test_the_queue_path_seals_by_the_candidates_without_reading_the_deltas_back(credits_tenant, clock):
+    refs, ids = queued(credits_tenant, ["cust_a", "cust_b", "cust_a"], clock)
+    assert [len(ref) for ref in refs] == [4, 4, 4]
+    bootstrap.signer()
+    with DynamoCalls.recording() as calls:
+        report = verify_refs(refs, clock)
+    # The chain head, the credit position (account and lanes), the seal, the per-customer counts: no delta read.
+    assert calls.operations == ["GetItem", "BatchGetItem", "TransactWriteItems", "TransactWriteItems"]
+    assert [c.record_id for c in report.verified] == ids and report.skipped == 0
+    uow = bootstrap.unit_of_work()
+    for record_id in ids:
+        stored = uow.deltas.get(credits_tenant.id, Environment.PRODUCTION, record_id)
+        assert stored.status == DeltaStatus.VERIFIED and stored.credit_state == CreditState.SETTLED
+        assert stored.content_hash == content_hash(delta_content(stored))  # ingest's fingerprint is the content's
+
+
+def test_a_repeated_message_changes_nothing(credits_tenant, clock):
+    refs, _ids = queued(credits_tenant, ["cust_a", "cust_b"], clock)
+    first = verify_refs(refs, clock)
+    before = entries(credits_tenant)
+    again = verify_refs(refs, clock)  # SQS delivers at least once: the seal's conditions refuse, a read skips
+    assert (again.skipped, again.verified, again.batches) == (2, [], [])
+    assert entries(credits_tenant) == before == [("topup", 10, 10), ("reservation", -2, 8),
+                                                         ("settlement", -2, 8)]
+    assert len(first.batches) == 1
+
+
+def test_a_candidate_that_disagrees_with_the_stored_hold_is_replaced_by_what_is_stored(credits_tenant, clock):
+    refs, _ids = queued(credits_tenant, ["cust_a", "cust_b"], clock)
+    wrong = [(*ref[:3], [ref[3][0], ref[3][1], 0]) for ref in refs]  # claims no hold: would leave credits held
+    report = verify_refs(wrong, clock)
+    assert [c.credits_reserved for c in report.verified] == [1, 1]  # re-read after the conditions refused
+    assert entries(credits_tenant)[-1] == ("settlement", -2, 8)
+    assert credit_service.balances(bootstrap.unit_of_work(), credits_tenant.id).reserved == 0
+
+
+def test_references_to_unknown_deltas_and_unreadable_candidates(credits_tenant, clock):
+    refs, _ids = queued(credits_tenant, ["cust_a"], clock)
+    tenant_id, env, record_id, wire = refs[0]
+    ghost = (tenant_id, env, "rec_" + "0" * 20, wire)  # no such delta: its seal condition fails, then skipped
+    garbled = (tenant_id, env, record_id, ["not-a-hash", 1])  # unreadable: read like a bare reference
+    report = verify_refs([ghost, garbled], clock)
+    assert [c.record_id for c in report.verified] == [record_id] and report.skipped == 1

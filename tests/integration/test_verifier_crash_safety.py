@@ -9,7 +9,9 @@ rerun (the queue redelivers) or the sweep must finish the work exactly once.
 
 The world: a credits-billing tenant with 7 deltas across 3 customers and 1 delta
 whose metadata holds 2**60 (beyond RFC 8785's ±2**53 integers, so it fails
-terminally). The baseline verifies them with no crash in a fresh moto world.
+terminally). The verifier gets the references as the queue carries them: the 7 with
+the seal candidates ingest made (fingerprint and hold, so they are not read back),
+the bad one bare. The baseline verifies them with no crash in a fresh moto world.
 Then, for every DynamoDB call k the verifier makes (counted with botocore's
 ``before-call`` event on the shared connection's client), a fresh world with the
 same arrangement crashes the verifier at call k — before the call reaches
@@ -70,13 +72,14 @@ GOOD = len(INPUTS) - 1
 # changes, update this tuple (test_one_verification_run_makes_these_dynamodb_calls says so);
 # the crash tests are parametrized over it.
 EXPECTED_CALLS = (
-    "BatchGetItem",        # load every referenced delta (the writes below are conditioned on what it read)
+    "BatchGetItem",        # load the one delta that came without a seal candidate (it has no fingerprint)
     "GetItem",             # terminal failure: the customer (is the delta in its current cycle?)
     "BatchGetItem",        #   the credit account and its escrow lanes
     "TransactWriteItems",  #   FAILED + usage released + customer and totals + the holds posted and the refund
     "GetItem",             # seal: the chain head
     "BatchGetItem",        #   the credit account and its escrow lanes
-    "TransactWriteItems",  #   batch + head + 7 statuses + counts item + settlement and its entry + outbox
+    "TransactWriteItems",  #   batch + head + 7 statuses (each conditioned: still pending, that hold) + counts item
+    #                            + settlement and its entry + outbox
     "TransactWriteItems",  # the seal's per-customer verified counts and totals, with the counts item's removal
 )
 
@@ -98,7 +101,7 @@ class Outcome:
 
 
 def arrange(world: World) -> tuple[str, list[str]]:
-    """The tenant and its accepted deltas' record ids, in INPUTS order."""
+    """The tenant and its accepted deltas' record ids, in INPUTS order (their queue references: QUEUED)."""
     now = world.clock()
     assert now == START
     tenant = world.tenant("Crash Co", billing_mode=BillingMode.CREDITS, plan="starter")
@@ -106,11 +109,18 @@ def arrange(world: World) -> tuple[str, list[str]]:
     principal = ApiKeyPrincipal(tenant_id=tenant.id, environment=P, key_id="key_crash")
     outcomes = ingest.submit_deltas(bootstrap.unit_of_work(), principal, list(INPUTS), now=now)
     assert [o.status for o in outcomes] == ["QUEUED"] * len(INPUTS), outcomes
+    refs = ingest.accepted_refs(principal, outcomes)
+    assert [len(ref) for ref in refs] == [4 if i != BAD else 3 for i in range(len(INPUTS))]  # BAD: no fingerprint
+    QUEUED[tenant.id] = refs
     return tenant.id, [o.data["recordId"] for o in outcomes]
 
 
+QUEUED: dict[str, list[tuple]] = {}  # tenant id → the queue references ingest made for it
+
+
 def verify(tenant_id: str, record_ids: list[str], now: datetime) -> verification.VerifyReport:
-    refs = [(tenant_id, P, record_id) for record_id in record_ids]
+    """What the queue-triggered verifier does with the references ingest sent."""
+    refs = [ref for ref in QUEUED[tenant_id] if ref[2] in record_ids]
     return verification.verify_records(bootstrap.unit_of_work(), refs, now=now, signer=bootstrap.signer())
 
 
@@ -217,8 +227,8 @@ def baseline(moto_world: dict) -> tuple[Outcome, tuple[str, ...]]:
         tenant_id, record_ids = arrange(World(lambda: START))
         signer = bootstrap.signer()  # read before counting (Secrets Manager, not DynamoDB)
         with calls.run():
-            report = verification.verify_records(bootstrap.unit_of_work(), [(tenant_id, P, r) for r in record_ids],
-                                                 now=START, signer=signer)
+            report = verification.verify_records(bootstrap.unit_of_work(), QUEUED[tenant_id], now=START,
+                                                 signer=signer)
         operations = tuple(calls.operations)
         assert (len(report.verified), len(report.failed), len(report.batches)) == (GOOD, 1, 1)
         swept = sweep(START + verification.SWEEP_GRACE + timedelta(minutes=1))

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from chalicelib.domain.errors import ConcurrentWriteError, ConflictError
+from chalicelib.api.errors import status_for
+from chalicelib.domain.errors import ConcurrentWriteError, ConflictError, ServiceUnavailableError
 from chalicelib.services.retry import backoff, retry_on_conflict
 from tests.fakes import FakeUnitOfWork
 
@@ -37,14 +38,15 @@ def test_a_business_conflict_is_not_retried() -> None:
     assert caught.value.code == "CUSTOMER_EXISTS" and calls == [0]
 
 
-def test_running_out_of_attempts_is_a_concurrent_write_409() -> None:
+def test_running_out_of_attempts_is_a_concurrent_write_503_with_retry_after() -> None:
     def attempt(_n: int) -> None:
         raise ConcurrentWriteError()
 
     with pytest.raises(ConcurrentWriteError) as caught:
         retry_on_conflict(FakeUnitOfWork(), attempt, attempts=3, message="The account is busy; retry.", base=0)
     assert caught.value.code == "CONCURRENT_WRITE" and caught.value.message == "The account is busy; retry."
-    assert isinstance(caught.value, ConflictError)  # still a 409 for the client
+    assert isinstance(caught.value, ServiceUnavailableError) and caught.value.details == {"retryAfterSeconds": 1}
+    assert status_for(caught.value) == 503  # a conflict to the code, never a 409 a client would not retry
 
 
 def test_on_conflict_can_settle_the_matter() -> None:

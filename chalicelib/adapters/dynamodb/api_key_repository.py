@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from chalicelib.adapters.dynamodb import keys
+from chalicelib.adapters.dynamodb import keys, tables
 from chalicelib.adapters.dynamodb.models import ApiKeyRecord
 from chalicelib.adapters.dynamodb.staging import Repository, get_item, query_page, write_now
 from chalicelib.domain.access import ApiKey, KeyStatus
@@ -55,7 +55,7 @@ class DynamoApiKeyRepository(Repository):
 
     def find(self, key_id: str) -> ApiKey | None:
         """Authentication lookup by public id (one GSI query; the id is globally unique)."""
-        for record in ApiKeyRecord.key_id_index.query(key_id, limit=1):
+        for record in tables.query(ApiKeyRecord, key_id, index=ApiKeyRecord.key_id_index, limit=1):
             return _key_from(record)
         return None
 
@@ -63,16 +63,17 @@ class DynamoApiKeyRepository(Repository):
         """Newest first (key ids start with their creation time)."""
         pk = keys.env_pk(tenant_id, environment)
         result = query_page(
-            lambda **kw: ApiKeyRecord.query(pk, consistent_read=True, scan_index_forward=False, **kw), _key_from,
+            lambda **kw: tables.query(ApiKeyRecord, pk, consistent_read=True, scan_index_forward=False, **kw),
+            _key_from,
             limit=limit, cursor=cursor, partition=("pk", pk),
         )
-        result.total = ApiKeyRecord.count(pk, consistent_read=True)
+        result.total = tables.count(ApiKeyRecord, pk, consistent_read=True)
         return result
 
     def list_all(self, tenant_id: str) -> list[ApiKey]:
         found: list[ApiKey] = []
         for environment in Environment:
-            query = ApiKeyRecord.query(keys.env_pk(tenant_id, environment), consistent_read=True)
+            query = tables.query(ApiKeyRecord, keys.env_pk(tenant_id, environment), consistent_read=True)
             found.extend(_key_from(r) for r in query)
         return found
 

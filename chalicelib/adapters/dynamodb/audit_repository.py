@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from chalicelib.adapters.dynamodb import keys
+from chalicelib.adapters.dynamodb import keys, tables
 from chalicelib.adapters.dynamodb.models import AuditRecord
 from chalicelib.adapters.dynamodb.staging import Repository, query_page
 from chalicelib.domain.audit import AuditEntry
@@ -42,6 +42,6 @@ class DynamoAuditRepository(Repository):
     def list(self, tenant_id: str, limit: int, cursor: str | None) -> Page[AuditEntry]:
         pk = keys.tenant_pk(tenant_id)
         return query_page(
-            lambda **kw: AuditRecord.query(pk, scan_index_forward=False, **kw), _audit_from,
+            lambda **kw: tables.query(AuditRecord, pk, scan_index_forward=False, **kw), _audit_from,
             limit=limit, cursor=cursor, partition=("pk", pk),
         )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from chalicelib.adapters.dynamodb import keys
+from chalicelib.adapters.dynamodb import keys, tables
 from chalicelib.adapters.dynamodb.models import BatchCountsRecord, BatchRecord, ChainHeadRecord
 from chalicelib.adapters.dynamodb.staging import Repository, get_item
 from chalicelib.domain.batches import ChainHead, SealedBatch
@@ -68,6 +68,6 @@ class DynamoBatchRepository(Repository):
 
     def by_root(self, root: str) -> SealedBatch | None:
         """Public lookup by Merkle root (a GSI query; roots are unique in practice)."""
-        for record in BatchRecord.root_index.query(root, limit=1):
+        for record in tables.query(BatchRecord, root, index=BatchRecord.root_index, limit=1):
             return _batch_from(record)
         return None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from chalicelib.adapters.dynamodb import keys
+from chalicelib.adapters.dynamodb import keys, tables
 from chalicelib.adapters.dynamodb.models import CheckpointRecord
 from chalicelib.adapters.dynamodb.staging import Repository, query_page
 from chalicelib.domain.checkpoints import Checkpoint
@@ -27,8 +27,8 @@ def _checkpoint_from(record: CheckpointRecord) -> Checkpoint:
 class DynamoCheckpointRepository(Repository):
     def latest(self, tenant_id: str, environment: Environment, customer_id: str, period: str) -> Checkpoint | None:
         pk = keys.checkpoints_pk(tenant_id, str(environment), customer_id)
-        for record in CheckpointRecord.query(pk, CheckpointRecord.sk.startswith(f"{period}#"), consistent_read=True,
-                                             scan_index_forward=False, limit=1):
+        for record in tables.query(CheckpointRecord, pk, CheckpointRecord.sk.startswith(f"{period}#"),
+                                   consistent_read=True, scan_index_forward=False, limit=1):
             return _checkpoint_from(record)
         return None
 
@@ -39,7 +39,8 @@ class DynamoCheckpointRepository(Repository):
         prefix = f"{period}#" if period else None
         condition = CheckpointRecord.sk.startswith(prefix) if prefix else None
         return query_page(
-            lambda **kw: CheckpointRecord.query(pk, condition, consistent_read=True, scan_index_forward=False, **kw),
+            lambda **kw: tables.query(CheckpointRecord, pk, condition, consistent_read=True, scan_index_forward=False,
+                                       **kw),
             _checkpoint_from, limit=limit, cursor=cursor, partition=("pk", pk), sort_prefix=prefix,
         )
 
@@ -48,8 +49,9 @@ class DynamoCheckpointRepository(Repository):
         """Every customer's checkpoints of a period, by customer id then sequence (the period index)."""
         key = keys.checkpoint_period_key(tenant_id, str(environment), period)
         return query_page(
-            lambda **kw: CheckpointRecord.period_index.query(key, **kw), _checkpoint_from, limit=limit,
-            cursor=cursor, partition=("period_key", key), key_names=("pk", "sk", "period_key", "period_sort"),
+            lambda **kw: tables.query(CheckpointRecord, key, index=CheckpointRecord.period_index, **kw),
+            _checkpoint_from, limit=limit, cursor=cursor, partition=("period_key", key),
+            key_names=("pk", "sk", "period_key", "period_sort"),
         )
 
     def add(self, checkpoint: Checkpoint) -> None:

@@ -1,18 +1,33 @@
-"""One DynamoDB connection per process, shared by every model and transaction.
+"""One DynamoDB connection per process, shared by every read, write and transaction.
 
-PynamoDB gives each model class its own botocore session and client; each one
-loads the service model again (~20 ms). Binding all models to one connection
-keeps cold starts and tests fast. botocore clients are thread-safe.
+A model left to its own devices (``Model.get``, ``.query``, ``.save`` …) opens a botocore session of its
+own, and a fresh session loads the DynamoDB service model again (~100 ms for its first client, ~4 ms for
+another client of the same session): with ~26 models, seconds of cold start. So nothing calls those; every
+call goes through this one public ``pynamodb.connection.Connection`` (see ``tables.py``), which knows each
+table's keys and indexes from the models' public attributes. botocore clients are thread-safe.
 """
 
 from __future__ import annotations
 
-import json
 import threading
+from typing import Any
 
+from pynamodb.attributes import Attribute
 from pynamodb.connection import Connection
 from pynamodb.connection.base import MetaTable
-from pynamodb.constants import ATTR_DEFINITIONS, GLOBAL_SECONDARY_INDEXES
+from pynamodb.constants import (
+    ATTR_DEFINITIONS,
+    ATTR_NAME,
+    ATTR_TYPE,
+    GLOBAL_SECONDARY_INDEXES,
+    INDEX_NAME,
+    KEY_SCHEMA,
+    KEY_TYPE,
+    TABLE_NAME,
+)
+from pynamodb.indexes import GlobalSecondaryIndex
+from pynamodb.models import Model
+from pynamodb.types import HASH, RANGE
 
 from chalicelib.adapters.dynamodb.models import ALL_MODELS
 from chalicelib.settings import get_settings
@@ -21,28 +36,47 @@ _lock = threading.Lock()
 _shared: Connection | None = None
 
 
+def _key_schema(attributes: dict[str, Attribute]) -> list[dict[str, str]]:
+    return [{ATTR_NAME: a.attr_name, KEY_TYPE: HASH if a.is_hash_key else RANGE}
+            for a in sorted(attributes.values(), key=lambda a: not a.is_hash_key)
+            if a.is_hash_key or a.is_range_key]
+
+
+def _indexes_of(model: type[Model]) -> list[GlobalSecondaryIndex]:
+    """The model's global secondary indexes (class attributes, as declared in models.py)."""
+    return list(dict.fromkeys(value for klass in model.__mro__ for value in vars(klass).values()
+                              if isinstance(value, GlobalSecondaryIndex)))
+
+
+def meta_tables(models: tuple[type[Model], ...] = ALL_MODELS) -> list[MetaTable]:
+    """Each table's keys, key attribute types and indexes: the union over the models stored in it."""
+    tables: dict[str, dict[str, Any]] = {}
+    for model in models:
+        table = tables.setdefault(model.Meta.table_name, {
+            TABLE_NAME: model.Meta.table_name, KEY_SCHEMA: _key_schema(model.get_attributes()),
+            ATTR_DEFINITIONS: [], GLOBAL_SECONDARY_INDEXES: []})
+        keyed = [model.get_attributes()]
+        for index in _indexes_of(model):
+            keyed.append(index.Meta.attributes)
+            definition = {INDEX_NAME: index.Meta.index_name, KEY_SCHEMA: _key_schema(index.Meta.attributes)}
+            if definition not in table[GLOBAL_SECONDARY_INDEXES]:
+                table[GLOBAL_SECONDARY_INDEXES].append(definition)
+        for attributes in keyed:
+            for attribute in attributes.values():
+                definition = {ATTR_NAME: attribute.attr_name, ATTR_TYPE: attribute.attr_type}
+                if (attribute.is_hash_key or attribute.is_range_key) and definition not in table[ATTR_DEFINITIONS]:
+                    table[ATTR_DEFINITIONS].append(definition)
+    return [MetaTable(data) for data in tables.values()]
+
+
 def shared_connection() -> Connection:
-    """The process's connection, binding every model to it on first use."""
+    """The process's connection (its botocore client is made on first use, by ``Connection.client``)."""
     global _shared
     if _shared is None:
         with _lock:
             if _shared is None:
                 connection = Connection(region=get_settings().region)
-                merged: dict[str, MetaTable] = {}
-                for model in ALL_MODELS:
-                    table = model._get_connection()
-                    meta = table.connection.get_meta_table(table.table_name)
-                    if meta.table_name in merged:  # several models share a table: union their indexes
-                        known = merged[meta.table_name].data
-                        for kind in (GLOBAL_SECONDARY_INDEXES, ATTR_DEFINITIONS):
-                            names = {json.dumps(item, sort_keys=True) for item in known.get(kind, [])}
-                            known.setdefault(kind, []).extend(
-                                item for item in meta.data.get(kind, [])
-                                if json.dumps(item, sort_keys=True) not in names)
-                    else:
-                        merged[meta.table_name] = MetaTable(dict(meta.data))
-                    table.connection = connection
-                for meta in merged.values():
+                for meta in meta_tables():
                     connection.add_meta_table(meta)
                 _shared = connection
     return _shared
@@ -53,5 +87,3 @@ def reset() -> None:
     global _shared
     with _lock:
         _shared = None
-        for model in ALL_MODELS:
-            model._connection = None

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from chalicelib.adapters.dynamodb import keys
+from chalicelib.adapters.dynamodb import keys, tables
 from chalicelib.adapters.dynamodb.models import CreditAccountRecord, CreditLaneRecord, LedgerEntryRecord
 from chalicelib.adapters.dynamodb.staging import Repository, batch_get, get_item, query_page
 from chalicelib.domain.credits import CreditAccount, CreditPosition, EntryType, HoldLane, HoldPlan, LedgerEntry
@@ -69,8 +69,8 @@ class DynamoCreditRepository(Repository):
         """Newest first."""
         pk = keys.credits_pk(tenant_id)
         return query_page(
-            lambda **kw: LedgerEntryRecord.query(pk, LedgerEntryRecord.sk.startswith("E#"), consistent_read=True,
-                                                 scan_index_forward=False, **kw),
+            lambda **kw: tables.query(LedgerEntryRecord, pk, LedgerEntryRecord.sk.startswith("E#"),
+                                      consistent_read=True, scan_index_forward=False, **kw),
             _entry_from, limit=limit, cursor=cursor, partition=("pk", pk), sort_prefix="E#",
         )
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
-from chalicelib.adapters.dynamodb import keys
+from chalicelib.adapters.dynamodb import keys, tables
 from chalicelib.adapters.dynamodb.cursors import decode_cursor, encode_cursor
 from chalicelib.adapters.dynamodb.models import CustomerRecord, CustomerStatsRecord
 from chalicelib.adapters.dynamodb.staging import Repository, batch_get, get_item, query_page
@@ -131,7 +131,8 @@ class DynamoCustomerRepository(Repository):
 
         def run(**kw: Any) -> Any:
             condition = getattr(index.__class__, sort_key).startswith(sort_prefix) if sort_prefix else None
-            return index.query(list_pk, condition, scan_index_forward=not descending, **kw)
+            return tables.query(CustomerRecord, list_pk, condition, index=index, scan_index_forward=not descending,
+                                **kw)
 
         order = "desc" if descending else None
         if keep is None:

@@ -7,7 +7,7 @@ from decimal import Decimal
 from typing import Any
 
 from chalicelib import jsoncodec
-from chalicelib.adapters.dynamodb import keys
+from chalicelib.adapters.dynamodb import keys, tables
 from chalicelib.adapters.dynamodb.credit_repository import position_keys, read_position
 from chalicelib.adapters.dynamodb.models import (
     CustomerRecord,
@@ -18,11 +18,22 @@ from chalicelib.adapters.dynamodb.models import (
 from chalicelib.adapters.dynamodb.staging import Repository, batch_get, get_item
 from chalicelib.adapters.dynamodb.tenant_repository import tenant_from
 from chalicelib.adapters.dynamodb.usage_repository import read_usage, usage_keys
+from chalicelib.domain.batches import SealCandidate, SealedBatch
 from chalicelib.domain.clock import iso_us
 from chalicelib.domain.customers import CustomerSource, name_key
 from chalicelib.domain.deltas import CreditState, Delta, DeltaStatus
 from chalicelib.domain.identity import Environment
 from chalicelib.services.ports import CustomerState, IngestSnapshot
+
+_VERIFIED_NAMES = {
+    "#status": DeltaRecord.status.attr_name, "#hash": DeltaRecord.content_hash.attr_name,
+    "#leaf": DeltaRecord.leaf_index.attr_name, "#proof": DeltaRecord.proof.attr_name,
+    "#batch": DeltaRecord.batch_id.attr_name, "#root": DeltaRecord.proof_root.attr_name,
+    "#verified": DeltaRecord.verified_at.attr_name, "#updated": DeltaRecord.updated_at.attr_name,
+    "#credit": DeltaRecord.credit_state.attr_name, "#shard": DeltaRecord.pending_shard.attr_name,
+    "#since": DeltaRecord.pending_since.attr_name, "#reserved": DeltaRecord.credits_reserved.attr_name,
+}
+_VERIFIED_NAMES_NO_CREDIT = {k: v for k, v in _VERIFIED_NAMES.items() if k != "#credit"}
 
 
 def _delta_from(record: DeltaRecord) -> Delta:
@@ -137,8 +148,8 @@ class DynamoDeltaRepository(Repository):
         """A customer's deltas of one period in sequence order (the customer index, filtered on the period:
         the read covers the customer's other periods' keys too)."""
         key = keys.customer_key(tenant_id, str(environment), customer_id)
-        return [_delta_from(r) for r in DeltaRecord.customer_seq_index.query(
-            key, filter_condition=DeltaRecord.period == period)]
+        return [_delta_from(r) for r in tables.query(
+            DeltaRecord, key, index=DeltaRecord.customer_seq_index, filter_condition=DeltaRecord.period == period)]
 
     def customer_range(self, tenant_id: str, environment: Environment, customer_id: str, first: int, last: int,
                        *, newest_first: bool = False) -> list[Delta]:
@@ -146,9 +157,9 @@ class DynamoDeltaRepository(Repository):
         if last < first:
             return []
         key = keys.customer_key(tenant_id, str(environment), customer_id)
-        return [_delta_from(r) for r in DeltaRecord.customer_seq_index.query(
-            key, DeltaRecord.seq_key.between(keys.seq_key(first), keys.seq_key(last)),
-            scan_index_forward=not newest_first)]
+        return [_delta_from(r) for r in tables.query(
+            DeltaRecord, key, DeltaRecord.seq_key.between(keys.seq_key(first), keys.seq_key(last)),
+            index=DeltaRecord.customer_seq_index, scan_index_forward=not newest_first)]
 
     def get_many(self, tenant_id: str, environment: Environment, record_ids: list[str]) -> list[Delta]:
         """Consistent reads of many deltas (BatchGetItem), in the order asked; missing ids are skipped."""
@@ -163,32 +174,51 @@ class DynamoDeltaRepository(Repository):
         """Up to ``limit`` deltas still awaiting verification, oldest first per shard (the sparse index; no
         scan)."""
         def read(shard: str, limit: int) -> list[tuple[str, Environment, str]]:
-            query = DeltaRecord.pending_index.query(
-                shard, DeltaRecord.pending_since < iso_us(older_than), limit=limit, page_size=limit)
+            query = tables.query(DeltaRecord, shard, DeltaRecord.pending_since < iso_us(older_than),
+                                 index=DeltaRecord.pending_index, limit=limit, page_size=limit)
             return [(r.tenant_id, Environment(r.environment), r.record_id) for r in query]
 
         return keys.PENDING.sweep(read, limit)
 
-    def _pending_update(self, delta: Delta, actions: list) -> None:
-        record = DeltaRecord(keys.delta_pk(delta.tenant_id, str(delta.environment), delta.record_id), keys.DELTA_SK)
+    def _pending_update(self, tenant_id: str, environment: Environment, record_id: str, credits_reserved: int,
+                        actions: list) -> None:
+        record = DeltaRecord(keys.delta_pk(tenant_id, str(environment), record_id), keys.DELTA_SK)
         actions += [DeltaRecord.pending_shard.remove(), DeltaRecord.pending_since.remove()]
-        # Exactly once: only a delta still awaiting verification can be resolved.
-        condition = DeltaRecord.status.is_in(str(DeltaStatus.QUEUED), str(DeltaStatus.PROCESSING))
+        # Exactly once: only a delta still awaiting verification can be resolved, and only with the hold it
+        # has (a seal may go by the candidate a queue message carried rather than by a read).
+        condition = (DeltaRecord.status.is_in(str(DeltaStatus.QUEUED), str(DeltaStatus.PROCESSING))
+                     & (DeltaRecord.credits_reserved == credits_reserved))
         self._stage("update", record, condition=condition, actions=actions)
 
-    def mark_verified(self, delta: Delta, *, now: datetime) -> None:
-        actions = [
-            DeltaRecord.status.set(str(DeltaStatus.VERIFIED)),
-            DeltaRecord.content_hash.set(delta.content_hash),
-            DeltaRecord.leaf_index.set(delta.leaf_index),
-            DeltaRecord.proof.set(delta.proof),
-            DeltaRecord.batch_id.set(delta.batch_id),
-            DeltaRecord.proof_root.set(delta.proof_root),
-            DeltaRecord.verified_at.set(now),
-            DeltaRecord.updated_at.set(now),
-            DeltaRecord.credit_state.set(str(delta.credit_state)),  # as the service resolved it
-        ]
-        self._pending_update(delta, actions)
+    def mark_verified(self, tenant_id: str, environment: Environment, leaf: SealCandidate, *, leaf_index: int,
+                      proof: list[str], batch: SealedBatch, credit_state: CreditState | None,
+                      now: datetime) -> None:
+        """VERIFIED with its place in the batch, off the pending index, conditioned as :meth:`_pending_update`
+        conditions. A seal writes 90 of these: the request is built directly (PynamoDB's expression objects
+        were a fifth of the verifier's CPU), from the record's own attribute names and serializers."""
+        names, a = _VERIFIED_NAMES, DeltaRecord
+        values: dict[str, Any] = {
+            ":verified": {"S": str(DeltaStatus.VERIFIED)}, ":hash": {"S": leaf.content_hash},
+            ":leaf": {"N": str(leaf_index)}, ":proof": {"B": a.proof.serialize(proof)},
+            ":batch": {"S": batch.batch_id}, ":root": {"S": batch.root}, ":now": {"S": a.verified_at.serialize(now)},
+            ":queued": {"S": str(DeltaStatus.QUEUED)}, ":processing": {"S": str(DeltaStatus.PROCESSING)},
+            ":held": {"N": str(leaf.credits_reserved)},
+        }
+        sets = "#status = :verified, #hash = :hash, #leaf = :leaf, #proof = :proof, #batch = :batch, " \
+               "#root = :root, #verified = :now, #updated = :now"
+        if credit_state is not None:  # as the service resolved it; None: the delta held nothing
+            values[":credit"] = {"S": str(credit_state)}
+            sets += ", #credit = :credit"
+        pk = keys.delta_pk(tenant_id, str(environment), leaf.record_id)
+        request = {
+            "TableName": a.Meta.table_name,
+            "Key": {a.pk.attr_name: {"S": pk}, a.sk.attr_name: {"S": keys.DELTA_SK}},
+            "UpdateExpression": f"SET {sets} REMOVE #shard, #since",
+            "ConditionExpression": "#status IN (:queued, :processing) AND #reserved = :held",
+            "ExpressionAttributeNames": names if credit_state is not None else _VERIFIED_NAMES_NO_CREDIT,
+            "ExpressionAttributeValues": values,
+        }
+        self._stage_request(DeltaRecord(pk, keys.DELTA_SK), request)
 
     def mark_failed(self, delta: Delta, *, error: str, now: datetime) -> None:
         actions = [
@@ -197,7 +227,7 @@ class DynamoDeltaRepository(Repository):
             DeltaRecord.updated_at.set(now),
             DeltaRecord.credit_state.set(str(delta.credit_state)),  # as the service resolved it
         ]
-        self._pending_update(delta, actions)
+        self._pending_update(delta.tenant_id, delta.environment, delta.record_id, delta.credits_reserved, actions)
 
     def add_reference_guard(self, delta: Delta, response: dict, now: datetime) -> None:
         env = str(delta.environment)

@@ -18,7 +18,7 @@ from pynamodb.attributes import (
     UTCDateTimeAttribute,
     VersionAttribute,
 )
-from pynamodb.constants import NUMBER, STRING
+from pynamodb.constants import BINARY, NUMBER, STRING
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, IncludeProjection, KeysOnlyProjection
 from pynamodb.models import Model
 
@@ -64,6 +64,27 @@ class DecimalAttribute(Attribute[Decimal]):
 
     def deserialize(self, value: str) -> Decimal:
         return Decimal(value)
+
+
+class HashPathAttribute(Attribute[list[str]]):
+    """An inclusion proof: its SHA-256 hashes as one binary value (32 bytes each), read back as hex.
+
+    One value instead of a list of hex strings: half the bytes on the item (a verified delta stays
+    within 1 KB write units longer) and one attribute for every layer to encode instead of one per
+    hash. Items written as a list of hex strings (the earlier layout) still read."""
+
+    attr_type = BINARY
+
+    def serialize(self, value: list[str]) -> bytes:
+        return bytes.fromhex("".join(value))
+
+    def deserialize(self, value: Any) -> list[str]:
+        if isinstance(value, list):  # the earlier layout
+            return [item["S"] for item in value]
+        return [value[i : i + 32].hex() for i in range(0, len(value), 32)]
+
+    def get_value(self, value: dict[str, Any]) -> Any:
+        return value["L"] if "L" in value else super().get_value(value)
 
 
 def _meta(table: str) -> type:
@@ -439,7 +460,7 @@ class DeltaRecord(_Keyed):
     pending_index = PendingIndex()
     content_hash = UnicodeAttribute(null=True)
     leaf_index = NumberAttribute(null=True)
-    proof = ListAttribute(of=UnicodeAttribute, null=True)
+    proof = HashPathAttribute(null=True)
     batch_id = UnicodeAttribute(null=True)
     proof_root = UnicodeAttribute(null=True)
     verified_at = UTCDateTimeAttribute(null=True)

@@ -6,7 +6,7 @@ from datetime import datetime
 
 from pynamodb.exceptions import UpdateError
 
-from chalicelib.adapters.dynamodb import keys
+from chalicelib.adapters.dynamodb import keys, tables
 from chalicelib.adapters.dynamodb.models import PlatformTokenRecord, RateWindowRecord
 from chalicelib.adapters.dynamodb.staging import Repository, get_item, write_now
 from chalicelib.domain.access import PlatformToken
@@ -64,9 +64,9 @@ class DynamoPlatformTokenRepository(Repository):
         """Every token, by id: one Query of the platform tenant's ``PTOKEN#`` items (an operator's handful)."""
         from chalicelib.domain.identity import PLATFORM_TENANT_ID
 
-        return [_token_from(r) for r in PlatformTokenRecord.query(
-            keys.tenant_pk(PLATFORM_TENANT_ID), PlatformTokenRecord.sk.startswith(keys.platform_token_sk("")),
-            consistent_read=True)]
+        return [_token_from(r) for r in tables.query(
+            PlatformTokenRecord, keys.tenant_pk(PLATFORM_TENANT_ID),
+            PlatformTokenRecord.sk.startswith(keys.platform_token_sk("")), consistent_read=True)]
 
     def count_request(self, token_id: str, window_id: str, *, limit: int, expires_at: datetime) -> int | None:
         """One conditional ADD on the window's item (created by the first request, deleted by TTL)."""

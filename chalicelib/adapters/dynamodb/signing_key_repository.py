@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 
-from chalicelib.adapters.dynamodb import keys
+from chalicelib.adapters.dynamodb import keys, tables
 from chalicelib.adapters.dynamodb.models import SigningKeyRecord
 from chalicelib.adapters.dynamodb.staging import Repository, get_item
 from chalicelib.domain.signing_keys import SigningKey
@@ -22,7 +22,8 @@ class DynamoSigningKeyRepository(Repository):
 
     def list(self) -> list[SigningKey]:
         """Every registered key: one Query of the registry partition (a handful of items), by key id."""
-        return [_signing_key_from(r) for r in SigningKeyRecord.query(keys.SIGNING_KEYS_PK, consistent_read=True)]
+        query = tables.query(SigningKeyRecord, keys.SIGNING_KEYS_PK, consistent_read=True)
+        return [_signing_key_from(r) for r in query]
 
     def add(self, key: SigningKey) -> None:
         """Write-once: ConflictError at commit when the id is already registered."""

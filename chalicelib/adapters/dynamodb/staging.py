@@ -12,11 +12,16 @@ import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from pynamodb.exceptions import DeleteError, PutError, UpdateError
 from pynamodb.models import Model
 
+from chalicelib.adapters.dynamodb import tables
 from chalicelib.adapters.dynamodb.connection import shared_connection
 from chalicelib.adapters.dynamodb.cursors import decode_cursor, encode_cursor
+from chalicelib.adapters.faults import retried
+from chalicelib.domain.errors import ServiceUnavailableError
 from chalicelib.services.ports import Page
+from chalicelib.services.retry import backoff
 
 
 @dataclass
@@ -25,6 +30,7 @@ class StagedWrite:
     model: Model
     condition: Any = None
     actions: list | None = None
+    request: dict[str, Any] | None = None  # an update already in DynamoDB's request form (a hot path's own)
 
 
 class Stager(Protocol):
@@ -42,25 +48,71 @@ class Repository:
     def _stage(self, kind: str, model: Any, condition: Any = None, actions: list | None = None) -> None:
         self._uow.stage(StagedWrite(kind=kind, model=model, condition=condition, actions=actions))
 
+    def _stage_request(self, model: Any, request: dict[str, Any]) -> None:
+        """Stage an update given as DynamoDB's own ``Update`` request (``model``: the item it writes), for a
+        write made so often that building it through PynamoDB's expressions is most of its cost."""
+        self._uow.stage(StagedWrite(kind="update", model=model, request=request))
+
 
 def write_now(model: Model, kind: str = "update", *, condition: Any = None, actions: list | None = None) -> Model:
     """A write that bypasses the unit of work: applied at once, outside any transaction, and so visible as such
     (every one goes through here). For bookkeeping that must not wait for, or roll back with, a use case's
     commit: a key's last use, a rate window, the id counter, an idempotency claim, a delivery lease."""
-    if kind == "save":
-        model.save(condition=condition)
-    elif kind == "delete":
-        model.delete(condition=condition)
-    else:
-        model.update(actions=actions, condition=condition)
+    apply_write(model, kind, condition, actions)
     return model
 
 
+CONFLICT_RESENDS = 4  # a single write refused while a transaction holds its item: sent this often in all
+
+
+def apply_write(model: Model, kind: str, condition: Any = None, actions: list | None = None) -> None:
+    """One PutItem, UpdateItem or DeleteItem (a unit of work's only write, or :func:`write_now`'s), made safe to
+    retry as botocore retries it:
+
+    * ``TransactionConflictException`` (a transaction holds the item; nothing was applied, and botocore does not
+      retry it) sends the same write again after the services' backoff;
+    * a put or delete whose condition failed on a retried attempt, with the item now exactly as this write
+      leaves it, met itself: an earlier attempt applied it and its answer was lost (a timeout botocore
+      retried), so it is done.
+    """
+    for attempt in range(CONFLICT_RESENDS):
+        try:
+            _dispatch_write(model, kind, condition, actions)
+            return
+        except (PutError, UpdateError, DeleteError) as exc:
+            cause = getattr(exc, "cause_response_code", None)
+            if cause == "TransactionConflictException" and attempt + 1 < CONFLICT_RESENDS:
+                time.sleep(backoff(attempt))
+                continue
+            if cause == "ConditionalCheckFailedException" and retried(exc) and _landed(model, kind):
+                if kind == "save":
+                    model.update_local_version_attribute()
+                return
+            raise
+
+
+def _dispatch_write(model: Model, kind: str, condition: Any, actions: list | None) -> None:
+    if kind == "save":
+        tables.put(model, condition)
+    elif kind == "delete":
+        tables.delete(model, condition)
+    else:
+        tables.update(model, actions or [], condition)
+
+
+def _landed(model: Model, kind: str) -> bool:
+    """Whether the item is as a put (item for item) or a delete (gone) leaves it; an update cannot tell."""
+    if kind == "update":
+        return False
+    stored = shared_connection().get_item(model.Meta.table_name, model.pk, range_key=model.sk,
+                                          consistent_read=True).get("Item")
+    if kind == "delete":
+        return stored is None
+    return stored == model.get_save_kwargs_from_instance()["Item"]
+
+
 def get_item(model_cls: Any, pk: str, sk: str) -> Any:
-    try:
-        return model_cls.get(pk, sk, consistent_read=True)
-    except model_cls.DoesNotExist:
-        return None
+    return tables.get(model_cls, pk, sk)
 
 
 TABLE_KEYS = ("pk", "sk")
@@ -115,6 +167,6 @@ def batch_get(wanted: list[tuple[Any, str, str]]) -> dict[tuple[str, str, str], 
             if not request:
                 break
         if request:
-            raise RuntimeError("BatchGetItem left keys unprocessed after retries")
+            raise ServiceUnavailableError("DynamoDB kept some keys of a read unprocessed (throttled); retry.")
     return found
 

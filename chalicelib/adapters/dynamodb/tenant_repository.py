@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from chalicelib.adapters.dynamodb import keys
+from chalicelib.adapters.dynamodb import keys, tables
 from chalicelib.adapters.dynamodb.models import CounterRecord, TenantRecord, UserRecord
 from chalicelib.adapters.dynamodb.staging import Repository, batch_get, get_item, query_page, write_now
 from chalicelib.domain.clock import iso_us, parse_iso
@@ -101,7 +101,7 @@ class DynamoTenantRepository(Repository):
     def by_stripe_customer(self, customer_id: str) -> Tenant | None:
         """The tenant of a Stripe customer, from the sparse index (eventually consistent: re-read by id
         before writing)."""
-        for record in TenantRecord.stripe_customer_index.query(customer_id, limit=1):
+        for record in tables.query(TenantRecord, customer_id, index=TenantRecord.stripe_customer_index, limit=1):
             return tenant_from(record)
         return None
 
@@ -110,15 +110,16 @@ class DynamoTenantRepository(Repository):
         recorded yet: a key-condition query on the sparse block index (eventually consistent: re-read by
         id before writing)."""
         return query_page(
-            lambda **kw: TenantRecord.block_index.query(
-                keys.BLOCK_PK, TenantRecord.block_sk < iso_us(before), **kw), tenant_from,
+            lambda **kw: tables.query(TenantRecord, keys.BLOCK_PK, TenantRecord.block_sk < iso_us(before),
+                                      index=TenantRecord.block_index, **kw), tenant_from,
             limit=limit, cursor=cursor, partition=("block_pk", keys.BLOCK_PK),
             key_names=("pk", "sk", "block_pk", "block_sk"),
         )
 
     def directory(self, limit: int, cursor: str | None) -> Page[Tenant]:
         return query_page(
-            lambda **kw: TenantRecord.directory_index.query(keys.DIRECTORY_PK, **kw), tenant_from,
+            lambda **kw: tables.query(TenantRecord, keys.DIRECTORY_PK, index=TenantRecord.directory_index, **kw),
+            tenant_from,
             limit=limit, cursor=cursor, partition=("directory_pk", keys.DIRECTORY_PK),
             key_names=("pk", "sk", "directory_pk", "directory_sk"),
         )
@@ -154,8 +155,8 @@ class DynamoUserRepository(Repository):
                 _user_from(UserRecord.from_raw_data(user)) if user else None)
 
     def list(self, tenant_id: str) -> list[User]:
-        query = UserRecord.query(
-            keys.tenant_pk(tenant_id), UserRecord.sk.startswith("USER#"), consistent_read=True
+        query = tables.query(
+            UserRecord, keys.tenant_pk(tenant_id), UserRecord.sk.startswith("USER#"), consistent_read=True
         )
         return [_user_from(r) for r in query]
 

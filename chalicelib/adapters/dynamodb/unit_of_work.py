@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pynamodb.exceptions import DeleteError, PutError, TransactWriteError, UpdateError
-from pynamodb.transactions import TransactWrite
 
 from chalicelib.adapters.dynamodb.api_key_repository import DynamoApiKeyRepository
 from chalicelib.adapters.dynamodb.audit_repository import DynamoAuditRepository
@@ -18,7 +17,7 @@ from chalicelib.adapters.dynamodb.period_close_repository import DynamoPeriodClo
 from chalicelib.adapters.dynamodb.platform_token_repository import DynamoPlatformTokenRepository
 from chalicelib.adapters.dynamodb.session_repository import DynamoSessionRepository
 from chalicelib.adapters.dynamodb.signing_key_repository import DynamoSigningKeyRepository
-from chalicelib.adapters.dynamodb.staging import StagedWrite
+from chalicelib.adapters.dynamodb.staging import StagedWrite, apply_write
 from chalicelib.adapters.dynamodb.stripe_event_repository import DynamoStripeEventRepository
 from chalicelib.adapters.dynamodb.tenant_repository import DynamoTenantRepository, DynamoUserRepository
 from chalicelib.adapters.dynamodb.usage_repository import DynamoUsageRepository
@@ -30,8 +29,8 @@ MAX_TRANSACTION_ITEMS = 100
 
 def _is_conditional_failure(exc: Exception) -> bool:
     cause = getattr(exc, "cause_response_code", None)
-    if cause == "ConditionalCheckFailedException":
-        return True
+    if cause in ("ConditionalCheckFailedException", "TransactionConflictException"):  # the latter: a single
+        return True  # write refused while a transaction holds the item (botocore does not retry it)
     if cause == "TransactionCanceledException":
         reasons = getattr(exc, "cancellation_reasons", None) or []
         # A concurrent transaction on the same item is retryable, like a failed condition.
@@ -82,7 +81,7 @@ class DynamoUnitOfWork:
         if len(staged) > MAX_TRANSACTION_ITEMS:
             raise ValueError(f"a transaction holds at most {MAX_TRANSACTION_ITEMS} writes")
         try:
-            if len(staged) == 1:
+            if len(staged) == 1 and staged[0].request is None:
                 self._apply_single(staged[0])
             else:
                 self._apply_transaction(staged)
@@ -93,21 +92,31 @@ class DynamoUnitOfWork:
 
     @staticmethod
     def _apply_single(write: StagedWrite) -> None:
-        """One write needs no transaction (half the write cost)."""
-        if write.kind == "save":
-            write.model.save(condition=write.condition)
-        elif write.kind == "update":
-            write.model.update(actions=write.actions, condition=write.condition)
-        else:
-            write.model.delete(condition=write.condition)
+        """One write needs no transaction (half the write cost); retried as safely as a transaction's token
+        makes a transaction (``staging.apply_write``)."""
+        apply_write(write.model, write.kind, write.condition, write.actions)
 
     @staticmethod
     def _apply_transaction(staged: list[StagedWrite]) -> None:
-        with TransactWrite(connection=shared_connection()) as tx:
-            for write in staged:
-                if write.kind == "save":
-                    tx.save(write.model, condition=write.condition)
-                elif write.kind == "update":
-                    tx.update(write.model, actions=write.actions, condition=write.condition)
-                else:
-                    tx.delete(write.model, condition=write.condition)
+        """One TransactWriteItems, assembled as PynamoDB's ``TransactWrite`` assembles it (the same requests
+        from the public ``get_*_kwargs_from_instance``, the version attributes moved on after the commit),
+        plus the updates staged ready-made."""
+        puts: list[dict] = []
+        updates: list[dict] = []
+        deletes: list[dict] = []
+        versioned: list = []
+        for write in staged:
+            if write.request is not None:
+                updates.append(write.request)
+            elif write.kind == "save":
+                puts.append(write.model.get_save_kwargs_from_instance(condition=write.condition))
+                versioned.append(write.model)
+            elif write.kind == "update":
+                updates.append(write.model.get_update_kwargs_from_instance(write.actions, condition=write.condition))
+                versioned.append(write.model)
+            else:
+                deletes.append(write.model.get_delete_kwargs_from_instance(condition=write.condition))
+        shared_connection().transact_write_items(condition_check_items=[], delete_items=deletes, put_items=puts,
+                                                 update_items=updates)
+        for model in versioned:
+            model.update_local_version_attribute()

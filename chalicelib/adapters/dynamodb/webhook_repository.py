@@ -7,7 +7,7 @@ from typing import Any
 
 from pynamodb.exceptions import UpdateError
 
-from chalicelib.adapters.dynamodb import keys
+from chalicelib.adapters.dynamodb import keys, tables
 from chalicelib.adapters.dynamodb.models import OutboxRecord, WebhookDeliveryRecord, WebhookEndpointRecord
 from chalicelib.adapters.dynamodb.staging import Repository, get_item, query_page, write_now
 from chalicelib.domain.clock import iso_us, parse_iso
@@ -64,8 +64,8 @@ class DynamoWebhookRepository(Repository):
     def endpoints(self, tenant_id: str, environment: Environment) -> list[Endpoint]:
         """Every endpoint of a tenant environment (a small, bounded set), oldest first."""
         pk = keys.webhooks_pk(tenant_id, str(environment))
-        query = WebhookEndpointRecord.query(pk, WebhookEndpointRecord.sk.startswith(keys.endpoint_sk("")),
-                                            consistent_read=True)
+        query = tables.query(WebhookEndpointRecord, pk, WebhookEndpointRecord.sk.startswith(keys.endpoint_sk("")),
+                             consistent_read=True)
         return [_endpoint_from(r) for r in query]
 
     def save_endpoint(self, endpoint: Endpoint, *, new: bool = False) -> None:
@@ -103,8 +103,8 @@ class DynamoWebhookRepository(Repository):
     def stale_outbox(self, *, older_than: datetime, limit: int) -> list[tuple[str, str]]:
         """Outbox items nobody fanned out (a lost queue message, a crash): the sweep's work list."""
         def read(shard: str, limit: int) -> list[tuple[str, str]]:
-            query = OutboxRecord.query(shard, OutboxRecord.sk < iso_us(older_than), limit=limit, page_size=limit,
-                                       attributes_to_get=["pk", "sk"])
+            query = tables.query(OutboxRecord, shard, OutboxRecord.sk < iso_us(older_than), limit=limit,
+                                 page_size=limit, attributes_to_get=["pk", "sk"])
             return [(r.pk, r.sk) for r in query]
 
         return keys.OUTBOX.sweep(read, limit)
@@ -197,8 +197,8 @@ class DynamoWebhookRepository(Repository):
     def event_deliveries(self, tenant_id: str, environment: Environment, event_id: str) -> list[Delivery]:
         pk = keys.webhooks_pk(tenant_id, str(environment))
         prefix = keys.delivery_sk(event_id, "")
-        return [_delivery_from(r) for r in WebhookDeliveryRecord.query(
-            pk, WebhookDeliveryRecord.sk.startswith(prefix), consistent_read=True)]
+        return [_delivery_from(r) for r in tables.query(
+            WebhookDeliveryRecord, pk, WebhookDeliveryRecord.sk.startswith(prefix), consistent_read=True)]
 
     def deliveries(self, tenant_id: str, environment: Environment, limit: int, cursor: str | None, *,
                    status: str | None = None) -> Page[Delivery]:
@@ -206,9 +206,9 @@ class DynamoWebhookRepository(Repository):
         pk = keys.webhooks_pk(tenant_id, str(environment))
         condition = WebhookDeliveryRecord.status == status if status else None
         return query_page(
-            lambda **kw: WebhookDeliveryRecord.query(
-                pk, WebhookDeliveryRecord.sk.startswith(keys.DELIVERY_PREFIX), filter_condition=condition,
-                scan_index_forward=False, consistent_read=True, **kw),
+            lambda **kw: tables.query(
+                WebhookDeliveryRecord, pk, WebhookDeliveryRecord.sk.startswith(keys.DELIVERY_PREFIX),
+                filter_condition=condition, scan_index_forward=False, consistent_read=True, **kw),
             _delivery_from, limit=limit, cursor=cursor, partition=("pk", pk), sort_prefix=keys.DELIVERY_PREFIX,
         )
 
@@ -216,7 +216,8 @@ class DynamoWebhookRepository(Repository):
                             cursor: str | None) -> Page[Delivery]:
         key = keys.endpoint_key(tenant_id, str(environment), endpoint_id)
         return query_page(
-            lambda **kw: WebhookDeliveryRecord.endpoint_index.query(key, scan_index_forward=False, **kw),
+            lambda **kw: tables.query(WebhookDeliveryRecord, key, index=WebhookDeliveryRecord.endpoint_index,
+                                      scan_index_forward=False, **kw),
             _delivery_from, limit=limit, cursor=cursor, partition=("endpoint_key", key),
             key_names=DELIVERY_INDEX_KEYS,
         )
@@ -224,8 +225,8 @@ class DynamoWebhookRepository(Repository):
     def due(self, *, now: datetime, limit: int) -> list[tuple[str, str, str, str]]:
         """Deliveries whose next attempt is due (the sparse due index, shard by shard; no scan)."""
         def read(shard: str, limit: int) -> list[tuple[str, str, str, str]]:
-            query = WebhookDeliveryRecord.due_index.query(
-                shard, WebhookDeliveryRecord.due_at <= iso_us(now), limit=limit, page_size=limit)
+            query = tables.query(WebhookDeliveryRecord, shard, WebhookDeliveryRecord.due_at <= iso_us(now),
+                                 index=WebhookDeliveryRecord.due_index, limit=limit, page_size=limit)
             return [(r.tenant_id, r.environment, r.event_id, r.endpoint_id) for r in query]
 
         return keys.DUE.sweep(read, limit)
