@@ -40,8 +40,11 @@ class SealCandidate:
     def of(cls, delta: Delta) -> SealCandidate | None:
         """The delta's candidate; None when its content has no fingerprint (the verifier fails it)."""
         digest, _error = fingerprint(delta)
-        if digest is None:
-            return None
+        return None if digest is None else cls.hashed(delta, digest)
+
+    @classmethod
+    def hashed(cls, delta: Delta, digest: str) -> SealCandidate:
+        """The delta's candidate when its fingerprint is already taken."""
         held = delta.credits_reserved if delta.credit_state == CreditState.RESERVED else 0
         return cls(delta.record_id, delta.customer_id, digest, held)
 

@@ -194,7 +194,7 @@ def _verify_group(uow: UnitOfWork, signer: Any, tenant_id: str, environment: Env
             continue
         digest, error = fingerprint(delta)
         if digest is not None:
-            candidates[delta.record_id] = SealCandidate.of(delta)  # type: ignore[assignment]
+            candidates[delta.record_id] = SealCandidate.hashed(delta, digest)
             continue
 
         def fail(live: list[Delta], reason: str = error or "") -> Delta:
