@@ -6,10 +6,12 @@ written key is put in a class by the declarative tables below (item, partition, 
 scope ``delta``, ``customer``, ``tenant-env``, ``tenant`` or ``platform``); a key no rule matches
 stops the run with the table and key named, so a new key shape cannot slip past the figures.
 
-Measured: the writes and the item sizes. Computed: write units (DynamoDB's documented rules,
-approximated as ``bench/dynamo_writes.py`` says) and the ceilings they imply, from DynamoDB's
-on-demand limits: 1,000 WCU/s per partition (and per item), 40,000 WCU/s per table (and per
-index). A class's ceiling is the limit divided by the write units its hottest key takes per
+Measured: the writes, the reads by key and the item sizes. Computed: write and read units
+(DynamoDB's documented rules, approximated as ``bench/dynamo_writes.py`` says) and the ceilings
+they imply, from DynamoDB's on-demand limits: 1,000 WCU/s per partition (and per item), 40,000
+WCU/s per table (and per index), 3,000 RCU/s per partition (and per item) for what is read by key
+(every single submit reads its tenant row, for instance; whoever sums a sharded counter reads
+every shard). A class's ceiling is the limit divided by the units its hottest key takes per
 accepted delta, in the scenario's shape (how many customers, single submits or batches). Keys of
 scope ``delta`` are new for each delta or transaction (a delta item, a ledger entry, an outbox
 item): their load does not grow with the rate, so they set no ceiling. A partition holding many
@@ -38,9 +40,10 @@ sys.path.insert(0, str(ROOT))
 import tests.conftest  # noqa: E402,F401,I001  - test environment, set before moto and the models import
 from moto import mock_aws  # noqa: E402
 
-from bench.dynamo_writes import Write, WriteRecorder  # noqa: E402
+from bench.dynamo_writes import Read, Write, WriteRecorder  # noqa: E402
 
 PARTITION_LIMIT = 1_000  # WCU/s per partition (and per item), on-demand
+READ_LIMIT = 3_000  # RCU/s per partition (and per item), on-demand
 ITEM_LIMIT = 1_000
 TABLE_LIMIT = 40_000  # WCU/s per table (and per global secondary index), on-demand default quota
 
@@ -103,7 +106,8 @@ PARTITION_CLASSES: list[tuple[str, str, str, str]] = [
     ("tenants", r"SIGNING_KEYS", "signing-key registry", "platform"),
     ("api-keys", E, "environment API keys", "tenant-env"),
     ("audit", T, "audit partition", "tenant"),
-    ("customers", E, "environment customers partition", "tenant-env"),
+    # The environment's own partition holds shard 0 of its totals (stats_pk), nothing else written today.
+    ("customers", E, "environment totals (STATS) shard", "tenant-env"),
     ("customers", C, "customer partition", "customer"),
     ("customers", rf"{E}{SHARD}", "environment totals (STATS) shard", "tenant-env"),
     ("ledger", rf"{T}#CREDITS", "credit account + ledger entries partition", "tenant"),
@@ -133,8 +137,8 @@ INDEX_CLASSES: list[tuple[str, str, str, str, str]] = [
     ("tenants", "stripe-customer-index", ANY, "Stripe customer lookup", "tenant"),
     ("api-keys", "key-id-index", ANY, "API key id lookup", "tenant-env"),
     ("customers", "directory-index", E, "customer directory (by name)", "tenant-env"),
-    ("customers", "customer-name-index", rf"{E}#CUSTOMERS", "customer list (by name)", "tenant-env"),
-    ("customers", "customer-id-index", rf"{E}#CUSTOMERS", "customer list (by id)", "tenant-env"),
+    ("customers", "customer-name-index", rf"{E}#CUSTOMERS(#\d+)?", "customer list (by name) shard", "tenant-env"),
+    ("customers", "customer-id-index", rf"{E}#CUSTOMERS(#\d+)?", "customer list (by id) shard", "tenant-env"),
     ("deltas", "customer-seq-index", C, "customer sequence index", "customer"),
     ("deltas", "pending-index", r"P#\d+", "pending-index shard", "platform"),
     ("deltas", "root-index", r"[0-9a-f]+", "batch root lookup", "delta"),
@@ -156,6 +160,8 @@ def _sharded() -> dict[str, int]:
         "environment totals (STATS) shard": len(keys.STATS_SHARDS),
         "usage counter": len(keys.USAGE_SHARDS), "usage counter partition": len(keys.USAGE_SHARDS),
         "credit lane (escrow)": len(keys.CREDIT_LANES), "credit lane shard": len(keys.CREDIT_LANES),
+        "customer list (by name) shard": len(keys.CUSTOMER_LIST_SHARDS),
+        "customer list (by id) shard": len(keys.CUSTOMER_LIST_SHARDS),
         "pending-index shard": keys.PENDING.count, "outbox shard": keys.OUTBOX.count, "due-index shard": keys.DUE.count,
     }
 
@@ -281,6 +287,21 @@ def loads_of(writes: list[Write]) -> list[ClassLoad]:
     return sorted(classes.values(), key=lambda c: (order[c.level], c.where, c.name))
 
 
+def read_loads_of(reads: list[Read]) -> list[ClassLoad]:
+    """Every read by key put on its item and its partition (3,000 RCU/s each). A sharded class is not spread
+    for reads: whoever sums the shards reads every one of them."""
+    tables = logical_tables()
+    classes: dict[tuple[str, str, str], ClassLoad] = {}
+    for read in reads:
+        table = tables.get(read.table, read.table)
+        for level, (name, scope), key in (
+                ("read item", classify_item(table, read.partition, read.sort), f"{read.partition} / {read.sort}"),
+                ("read part.", classify_partition(table, read.partition), read.partition)):
+            found = classes.setdefault((level, name, table), ClassLoad(level, name, scope, table, READ_LIMIT))
+            found.loads[key] += read.units
+    return sorted(classes.values(), key=lambda c: (c.level, c.where, c.name))
+
+
 def ceilings(classes: list[ClassLoad], accepted: int) -> tuple[Ceiling | None, Ceiling | None, Ceiling | None]:
     """(per tenant, platform-wide, per customer): the lowest ceiling among tenant-scoped classes, among
     platform-scoped partitions and the per-table (per-index) limits, and among one customer's keys (what a
@@ -324,9 +345,9 @@ def report(result: ScenarioResult, out: TextIO) -> None:
     calls = ", ".join(f"{op} {n}" for op, n in sorted(result.calls.items()))
     failures = ", ".join(f"{reason} x{n}" for reason, n in sorted(result.failures.items())) or "none"
     print(f"   calls (the recorder's own reads left out): {calls}; failed writes: {failures}", file=out)
-    print("   (WCU/delta: on the hottest key; for a sharded class, on each shard with the load spread over all)",
-          file=out)
-    print(f"   {'level':<9} {'class':<42} {'scope':<10} {'table/index':<33} {'keys':>5} {'WCU/delta':>9} "
+    print("   (units/delta: WCU, or RCU on 'read' rows, on the hottest key; for a sharded class's writes, on each "
+          "shard with the load spread over all)", file=out)
+    print(f"   {'level':<9} {'class':<42} {'scope':<10} {'table/index':<33} {'keys':>5} {'u./delta':>9} "
           f"{'all keys':>8}  {'ceiling':<30} hottest key", file=out)
     for c in result.classes:
         total = sum(c.loads.values()) / result.accepted
@@ -349,8 +370,8 @@ def _summary(results: list[ScenarioResult], out: TextIO) -> None:
         needed = ", ".join(f"{where} {wcu:,.0f}" for where, wcu in table_quotas(r.classes, r.accepted)[:3])
         print(f"    table quotas at {PLATFORM_GOAL:,} deltas/s (WCU/s; default {TABLE_LIMIT:,}, adjustable): {needed}",
               file=out)
-    print("\nSummary, deltas/s (write capacity; the verifier is also bound by its chain: one seal of <= 90 deltas "
-          "at a time per tenant environment):", file=out)
+    print("\nSummary, deltas/s (writes and reads by key; the verifier is also bound by its chain: one seal of "
+          "<= 90 deltas at a time per tenant environment):", file=out)
     print(f"  {'scenario':<62} {'mode':<8} {'per tenant':>12} {'platform':>12} {'per customer':>13}   "
           "(platform: its partitions; table quotas above)", file=out)
     for r in results:
@@ -369,7 +390,7 @@ def _measured(recorder: WriteRecorder, name: str, mode: str, run: Any, out: Text
         accepted = run()
     if not accepted:
         raise RuntimeError(f"{name}: no delta accepted")
-    classes = loads_of(recorder.writes)
+    classes = loads_of(recorder.writes) + read_loads_of(recorder.reads)
     total = sum(w.units or 0 for w in recorder.writes) + sum(
         iw.units for w in recorder.writes for iw in w.index_writes)
     tenant, platform, customer = ceilings(classes, accepted)
@@ -449,7 +470,8 @@ def main(single_calls: int = 200, customers: int = 50, batch: int = 100, *, prov
     print("Write capacity per accepted delta (in-process moto, the real services). Measured: every DynamoDB "
           "write and item size.\nComputed: WCU by DynamoDB's rules (x2 in transactions, index writes at their "
           "entry size) and ceilings\nfrom the on-demand limits: 1,000 WCU/s per partition and per item, 40,000 "
-          "WCU/s per table and per index.\nKeys of scope 'delta' are new per delta or transaction and set no "
+          "WCU/s per table and per index;\nreads by key (GetItem, BatchGetItem) at 3,000 RCU/s per item and "
+          "partition.\nKeys of scope 'delta' are new per delta or transaction and set no "
           "ceiling. Only AWS can confirm real throughput.", file=out)
     if provisioned:
         results = _scenarios(single_calls, customers, batch, out)

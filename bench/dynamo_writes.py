@@ -42,6 +42,7 @@ from typing import Any
 from chalicelib.adapters.dynamodb.connection import shared_connection
 
 WRITE_OPERATIONS = ("PutItem", "UpdateItem", "DeleteItem", "TransactWriteItems", "BatchWriteItem")
+READ_OPERATIONS = ("GetItem", "BatchGetItem")  # reads by key (a Query reads a range: not counted per item)
 KB = 1024
 INDEX_ENTRY_OVERHEAD = 100  # bytes DynamoDB adds to every index entry
 
@@ -73,8 +74,22 @@ class IndexWrite:
     units: int
 
 
+class _Keyed:
+    """An item's key as text: partition key, then sort key if any."""
+
+    key: tuple[str, ...]
+
+    @property
+    def partition(self) -> str:
+        return self.key[0]
+
+    @property
+    def sort(self) -> str | None:
+        return self.key[1] if len(self.key) > 1 else None
+
+
 @dataclass
-class Write:
+class Write(_Keyed):
     """One item written by a successful request (``action``: Put | Update | Delete | ConditionCheck)."""
 
     operation: str
@@ -88,13 +103,15 @@ class Write:
     units: int | None = None  # write units on the table (doubled in a transaction)
     index_writes: list[IndexWrite] = field(default_factory=list)
 
-    @property
-    def partition(self) -> str:
-        return self.key[0]
 
-    @property
-    def sort(self) -> str | None:
-        return self.key[1] if len(self.key) > 1 else None
+@dataclass(frozen=True)
+class Read(_Keyed):
+    """One item read by key (GetItem, or one item of a BatchGetItem): read units as DynamoDB charges them,
+    one per 4 KB, half that when eventually consistent."""
+
+    table: str
+    key: tuple[str, ...]
+    units: float
 
 
 @dataclass
@@ -146,6 +163,11 @@ def item_size(item: Item | None) -> int:
 def units(size: int) -> int:
     """Write units of one standard write of ``size`` bytes (1 KB each, at least 1)."""
     return max(1, math.ceil(size / KB))
+
+
+def read_units(size: int) -> int:
+    """Read units of one strongly consistent read of ``size`` bytes (4 KB each, at least 1)."""
+    return max(1, math.ceil(size / (4 * KB)))
 
 
 def plain(value: dict[str, Any]) -> str:
@@ -219,6 +241,7 @@ class WriteRecorder:
             self.failures: Counter[str] = Counter()
             self.conditional_single_writes = 0
             self.writes: list[Write] = []
+            self.reads: list[Read] = []
 
     def attempts(self) -> int:
         """TransactWriteItems calls plus conditional single-item writes: the writes that can lose a race."""
@@ -278,6 +301,8 @@ class WriteRecorder:
             return None
         with self._lock:
             self.calls[model.name] += 1
+        if model.name in READ_OPERATIONS:
+            context[f"{self.uid}-read"] = json.loads(params.get("body") or b"{}")
         if model.name not in WRITE_OPERATIONS:
             return None
         body = json.loads(params.get("body") or b"{}")
@@ -292,6 +317,9 @@ class WriteRecorder:
 
     def _after(self, http_response: Any, parsed: dict[str, Any], model: Any, context: dict[str, Any],
                **_: Any) -> None:
+        request = context.pop(f"{self.uid}-read", None)
+        if request is not None and http_response.status_code < 300:
+            self._record_reads(model.name, request, parsed)
         pending: _Pending | None = context.pop(self.uid, None)
         if pending is None:
             return
@@ -376,6 +404,19 @@ class WriteRecorder:
                         found[(table, _key_text(schema, item))] = item
                 request = response.get("UnprocessedKeys") or {}
         return {i: found.get((table, _key_text(self.schema(table), key))) for i, table, key in wanted}
+
+    def _record_reads(self, operation: str, request: dict[str, Any], parsed: dict[str, Any]) -> None:
+        if operation == "GetItem":
+            found = {request["TableName"]: [parsed["Item"]] if parsed.get("Item") else []}
+            consistent = {request["TableName"]: bool(request.get("ConsistentRead"))}
+        else:
+            found = parsed.get("Responses") or {}
+            consistent = {table: bool(asked.get("ConsistentRead")) for table, asked in request["RequestItems"].items()}
+        reads = [Read(table, tuple(plain(item[name]) for name in self.schema(table).keys if name in item),
+                      read_units(item_size(item)) * (1 if consistent.get(table) else 0.5))
+                 for table, items in found.items() for item in items]
+        with self._lock:
+            self.reads += reads
 
     def _price(self, write: Write, before: Item | None, after: Item | None) -> None:
         schema = self.schema(write.table)

@@ -178,7 +178,7 @@ def round_trips(sizes: tuple[int, ...] = (10, 10_000)) -> None:
                     cid = f"cust_{n:05d}"
                     batch.save(CustomerRecord(
                         customer_pk(tenant.id, "production", cid), CUSTOMER_SK,
-                        list_pk=customer_list_pk(tenant.id, "production"), name_key=name_key(f"Customer {n}", cid),
+                        list_pk=customer_list_pk(tenant.id, "production", cid), name_key=name_key(f"Customer {n}", cid),
                         tenant_id=tenant.id, environment="production", customer_id=cid,
                         display_name=f"Customer {n}", source="manual", created_at=now, updated_at=now,
                         policy="OPEN" if n % 20 == 0 else "TWO_TIER"))

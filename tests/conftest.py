@@ -99,9 +99,11 @@ def empty_world() -> None:
 def aws(moto_world) -> Iterator[dict[str, str]]:
     """The session's moto world, emptied for this test."""
     from chalicelib import bootstrap
+    from chalicelib.services import ingest
 
     empty_world()
     bootstrap.reset()  # no signer, verifier or client cached by another test
+    ingest.forget_billing_reads()  # tenant ids start again at 2: another test's tenant is not this one
     yield moto_world
 
 

@@ -8,34 +8,12 @@ from chalicelib.api.auth import request_environment
 from chalicelib.api.inputs import CURSOR, ENVIRONMENT_HEADER, page_size, path_param
 from chalicelib.api.responses import ok, page_body
 from chalicelib.api.routing import Auth, Ctx, route
-from chalicelib.domain.access import ApiKey
-from chalicelib.domain.clock import iso_ms
+from chalicelib.api.views import key_view, key_with_secret_view
 from chalicelib.domain.identity import Environment
 from chalicelib.services import api_keys as key_service
 
 bp = Blueprint(__name__)
 KEY_ID = path_param("keyId", "The key's public id (the part between the prefix and the dot).")
-ONCE = "Store this key now: it is shown only once."
-
-
-def key_view(key: ApiKey) -> dict:
-    return {
-        "id": key.key_id,
-        "name": key.name,
-        "environment": str(key.environment),
-        "prefix": key.prefix,
-        "last4": key.last4,
-        "status": str(key.status),
-        "createdAt": iso_ms(key.created_at),
-        "createdBy": key.created_by,
-        "rotatedAt": iso_ms(key.rotated_at),
-        "revokedAt": iso_ms(key.revoked_at),
-        "lastUsedAt": iso_ms(key.last_used_at),
-    }
-
-
-def _with_secret(key: ApiKey, full_key: str) -> dict:
-    return {**key_view(key), "fullKey": full_key, "warning": ONCE}
 
 
 @route(bp, "/dashboard/api-keys", "POST", auth=Auth.DASHBOARD, summary="Create an API key",
@@ -47,7 +25,7 @@ def create_api_key(ctx: Ctx, body: dict) -> Response:
     key, full_key = key_service.create_api_key(
         ctx.uow, ctx.principal, name=body["name"], environment=environment, now=ctx.now
     )
-    return ok(_with_secret(key, full_key), 201)
+    return ok(key_with_secret_view(key, full_key), 201)
 
 
 @route(bp, "/dashboard/api-keys", "GET", auth=Auth.DASHBOARD, summary="List API keys",
@@ -74,7 +52,7 @@ def get_api_key(ctx: Ctx, keyId: str) -> Response:
 def rotate_api_key(ctx: Ctx, keyId: str) -> Response:
     """Owner/admin. Same id, new secret; the old secret stops working immediately."""
     key, full_key = key_service.rotate_api_key(ctx.uow, ctx.principal, keyId, now=ctx.now)
-    return ok(_with_secret(key, full_key))
+    return ok(key_with_secret_view(key, full_key))
 
 
 @route(bp, "/dashboard/api-keys/{keyId}/revoke", "POST", auth=Auth.DASHBOARD, summary="Revoke an API key",

@@ -7,23 +7,10 @@ from chalice import Blueprint, Response
 from chalicelib.api.inputs import CURSOR, page_size
 from chalicelib.api.responses import ok, page_body
 from chalicelib.api.routing import Auth, Ctx, route
-from chalicelib.domain.audit import AuditEntry
-from chalicelib.domain.clock import iso_ms
+from chalicelib.api.views import audit_entry_view
 from chalicelib.services.audit import list_audit_entries
 
 bp = Blueprint(__name__)
-
-
-def entry_view(entry: AuditEntry) -> dict:
-    return {
-        "id": entry.entry_id,
-        "actor": entry.actor,
-        "action": entry.action,
-        "target": entry.target,
-        "environment": entry.environment,
-        "details": entry.details,
-        "createdAt": iso_ms(entry.at),
-    }
 
 
 @route(bp, "/dashboard/audit", "GET", auth=Auth.DASHBOARD, summary="List audit entries",
@@ -33,5 +20,5 @@ def entry_view(entry: AuditEntry) -> dict:
 def list_audit(ctx: Ctx, limit: int, cursor: str | None) -> Response:
     """Every state-changing action, newest first: actor, action, target, time."""
     page = list_audit_entries(ctx.uow, ctx.principal, limit=limit, cursor=cursor)
-    return ok(page_body([entry_view(e) for e in page.items], limit=limit, page=page.extra["page"],
+    return ok(page_body([audit_entry_view(e) for e in page.items], limit=limit, page=page.extra["page"],
                         next_cursor=page.next_cursor, total=None))

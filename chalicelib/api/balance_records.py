@@ -3,16 +3,11 @@ checkpoints, derive and compare (SDK `customer`, `gaps`, `checkpoint`, `list_che
 
 from __future__ import annotations
 
-from datetime import timedelta
-from decimal import Decimal
 from typing import Any
-from urllib.parse import urlsplit
 
 from chalice import Blueprint, Response
 
 from chalicelib import bootstrap
-from chalicelib.api.balance import delta_view
-from chalicelib.api.customers import checkpoint_view
 from chalicelib.api.inputs import (
     CHECKPOINT_ID,
     CHECKPOINT_START_RULES,
@@ -27,19 +22,25 @@ from chalicelib.api.inputs import (
 )
 from chalicelib.api.responses import ok, page_body
 from chalicelib.api.routing import Auth, Ctx, route
-from chalicelib.domain.clock import iso_ms
-from chalicelib.domain.deltas import DeltaStatus
+from chalicelib.api.views import (
+    balance_customer_view,
+    checkpoint_view,
+    comparison_view,
+    delta_view,
+    derivation_view,
+    gaps_view,
+    invoice_proof_view,
+    receipt_view,
+)
 from chalicelib.domain.scopes import TimeScope, parse_scope, single_month
 from chalicelib.lazy import lazy
-from chalicelib.services import customers as customer_service
-from chalicelib.services.ports import Page, page_after_offset
-from chalicelib.settings import get_settings
 
 bp = Blueprint(__name__)
 checkpoint_service = lazy("chalicelib.services.checkpoints")
 derive_service = lazy("chalicelib.services.derive")
 package_service = lazy("chalicelib.services.packages")
 receipt_service = lazy("chalicelib.services.receipts")
+records_service = lazy("chalicelib.services.records")
 SCOPE = scope_group()
 CUSTOMER = customer_path()
 OFFSET = query("offset", "Skip this many (0-1000); `cursor` is cheaper.", {"type": "integer", "minimum": 0,
@@ -65,11 +66,9 @@ def create_balance_checkpoint(ctx: Ctx, body: dict) -> Response:
         return ok({"period": period, "created": [checkpoint_view(c) for c in run.created],
                    "unchanged": [checkpoint_view(c) for c in run.unchanged], "createdCount": len(run.created),
                    "unchangedCount": len(run.unchanged), "nextCursor": run.next_cursor})
-    scope = checkpoint_service.scope_of(ctx.uow, principal.tenant_id, principal.environment, body["customerId"],
-                                        period, now=ctx.now)
-    checkpoint, created = checkpoint_service.create(ctx.uow, scope, now=ctx.now, signer=signer,
-                                                    strict=body.get("mode") == "strict",
-                                                    fingerprints=body.get("fingerprints"))
+    checkpoint, created = checkpoint_service.create_for_customer(
+        ctx.uow, principal.tenant_id, principal.environment, body["customerId"], period, now=ctx.now, signer=signer,
+        strict=body.get("mode") == "strict", fingerprints=body.get("fingerprints"))
     return ok({**checkpoint_view(checkpoint), "created": created}, 201 if created else 200)
 
 
@@ -86,17 +85,10 @@ def list_balance_checkpoints(ctx: Ctx, customerId: str | None, scope: dict, limi
     """SDK `list_checkpoints`. With `customerId`: newest first. Without: every customer's checkpoints of one
     UTC month (default: the current month), by customer id."""
     time_scope = _time_scope(ctx, scope)
-    principal = ctx.principal
-
-    def page_at(size: int, at: str | None) -> Page:
-        if customerId is not None:
-            period = single_month(time_scope, now=ctx.now) if time_scope else None
-            return checkpoint_service.list_checkpoints(ctx.uow, principal.tenant_id, principal.environment,
-                                                       customerId, period=period, limit=size, cursor=at)
-        return ctx.uow.checkpoints.list_period(principal.tenant_id, principal.environment,
-                                               single_month(time_scope, now=ctx.now), size, at)
-
-    page = page_after_offset(page_at, offset=offset, limit=limit, cursor=cursor)
+    period = single_month(time_scope, now=ctx.now) if time_scope or customerId is None else None
+    page = checkpoint_service.list_page(ctx.uow, ctx.principal.tenant_id, ctx.principal.environment,
+                                        customer_id=customerId, period=period, limit=limit, offset=offset,
+                                        cursor=cursor)
     return ok(page_body([checkpoint_view(c) for c in page.items], limit=limit, page=page.extra["page"],
                         next_cursor=page.next_cursor, total=None))
 
@@ -112,36 +104,9 @@ def get_balance_customer(ctx: Ctx, customerId: str, deltaPage: int, deltaLimit: 
     """SDK `customer`: `computedBalance` and `totalDeltas` come from counters kept by every accepted delta
     (one read); `recentActivity` is one key-range query whatever the page. With `period`, `periodSummary`
     adds that month's net change and counts (a read of the customer's deltas of the month)."""
-    page, limit = deltaPage, deltaLimit
-    customer = customer_service.get_customer(ctx.uow, ctx.principal.tenant_id, ctx.principal.environment,
-                                             customerId)
-    activity = customer_service.recent_activity(ctx.uow, customer, page=page, limit=limit)
-    total = customer.delta_count
-    body = {
-        "customerId": customer.customer_id,
-        "displayName": customer.display_name,
-        "source": str(customer.source),
-        "computedBalance": customer.balance,
-        "totalDeltas": total,
-        "lastSequenceNumber": customer.last_seq,
-        "lastDeltaAt": iso_ms(customer.last_delta_at),
-        "createdAt": iso_ms(customer.created_at),
-        "recentActivity": {"items": [delta_view(d) for d in activity], "page": page, "limit": limit,
-                           "total": total, "hasMore": page * limit < total},
-        "periodSummary": None,
-    }
-    if period is not None:
-        deltas = ctx.uow.deltas.customer_period(customer.tenant_id, customer.environment, customer.customer_id,
-                                                period)
-        body["periodSummary"] = {
-            "period": period,
-            "netChange": sum((d.delta for d in deltas), Decimal(0)),
-            "deltaCount": len(deltas),
-            "verified": sum(1 for d in deltas if d.status == DeltaStatus.VERIFIED),
-            "failed": sum(1 for d in deltas if d.status == DeltaStatus.FAILED),
-            "awaitingVerification": sum(1 for d in deltas if d.awaiting_verification),
-        }
-    return ok(body)
+    detail = records_service.balance_detail(ctx.uow, ctx.principal.tenant_id, ctx.principal.environment,
+                                            customerId, page=deltaPage, limit=deltaLimit, period=period)
+    return ok(balance_customer_view(detail, page=deltaPage, limit=deltaLimit))
 
 
 @route(bp, "/api/v1/balance/gaps/{customerId}", "GET", auth=Auth.API_KEY, summary="Sequence gaps",
@@ -154,18 +119,9 @@ def get_balance_customer(ctx: Ctx, customerId: str, deltaPage: int, deltaLimit: 
 def get_gaps(ctx: Ctx, customerId: str, fromSequence: int | None, toSequence: int | None, limit: int) -> Response:
     """SDK `gaps`: runs of sequence numbers in the window with no verified delta — `awaiting_verification`,
     `failed` (terminal), or `missing` (never received). At most 10,000 numbers per request."""
-    customer = customer_service.get_customer(ctx.uow, ctx.principal.tenant_id, ctx.principal.environment,
-                                             customerId)
-    first, last, runs = customer_service.gaps(ctx.uow, customer, first=fromSequence, last=toSequence, limit=limit)
-    return ok({
-        "customerId": customer.customer_id,
-        "fromSequence": first,
-        "toSequence": last,
-        "lastSequenceNumber": customer.last_seq,
-        "hasGaps": bool(runs),
-        "gaps": [{"fromSequence": g.first, "toSequence": g.last, "count": g.count, "reason": g.reason}
-                 for g in runs],
-    })
+    report = records_service.customer_gaps(ctx.uow, ctx.principal.tenant_id, ctx.principal.environment, customerId,
+                                           first=fromSequence, last=toSequence, limit=limit)
+    return ok(gaps_view(report))
 
 
 def _time_scope(ctx: Ctx, source: dict) -> TimeScope | None:
@@ -174,33 +130,10 @@ def _time_scope(ctx: Ctx, source: dict) -> TimeScope | None:
                        start_date=source.get("startDate"), end_date=source.get("endDate"), now=ctx.now)
 
 
-def _derivation(ctx: Ctx, customer_id: str, source: dict) -> derive_service.Derivation:
-    customer = customer_service.get_customer(ctx.uow, ctx.principal.tenant_id, ctx.principal.environment,
-                                             customer_id)
-    scope = _time_scope(ctx, source)
-    return derive_service.derive(ctx.uow, customer, scope=scope, starting_balance=source.get("startingBalance"),
-                                 starting_checkpoint=source.get("startingCheckpoint"),
-                                 checkpoint_type=source.get("startingCheckpointType"))
-
-
-def _derivation_view(d: derive_service.Derivation) -> dict:
-    counted = d.counted
-    return {
-        "customerId": d.customer.customer_id,
-        "scope": {"period": d.scope.period if d.scope else None,
-                  "startDate": iso_ms(d.scope.start) if d.scope else None,
-                  "endDate": iso_ms(d.scope.end) if d.scope else None,
-                  "startingCheckpoint": d.checkpoint.checkpoint_id if d.checkpoint else None},
-        "startingBalance": d.starting_balance,
-        "netChange": d.net_change,
-        "derivedBalance": d.derived_balance,
-        "deltaCount": len(counted),
-        "failedExcluded": len(d.deltas) - len(counted),
-        "awaitingVerification": sum(1 for x in d.deltas if x.awaiting_verification),
-        "settled": d.settled,
-        "firstSequence": d.deltas[0].sequence_number if d.deltas else None,
-        "lastSequence": d.deltas[-1].sequence_number if d.deltas else None,
-    }
+def _scope_fields(source: dict) -> dict[str, Any]:
+    """A query's or a body's scope fields as :func:`parse_scope` takes them (services parse them in turn)."""
+    return {"period": source.get("period"), "time_preset": source.get("timePreset"),
+            "start_date": source.get("startDate"), "end_date": source.get("endDate")}
 
 
 #: ``derive``: the time scope, or a starting checkpoint instead of it.
@@ -226,8 +159,11 @@ def derive_balance(ctx: Ctx, customerId: str, startingBalance: str | None, scope
     selects deltas by acceptance time (at most 366 days); `startingCheckpoint` takes the deltas after that
     checkpoint (not with a time scope: 400 `INVALID_SCOPE_COMBINATION`); neither takes the whole history
     (at most 50,000 deltas, else 400 `SCOPE_TOO_WIDE`). `settled` is false while any awaits verification."""
-    derivation = _derivation(ctx, customerId, {**scope, "startingBalance": startingBalance})
-    return ok({**_derivation_view(derivation),
+    derivation = derive_service.derive_for(
+        ctx.uow, ctx.principal.tenant_id, ctx.principal.environment, customerId, scope=_scope_fields(scope),
+        now=ctx.now, starting_balance=startingBalance, starting_checkpoint=scope.get("startingCheckpoint"),
+        checkpoint_type=scope.get("startingCheckpointType"))
+    return ok({**derivation_view(derivation),
                "deltas": {"items": [delta_view(d) for d in derivation.deltas[offset : offset + limit]],
                           "limit": limit, "offset": offset, "total": len(derivation.deltas)}})
 
@@ -238,40 +174,15 @@ def derive_balance(ctx: Ctx, customerId: str, startingBalance: str | None, scope
 def compare_balances(ctx: Ctx, body: dict) -> Response:
     """SDK `compare`: derives the balance over the scope (as `derive`) and checks `yourBalance` and
     `theirBalance` against it, exactly (decimal arithmetic)."""
-    yours = derive_service.amount(body["yourBalance"], "yourBalance")
-    theirs = derive_service.amount(body["theirBalance"], "theirBalance")
-    derivation = _derivation(ctx, body["customerId"], body)
-    derived = derivation.derived_balance
-    return ok({**_derivation_view(derivation), "yourBalance": yours, "theirBalance": theirs,
-               "yoursMatches": yours == derived, "theirsMatches": theirs == derived,
-               "partiesAgree": yours == theirs, "match": yours == derived == theirs,
-               "yourDifference": yours - derived, "theirDifference": theirs - derived})
+    comparison = derive_service.compare(
+        ctx.uow, ctx.principal.tenant_id, ctx.principal.environment, body["customerId"],
+        your_balance=body["yourBalance"], their_balance=body["theirBalance"], scope=_scope_fields(body),
+        now=ctx.now, starting_balance=body.get("startingBalance"), starting_checkpoint=body.get("startingCheckpoint"),
+        checkpoint_type=body.get("startingCheckpointType"))
+    return ok(comparison_view(comparison))
 
 
 # --- receipts and invoice proofs ---------------------------------------------------------------------
-
-
-def receipt_view(receipt: Any) -> dict[str, Any]:
-    """The signed statement, with its amounts as JSON numbers too (the statement keeps exact strings)."""
-    statement = receipt.statement
-    return {
-        **{k: statement[k] for k in ("receiptId", "customerId", "period", "startDate", "endDate", "deltaCount",
-                                     "verifiedCount", "failedCount", "awaitingVerification", "firstSequence",
-                                     "lastSequence", "generatedAt", "keyId")},
-        "startingBalance": receipt.starting_balance,
-        "finalBalance": receipt.final_balance,
-        "netChange": receipt.net_change,
-        "latestCheckpoint": statement["checkpoint"],
-        "statement": statement,
-        "signature": receipt.signature,
-        "verificationKeysUrl": f"{get_settings().public_base_url}/api/v1/verification-keys",
-    }
-
-
-def build_receipt(ctx: Ctx, customer_id: str, scope: Any) -> Any:
-    customer = customer_service.get_customer(ctx.uow, ctx.principal.tenant_id, ctx.principal.environment,
-                                             customer_id)
-    return receipt_service.build(ctx.uow, customer, scope, now=ctx.now, signer=bootstrap.signer())
 
 
 @route(bp, "/api/v1/balance/receipt/{customerId}", "GET", auth=Auth.API_KEY, summary="Customer receipt",
@@ -280,7 +191,8 @@ def get_receipt(ctx: Ctx, customerId: str) -> Response:
     """SDK `receipt` (no scope): this UTC month's signed summary — starting and final balance, counts, the
     latest checkpoint — signed with the platform key (check it against `verificationKeysUrl`)."""
     scope = parse_scope(time_preset="current_month", now=ctx.now)
-    return ok(receipt_view(build_receipt(ctx, customerId, scope)))
+    return ok(receipt_view(receipt_service.issue(ctx.uow, ctx.principal.tenant_id, ctx.principal.environment,
+                                                 customerId, scope, now=ctx.now, signer=bootstrap.signer())))
 
 
 @route(bp, "/api/v1/balance/invoice-proof/{customerId}", "GET", auth=Auth.API_KEY, summary="Invoice proof",
@@ -292,19 +204,7 @@ def get_invoice_proof(ctx: Ctx, customerId: str, scope: dict) -> Response:
     verification package of 10 sampled deltas against the month's checkpoint, valid 30 days, that `tally
     verify` checks offline."""
     time_scope = _time_scope(ctx, scope) or parse_scope(time_preset="current_month", now=ctx.now)
-    receipt = build_receipt(ctx, customerId, time_scope)
-    settings = get_settings()
-    link = host = None
-    hint = "This scope spans more than one UTC month: the receipt's signature is the proof; no sample link."
-    if time_scope.period is not None:
-        scoped = checkpoint_service.Scope(ctx.principal.tenant_id, ctx.principal.environment, customerId,
-                                          time_scope.period)
-        shared = package_service.create(ctx.uow, scoped, sample_size=10, ttl=timedelta(days=30), now=ctx.now,
-                                        signer=bootstrap.signer(), store=bootstrap.artifacts(),
-                                        actor=ctx.principal.actor)
-        link = f"{settings.public_base_url}/api/v1/verification-packages/{shared.token}"
-        host = urlsplit(link).hostname
-        hint = (f"No login needed until {iso_ms(shared.expires_at)}: open the link, save the JSON and run "
-                "`tally verify` on it to check every hash, proof and signature offline.")
-    return ok({**receipt_view(receipt), "verificationApiUrl": f"{settings.public_base_url}/api/v1/verification-keys",
-               "customerLinkUrl": link, "customerLinkHost": host, "accessHint": hint})
+    proof = package_service.invoice_proof(ctx.uow, ctx.principal.tenant_id, ctx.principal.environment, customerId,
+                                          time_scope, now=ctx.now, signer=bootstrap.signer(),
+                                          store=bootstrap.artifacts(), actor=ctx.principal.actor)
+    return ok(invoice_proof_view(proof))

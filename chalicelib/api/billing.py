@@ -3,8 +3,6 @@ so a blocked tenant can pay)."""
 
 from __future__ import annotations
 
-from types import ModuleType
-
 from chalice import Blueprint, Response
 
 from chalicelib import bootstrap
@@ -12,18 +10,14 @@ from chalicelib.api.inputs import PERIOD, query
 from chalicelib.api.responses import ok
 from chalicelib.api.routing import Auth, Ctx, route
 from chalicelib.domain.clock import iso_ms
+from chalicelib.lazy import lazy
 from chalicelib.services import usage as usage_service
 from chalicelib.settings import get_settings
 
 bp = Blueprint(__name__)
-
-
-def _service() -> ModuleType:
-    """The subscription use cases, loaded on the first billing request: `import app` (every cold start)
-    skips them and the subscription domain."""
-    from chalicelib.services import billing
-
-    return billing
+#: The subscription use cases, loaded on the first billing request: `import app` (every cold start) skips them
+#: and the subscription domain.
+billing_service = lazy("chalicelib.services.billing")
 BILLING = ("Billing",)
 
 
@@ -31,7 +25,7 @@ BILLING = ("Billing",)
        tags=BILLING, responses={200: "BillingPlan"}, errors=(401, 403), billing=True)
 def get_billing_plan(ctx: Ctx) -> Response:
     """The tier in force, its allotment and prices (catalogue), and the Stripe subscription behind it."""
-    details = _service().plan_details(ctx.uow, ctx.principal)
+    details = billing_service.plan_details(ctx.uow, ctx.principal)
     tenant, plan = details.tenant, details.plan
     return ok({
         "tier": plan.tier,
@@ -65,7 +59,7 @@ def get_billing_usage(ctx: Ctx, period: str | None) -> Response:
 def create_subscription_session(ctx: Ctx, body: dict) -> Response:
     """Owner/admin. Redirect the user to `url`; the plan is active as soon as Stripe reports the payment.
     409 `SUBSCRIPTION_EXISTS` when subscribed (use change-plan)."""
-    session = _service().start_subscription(
+    session = billing_service.start_subscription(
         ctx.uow, ctx.principal, tier=body["tier"], provider=bootstrap.billing_provider(),
         return_url=get_settings().billing_return_url, now=ctx.now)
     return ok({"url": session.url}, status=201)
@@ -77,7 +71,7 @@ def create_subscription_session(ctx: Ctx, body: dict) -> Response:
 def change_plan(ctx: Ctx, body: dict) -> Response:
     """Owner/admin. Immediate, with proration; usage does not reset mid-cycle. 409 `NO_ACTIVE_SUBSCRIPTION`
     without a subscription (subscribe first)."""
-    subscription = _service().change_plan(ctx.uow, ctx.principal, tier=body["tier"],
+    subscription = billing_service.change_plan(ctx.uow, ctx.principal, tier=body["tier"],
                                                provider=bootstrap.billing_provider(), now=ctx.now)
     return ok({"subscriptionId": subscription.id, "status": subscription.status})
 
@@ -87,7 +81,7 @@ def change_plan(ctx: Ctx, body: dict) -> Response:
        errors=(401, 403, 409, 502, 503), billing=True)
 def create_portal_session(ctx: Ctx) -> Response:
     """Owner/admin. Payment methods, invoices, receipts; the portal returns to the dashboard Billing page."""
-    url = _service().open_portal(ctx.uow, ctx.principal, provider=bootstrap.billing_provider(),
+    url = billing_service.open_portal(ctx.uow, ctx.principal, provider=bootstrap.billing_provider(),
                                       return_url=get_settings().billing_return_url, now=ctx.now)
     return ok({"url": url}, status=201)
 
@@ -97,7 +91,7 @@ def create_portal_session(ctx: Ctx) -> Response:
        errors=(401, 403, 409, 502, 503), billing=True)
 def cancel_subscription(ctx: Ctx) -> Response:
     """Owner/admin. Access continues until `currentPeriodEnd`, then the tenant reverts to the Free tier."""
-    subscription = _service().cancel_subscription(ctx.uow, ctx.principal, provider=bootstrap.billing_provider(),
+    subscription = billing_service.cancel_subscription(ctx.uow, ctx.principal, provider=bootstrap.billing_provider(),
                                                        now=ctx.now)
     return ok({"subscriptionId": subscription.id, "cancelAtPeriodEnd": subscription.cancel_at_period_end,
                "currentPeriodEnd": iso_ms(subscription.current_period_end)})

@@ -7,24 +7,12 @@ from chalice import Blueprint, Response
 from chalicelib.api.inputs import CURSOR, PAGE_NUMBER, page_size
 from chalicelib.api.responses import ok, page_body
 from chalicelib.api.routing import Auth, Ctx, route
-from chalicelib.domain.clock import iso_ms
-from chalicelib.domain.credits import LedgerEntry
+from chalicelib.api.views import credit_entry_view
 from chalicelib.domain.errors import PermissionDeniedError
 from chalicelib.domain.identity import PLATFORM_TENANT_ID, Permission
 from chalicelib.services import credits as credit_service
 
 bp = Blueprint(__name__)
-
-
-def entry_view(entry: LedgerEntry) -> dict:
-    return {
-        "id": entry.entry_id,
-        "type": str(entry.entry_type),
-        "amount": entry.amount,
-        "description": entry.description,
-        "balanceAfter": entry.balance_after,
-        "createdAt": iso_ms(entry.created_at),
-    }
 
 
 @route(bp, "/dashboard/credit/balances", "GET", auth=Auth.DASHBOARD, summary="Credit balance",
@@ -42,7 +30,7 @@ def get_balances(ctx: Ctx) -> Response:
 def list_entries(ctx: Ctx, page: int, limit: int, cursor: str | None) -> Response:
     """Newest first: topup, reservation, settlement, release, refund; entries are immutable."""
     page = credit_service.entries(ctx.uow, ctx.principal.tenant_id, limit=limit, cursor=cursor, page=page)
-    return ok(page_body([entry_view(e) for e in page.items], limit=limit, page=page.extra["page"],
+    return ok(page_body([credit_entry_view(e) for e in page.items], limit=limit, page=page.extra["page"],
                         next_cursor=page.next_cursor, total=page.total))
 
 
@@ -56,6 +44,6 @@ def create_topup(ctx: Ctx, body: dict) -> Response:
     tenant_id, amount, description = body["tenantId"], body["amount"], body.get("description")
     account, entry = credit_service.topup(ctx.uow, tenant_id, amount, actor=ctx.principal.actor, now=ctx.now,
                                           description=description)
-    return ok({"tenantId": tenant_id, "entry": entry_view(entry),
+    return ok({"tenantId": tenant_id, "entry": credit_entry_view(entry),
                "balances": {"creditBalance": account.credit_balance, "availableBalance": account.available,
                             "reserved": account.reserved}}, 201)

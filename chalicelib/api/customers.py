@@ -3,7 +3,7 @@ receipts, checkpoints, verification packages and close packages."""
 
 from __future__ import annotations
 
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 
 from chalice import Blueprint, Response
 
@@ -23,29 +23,34 @@ from chalicelib.api.inputs import (
 )
 from chalicelib.api.responses import file_response, ok, page_body
 from chalicelib.api.routing import Auth, Ctx, route
+from chalicelib.api.views import (
+    candidates_view,
+    checkpoint_view,
+    dashboard_customer_detail_view,
+    dashboard_customer_view,
+    directory_view,
+    listed_customer_view,
+    package_link_view,
+    receipt_view,
+)
 from chalicelib.domain import directory
-from chalicelib.domain.audit import AuditEntry
 from chalicelib.domain.clock import iso_ms, parse_iso, period_of
-from chalicelib.domain.customers import Customer, EventCadence, Policy, SharingState
+from chalicelib.domain.customers import EventCadence, Policy, SharingState
 from chalicelib.domain.identity import Permission
-from chalicelib.domain.merkle import leaf_hash
 from chalicelib.lazy import lazy
 from chalicelib.services import customers as customer_service
-from chalicelib.settings import get_settings
 
 if TYPE_CHECKING:
-    from chalicelib.domain.checkpoints import Checkpoint
     from chalicelib.domain.scopes import TimeScope
+    from chalicelib.services.exports import Destination, ExportFile
 
 bp = Blueprint(__name__)
 checkpoint_service = lazy("chalicelib.services.checkpoints")
 close_package_service = lazy("chalicelib.services.close_packages")
+export_service = lazy("chalicelib.services.exports")
 package_service = lazy("chalicelib.services.packages")
-webhook_service = lazy("chalicelib.services.webhooks")
-
-
-def dashboard_customer_view(customer: Customer) -> dict[str, Any]:
-    return {**customer_service.customer_event(customer), "updatedAt": iso_ms(customer.updated_at)}
+receipt_service = lazy("chalicelib.services.receipts")
+records_service = lazy("chalicelib.services.records")
 
 
 @route(bp, "/dashboard/customers", "POST", auth=Auth.DASHBOARD, summary="Create a manual customer",
@@ -56,9 +61,8 @@ def create_customer(ctx: Ctx, body: dict) -> Response:
     `cust_…` id when `customerId` is omitted; a duplicate manual id is 409 `CUSTOMER_EXISTS`, an id
     already known from integration records is 409 `CUSTOMER_EXISTS_FROM_INTEGRATION` (not adopted).
     Writes a `customer.created` audit entry and sends the `customer.created` webhook."""
-    customer, outbox = customer_service.create_customer(ctx.uow, ctx.principal, body, now=ctx.now)
-    if outbox is not None:
-        webhook_service.announce(bootstrap.webhook_queue(), [ctx.uow.webhooks.outbox_ref(outbox)])
+    customer = customer_service.create_and_announce(ctx.uow, ctx.principal, body, now=ctx.now,
+                                                    queue=bootstrap.webhook_queue())
     return ok(dashboard_customer_view(customer), 201)
 
 
@@ -66,27 +70,6 @@ def create_customer(ctx: Ctx, body: dict) -> Response:
 
 CUSTOMER = customer_path()
 MONTH = query("period", "UTC month `YYYY-MM` (default: the current month).", PERIOD)
-
-
-def checkpoint_view(checkpoint: Checkpoint) -> dict[str, Any]:
-    return {
-        "checkpointId": checkpoint.checkpoint_id,
-        "customerId": checkpoint.customer_id,
-        "period": checkpoint.period,
-        "sequence": checkpoint.sequence,
-        "root": checkpoint.root,
-        "treeSize": checkpoint.tree_size,
-        "firstSequence": checkpoint.first_sequence,
-        "lastSequence": checkpoint.last_sequence,
-        "netChange": checkpoint.net_change,
-        "previousRoot": checkpoint.previous_root,
-        "previousTreeSize": checkpoint.previous_tree_size,
-        "consistencyProof": list(checkpoint.consistency_proof),
-        "createdAt": iso_ms(checkpoint.created_at),
-        "keyId": checkpoint.key_id,
-        "signature": checkpoint.signature,
-        "statement": checkpoint.statement(),
-    }
 
 
 @route(bp, "/dashboard/customers/{customerId}/checkpoint", "POST", auth=Auth.DASHBOARD,
@@ -99,9 +82,9 @@ def create_checkpoint(ctx: Ctx, customerId: str, body: dict) -> Response:
     of the period extends the earlier one and carries a consistency proof from it. Nothing new since the
     latest checkpoint: that one is returned with 200 and `created: false`."""
     ctx.principal.require(Permission.CUSTOMERS_WRITE)
-    scope = checkpoint_service.scope_of(ctx.uow, ctx.principal.tenant_id, ctx.principal.environment, customerId,
-                                        body.get("period"), now=ctx.now)
-    checkpoint, created = checkpoint_service.create(ctx.uow, scope, now=ctx.now, signer=bootstrap.signer())
+    checkpoint, created = checkpoint_service.create_for_customer(
+        ctx.uow, ctx.principal.tenant_id, ctx.principal.environment, customerId, body.get("period"), now=ctx.now,
+        signer=bootstrap.signer())
     return ok({**checkpoint_view(checkpoint), "created": created}, 201 if created else 200)
 
 
@@ -126,20 +109,9 @@ def list_checkpoints(ctx: Ctx, customerId: str, period: str | None, limit: int, 
 def checkpoint_fingerprints(ctx: Ctx, customerId: str, period: str | None, limit: int) -> Response:
     """Verified deltas of the period not yet under a checkpoint, in sequence order, with their fingerprints
     (`contentHash`) and leaf hashes (`proofHash`): exactly what the next checkpoint would add."""
-    scope = checkpoint_service.scope_of(ctx.uow, ctx.principal.tenant_id, ctx.principal.environment, customerId,
-                                        period, now=ctx.now)
-    candidates, latest, covered = checkpoint_service.fingerprint_candidates(ctx.uow, scope)
-    return ok({
-        "customerId": customerId,
-        "period": scope.period,
-        "latestCheckpoint": checkpoint_view(latest) if latest else None,
-        "total": len(candidates),
-        "items": [{"recordId": d.record_id, "sequenceNumber": d.sequence_number, "delta": d.delta,
-                   "contentHash": d.content_hash, "proofHash": leaf_hash(bytes.fromhex(d.content_hash or "")).hex(),
-                   "verifiedAt": iso_ms(d.verified_at)} for d in candidates[:limit]],
-        "awaitingVerification": covered.waiting,
-        "failedSkipped": covered.skipped_failed,
-    })
+    found = checkpoint_service.candidates_for_customer(ctx.uow, ctx.principal.tenant_id, ctx.principal.environment,
+                                                      customerId, period, now=ctx.now)
+    return ok(candidates_view(customerId, found, limit=limit))
 
 
 # --- verification packages ------------------------------------------------------------------------
@@ -156,19 +128,11 @@ def create_verification_package(ctx: Ctx, customerId: str, body: dict) -> Respon
     and expires after `expiresInDays` (1-90, default 7); the link is shown only here. The file passes
     `tally verify`."""
     ctx.principal.require(Permission.CUSTOMERS_WRITE)
-    sample_size = package_service.check_sample_size(body.get("sampleSize"))
-    ttl = package_service.check_ttl_days(body.get("expiresInDays"))
-    scope = checkpoint_service.scope_of(ctx.uow, ctx.principal.tenant_id, ctx.principal.environment, customerId,
-                                        body.get("period"), now=ctx.now)
-    shared = package_service.create(ctx.uow, scope, sample_size=sample_size, ttl=ttl, now=ctx.now,
-                                    signer=bootstrap.signer(), store=bootstrap.artifacts(), actor=ctx.principal.actor)
-    url = f"{get_settings().public_base_url}/api/v1/verification-packages/{shared.token}"
-    return ok({"packageId": shared.package_id, "customerId": customerId, "period": scope.period,
-               "checkpointId": shared.checkpoint.checkpoint_id, "checkpointRoot": shared.checkpoint.root,
-               "treeSize": shared.checkpoint.tree_size, "sampleSize": shared.sample_size, "url": url,
-               "expiresAt": iso_ms(shared.expires_at), "sha256": shared.sha256,
-               "warning": "Anyone with this link can read the sampled deltas until it expires; it is shown once."},
-              201)
+    shared = package_service.create_for_customer(
+        ctx.uow, ctx.principal.tenant_id, ctx.principal.environment, customerId, period=body.get("period"),
+        sample_size=body.get("sampleSize"), expires_in_days=body.get("expiresInDays"), now=ctx.now,
+        signer=bootstrap.signer(), store=bootstrap.artifacts(), actor=ctx.principal.actor)
+    return ok(package_link_view(customerId, shared), 201)
 
 
 @route(bp, "/api/v1/verification-packages/{token}", "GET", auth=Auth.NONE, summary="Open a shared package",
@@ -202,19 +166,17 @@ def get_customer_receipt(ctx: Ctx, customerId: str, period: str | None, fmt: str
     signed statement is printed on it, so the page alone is enough to check the signature. API Gateway
     returns a binary body only to a request that accepts one: without `Accept: application/pdf` (or `*/*`)
     the PDF is stored and answered with 303 and a presigned URL instead."""
-    from chalicelib.api.balance_records import build_receipt, receipt_view
     from chalicelib.domain.scopes import parse_scope
 
     scope = parse_scope(period=period, now=ctx.now) or parse_scope(time_preset="current_month", now=ctx.now)
-    view = receipt_view(build_receipt(ctx, customerId, scope))
+    principal = ctx.principal
     if fmt == "pdf":
-        from chalicelib.services.receipt_pdf import render_receipt_pdf
-
-        body, filename = render_receipt_pdf(view), f"receipt-{customerId}-{scope.period}.pdf"
-        if not _accepts(ctx, "application/pdf"):
-            return _large_file(ctx, body, "application/pdf", filename, len(body))
-        return file_response(body, "application/pdf", filename)
-    return ok(view)
+        return _file(receipt_service.issue_pdf(
+            ctx.uow, principal.tenant_id, principal.environment, customerId, scope, now=ctx.now,
+            signer=bootstrap.signer(), view=receipt_view,
+            to=_destination(ctx, any_size=True, accepted=_accepts(ctx, "application/pdf"))))
+    return ok(receipt_view(receipt_service.issue(ctx.uow, principal.tenant_id, principal.environment, customerId,
+                                                 scope, now=ctx.now, signer=bootstrap.signer())))
 
 
 # --- exports --------------------------------------------------------------------------------------
@@ -226,13 +188,18 @@ CHECKPOINT_COLUMNS = ("customerId", "period", "sequence", "checkpointId", "root"
                       "signature")
 
 
-def _stored_file(ctx: Ctx, body: bytes | IO[bytes], media: str, filename: str) -> str:
-    """Put an export on S3 under an unguessable key of the tenant's; the key."""
-    from chalicelib.domain.credentials import random_id
+def _destination(ctx: Ctx, *, any_size: bool = False, accepted: bool = True) -> Destination:
+    """Where a generated file goes: inline to this request when it takes it (up to ``INLINE_LIMIT`` unless
+    ``any_size``), else S3 under the tenant's key."""
+    return export_service.Destination(ctx.principal.tenant_id, bootstrap.artifacts(),
+                                      None if any_size else INLINE_LIMIT, accepted)
 
-    key = f"exports/{ctx.principal.tenant_id}/{random_id('', 24)}/{filename}"
-    bootstrap.artifacts().put(key, body, content_type=media)
-    return key
+
+def _file(exported: ExportFile) -> Response:
+    """A generated file inline, or 303 to a presigned link of where it is stored."""
+    if exported.body is None:
+        return _file_link(exported.key, exported.filename, exported.size)
+    return file_response(exported.body, exported.media, exported.filename)
 
 
 def _file_link(key: str, filename: str, size: int) -> Response:
@@ -249,10 +216,6 @@ def _accepts(ctx: Ctx, media: str) -> bool:
     return any(part.split(";", 1)[0].strip().lower() in ("*/*", media) for part in accept.split(","))
 
 
-def _large_file(ctx: Ctx, body: bytes | IO[bytes], media: str, filename: str, size: int) -> Response:
-    return _file_link(_stored_file(ctx, body, media, filename), filename, size)
-
-
 @route(bp, "/dashboard/customers/batch-checkpoints/export", "GET", auth=Auth.DASHBOARD,
        summary="Export checkpoints across customers", tags=("Customer records",),
        responses={200: {"media": {"text/csv": {"type": "string"},
@@ -266,34 +229,9 @@ def export_batch_checkpoints(ctx: Ctx, period: str | None, fmt: str) -> Response
     """Every customer's checkpoints of one UTC month (default: the current one), by customer and sequence,
     from the checkpoint-period index a page at a time. Files over 4 MB are written to S3 and answered with
     303 and a presigned URL (valid one hour)."""
-    import csv
-    import io
-    import json
-
-    period = period or period_of(ctx.now)
-    rows: list[dict[str, Any]] = []
-    cursor = None
-    while True:
-        page = ctx.uow.checkpoints.list_period(ctx.principal.tenant_id, ctx.principal.environment, period, 100,
-                                               cursor)
-        rows += [checkpoint_view(c) for c in page.items]
-        cursor = page.next_cursor
-        if cursor is None:
-            break
-    filename = f"checkpoints-{period}.{fmt}"
-    if fmt == "json":
-        media = "application/json"
-        body = json.dumps({"period": period, "count": len(rows), "items": rows}, default=str).encode()
-    else:
-        media = "text/csv"
-        out = io.StringIO()
-        writer = csv.writer(out)
-        writer.writerow(CHECKPOINT_COLUMNS)
-        writer.writerows([["" if r[c] is None else r[c] for c in CHECKPOINT_COLUMNS] for r in rows])
-        body = out.getvalue().encode()
-    if len(body) > INLINE_LIMIT:
-        return _large_file(ctx, body, media, filename, len(body))
-    return file_response(body, media, filename)
+    return _file(export_service.period_checkpoints_file(
+        ctx.uow, ctx.principal.tenant_id, ctx.principal.environment, period or period_of(ctx.now), fmt=fmt,
+        view=checkpoint_view, columns=CHECKPOINT_COLUMNS, to=_destination(ctx)))
 
 
 ACTIVITY_COLUMNS = ("sequenceNumber", "recordId", "receiptId", "createdAt", "delta", "reason", "referenceId",
@@ -327,17 +265,10 @@ def export_customer_activity(ctx: Ctx, customerId: str, status: str | None, star
     """One row per delta in sequence order, with status, fingerprint (`contentHash`) and proof references.
     Rows are read 1,000 at a time and spooled (memory stays bounded); a file over 4 MB goes to S3 and is
     answered with 303 and a presigned URL (valid one hour)."""
-    from chalicelib.services import exports
-
     scope = _window(ctx, startDate, endDate)
-    customer = customer_service.get_customer(ctx.uow, ctx.principal.tenant_id, ctx.principal.environment,
-                                             customerId)
-    with exports.customer_activity_csv(ctx.uow, customer, status=status.upper() if status else None,
-                                       scope=scope, columns=ACTIVITY_COLUMNS) as spooled:
-        filename = f"{customer.customer_id}-activity.csv"
-        if spooled.size > INLINE_LIMIT:
-            return _large_file(ctx, spooled.file, "text/csv", filename, spooled.size)
-        return file_response(spooled.file.read(), "text/csv", filename)
+    return _file(export_service.activity_file(
+        ctx.uow, ctx.principal.tenant_id, ctx.principal.environment, customerId,
+        status=status.upper() if status else None, scope=scope, columns=ACTIVITY_COLUMNS, to=_destination(ctx)))
 
 
 @route(bp, "/dashboard/customers/bulk/close-package-export", "POST", auth=Auth.DASHBOARD,
@@ -354,28 +285,12 @@ def export_close_packages(ctx: Ctx, body: dict) -> Response:
     `NOTHING_TO_CHECKPOINT`, each naming every such customer (`customerIds`). The zip is kept on S3; up to
     4 MB, to a request that accepts it (`Accept: application/zip` or `*/*`), it is answered inline, else
     with 303 and a presigned URL (valid one hour)."""
-    from chalicelib.api.balance_records import receipt_view
-
     ctx.principal.require(Permission.CUSTOMERS_WRITE)
-    request = close_package_service.check_request(body["customerIds"], body["period"], now=ctx.now)
-    principal = ctx.principal
     views = close_package_service.Views(receipt=receipt_view, checkpoint=checkpoint_view,
                                         activity_columns=ACTIVITY_COLUMNS)
-    with close_package_service.export(ctx.uow, principal.tenant_id, principal.environment, request, now=ctx.now,
-                                      signer=bootstrap.signer(), views=views) as archive:
-        small = archive.size <= INLINE_LIMIT and _accepts(ctx, close_package_service.MEDIA)
-        inline = archive.file.read() if small else None
-        key = _stored_file(ctx, archive.file if inline is None else inline, close_package_service.MEDIA,
-                           archive.filename)
-    ctx.uow.audit.add(AuditEntry(tenant_id=principal.tenant_id, actor=principal.actor,
-                                 action="close_package.exported", target=f"period:{request.period}",
-                                 environment=str(principal.environment), at=ctx.now,
-                                 details={"period": request.period, "customerCount": len(request.customer_ids),
-                                          "bytes": archive.size, "sha256": archive.sha256}))
-    ctx.uow.commit()
-    if inline is None:
-        return _file_link(key, archive.filename, archive.size)
-    return file_response(inline, close_package_service.MEDIA, archive.filename)
+    return _file(close_package_service.export_file(
+        ctx.uow, ctx.principal, body["customerIds"], body["period"], now=ctx.now, signer=bootstrap.signer(),
+        views=views, to=_destination(ctx, accepted=_accepts(ctx, close_package_service.MEDIA))))
 
 
 def _enum_query(name: str, kind: Any, description: str) -> Any:
@@ -406,39 +321,6 @@ DIRECTORY_PAGE = ParamGroup(
     arg="listing")
 
 
-def listed_customer_view(customer: Customer) -> dict[str, Any]:
-    return {**dashboard_customer_view(customer), "balance": customer.balance, "deltaCount": customer.delta_count,
-            "lastSequenceNumber": customer.last_seq, "lastDeltaAt": iso_ms(customer.last_delta_at)}
-
-
-def directory_view(customer: Customer, now: Any) -> dict[str, Any]:
-    """Seed 001 ``include=directory``: everything derives from the customer item and the clock."""
-    cycle_count, cycle_net = directory.current_cycle(customer, now)
-    close = directory.next_close(now)
-    interval = directory.EXPECTED_INTERVAL.get(customer.event_cadence) if customer.event_cadence else None
-    health = directory.health(customer, now)
-    return {
-        **listed_customer_view(customer),
-        "sharingState": str(customer.sharing_state_hint),
-        "cycleSummary": {
-            "period": period_of(now), "deltaCount": cycle_count, "netChange": cycle_net,
-            "checkpointed": cycle_count > 0 and not directory.open_in_cycle(customer, now),
-            "latestCheckpointPeriod": customer.checkpoint_period,
-        },
-        "verificationState": str(directory.verification_state(customer)),
-        "nextCloseDate": iso_ms(close),
-        "freshness": {
-            "lastDeltaAt": iso_ms(customer.last_delta_at),
-            "ageSeconds": int((now - customer.last_delta_at).total_seconds()) if customer.last_delta_at else None,
-            "expectedWithinSeconds": int(interval.total_seconds()) if interval else None,
-            "health": str(health),
-        },
-        "health": str(health),
-        "counts": {"deltas": customer.delta_count, "verified": customer.verified_count,
-                   "awaitingVerification": customer.awaiting_verification, "failed": customer.failed_count},
-    }
-
-
 @route(bp, "/dashboard/customers", "GET", auth=Auth.DASHBOARD, summary="List customer records",
        tags=("Customer records",),
        responses={200: {"anyOf": [{"$ref": "#/components/schemas/DashboardCustomerPage"},
@@ -462,8 +344,9 @@ def list_dashboard_customers(ctx: Ctx, include: str | None, search: str | None, 
     cycle summary, verification state, next close date, record freshness and at-a-glance counts, and
     sorts by display name from the directory index unless `sortBy` says otherwise.
 
-    Cost: an unfiltered page is one query of `limit` items; `search` is a key condition on the sort order.
-    A filtered page reads the index in pages of 100 and keeps the matches, examining at most 1,000
+    Cost: an unfiltered page is one query of `limit` items on each of the index's 4 shards (concurrent,
+    merged by sort key) and one batch read; `search` is a key condition on the sort order.
+    A filtered page reads the shards 100 customers a query and keeps the matches, examining at most 1,000
     customers per request: when that runs out first, the page comes back short (possibly empty) with a
     `nextCursor` that resumes after the last customer examined. Filtered pages follow `nextCursor` only
     (`page` > 1 with a filter is 400)."""
@@ -524,21 +407,10 @@ def get_dashboard_customer(ctx: Ctx, customerId: str, deltaPage: int, deltaLimit
     """The customer's record, counters, latest checkpoint of this month, and a page of its activity.
     Unfiltered and by sequence, a page is one key-range query; with filters or another sort, the
     customer's deltas are read page by page (at most 50,000, else 400 `SCOPE_TOO_WIDE`) and filtered."""
-    from chalicelib.api.balance import delta_view
-
     page, limit = deltaPage, deltaLimit
     window = _window(ctx, startDate, endDate)
-    customer = customer_service.get_customer(ctx.uow, ctx.principal.tenant_id, ctx.principal.environment,
-                                             customerId)
-    activity = customer_service.activity_page(
-        ctx.uow, customer, page=page, limit=limit, status=status.upper() if status else None, reason=reason,
-        window=window, search=search, sort_by=sortBy, descending=sortOrder == "desc")
-    latest = ctx.uow.checkpoints.latest(customer.tenant_id, customer.environment, customer.customer_id,
-                                        period_of(ctx.now))
-    return ok({
-        **dashboard_customer_view(customer), "balance": customer.balance, "deltaCount": customer.delta_count,
-        "lastSequenceNumber": customer.last_seq, "lastDeltaAt": iso_ms(customer.last_delta_at),
-        "latestCheckpoint": checkpoint_view(latest) if latest else None,
-        "activity": {"items": [delta_view(d) for d in activity.items], "page": page, "limit": limit,
-                     "total": activity.total, "hasMore": page * limit < activity.total},
-    })
+    detail = records_service.dashboard_detail(
+        ctx.uow, ctx.principal.tenant_id, ctx.principal.environment, customerId, page=page, limit=limit,
+        status=status.upper() if status else None, reason=reason, window=window, search=search, sort_by=sortBy,
+        descending=sortOrder == "desc", now=ctx.now)
+    return ok(dashboard_customer_detail_view(detail, page=page, limit=limit))

@@ -9,35 +9,12 @@ from chalice import Blueprint, Response
 from chalicelib.api.inputs import CURSOR, path_param, query
 from chalicelib.api.responses import platform_ok
 from chalicelib.api.routing import Auth, Ctx, route
-from chalicelib.domain.clock import iso_us
-from chalicelib.domain.tenants import Tenant
+from chalicelib.api.views import missing_payments_view, tenant_directory_view
 from chalicelib.services import platform as platform_service
 from chalicelib.settings import get_settings
 
 bp = Blueprint(__name__)
 TENANT = path_param("tenant", "Tenant id (decimal string). The platform tenant `1` is rejected with 403.")
-
-
-def directory_view(tenant: Tenant) -> dict:
-    return {
-        "id": tenant.id,
-        "name": tenant.company_name,
-        "subdomain": tenant.subdomain,
-        "final_domain": tenant.final_domain,
-        "https": tenant.https,
-        "lang": tenant.lang,
-    }
-
-
-def missing_payments_view(tenant: Tenant, now) -> dict:
-    data = {
-        "tenant_id": tenant.id,
-        "has_unpaid_invoices_at": iso_us(tenant.has_unpaid_invoices_at),
-        "dashboard_blocked": tenant.dashboard_blocked(now),
-    }
-    if tenant.missing_payment_limit_date is not None:
-        data["missing_payment_limit_date"] = iso_us(tenant.missing_payment_limit_date)
-    return data
 
 
 #: Seed 002's page size: 1-500, default 15, refused with Laravel's own words (422 ``errors.per_page``).
@@ -55,7 +32,7 @@ def list_tenants(ctx: Ctx, per_page: int, cursor: str | None) -> Response:
     base = f"{get_settings().public_base_url}/tenants"
     next_link = f"{base}?{urlencode({'per_page': per_page, 'cursor': page.next_cursor})}" if page.next_cursor else None
     return platform_ok(
-        [directory_view(t) for t in page.items],
+        [tenant_directory_view(t) for t in page.items],
         links={"first": f"{base}?{urlencode({'per_page': per_page})}", "prev": None, "next": next_link},
         meta={"path": base, "per_page": per_page, "next_cursor": page.next_cursor,
               "has_more": page.next_cursor is not None},

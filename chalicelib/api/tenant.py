@@ -7,26 +7,10 @@ from chalice import Blueprint, Response
 from chalicelib.api.inputs import ENVIRONMENT_HEADER
 from chalicelib.api.responses import ok
 from chalicelib.api.routing import Auth, Ctx, route
-from chalicelib.domain.clock import iso_ms
-from chalicelib.domain.tenants import Tenant
+from chalicelib.api.views import tenant_view
 from chalicelib.services import tenants as tenant_service
 
 bp = Blueprint(__name__)
-
-
-def tenant_view(tenant: Tenant) -> dict:
-    return {
-        "id": tenant.id,
-        "companyName": tenant.company_name,
-        "status": str(tenant.status),
-        "billingMode": str(tenant.billing_mode),
-        "environments": {
-            "sandbox": str(tenant.environments.get("sandbox", "not_provisioned")),
-            "production": str(tenant.environments.get("production", "not_provisioned")),
-        },
-        "createdAt": iso_ms(tenant.created_at),
-        "updatedAt": iso_ms(tenant.updated_at),
-    }
 
 
 @route(bp, "/dashboard/tenant", "GET", auth=Auth.DASHBOARD, summary="Get tenant details",

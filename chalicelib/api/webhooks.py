@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from chalice import Blueprint, Response
 
 from chalicelib import bootstrap
 from chalicelib.api.inputs import CURSOR, ENVIRONMENT_HEADER, page_size, path_param, query
 from chalicelib.api.responses import ok, page_body
 from chalicelib.api.routing import Auth, Ctx, route
-from chalicelib.domain.clock import iso_ms
+from chalicelib.api.views import delivery_view, endpoint_view
 from chalicelib.lazy import lazy
 from chalicelib.settings import get_settings
-
-if TYPE_CHECKING:
-    from chalicelib.domain.webhooks import Delivery, Endpoint
 
 webhook_service = lazy("chalicelib.services.webhooks")
 webhook_domain = lazy("chalicelib.domain.webhooks")
@@ -24,51 +19,6 @@ DELIVERY_STATUSES = ["PENDING", "DELIVERED", "FAILED"]  # domain.webhooks.Delive
 bp = Blueprint(__name__)
 WEBHOOK_ID = path_param("webhookId", "The endpoint id (`we_…`).")
 ONCE = "Store this signing secret now: it is shown only once."
-
-
-def endpoint_view(endpoint: Endpoint) -> dict[str, Any]:
-    return {
-        "id": endpoint.endpoint_id,
-        "url": endpoint.url,
-        "description": endpoint.description,
-        "events": list(endpoint.events),
-        "environment": str(endpoint.environment),
-        "status": str(endpoint.status),
-        "secretHint": endpoint.secret_hint,
-        "createdAt": iso_ms(endpoint.created_at),
-        "createdBy": endpoint.created_by,
-        "disabledAt": iso_ms(endpoint.disabled_at),
-    }
-
-
-def delivery_view(delivery: Delivery) -> dict[str, Any]:
-    last = delivery.attempts[-1] if delivery.attempts else None
-    return {
-        "eventId": delivery.event_id,
-        "event": delivery.event_type,
-        "endpointId": delivery.endpoint_id,
-        "url": delivery.url,
-        "status": str(delivery.status),
-        # The SDK rewrites every `status` outside its delta vocabulary to QUEUED; this survives it.
-        "delivered": delivery.status == "DELIVERED",
-        "attemptCount": delivery.attempt_count,
-        "lastAttemptAt": iso_ms(last.at) if last else None,
-        "lastStatusCode": last.status_code if last else None,
-        "lastError": last.error if last else None,
-        "nextAttemptAt": iso_ms(delivery.next_attempt_at) if delivery.status == "PENDING" else None,
-        "deliveredAt": iso_ms(delivery.delivered_at),
-        "createdAt": iso_ms(delivery.created_at),
-        "attempts": [{"number": a.number, "at": iso_ms(a.at), "statusCode": a.status_code,
-                      "durationMs": a.duration_ms, "error": a.error} for a in delivery.attempts],
-    }
-
-
-def _wake(deliveries: list[Delivery]) -> None:
-    """Ask the worker to attempt now; if SQS is unreachable the sweep attempts them within a minute."""
-    try:
-        bootstrap.webhook_queue().attempt([list(webhook_service.delivery_ref(d)) for d in deliveries])
-    except Exception:
-        webhook_service.log.warning("webhook wake-up failed; the sweep will attempt these", exc_info=True)
 
 
 # --- dashboard: endpoints -------------------------------------------------------------------------
@@ -117,8 +67,8 @@ def delete_webhook(ctx: Ctx, webhookId: str) -> Response:
 def send_test_webhook(ctx: Ctx, webhookId: str) -> Response:
     """Owner/admin. Queues a signed `webhook.test` event for this endpoint; the delivery history shows
     the outcome (the request never waits for the receiver)."""
-    delivery = webhook_service.send_test(ctx.uow, ctx.principal, webhookId, now=ctx.now)
-    _wake([delivery])
+    delivery = webhook_service.send_test(ctx.uow, ctx.principal, webhookId, now=ctx.now,
+                                         queue=bootstrap.webhook_queue())
     return ok(delivery_view(delivery), 202)
 
 
@@ -155,7 +105,7 @@ def list_webhook_deliveries(ctx: Ctx, status: str | None, limit: int, offset: in
        params=(path_param("eventId", "The event id (`evt_…`, the `X-Event-ID` header)."),))
 def retry_webhook(ctx: Ctx, eventId: str) -> Response:
     """SDK `retry_webhook`: every delivery of the event is attempted again now, with a fresh set of retries."""
-    deliveries = webhook_service.retry_event(ctx.uow, ctx.principal, eventId, now=ctx.now)
-    _wake(deliveries)
+    deliveries = webhook_service.retry_event(ctx.uow, ctx.principal, eventId, now=ctx.now,
+                                             queue=bootstrap.webhook_queue())
     return ok({"eventId": eventId, "status": "PENDING",
                "deliveries": [delivery_view(d) for d in deliveries]}, 202)

@@ -99,6 +99,9 @@ def configure_environment(aws_endpoint: str, base_url: str, extra: dict[str, str
     })
     # Quick local feedback on failing receivers: retries after 2 s, 10 s, 50 s … (deployed: 10 s, 50 s …).
     os.environ.setdefault("TALLY_WEBHOOK_RETRY_BASE_SECONDS", "2")
+    # One emulator process answers every worker: under a burst on a small machine a call can queue for longer
+    # than DynamoDB ever takes, and a 3 s read timeout would turn that queue into retries and 503s.
+    os.environ.setdefault("TALLY_DYNAMODB_READ_TIMEOUT_SECONDS", "15")
     os.environ.update(extra or {})
     from chalicelib import bootstrap
     from chalicelib.settings import get_settings

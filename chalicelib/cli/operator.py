@@ -25,7 +25,7 @@ def _per_page(raw: str) -> int:
 
 def tenant_details(tenant: Any, now: Any) -> dict:
     """Seed 002's fields (its names and timestamp format), then Tally's own (as `tenants create` names them)."""
-    from chalicelib.api.platform import directory_view
+    from chalicelib.api.views import tenant_directory_view as directory_view
     from chalicelib.domain.clock import iso_us
 
     return {
@@ -65,7 +65,7 @@ def _table(rows: list[dict], columns: list[str]) -> None:
 
 def cmd_tenants_list(args: argparse.Namespace) -> int:
     cli._connect()
-    from chalicelib.api.platform import directory_view
+    from chalicelib.api.views import tenant_directory_view as directory_view
     from chalicelib.domain.identity import OperatorPrincipal
     from chalicelib.services.platform import list_tenants
 
@@ -91,7 +91,7 @@ def cmd_tenants_show(args: argparse.Namespace) -> int:
 
 def _missing_payments(args: argparse.Namespace, *, mark: bool) -> int:
     cli._connect()
-    from chalicelib.api.platform import missing_payments_view
+    from chalicelib.api.views import missing_payments_view
     from chalicelib.domain.identity import OperatorPrincipal
     from chalicelib.services import platform as platform_service
 

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from chalicelib.api.api_keys import key_view
-from chalicelib.api.tenant import tenant_view
+from chalicelib.api.views import key_view, tenant_view
 from chalicelib.domain.access import ApiKey
 from chalicelib.domain.clock import iso_ms
 from chalicelib.domain.tenants import Tenant

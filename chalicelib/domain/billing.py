@@ -22,8 +22,30 @@ class Capacity:
     message: str = ""
 
 
-def acceptance_capacity(tenant: Tenant, plan: Plan, *, consumed: int, credits: CreditAccount) -> Capacity:
+@dataclass(frozen=True)
+class BillingReads:
+    """What acceptance must read besides the tenant: the month's usage (a hard-capped plan's limit) and the
+    credit position (credits billing). A paid monthly plan needs neither: its excess is overage."""
+
+    usage: bool
+    credits: bool
+
+    def covers(self, other: BillingReads) -> bool:
+        return (self.usage or not other.usage) and (self.credits or not other.credits)
+
+
+EVERYTHING = BillingReads(usage=True, credits=True)
+
+
+def billing_reads(tenant: Tenant, plan: Plan) -> BillingReads:
+    credits = tenant.billing_mode == BillingMode.CREDITS
+    return BillingReads(usage=not credits and plan.hard_cap, credits=credits)
+
+
+def acceptance_capacity(tenant: Tenant, plan: Plan, *, consumed: int, credits: CreditAccount | None) -> Capacity:
     if tenant.billing_mode == BillingMode.CREDITS:
+        if credits is None:
+            raise ValueError("credits billing needs the credit position")
         return Capacity(
             credits.available // plan.credits_per_delta,
             "INSUFFICIENT_CREDITS",

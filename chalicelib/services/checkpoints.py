@@ -16,7 +16,7 @@ from chalicelib.domain.fingerprints import canonical
 from chalicelib.domain.identity import Environment
 from chalicelib.domain.merkle import MerkleTree, consistency_proof, leaf_hash
 from chalicelib.domain.usage import check_period
-from chalicelib.services.ports import Page, UnitOfWork
+from chalicelib.services.ports import Page, UnitOfWork, page_after_offset
 from chalicelib.services.retry import retry_on_conflict
 
 MAX_ATTEMPTS = 5
@@ -115,11 +115,50 @@ def seal(uow: UnitOfWork, scope: Scope, *, now: datetime, signer: Any, strict: b
                              message="Checkpoints for this customer are being created concurrently; retry.")
 
 
+def create_for_customer(uow: UnitOfWork, tenant_id: str, environment: Environment, customer_id: str,
+                        period: str | None, *, now: datetime, signer: Any, strict: bool = False,
+                        fingerprints: object = None) -> tuple[Checkpoint, bool]:
+    """:func:`create` for a customer of this tenant environment (else 404) and a month (default: this one)."""
+    scope = scope_of(uow, tenant_id, environment, customer_id, period, now=now)
+    return create(uow, scope, now=now, signer=signer, strict=strict, fingerprints=fingerprints)
+
+
 def list_checkpoints(uow: UnitOfWork, tenant_id: str, environment: Environment, customer_id: str, *,
                      period: str | None, limit: int, cursor: str | None) -> Page[Checkpoint]:
     if uow.customers.get(tenant_id, environment, customer_id) is None:
         raise NotFoundError("Customer not found.")
     return uow.checkpoints.list(tenant_id, environment, customer_id, check_period(period), limit, cursor)
+
+
+def list_page(uow: UnitOfWork, tenant_id: str, environment: Environment, *, customer_id: str | None,
+              period: str | None, limit: int, offset: int, cursor: str | None) -> Page[Checkpoint]:
+    """One customer's checkpoints, newest first (``period`` narrows them to a month), or, without a customer,
+    every customer's checkpoints of ``period`` by customer id; ``offset`` skips items first (bounded)."""
+
+    def page_at(size: int, at: str | None) -> Page[Checkpoint]:
+        if customer_id is not None:
+            return list_checkpoints(uow, tenant_id, environment, customer_id, period=period, limit=size, cursor=at)
+        return uow.checkpoints.list_period(tenant_id, environment, period, size, at)
+
+    return page_after_offset(page_at, offset=offset, limit=limit, cursor=cursor)
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """What the next checkpoint of a customer's month would add, and what it would leave out."""
+
+    period: str
+    deltas: list[Delta]  # verified, not yet under a checkpoint, in sequence order
+    latest: Checkpoint | None
+    coverage: Coverage
+
+
+def candidates_for_customer(uow: UnitOfWork, tenant_id: str, environment: Environment, customer_id: str,
+                            period: str | None, *, now: datetime) -> Candidates:
+    """:func:`fingerprint_candidates` of a customer of this tenant environment (else 404) and a month."""
+    scope = scope_of(uow, tenant_id, environment, customer_id, period, now=now)
+    deltas, latest, covered = fingerprint_candidates(uow, scope)
+    return Candidates(scope.period, deltas, latest, covered)
 
 
 def fingerprint_candidates(uow: UnitOfWork, scope: Scope) -> tuple[list[Delta], Checkpoint | None, Coverage]:

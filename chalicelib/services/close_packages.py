@@ -23,12 +23,13 @@ from datetime import datetime
 from typing import IO, Any
 
 from chalicelib import jsoncodec
+from chalicelib.domain.audit import AuditEntry
 from chalicelib.domain.checkpoints import Checkpoint
 from chalicelib.domain.clock import iso_ms, period_of
 from chalicelib.domain.customers import Customer, check_customer_id
 from chalicelib.domain.errors import ConflictError, NotFoundError, ValidationError
 from chalicelib.domain.fingerprints import canonical
-from chalicelib.domain.identity import Environment
+from chalicelib.domain.identity import DashboardPrincipal, Environment
 from chalicelib.domain.scopes import TimeScope, parse_scope
 from chalicelib.services import checkpoints as checkpoint_service
 from chalicelib.services import exports, packages, receipts, signing_keys
@@ -249,3 +250,27 @@ def export(uow: UnitOfWork, tenant_id: str, environment: Environment, request: R
     with build_archive(uow, customers, request, tenant_id=tenant_id, environment=environment, now=now,
                        signer=signer, views=views) as archive:
         yield archive
+
+
+def export_file(uow: UnitOfWork, principal: DashboardPrincipal, customer_ids: object, period: object, *,
+                now: datetime, signer: Any, views: Views, to: exports.Destination) -> exports.ExportFile:
+    """``POST /dashboard/customers/bulk/close-package-export``: :func:`check_request`, then :func:`export`; the
+    zip is kept on S3 (read back inline too when ``to`` takes it) and the export audited
+    (``close_package.exported``), then committed."""
+    request = check_request(customer_ids, period, now=now)
+    with export(uow, principal.tenant_id, principal.environment, request, now=now, signer=signer,
+                views=views) as archive:
+        inline = archive.file.read() if to.inline(archive.size) else None
+        key = exports.file_key(to.tenant_id, archive.filename)
+        try:  # unaudited, the zip is not handed out: no file stays behind for a failed request
+            to.store.put(key, archive.file if inline is None else inline, content_type=MEDIA)
+            uow.audit.add(AuditEntry(tenant_id=principal.tenant_id, actor=principal.actor,
+                                     action="close_package.exported", target=f"period:{request.period}",
+                                     environment=str(principal.environment), at=now,
+                                     details={"period": request.period, "customerCount": len(request.customer_ids),
+                                              "bytes": archive.size, "sha256": archive.sha256}))
+            uow.commit()
+        except BaseException:
+            packages.forget(to.store, key)
+            raise
+    return exports.ExportFile(archive.filename, MEDIA, archive.size, body=inline, key=key)

@@ -69,20 +69,35 @@ def pick_lane() -> int:
     return random.randrange(HOLD_LANES)
 
 
+class LanesScatteredError(ConcurrentWriteError):
+    """The available balance pays the hold but neither one lane nor the pool can: the lanes named in
+    ``drain`` must first be consolidated into the pool (:func:`consolidate_lanes`), then the hold planned
+    again on a fresh read (rare: near exhaustion). A storage race for the retry helper: nothing was staged."""
+
+    def __init__(self, drain: dict[int, int]) -> None:
+        super().__init__("Credits were scattered over the lanes; consolidate them and plan the hold again.")
+        self.drain = drain
+
+
 def stage_hold(uow: UnitOfWork, position: CreditPosition, amount: int, deltas: int, *,
                lane: int | None = None) -> HoldPlan:
-    """Stage the hold of ``amount`` credits for ``deltas`` accepted deltas (raises InsufficientCreditsError
-    when the available balance cannot pay). When the credits are scattered over the lanes so that neither
-    one lane nor the pool can pay, the lanes are drained into the pool in a transaction of their own first,
-    and :class:`ConcurrentWriteError` asks the caller to read again and re-plan (rare: near exhaustion)."""
+    """Stage the hold of ``amount`` credits for ``deltas`` accepted deltas. Raises InsufficientCreditsError
+    when the available balance cannot pay, and :class:`LanesScatteredError` (staging nothing) when the
+    credits must be consolidated first."""
     plan = plan_hold(position, amount, pick_lane() if lane is None else lane)
     if plan.drain:
-        uow.rollback()
-        uow.credits.drain(position.tenant_id, plan.drain)
-        uow.commit()
-        raise ConcurrentWriteError("Credits were consolidated from the lanes; plan the hold again.")
+        raise LanesScatteredError(plan.drain)
     uow.credits.hold(position.tenant_id, plan, amount, deltas)
     return plan
+
+
+def consolidate_lanes(uow: UnitOfWork, tenant_id: str, drain: dict[int, int]) -> None:
+    """Drain ``drain``'s lanes into the pool and commit that alone (the caller stages nothing before it), so
+    the next read can plan the hold from the pool. Each lane's move is conditioned on its free credits: a
+    lane spent meanwhile makes it a race (ConcurrentWriteError), and nothing moves."""
+    uow.rollback()
+    uow.credits.drain(tenant_id, drain)
+    uow.commit()
 
 
 def after_hold(position: CreditPosition, plan: HoldPlan, amount: int, deltas: int) -> CreditPosition:

@@ -146,6 +146,18 @@ def create_customer(uow: UnitOfWork, principal: DashboardPrincipal, body: dict[s
     return customer, outbox
 
 
+def create_and_announce(uow: UnitOfWork, principal: DashboardPrincipal, body: dict[str, Any], *, now: datetime,
+                        queue: Any) -> Customer:
+    """:func:`create_customer`, then the webhook worker is woken for its ``customer.created`` event (if SQS is
+    unreachable the sweep fans it out later)."""
+    from chalicelib.services import webhooks
+
+    customer, outbox = create_customer(uow, principal, body, now=now)
+    if outbox is not None:
+        webhooks.announce(queue, [uow.webhooks.outbox_ref(outbox)])
+    return customer
+
+
 def _duplicate(existing: Customer) -> None:
     if existing.source == CustomerSource.INTEGRATION:
         raise ConflictError(

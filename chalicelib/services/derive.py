@@ -10,15 +10,19 @@ reported, so a caller can tell a settled figure from a provisional one.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
+from typing import Any
 
 from chalicelib.domain.checkpoints import Checkpoint
 from chalicelib.domain.customers import Customer
 from chalicelib.domain.deltas import Delta, DeltaStatus
 from chalicelib.domain.errors import NotFoundError, ValidationError
-from chalicelib.domain.scopes import TimeScope
+from chalicelib.domain.identity import Environment
+from chalicelib.domain.scopes import TimeScope, parse_scope
+from chalicelib.services.customers import get_customer
 from chalicelib.services.ports import UnitOfWork
 
 MAX_WINDOW = timedelta(days=366)
@@ -91,6 +95,35 @@ def derive(uow: UnitOfWork, customer: Customer, *, scope: TimeScope | None, star
     else:
         deltas = _range(uow, customer, first, last)
     return Derivation(customer, start, scope, checkpoint, deltas)
+
+
+def derive_for(uow: UnitOfWork, tenant_id: str, environment: Environment, customer_id: str, *,
+               scope: Mapping[str, Any], now: datetime, starting_balance: object, starting_checkpoint: object,
+               checkpoint_type: object) -> Derivation:
+    """:func:`derive` for a customer of this tenant environment (else 404); ``scope`` holds the request's
+    ``period``/``time_preset``/``start_date``/``end_date`` (:func:`parse_scope`), read after the customer."""
+    customer = get_customer(uow, tenant_id, environment, customer_id)
+    return derive(uow, customer, scope=parse_scope(**scope, now=now), starting_balance=starting_balance,
+                  starting_checkpoint=starting_checkpoint, checkpoint_type=checkpoint_type)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    derivation: Derivation
+    yours: Decimal
+    theirs: Decimal
+
+
+def compare(uow: UnitOfWork, tenant_id: str, environment: Environment, customer_id: str, *, your_balance: object,
+            their_balance: object, scope: Mapping[str, Any], now: datetime, starting_balance: object,
+            starting_checkpoint: object, checkpoint_type: object) -> Comparison:
+    """SDK ``compare``: both parties' balances (exact decimals) beside :func:`derive_for`'s."""
+    yours = amount(your_balance, "yourBalance")
+    theirs = amount(their_balance, "theirBalance")
+    derivation = derive_for(uow, tenant_id, environment, customer_id, scope=scope, now=now,
+                            starting_balance=starting_balance, starting_checkpoint=starting_checkpoint,
+                            checkpoint_type=checkpoint_type)
+    return Comparison(derivation, yours, theirs)
 
 
 def _range(uow: UnitOfWork, customer: Customer, first: int, last: int) -> list[Delta]:

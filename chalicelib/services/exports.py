@@ -1,24 +1,77 @@
-"""Exports with bounded memory: rows are produced page by page and spooled (memory, then /tmp)."""
+"""Exports with bounded memory: rows are produced page by page and spooled (memory, then /tmp); a file too large
+to answer inline (or one the request does not accept inline) is stored under the tenant's ``exports/`` on S3."""
 
 from __future__ import annotations
 
 import csv
 import io
+import json
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import IO, Any
 
+from chalicelib.domain.checkpoints import Checkpoint
 from chalicelib.domain.clock import iso_ms
+from chalicelib.domain.credentials import random_id
 from chalicelib.domain.customers import Customer
 from chalicelib.domain.deltas import Delta, format_delta
+from chalicelib.domain.identity import Environment
 from chalicelib.domain.merkle import leaf_hash
 from chalicelib.domain.scopes import TimeScope
+from chalicelib.services.customers import get_customer
 from chalicelib.services.ports import UnitOfWork
 
 PAGE = 1_000
 SPOOL_IN_MEMORY = 1024 * 1024  # beyond this the spool moves to /tmp
+
+
+CHECKPOINT_PAGE = 100
+
+
+@dataclass(frozen=True)
+class Destination:
+    """Where a generated file goes: answered inline when the request accepts it and it is small enough, else
+    stored for a presigned link."""
+
+    tenant_id: str
+    store: Any
+    inline_limit: int | None = None  # bytes answered inline at most (None: any size)
+    accepted: bool = True  # the request accepts the media inline
+
+    def inline(self, size: int) -> bool:
+        return self.accepted and (self.inline_limit is None or size <= self.inline_limit)
+
+
+@dataclass(frozen=True)
+class ExportFile:
+    """A file handed over: its bytes to answer inline, or the key it is stored under (or both)."""
+
+    filename: str
+    media: str
+    size: int
+    body: bytes | None = None
+    key: str | None = None
+
+
+def file_key(tenant_id: str, filename: str) -> str:
+    """An unguessable key of the tenant's for an export file."""
+    return f"exports/{tenant_id}/{random_id('', 24)}/{filename}"
+
+
+def store_file(store: Any, tenant_id: str, body: bytes | IO[bytes], media: str, filename: str) -> str:
+    """Put a file on S3 under :func:`file_key`; the key."""
+    key = file_key(tenant_id, filename)
+    store.put(key, body, content_type=media)
+    return key
+
+
+def hand_over(body: bytes | IO[bytes], *, media: str, filename: str, size: int, to: Destination) -> ExportFile:
+    """``body`` answered inline when ``to`` takes it, else stored."""
+    if to.inline(size):
+        return ExportFile(filename, media, size, body=body if isinstance(body, bytes) else body.read())
+    return ExportFile(filename, media, size, key=store_file(to.store, to.tenant_id, body, media, filename))
 
 
 @dataclass
@@ -69,3 +122,39 @@ def customer_activity_csv(uow: UnitOfWork, customer: Customer, *, status: str | 
         text.detach()
         spool.seek(0)
         yield Spooled(spool, size, rows)
+
+
+def activity_file(uow: UnitOfWork, tenant_id: str, environment: Environment, customer_id: str, *,
+                  status: str | None, scope: TimeScope | None, columns: tuple[str, ...],
+                  to: Destination) -> ExportFile:
+    """A customer of this tenant environment (else 404): its activity CSV (``{customerId}-activity.csv``)."""
+    customer = get_customer(uow, tenant_id, environment, customer_id)
+    with customer_activity_csv(uow, customer, status=status, scope=scope, columns=columns) as spooled:
+        return hand_over(spooled.file, media="text/csv", filename=f"{customer.customer_id}-activity.csv",
+                         size=spooled.size, to=to)
+
+
+def period_checkpoints_file(uow: UnitOfWork, tenant_id: str, environment: Environment, period: str, *, fmt: str,
+                            view: Callable[[Checkpoint], dict[str, Any]], columns: tuple[str, ...],
+                            to: Destination) -> ExportFile:
+    """Every customer's checkpoints of ``period`` as ``view`` shows them, by customer and sequence, read from the
+    checkpoint-period index a page at a time: ``checkpoints-{period}.json`` or ``.csv`` (``columns``)."""
+    rows: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        page = uow.checkpoints.list_period(tenant_id, environment, period, CHECKPOINT_PAGE, cursor)
+        rows += [view(c) for c in page.items]
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    if fmt == "json":
+        media = "application/json"
+        body = json.dumps({"period": period, "count": len(rows), "items": rows}, default=str).encode()
+    else:
+        media = "text/csv"
+        out = io.StringIO()
+        writer = csv.writer(out)
+        writer.writerow(columns)
+        writer.writerows([["" if r[c] is None else r[c] for c in columns] for r in rows])
+        body = out.getvalue().encode()
+    return hand_over(body, media=media, filename=f"checkpoints-{period}.{fmt}", size=len(body), to=to)

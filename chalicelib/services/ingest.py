@@ -14,13 +14,14 @@ someone else wrote first, the remainder is re-read and re-planned.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from chalicelib.domain.batches import SealCandidate
-from chalicelib.domain.billing import acceptance_capacity
+from chalicelib.domain.billing import EVERYTHING, BillingReads, acceptance_capacity, billing_reads
 from chalicelib.domain.clock import period_of
 from chalicelib.domain.credentials import random_id, time_ordered_id
 from chalicelib.domain.deltas import CreditState, Delta, DeltaInput, DeltaStatus
@@ -34,7 +35,8 @@ from chalicelib.domain.identity import ApiKeyPrincipal
 from chalicelib.domain.plans import plan_for
 from chalicelib.domain.tenants import BillingMode
 from chalicelib.log import get_logger
-from chalicelib.services.credits import after_hold, stage_hold
+from chalicelib.services.credits import LanesScatteredError, after_hold, consolidate_lanes, stage_hold
+from chalicelib.services.idempotency import Answer, run_idempotent
 from chalicelib.services.ports import IngestSnapshot, UnitOfWork
 from chalicelib.services.retry import retry_on_conflict
 
@@ -134,8 +136,12 @@ class _Attempt:
         cost = self.plan.credits_per_delta if self.credits_mode else 0
         stamp = int(now.timestamp() * 1000)
         position, lane = self.position, None
-        if cost:  # the hold first: a drain of the lanes (rare) commits on its own before anything is staged
-            plan = stage_hold(uow, self.position, cost * len(chunk), len(chunk))
+        if cost:  # the hold first: a consolidation of the lanes (rare) commits on its own, with nothing staged
+            try:
+                plan = stage_hold(uow, self.position, cost * len(chunk), len(chunk))
+            except LanesScatteredError as scattered:
+                consolidate_lanes(uow, principal.tenant_id, scattered.drain)
+                raise  # a ConcurrentWriteError: the attempt reads again and plans the hold from the pool
             position, lane = after_hold(self.position, plan, cost * len(chunk), len(chunk)), plan.lane
         made: list[tuple[int, Delta]] = []
         next_seq: dict[str, int] = {}
@@ -177,6 +183,37 @@ class _Attempt:
         return made
 
 
+#: What each tenant's acceptance read last time, by tenant id: a hint only, checked against the tenant row
+#: the snapshot reads with it (a wrong guess costs one more BatchGetItem, never a wrong answer).
+_READS: dict[str, BillingReads] = {}
+READS_REMEMBERED = 10_000
+
+
+def forget_billing_reads() -> None:
+    """Drop the hints (a test that reuses tenant ids on fresh storage)."""
+    _READS.clear()
+
+
+def _snapshot(uow: UnitOfWork, principal: ApiKeyPrincipal, customer_ids: list[str],
+              references: list[tuple[str, str]], period: str) -> IngestSnapshot:
+    """The snapshot, reading the usage shards and credit keys only for tenants whose billing needs them
+    (16 usage shards, a credit account and 16 lanes: every single submit of a paid monthly tenant would
+    otherwise read them all, and each is an item every submit of the tenant reads)."""
+    guess = _READS.get(principal.tenant_id, EVERYTHING)
+    snap = uow.deltas.snapshot(principal.tenant_id, principal.environment, customer_ids, references, period,
+                               usage=guess.usage, credits=guess.credits)
+    if snap.tenant is None:
+        return snap
+    needed = billing_reads(snap.tenant, plan_for(snap.tenant.plan))
+    if len(_READS) >= READS_REMEMBERED:
+        _READS.clear()
+    _READS[principal.tenant_id] = needed
+    if guess.covers(needed):
+        return snap
+    return uow.deltas.snapshot(principal.tenant_id, principal.environment, customer_ids, references, period,
+                               usage=needed.usage, credits=needed.credits)
+
+
 def submit_deltas(
     uow: UnitOfWork, principal: ApiKeyPrincipal, inputs: list[DeltaInput | TallyError], *, now: datetime
 ) -> list[Outcome]:
@@ -193,8 +230,7 @@ def submit_deltas(
         customer_ids = list(dict.fromkeys(item.customer_id for _i, item in pending))
         references = list(dict.fromkeys((item.customer_id, item.reference_id) for _i, item in pending
                                         if item.reference_id))
-        snap = uow.deltas.snapshot(principal.tenant_id, principal.environment, customer_ids, references,
-                                   period_of(now))
+        snap = _snapshot(uow, principal, customer_ids, references, period_of(now))
         run = _Attempt(uow, principal, snap, now)
 
         fresh: list[tuple[int, DeltaInput]] = []
@@ -210,7 +246,7 @@ def submit_deltas(
                     first_of[key] = index
                 fresh.append((index, item))
 
-        capacity = acceptance_capacity(run.tenant, run.plan, consumed=snap.usage_consumed, credits=snap.credits)
+        capacity = acceptance_capacity(run.tenant, run.plan, consumed=snap.usage_consumed or 0, credits=snap.credits)
         allowed = fresh if capacity.limit is None else fresh[: capacity.limit]
         refused = fresh[len(allowed):]
         fixed = 2 + (2 if run.credits_mode else 0)  # usage shard, totals shard (+ the lane, the pool on a refill)
@@ -293,3 +329,46 @@ def accepted_refs(principal: ApiKeyPrincipal, outcomes: list[Outcome]) -> list[t
     return [(principal.tenant_id, str(principal.environment), o.data["recordId"])
             + ((o.candidate.wire(),) if o.candidate else ())
             for o in outcomes if o.status == "QUEUED" and not o.idempotent and o.data]
+
+
+def enqueue(queue: Any, refs: list[tuple[Any, ...]]) -> None:
+    """Hand accepted deltas to the verifier; if SQS is unreachable the sweep finds them (never lost)."""
+    if not refs:
+        return
+    try:
+        queue.enqueue(refs)
+    except Exception:
+        log.warning("verification enqueue failed; the sweep will pick these up", exc_info=True,
+                    extra={"records": len(refs)})
+
+
+def submit_delta_request(uow: UnitOfWork, principal: ApiKeyPrincipal, item: DeltaInput, *, now: datetime,
+                         idempotency_key: str | None, scope: str, request_hash: str, queue: Any,
+                         answer: Callable[[Outcome], Answer]) -> Answer:
+    """``POST /api/v1/balance/delta``: once per ``Idempotency-Key`` (:func:`run_idempotent`), accept one delta
+    (its error raised), hand it to the verifier through ``queue`` and answer with ``answer(outcome)``."""
+
+    def run() -> Answer:
+        outcome = submit_deltas(uow, principal, [item], now=now)[0]
+        if outcome.error is not None:
+            raise outcome.error
+        enqueue(queue, accepted_refs(principal, [outcome]))
+        return answer(outcome)
+
+    return run_idempotent(uow, principal, key=idempotency_key, scope=scope, request_hash=request_hash, now=now,
+                          run=run)
+
+
+def submit_batch_request(uow: UnitOfWork, principal: ApiKeyPrincipal, inputs: list[DeltaInput | TallyError], *,
+                         now: datetime, idempotency_key: str | None, scope: str, request_hash: str, queue: Any,
+                         answer: Callable[[list[Outcome]], Answer]) -> Answer:
+    """``POST /api/v1/balance/delta/batch``: once per ``Idempotency-Key``, :func:`submit_batch`, the accepted
+    deltas handed to the verifier through ``queue``, answered with ``answer(outcomes)``."""
+
+    def run() -> Answer:
+        outcomes = submit_batch(uow, principal, inputs, now=now)
+        enqueue(queue, accepted_refs(principal, outcomes))
+        return answer(outcomes)
+
+    return run_idempotent(uow, principal, key=idempotency_key, scope=scope, request_hash=request_hash, now=now,
+                          run=run)

@@ -26,10 +26,12 @@ from chalicelib.domain.clock import iso_ms, parse_iso
 from chalicelib.domain.credentials import time_ordered_id
 from chalicelib.domain.errors import ConflictError, NotFoundError, ValidationError
 from chalicelib.domain.fingerprints import canonical, delta_content
+from chalicelib.domain.identity import Environment
 from chalicelib.domain.merkle import MerkleTree, leaf_hash
+from chalicelib.domain.scopes import TimeScope
 from chalicelib.log import get_logger
 from chalicelib.services import checkpoints as checkpoint_service
-from chalicelib.services import signing_keys
+from chalicelib.services import receipts, signing_keys
 from chalicelib.services.ports import UnitOfWork
 
 log = get_logger("tally.packages")
@@ -143,17 +145,54 @@ def create(uow: UnitOfWork, scope: checkpoint_service.Scope, *, sample_size: int
                                           "sampleSize": package.sample_size, "expiresAt": iso_ms(expires_at)}))
         uow.commit()
     except BaseException:  # not audited, so never shared: nobody gets its link, and the object (if any) goes too
-        _forget(store, key)
+        forget(store, key)
         raise
     return SharedPackage(package.package_id, package.checkpoint, package.sample_size, token, expires_at,
                          package.sha256)
 
 
-def _forget(store: Any, key: str) -> None:
+def create_for_customer(uow: UnitOfWork, tenant_id: str, environment: Environment, customer_id: str, *,
+                        period: str | None, sample_size: object, expires_in_days: object, now: datetime, signer: Any,
+                        store: Any, actor: str) -> SharedPackage:
+    """:func:`create` for a customer of this tenant environment (else 404) and a month (default: this one),
+    ``sampleSize`` and ``expiresInDays`` as the request gives them (checked first)."""
+    checked_size = check_sample_size(sample_size)
+    ttl = check_ttl_days(expires_in_days)
+    scope = checkpoint_service.scope_of(uow, tenant_id, environment, customer_id, period, now=now)
+    return create(uow, scope, sample_size=checked_size, ttl=ttl, now=now, signer=signer, store=store, actor=actor)
+
+
+INVOICE_SAMPLE = 10
+INVOICE_TTL = timedelta(days=30)
+
+
+@dataclass(frozen=True)
+class InvoiceProof:
+    receipt: receipts.Receipt
+    package: SharedPackage | None  # only for a scope of one whole month
+
+
+def invoice_proof(uow: UnitOfWork, tenant_id: str, environment: Environment, customer_id: str, scope: TimeScope, *,
+                  now: datetime, signer: Any, store: Any, actor: str) -> InvoiceProof:
+    """The customer's signed receipt of ``scope`` and, when the scope is one whole month, a package of
+    ``INVOICE_SAMPLE`` sampled deltas against the month's checkpoint, shared for ``INVOICE_TTL`` (audited as
+    every package is)."""
+    receipt = receipts.issue(uow, tenant_id, environment, customer_id, scope, now=now, signer=signer)
+    if scope.period is None:
+        return InvoiceProof(receipt, None)
+    month = checkpoint_service.Scope(tenant_id, environment, customer_id, scope.period)
+    shared = create(uow, month, sample_size=INVOICE_SAMPLE, ttl=INVOICE_TTL, now=now, signer=signer, store=store,
+                    actor=actor)
+    return InvoiceProof(receipt, shared)
+
+
+def forget(store: Any, key: str) -> None:
+    """Delete a stored file whose request failed (its link never given out); S3 failing too is logged, and
+    the bucket's lifecycle rule removes the file."""
     try:
         store.delete(key)
-    except Exception:  # S3 is failing too: the link was never given out, and the lifecycle rule removes it
-        log.warning("an unshared package could not be deleted", exc_info=True, extra={"key": key})
+    except Exception:
+        log.warning("an unshared file could not be deleted", exc_info=True, extra={"key": key})
 
 
 def open_shared(token: str, *, now: datetime, store: Any) -> tuple[dict[str, Any], str]:

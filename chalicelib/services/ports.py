@@ -154,8 +154,8 @@ class IngestSnapshot:
     tenant: Tenant | None
     customers: dict[str, CustomerState]
     guards: dict[tuple[str, str], dict]  # (customerId, referenceId) -> first acceptance's answer
-    usage_consumed: int
-    credits: CreditPosition
+    usage_consumed: int | None  # None: not read (the tenant's billing does not limit by it)
+    credits: CreditPosition | None  # None: not read (the tenant does not bill credits)
     usage_others: int = 0  # of usage_consumed, what is not on the capped shard (a capped plan's condition)
 
 
@@ -172,7 +172,8 @@ class IdempotencyEntry:
 class DeltaRepository(Protocol):
     def get(self, tenant_id: str, environment: Environment, record_id: str) -> Delta | None: ...
     def snapshot(self, tenant_id: str, environment: Environment, customer_ids: list[str],
-                 references: list[tuple[str, str]], period: str) -> IngestSnapshot: ...
+                 references: list[tuple[str, str]], period: str, *, usage: bool = True,
+                 credits: bool = True) -> IngestSnapshot: ...
     def add(self, delta: Delta) -> None: ...
     def add_reference_guard(self, delta: Delta, response: dict, now: datetime) -> None: ...
     def get_many(self, tenant_id: str, environment: Environment, record_ids: list[str]) -> list[Delta]: ...

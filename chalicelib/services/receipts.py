@@ -10,6 +10,7 @@ exact decimal strings.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -22,7 +23,10 @@ from chalicelib.domain.customers import Customer
 from chalicelib.domain.deltas import Delta, DeltaStatus, format_delta
 from chalicelib.domain.errors import ValidationError
 from chalicelib.domain.fingerprints import canonical
+from chalicelib.domain.identity import Environment
 from chalicelib.domain.scopes import TimeScope
+from chalicelib.services.customers import get_customer
+from chalicelib.services.exports import Destination, ExportFile, hand_over
 from chalicelib.services.ports import UnitOfWork
 
 STATEMENT_TYPE = "tally.receipt/v1"
@@ -91,3 +95,22 @@ def build(uow: UnitOfWork, customer: Customer, scope: TimeScope, *, now: datetim
         "keyId": signer.key_id,
     }
     return Receipt(statement, signer.sign(canonical(statement)), starting, starting + net, net, checkpoint)
+
+
+def issue(uow: UnitOfWork, tenant_id: str, environment: Environment, customer_id: str, scope: TimeScope, *,
+          now: datetime, signer: Any) -> Receipt:
+    """:func:`build` for a customer of this tenant environment (else 404)."""
+    customer = get_customer(uow, tenant_id, environment, customer_id)
+    return build(uow, customer, scope, now=now, signer=signer)
+
+
+def issue_pdf(uow: UnitOfWork, tenant_id: str, environment: Environment, customer_id: str, scope: TimeScope, *,
+              now: datetime, signer: Any, view: Callable[[Receipt], dict[str, Any]],
+              to: Destination) -> ExportFile:
+    """:func:`issue` as the one-page PDF of its ``view`` (``receipt-{customerId}-{period}.pdf``), handed over
+    to ``to``."""
+    from chalicelib.services.receipt_pdf import render_receipt_pdf
+
+    body = render_receipt_pdf(view(issue(uow, tenant_id, environment, customer_id, scope, now=now, signer=signer)))
+    return hand_over(body, media="application/pdf", filename=f"receipt-{customer_id}-{scope.period}.pdf",
+                     size=len(body), to=to)

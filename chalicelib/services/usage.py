@@ -75,3 +75,9 @@ def current_capacity(uow: UnitOfWork, figures: UsageFigures) -> tuple[Capacity, 
     account = uow.credits.position(figures.tenant.id).balances()
     capacity = acceptance_capacity(figures.tenant, figures.plan, consumed=figures.counter.consumed, credits=account)
     return capacity, account
+
+
+def current(uow: UnitOfWork, tenant_id: str, *, now: datetime) -> tuple[UsageFigures, Capacity, CreditAccount]:
+    """SDK ``usage``: this UTC month's figures and how many more deltas would be accepted now."""
+    figures = usage_figures(uow, tenant_id, period=None, now=now)
+    return figures, *current_capacity(uow, figures)

@@ -134,8 +134,10 @@ def disable_all(uow: UnitOfWork, tenant_id: str, *, now: datetime) -> int:
     return count
 
 
-def send_test(uow: UnitOfWork, principal: DashboardPrincipal, endpoint_id: str, *, now: datetime) -> Delivery:
-    """A ``webhook.test`` event for this endpoint only; attempted by the worker like any other."""
+def send_test(uow: UnitOfWork, principal: DashboardPrincipal, endpoint_id: str, *, now: datetime,
+              queue: Any = None) -> Delivery:
+    """A ``webhook.test`` event for this endpoint only; attempted by the worker like any other (woken through
+    ``queue`` when given)."""
     principal.require(Permission.WEBHOOKS_WRITE)
     endpoint = get_endpoint(uow, principal, endpoint_id)
     event = Event(event_id=_event_id(now), event_type=EventType.TEST, tenant_id=principal.tenant_id,
@@ -146,6 +148,8 @@ def send_test(uow: UnitOfWork, principal: DashboardPrincipal, endpoint_id: str, 
     uow.audit.add(_audit(principal, "webhook.test_sent", f"webhook:{endpoint_id}", endpoint.environment, now,
                          eventId=event.event_id))
     uow.commit()
+    if queue is not None:
+        wake(queue, [delivery])
     return delivery
 
 
@@ -186,6 +190,14 @@ def announce(queue: Any, refs: list[OutboxRef]) -> None:
     except Exception:
         log.warning("webhook announce failed; the sweep will fan these out", exc_info=True,
                     extra={"outbox": len(refs)})
+
+
+def wake(queue: Any, deliveries: list[Delivery]) -> None:
+    """Ask the worker to attempt these now; if SQS is unreachable the sweep attempts them within a minute."""
+    try:
+        queue.attempt([list(delivery_ref(d)) for d in deliveries])
+    except Exception:
+        log.warning("webhook wake-up failed; the sweep will attempt these", exc_info=True)
 
 
 def _usage_block(uow: UnitOfWork, tenant_id: str, period: str) -> dict[str, Any] | None:
@@ -370,21 +382,34 @@ def _record(uow: UnitOfWork, outcome: Delivery, lease: datetime, report: SendRep
     report.add(outcome)
 
 
-def retry_event(uow: UnitOfWork, principal: ApiKeyPrincipal, event_id: str, *, now: datetime) -> list[Delivery]:
-    """SDK ``retry_webhook``: every delivery of the event is due again now, with a fresh set of attempts."""
-    deliveries = uow.webhooks.event_deliveries(principal.tenant_id, principal.environment, event_id)
-    if not deliveries:
-        raise NotFoundError("Webhook event not found.")
-    retried = [d.retried(now) for d in deliveries]
-    for delivery in retried:
-        uow.webhooks.record_attempt(delivery, lease_until=None)
-    uow.audit.add(_audit(principal, "webhook.retried", f"event:{event_id}", principal.environment, now,
-                         deliveries=len(retried)))
-    try:
+RETRY_EVENT_ATTEMPTS = 3
+
+
+def retry_event(uow: UnitOfWork, principal: ApiKeyPrincipal, event_id: str, *, now: datetime,
+                queue: Any = None) -> list[Delivery]:
+    """SDK ``retry_webhook``: every delivery of the event is due again now, with a fresh set of attempts (the
+    worker woken through ``queue`` when given)."""
+    def attempt(_n: int) -> list[Delivery]:
+        """Read, stage and commit; an attempt recorded since the read, or a transaction conflict, is a race
+        (read again): only an attempt still in flight outlasts every try."""
+        deliveries = uow.webhooks.event_deliveries(principal.tenant_id, principal.environment, event_id)
+        if not deliveries:
+            raise NotFoundError("Webhook event not found.")
+        retried = [d.retried(now) for d in deliveries]
+        for delivery in retried:
+            uow.webhooks.record_attempt(delivery, lease_until=None)
+        uow.audit.add(_audit(principal, "webhook.retried", f"event:{event_id}", principal.environment, now,
+                             deliveries=len(retried)))
         uow.commit()
+        return retried
+
+    try:
+        retried = retry_on_conflict(uow, attempt, attempts=RETRY_EVENT_ATTEMPTS, message="delivery in progress")
     except ConcurrentWriteError as exc:
         raise ConflictError("A delivery attempt for this event is in progress; retry in a moment.",
                             code="DELIVERY_IN_PROGRESS") from exc
+    if queue is not None:
+        wake(queue, retried)
     return retried
 
 

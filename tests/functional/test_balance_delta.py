@@ -434,6 +434,66 @@ def test_a_credits_tenant_on_the_free_plan_is_not_capped_at_100(api, world, cloc
     assert consumed(tenant.id) == 101
 
 
+def _snapshot_keys(api, key: dict) -> list[str]:
+    """The keys of the BatchGetItem that reads a single submit's snapshot (by table)."""
+    from chalicelib.adapters.dynamodb.connection import shared_connection
+
+    keys: list[str] = []
+
+    def seen(params, **_):
+        for table, wanted in params.get("RequestItems", {}).items():
+            keys.extend(f"{table.rsplit('-', 1)[-1]}:{k['pk']['S']}" for k in wanted["Keys"])
+
+    events = shared_connection().client.meta.events
+    events.register("provide-client-params.dynamodb.BatchGetItem", seen)
+    try:
+        accepted(api.post(DELTA, json_body=body(), headers=key))
+    finally:
+        events.unregister("provide-client-params.dynamodb.BatchGetItem", seen)
+    return keys
+
+
+@pytest.mark.parametrize("plan, mode, usage, credits", [("starter", "monthly", 0, 0), ("free", "monthly", 16, 0),
+                                                         ("starter", "credits", 0, 17)])
+def test_a_submit_reads_only_the_billing_state_its_tenant_needs(api, world, clock, plan, mode, usage, credits):
+    """A paid monthly tenant reads its tenant row and the customer; the free plan adds the month's 16 usage
+    shards (its cap), credits billing the account and its 16 lanes (its holds)."""
+    tenant = world.tenant("Reads Co", plan=plan, billing_mode=mode)
+    top_up(tenant, 100, clock)
+    key = {"X-Api-Key": world.api_key(tenant)[1]}
+    _snapshot_keys(api, key)  # the first submit of a process reads everything: it does not know the tenant yet
+    read = _snapshot_keys(api, key)
+    assert sum(k.startswith("usage:") for k in read) == usage
+    assert sum(k.startswith("ledger:") for k in read) == credits
+    assert sum(k.startswith("tenants:") for k in read) == 1 and len(read) == 2 + usage + credits
+
+
+def test_a_tenant_that_changes_billing_between_submits_is_held_to_its_new_terms(api, world, clock):
+    """What the last submit read is only a guess for the next: the tenant row read with it decides, so a
+    switch to credits (none bought) is 402 at once, and a downgrade to the free plan meets its cap."""
+    from dataclasses import replace
+
+    tenant = world.tenant("Switch Co", plan="starter")
+    key = {"X-Api-Key": world.api_key(tenant)[1]}
+    accepted(api.post(DELTA, json_body=body(), headers=key))
+    uow = bootstrap.unit_of_work()
+    uow.tenants.save(replace(uow.tenants.get(tenant.id), billing_mode="credits"))
+    uow.commit()
+    refused = api.post(DELTA, json_body=body(), headers=key)
+    assert refused.status == 402 and refused.error["code"] == "INSUFFICIENT_CREDITS"
+    uow = bootstrap.unit_of_work()
+    uow.tenants.save(replace(uow.tenants.get(tenant.id), billing_mode="monthly", plan="starter"))
+    uow.commit()
+    accepted(api.post(DELTA, json_body=body(), headers=key))
+    prefill_usage(tenant.id, 98)
+    uow = bootstrap.unit_of_work()
+    uow.tenants.save(replace(uow.tenants.get(tenant.id), plan="free"))
+    uow.commit()
+    capped = api.post(DELTA, json_body=body(), headers=key)
+    assert capped.status == 402 and capped.error["code"] == "PLAN_LIMIT_EXCEEDED"
+    assert consumed(tenant.id) == 100
+
+
 @pytest.mark.parametrize("plan, allotment", [("pilot", 10_000), ("starter", 100_000)])
 def test_a_paid_monthly_plan_accepts_beyond_its_allotment(api, world, plan, allotment):
     tenant = world.tenant("Paid Co", plan=plan)

@@ -31,6 +31,18 @@ def ids(reply) -> list[str]:
     return [c["customerId"] for c in reply.data["items"]]
 
 
+def walk(api, admin, url: str) -> tuple[list[str], int]:
+    """Every id a listing gives, following cursors; and the number of pages."""
+    seen, cursor, pages = [], None, 0
+    while True:
+        reply = api.get(url + (f"&cursor={cursor}" if cursor else ""), headers=admin)
+        seen += ids(reply)
+        pages += 1
+        cursor = reply.data["nextCursor"]
+        if not cursor:
+            return seen, pages
+
+
 def failing(api, key, customer: str, amount: float = 4) -> str:
     """A delta whose metadata RFC 8785 cannot canonicalise: the verifier fails it terminally."""
     reply = api.post(DELTA, headers=key, json_body={"customerId": customer, "delta": amount, "reason": "r",
@@ -196,17 +208,7 @@ def test_a_filtered_page_stops_at_its_budget_and_resumes_by_cursor(api, admin, k
     monkeypatch.setattr(customer_repository, "DIRECTORY_PAGE", 3)
     for n in range(10):
         create(api, admin, f"c{n}", f"Name {n}", policy="OPEN" if n in (1, 7, 8) else "GATED")
-    seen: list[str] = []
-    pages = 0
-    url = f"{DIRECTORY}&policy=OPEN&limit=2"
-    cursor = None
-    while True:
-        reply = api.get(url + (f"&cursor={cursor}" if cursor else ""), headers=admin)
-        seen += ids(reply)
-        pages += 1
-        cursor = reply.data["nextCursor"]
-        if not cursor:
-            break
+    seen, pages = walk(api, admin, f"{DIRECTORY}&policy=OPEN&limit=2")
     assert seen == ["c1", "c7", "c8"] and pages >= 3  # examined 4 per request at most
 
 
@@ -236,16 +238,77 @@ def test_a_cursor_from_one_order_is_refused_by_the_other(api, admin):
     assert api.get(f"{DIRECTORY}&limit=1&sortOrder=desc&cursor={cursor}", headers=admin).status == 400
     assert api.get(f"{DIRECTORY}&limit=1&policy=TWO_TIER&sortOrder=desc&cursor={cursor}",
                    headers=admin).status == 400
-    seen, cursor = [], None
-    while True:  # descending, followed by cursor: every customer once, newest name first
-        reply = api.get(f"{DIRECTORY}&limit=2&sortOrder=desc" + (f"&cursor={cursor}" if cursor else ""),
-                        headers=admin)
-        seen += ids(reply)
-        cursor = reply.data["nextCursor"]
-        if not cursor:
-            break
+    seen, _pages = walk(api, admin, f"{DIRECTORY}&limit=2&sortOrder=desc")  # every customer once, newest first
     assert seen == ["c2", "c1", "c0"]
 
+
+
+# --- the sharded list indexes ------------------------------------------------------------------------------
+
+
+def test_the_list_indexes_spread_a_tenants_customers_and_list_them_as_one(api, admin, key):
+    """New customers are written under four index partitions (1,000 new customers/s each on DynamoDB); every
+    listing merges them: each order, direction, search and page size gives exactly the sorted customers,
+    each once, in pages of exactly ``limit`` and no empty last page."""
+    from chalicelib.adapters.dynamodb import keys
+
+    names = {f"c{n:02d}": f"{'ab'[n % 2]}{(n * 7) % 23:02d} Co" for n in range(21)}
+    for customer_id, name in names.items():
+        create(api, admin, customer_id, name)
+    names |= {f"i{n}": f"i{n}" for n in range(2)}
+    for customer_id in ("i0", "i1"):
+        submit(api, key, customer_id)  # created by a delta: the same spread
+    shards = {keys.customer_list_pk("t", "production", customer_id) for customer_id in names}
+    assert len(shards) == len(keys.CUSTOMER_LIST_SHARDS) == 4
+    by_name = sorted(names, key=lambda c: (names[c].casefold(), c))
+    for url, expected in [(LIST + "?sortBy=customerId", sorted(names)), (DIRECTORY, by_name),
+                          (LIST + "?sortBy=customerId&search=c1", sorted(c for c in names if c.startswith("c1"))),
+                          (DIRECTORY + "&search=A", [c for c in by_name if names[c].startswith("a")])]:
+        for order in ("asc", "desc"):
+            want = expected if order == "asc" else expected[::-1]
+            for limit in (1, 4, len(want), 25):
+                seen, pages = walk(api, admin, f"{url}&sortOrder={order}&limit={limit}")
+                assert seen == want, (url, order, limit)
+                assert pages == max(1, -(-len(want) // limit)), (url, order, limit)
+    numbered = [ids(api.get(f"{DIRECTORY}&limit=5&page={page}", headers=admin)) for page in (1, 2, 5)]
+    assert numbered == [by_name[:5], by_name[5:10], by_name[20:]]
+
+
+def test_a_filtered_listing_resumes_in_every_shard_where_it_stopped(api, admin, monkeypatch):
+    from chalicelib.adapters.dynamodb import customer_repository
+    from chalicelib.services import customers
+
+    monkeypatch.setattr(customers, "FILTER_BUDGET", 5)
+    monkeypatch.setattr(customer_repository, "DIRECTORY_PAGE", 2)
+    for n in range(17):
+        create(api, admin, f"c{n:02d}", f"Name {n:02d}", policy="OPEN" if n % 3 == 0 else "GATED")
+    for order in ("asc", "desc"):
+        seen, pages = walk(api, admin, f"{DIRECTORY}&policy=OPEN&limit=2&sortOrder=order".replace("order", order))
+        want = [f"c{n:02d}" for n in range(0, 17, 3)]
+        assert seen == (want if order == "asc" else want[::-1]) and pages >= 4
+
+
+def test_a_directory_page_is_one_query_per_shard_and_one_batch_read(api, admin):
+    from tests.dynamo_calls import AwsCalls
+
+    for n in range(12):
+        create(api, admin, f"c{n:02d}", f"N{n}")
+    api.get(DIRECTORY, headers=admin)  # warm: first-use writes out of the count
+    with AwsCalls.recording() as calls:
+        assert len(ids(api.get(f"{DIRECTORY}&limit=5", headers=admin))) == 5
+    reads = [c for c in calls.calls if c.target.startswith("tally-test-customers")
+             and c.operation in ("Query", "BatchGetItem")]
+    assert sorted(c.operation for c in reads) == ["BatchGetItem", "Query", "Query", "Query", "Query"]
+
+
+def test_a_merged_cursor_is_bound_to_its_tenant_and_search(api, world, admin, tenant):
+    for n in range(3):
+        create(api, admin, f"c{n}", f"N{n}")
+    cursor = api.get(f"{LIST}?limit=1", headers=admin).data["nextCursor"]
+    assert api.get(f"{LIST}?limit=1&cursor={cursor}", headers=admin).status == 200
+    assert api.get(f"{LIST}?limit=1&search=c&cursor={cursor}", headers=admin).status == 400
+    assert api.get(f"{LIST}?limit=1&cursor={cursor}", headers={**admin, "X-Environment": "sandbox"}).status == 400
+    assert api.get(f"{LIST}?limit=1&cursor={cursor}", headers=world.auth(world.tenant("Globex"), "admin")).status == 400
 
 # --- the totals never drift from the rows they summarise ------------------------------------------------
 

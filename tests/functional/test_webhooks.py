@@ -419,6 +419,29 @@ def test_retry_while_an_attempt_is_in_flight_is_409(api, acme, owner, key, recei
     assert reply.status == 409 and reply.error["code"] == "DELIVERY_IN_PROGRESS"
 
 
+def test_a_retry_that_meets_a_transaction_conflict_reads_again_and_succeeds(api, acme, owner, key, receiver, clock):
+    """A transaction conflict on the retry's commit is a storage race, not an attempt in flight: read again."""
+    from tests.dynamo_calls import AwsCalls, Fault
+
+    register(api, owner, events=["customer.created"])
+    receiver.statuses = [500]
+    api.post("/dashboard/customers", headers=owner, json_body={"displayName": "A", "customerId": "cust_c"})
+    drain_queue()
+    [item] = api.get("/api/v1/balance/webhooks", headers=key).data["items"]
+    path = f"/api/v1/balance/webhooks/{item['eventId']}/retry"
+    with AwsCalls.recording() as baseline:
+        assert api.post(path, headers=key).status == 202
+    commit = baseline.operations.index("TransactWriteItems") + 1
+    calls = AwsCalls().attach()
+    try:
+        with calls.run(fault=Fault("conflict", commit)):
+            reply = api.post(path, headers=key)
+    finally:
+        calls.detach()
+    assert reply.status == 202, reply
+    assert calls.operations.count("TransactWriteItems") == 2 and calls.operations.count("Query") >= 2
+
+
 def test_account_deletion_disables_webhooks(api, world, acme, owner, receiver):
     register(api, owner)
     reply = api.delete("/dashboard/tenant", headers=owner, json_body={"confirmation": "Acme"})

@@ -17,6 +17,7 @@ The write paths (each arranged once; every case starts from a copy of its Dynamo
 * webhooks out: the sender on an outbox item (fan-out to two endpoints, leased and recorded attempts, signed POSTs);
 * checkpoints: ``POST /api/v1/balance/checkpoint`` for a customer with verified deltas;
 * packages: ``POST /dashboard/customers/{id}/verification-package`` (the checkpoint, the package on S3, its audit);
+* close packages: ``POST /dashboard/customers/bulk/close-package-export`` (the checkpoint, the zip on S3, its audit);
 * Stripe webhook: the ``stripe_webhook`` function on a signed ``invoice.payment_failed``;
 * rollover: closing April for tests/functional/test_period_rollover.py's world (report, revert, checkpoints).
 
@@ -413,6 +414,28 @@ class Packages(Checkpoints):
         return super().observe(), opened.data["sampleSize"]
 
 
+class ClosePackages(Checkpoints):
+    name = "close-packages"
+    path = "/dashboard/customers/bulk/close-package-export"
+    ok_status = 303  # no Accept: application/zip, so the zip is answered by a link
+
+    def arrange(self) -> None:
+        super().arrange()
+        tenant = bootstrap.unit_of_work().tenants.get(self.tenant_id)
+        self.headers = self.world.auth(tenant, "admin")
+        self.body = {"customerIds": ["cust_a"], "period": "2026-04"}
+
+    def observe(self) -> Any:
+        """One zip stored, the one whose link the client got, and its export audited. As for packages, an audit
+        entry whose every answer was lost is the one thing a retry can add."""
+        uow = bootstrap.unit_of_work()
+        audited = [e for e in uow.audit.list(self.tenant_id, 100, None).items if e.action == "close_package.exported"]
+        [stored] = _objects(f"exports/{self.tenant_id}/")
+        assert self.last.body["data"]["url"].split("?", 1)[0].endswith(stored.split("/", 3)[-1])
+        assert len(audited) == 1 or (self.ambiguous and len(audited) == 2), audited
+        return super().observe(), audited[-1].details["customerCount"]
+
+
 class StripeWebhook(WritePath):
     name = "stripe-webhook"
 
@@ -478,7 +501,7 @@ class Rollover(WritePath):
 
 
 PATHS: dict[str, type[WritePath]] = {p.name: p for p in (Ingest, Verifier, WebhooksOut, Checkpoints, Packages,
-                                                          StripeWebhook, Rollover)}
+                                                          ClosePackages, StripeWebhook, Rollover)}
 
 
 # --- helpers -------------------------------------------------------------------------------------------------------

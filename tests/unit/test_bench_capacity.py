@@ -123,8 +123,8 @@ def test_every_key_keys_py_builds_is_classified() -> None:
         ("webhooks", "due-index", keys.due_shard("evt_1", "ep_1")),
     ]
     if hasattr(keys, "customer_list_pk"):  # the customer indexes' own partition
-        indexes += [("customers", "customer-name-index", keys.customer_list_pk(t, e)),
-                    ("customers", "customer-id-index", keys.customer_list_pk(t, e))]
+        indexes += [("customers", index, pk) for index in ("customer-name-index", "customer-id-index")
+                    for pk in keys.customer_list_pks(t, e)]
     else:
         indexes.append(("customers", "directory-index", keys.env_pk(t, e)))
     for table, index, value in indexes:

@@ -76,6 +76,16 @@ TOPUP_TEXT = "Manual credit top-up"
 Move = tuple[EntryType, int, str | None]  # expected move: type, amount > 0, description (None: not compared)
 
 
+
+def hold_or_consolidate(uow, position, amount: int, deltas: int, *, lane: int | None = None):
+    """What ingest does with a hold: stage it, or consolidate the scattered lanes in a commit of their own and
+    raise (a ConcurrentWriteError: read again and plan again)."""
+    try:
+        return credit_service.stage_hold(uow, position, amount, deltas, lane=lane)
+    except credit_service.LanesScatteredError as scattered:
+        credit_service.consolidate_lanes(uow, position.tenant_id, scattered.drain)
+        raise
+
 def credit_uow(store: FakeStore) -> FakeUnitOfWork:
     uow = FakeUnitOfWork(store)
     uow.credits = FakeCreditRepository(uow)
@@ -351,7 +361,7 @@ class Harness:
             position = uow.credits.position(TENANT)
             before = self.snapshot()
             try:
-                plan = credit_service.stage_hold(uow, position, amount, deltas, lane=lane)
+                plan = hold_or_consolidate(uow, position, amount, deltas, lane=lane)
             except InsufficientCreditsError:
                 assert self.model.available < amount
                 assert self.snapshot() == before
@@ -496,13 +506,13 @@ class Harness:
         self.run(intervening)
         current, before = self.position(), self.snapshot()
         if stale_available < amount:
-            self.assert_unchanged(before, lambda: credit_service.stage_hold(uow, stale, amount, deltas, lane=lane),
+            self.assert_unchanged(before, lambda: hold_or_consolidate(uow, stale, amount, deltas, lane=lane),
                                   InsufficientCreditsError)
             return
         plan = plan_hold(stale, amount, lane)
         if plan.drain:
             with pytest.raises(ConcurrentWriteError):
-                credit_service.stage_hold(uow, stale, amount, deltas, lane=lane)
+                hold_or_consolidate(uow, stale, amount, deltas, lane=lane)
             if all(current.free(index) >= credits for index, credits in plan.drain.items()):
                 assert self.position() == drained(current, plan.drain)
                 self.stats["stale drains"] += 1
@@ -510,7 +520,7 @@ class Harness:
                 assert self.snapshot() == before
                 self.stats["stale drain conflicts"] += 1
         else:
-            assert credit_service.stage_hold(uow, stale, amount, deltas, lane=lane) == plan
+            assert hold_or_consolidate(uow, stale, amount, deltas, lane=lane) == plan
             if hold_commits(plan, amount, current):
                 uow.commit()
                 self.model.hold(deltas, cost)
@@ -673,8 +683,11 @@ def test_a_drain_consolidates_the_lanes_commits_alone_and_the_retry_holds():
     plan = plan_hold(position, 15, 0)
     assert plan.drain == dict.fromkeys(range(8), 1)
     uow = harness.uow()
+    with pytest.raises(credit_service.LanesScatteredError) as scattered:
+        credit_service.stage_hold(uow, position, 15, 1, lane=0)  # staging only: it never commits
+    assert scattered.value.drain == plan.drain and uow.committed == [] and harness.position() == position
     with pytest.raises(ConcurrentWriteError):
-        credit_service.stage_hold(uow, position, 15, 1, lane=0)
+        hold_or_consolidate(uow, position, 15, 1, lane=0)
     assert uow.committed == [8 + 1]  # the eight lanes and the pool, on their own
     assert harness.position() == drained(position, plan.drain)
     harness.check_invariants()
@@ -731,7 +744,7 @@ def test_concurrent_holds_never_overdraw():
     first, second = harness.uow(), harness.uow()
     seen = first.credits.position(TENANT)
     assert second.credits.position(TENANT) == seen
-    plans = [credit_service.stage_hold(uow, seen, 40, 1, lane=lane) for uow, lane in ((first, 0), (second, 1))]
+    plans = [hold_or_consolidate(uow, seen, 40, 1, lane=lane) for uow, lane in ((first, 0), (second, 1))]
     assert [plan.refill for plan in plans] == [40, 40]
     first.commit()
     before = harness.snapshot()
@@ -748,14 +761,14 @@ def test_concurrent_holds_never_overdraw():
     one, two = harness.uow(), harness.uow()
     seen = one.credits.position(TENANT)
     for uow in (one, two):
-        assert credit_service.stage_hold(uow, seen, 3, 1, lane=7) == HoldPlan(7)  # from the escrow alone
+        assert hold_or_consolidate(uow, seen, 3, 1, lane=7) == HoldPlan(7)  # from the escrow alone
     one.commit()
     two.commit()  # both fit in the lane's escrow: conditional ADDs, no conflict
     harness.model.hold(2, 3)
     assert harness.position().free(7) == 1
     harness.check_invariants()
     three = harness.uow()
-    assert credit_service.stage_hold(three, seen, 3, 1, lane=7) == HoldPlan(7)  # a third on the same read
+    assert hold_or_consolidate(three, seen, 3, 1, lane=7) == HoldPlan(7)  # a third on the same read
     harness.assert_unchanged(harness.snapshot(), three.commit, ConcurrentWriteError)  # the escrow is short
 
 
@@ -814,7 +827,7 @@ def _hold_until_done(store: FakeStore, cost: int, start: threading.Barrier, outc
         position = uow.credits.position(TENANT)
         time.sleep(0.0002)  # let other threads read and commit between this read and this commit
         try:
-            credit_service.stage_hold(uow, position, cost, 1)
+            hold_or_consolidate(uow, position, cost, 1)
             uow.commit()
         except InsufficientCreditsError:
             outcomes.append(("refused", tries))

@@ -195,3 +195,23 @@ def test_every_call_goes_through_the_one_shared_connection(aws, world, monkeypat
     uow.tenants.save(uow.tenants.get(acme.id))  # one versioned write, no transaction
     uow.commit()
     assert len(used) > 20 and all(used)
+
+
+def test_the_shared_connection_takes_the_timeouts_and_attempts_of_the_settings(monkeypatch):
+    """A stuck call gives up after the settings' timeouts and attempts (well inside API Gateway's 29 s), and
+    what still fails answers 503; PynamoDB's own defaults would wait 60 s a read."""
+    from chalicelib.adapters.dynamodb import connection
+    from chalicelib.settings import get_settings
+
+    monkeypatch.setenv("TALLY_DYNAMODB_READ_TIMEOUT_SECONDS", "7")
+    monkeypatch.setenv("TALLY_DYNAMODB_MAX_ATTEMPTS", "5")
+    get_settings.cache_clear()
+    connection.reset()
+    try:
+        config = shared_connection().client.meta.config
+        assert (config.connect_timeout, config.read_timeout) == (get_settings().dynamodb_connect_timeout_seconds, 7)
+        assert config.retries == {"total_max_attempts": 5, "mode": "standard"}
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
+        connection.reset()

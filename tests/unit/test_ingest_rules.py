@@ -430,7 +430,7 @@ class _CountingUnitOfWork:
         self._snapshot, self.staged, self.commits, self.refills = snapshot, 0, [], []
         self.deltas = self.usage = self.credits = self.customers = self
 
-    def snapshot(self, *_args: Any) -> IngestSnapshot:
+    def snapshot(self, *_args: Any, **_reads: bool) -> IngestSnapshot:
         return self._snapshot
 
     def __getattr__(self, name: str):

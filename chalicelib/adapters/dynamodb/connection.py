@@ -75,7 +75,11 @@ def shared_connection() -> Connection:
     if _shared is None:
         with _lock:
             if _shared is None:
-                connection = Connection(region=get_settings().region)
+                settings = get_settings()
+                connection = Connection(region=settings.region,
+                                        connect_timeout_seconds=settings.dynamodb_connect_timeout_seconds,
+                                        read_timeout_seconds=settings.dynamodb_read_timeout_seconds,
+                                        max_retry_attempts=settings.dynamodb_max_attempts - 1)
                 for meta in meta_tables():
                     connection.add_meta_table(meta)
                 _shared = connection

@@ -10,6 +10,7 @@ key handed to DynamoDB.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 from typing import Any
 
@@ -40,23 +41,87 @@ def decode_cursor(
     if not cursor:
         return None, 1
     try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        data = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        last_key, page = data["k"], data["p"]
-        if type(page) is not int or not 1 <= page < 1_000_000:
-            raise ValueError("bad page number")
-        if not isinstance(last_key, dict) or set(last_key) != set(key_names):
-            raise ValueError("bad key shape")
-        for value in last_key.values():
-            if not isinstance(value, dict) or set(value) != {"S"} or not isinstance(value["S"], str):
-                raise ValueError("bad key value")
-        name, value = partition
-        if last_key[name]["S"] != value:
-            raise ValueError("cursor belongs to another partition")
-        if sort_prefix and not last_key[sort_prefix[0]]["S"].startswith(sort_prefix[1]):
-            raise ValueError("cursor belongs to another query")
-        if data.get("o") != order:
-            raise ValueError("cursor belongs to the other direction")
+        data = _decoded(cursor, order)
+        last_key = data["k"]
+        _check_key(last_key, partition=partition, key_names=key_names, sort_prefix=sort_prefix)
     except (ValueError, KeyError, TypeError) as exc:
         raise ValidationError("cursor is invalid or expired", field="cursor") from exc
-    return last_key, page + 1
+    return last_key, data["p"] + 1
+
+
+#: A merged cursor's position of a partition read to its end.
+EXHAUSTED = 0
+#: Where a partition of a merged listing resumes: after a key, from its start (None), or nowhere (EXHAUSTED).
+Position = dict[str, Any] | int | None
+
+
+def encode_merged_cursor(positions: list[Position], page: int, *, partitions: list[str],
+                         sort_prefix: tuple[str, str] | None = None, order: str | None = None) -> str | None:
+    """A cursor over several partitions read as one listing (sharded keys): per partition, the last key
+    taken, ``None`` (nothing taken yet) or ``EXHAUSTED``; bound to the partitions and the search even when
+    it holds no key. None when every partition is exhausted."""
+    if all(position == EXHAUSTED for position in positions):
+        return None
+    body = {"m": positions, "p": page, "q": _query_tag(partitions, sort_prefix)} | ({"o": order} if order else {})
+    raw = json.dumps(body, separators=(",", ":"), sort_keys=True)
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_merged_cursor(
+    cursor: str | None,
+    *,
+    partition_name: str,
+    partitions: list[str],
+    key_names: tuple[str, ...],
+    sort_prefix: tuple[str, str] | None = None,
+    order: str | None = None,
+) -> tuple[list[Position], int]:
+    """Return (each partition's position, page number of the page it starts), checked as
+    :func:`decode_cursor` checks one key: each position must belong to its own partition."""
+    if not cursor:
+        return [None] * len(partitions), 1
+    try:
+        data = _decoded(cursor, order)
+        positions = data["m"]
+        if data["q"] != _query_tag(partitions, sort_prefix):
+            raise ValueError("cursor belongs to another query")
+        if not isinstance(positions, list) or len(positions) != len(partitions):
+            raise ValueError("bad positions")
+        for position, value in zip(positions, partitions, strict=True):
+            if position is not None and not (type(position) is int and position == EXHAUSTED):
+                _check_key(position, partition=(partition_name, value), key_names=key_names,
+                           sort_prefix=sort_prefix)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ValidationError("cursor is invalid or expired", field="cursor") from exc
+    return positions, data["p"] + 1
+
+
+def _query_tag(partitions: list[str], sort_prefix: tuple[str, str] | None) -> str:
+    return hashlib.sha256(json.dumps([partitions, sort_prefix]).encode()).hexdigest()[:16]
+
+
+def _decoded(cursor: str, order: str | None) -> dict[str, Any]:
+    padded = cursor + "=" * (-len(cursor) % 4)
+    data = json.loads(base64.urlsafe_b64decode(padded.encode()))
+    if not isinstance(data, dict):
+        raise ValueError("not a cursor")
+    page = data["p"]
+    if type(page) is not int or not 1 <= page < 1_000_000:
+        raise ValueError("bad page number")
+    if data.get("o") != order:
+        raise ValueError("cursor belongs to the other direction")
+    return data
+
+
+def _check_key(last_key: Any, *, partition: tuple[str, str], key_names: tuple[str, ...],
+               sort_prefix: tuple[str, str] | None) -> None:
+    if not isinstance(last_key, dict) or set(last_key) != set(key_names):
+        raise ValueError("bad key shape")
+    for value in last_key.values():
+        if not isinstance(value, dict) or set(value) != {"S"} or not isinstance(value["S"], str):
+            raise ValueError("bad key value")
+    name, value = partition
+    if last_key[name]["S"] != value:
+        raise ValueError("cursor belongs to another partition")
+    if sort_prefix and not last_key[sort_prefix[0]]["S"].startswith(sort_prefix[1]):
+        raise ValueError("cursor belongs to another query")

@@ -9,9 +9,10 @@ from decimal import Decimal
 from typing import Any
 
 from chalicelib.adapters.dynamodb import keys, tables
-from chalicelib.adapters.dynamodb.cursors import decode_cursor, encode_cursor
+from chalicelib.adapters.dynamodb.cursors import decode_merged_cursor, encode_merged_cursor
+from chalicelib.adapters.dynamodb.merged import MergedQuery
 from chalicelib.adapters.dynamodb.models import CustomerRecord, CustomerStatsRecord
-from chalicelib.adapters.dynamodb.staging import Repository, batch_get, get_item, query_page
+from chalicelib.adapters.dynamodb.staging import Repository, batch_get, get_item
 from chalicelib.adapters.dynamodb.usage_repository import read_usage, usage_keys
 from chalicelib.domain.customers import (
     Customer,
@@ -100,12 +101,13 @@ class DynamoCustomerRepository(Repository):
                 for c, (_m, pk, sk) in zip(customer_ids, wanted, strict=True) if (table, pk, sk) in found}
 
     @staticmethod
-    def _hydrate(index_records: list[Any]) -> list[Customer]:
-        """The full rows behind a page of keys-only index entries, in index order (one BatchGetItem per 100)."""
+    def _hydrate(index_records: list[Any]) -> list[Customer | None]:
+        """The full rows behind keys-only index entries, in index order (one BatchGetItem per 100); None
+        where the row is gone."""
         found = batch_get([(CustomerRecord, r.pk, r.sk) for r in index_records])
         table = CustomerRecord.Meta.table_name
         return [_customer_from(CustomerRecord.from_raw_data(found[(table, r.pk, r.sk)]))
-                for r in index_records if (table, r.pk, r.sk) in found]
+                if (table, r.pk, r.sk) in found else None for r in index_records]
 
     def list(self, tenant_id: str, environment: Environment, limit: int, cursor: str | None,
              prefix: str | None = None) -> Page[Customer]:
@@ -119,44 +121,49 @@ class DynamoCustomerRepository(Repository):
         """Customers by display name or by id (keys-only indexes, then the rows in one BatchGetItem),
         kept by ``keep``.
 
-        Unfiltered: one query and one BatchGetItem. Filtered: index pages of 100 are read and filtered
-        until the page is full or ``budget`` customers were examined; the cursor then resumes after the
-        last customer examined (so a page may come back short, even empty, with a cursor).
+        The indexes are sharded (``keys.customer_list_pks``): each shard is queried (concurrently) and the
+        answers merged by sort key. Unfiltered: one query a shard and one BatchGetItem. Filtered: customers
+        are read and filtered 100 at a time until the page is full or ``budget`` customers were examined;
+        the cursor then resumes after the last customer examined (so a page may come back short, even
+        empty, with a cursor).
         """
-        list_pk = keys.customer_list_pk(tenant_id, str(environment))
+        partitions = keys.customer_list_pks(tenant_id, str(environment))
         index, sort_key = (CustomerRecord.name_index, "name_key") if by_name else (CustomerRecord.id_index,
                                                                                      "customer_id")
-        sort_prefix = prefix or ""
         key_names: tuple[str, ...] = ("pk", "sk", "list_pk", sort_key)
-
-        def run(**kw: Any) -> Any:
-            condition = getattr(index.__class__, sort_key).startswith(sort_prefix) if sort_prefix else None
-            return tables.query(CustomerRecord, list_pk, condition, index=index, scan_index_forward=not descending,
-                                **kw)
-
         order = "desc" if descending else None
-        if keep is None:
-            page = query_page(run, lambda record: record, limit=limit, cursor=cursor, partition=("list_pk", list_pk),
-                              key_names=key_names, sort_prefix=sort_prefix or None, sort_key=sort_key, order=order)
-            return Page(items=self._hydrate(page.items), next_cursor=page.next_cursor, extra=page.extra)
-        start, page_number = decode_cursor(cursor, partition=("list_pk", list_pk), key_names=key_names,
-                                           sort_prefix=(sort_key, sort_prefix) if sort_prefix else None, order=order)
+        searched = (sort_key, prefix) if prefix else None
+        positions, page_number = decode_merged_cursor(cursor, partition_name="list_pk", partitions=partitions,
+                                                      key_names=key_names, sort_prefix=searched, order=order)
+        condition = getattr(index.__class__, sort_key).startswith(prefix) if prefix else None
+
+        def run(list_pk: str, start: dict[str, Any] | None, count: int) -> Any:
+            return tables.query(CustomerRecord, list_pk, condition, index=index, scan_index_forward=not descending,
+                                limit=count, page_size=count, last_evaluated_key=start)
+
+        # Unfiltered, one more than a page from each shard tells whether anything follows.
+        chunk = limit + 1 if keep is None else DIRECTORY_PAGE
+        merged = MergedQuery(run, partitions, positions, sort_key=sort_key, descending=descending, chunk=chunk,
+                             key_names=key_names)
         kept: list[Customer] = []
-        examined = 0
-        while True:
-            results = run(limit=DIRECTORY_PAGE, page_size=DIRECTORY_PAGE, last_evaluated_key=start)
-            records = list(results)
-            for record, customer in zip(records, self._hydrate(records), strict=True):
-                examined += 1
-                if keep(customer):
+        used: list[tuple[int, Any]] = []
+        unused: list[tuple[int, Any]] = []
+        wanted = limit if keep is None else budget
+        while len(kept) < limit and len(used) < wanted:
+            taken = merged.take(min(DIRECTORY_PAGE, wanted - len(used)))
+            if not taken:
+                break
+            rows = self._hydrate([record for _, record in taken])
+            for position, (entry, customer) in enumerate(zip(taken, rows, strict=True)):
+                used.append(entry)
+                if customer is not None and (keep is None or keep(customer)):
                     kept.append(customer)
-                if len(kept) == limit or examined >= budget:
-                    last = {name: {"S": getattr(record, name)} for name in key_names}
-                    return Page(items=kept, next_cursor=encode_cursor(last, page_number, order),
-                                extra={"page": page_number})
-            start = results.last_evaluated_key
-            if not start or len(records) < DIRECTORY_PAGE:
-                return Page(items=kept, next_cursor=None, extra={"page": page_number})
+                if len(kept) == limit or len(used) >= wanted:
+                    unused = taken[position + 1:]
+                    break
+        next_cursor = encode_merged_cursor(merged.positions(used, unused), page_number, partitions=partitions,
+                                           sort_prefix=searched, order=order)
+        return Page(items=kept, next_cursor=next_cursor, extra={"page": page_number})
 
     def stats(self, tenant_id: str, environment: Environment) -> CustomerStats:
         """The environment's totals: every shard in one BatchGetItem, summed."""
@@ -200,7 +207,7 @@ class DynamoCustomerRepository(Repository):
         record = CustomerRecord(
             keys.customer_pk(customer.tenant_id, str(customer.environment), customer.customer_id),
             keys.CUSTOMER_SK,
-            list_pk=keys.customer_list_pk(customer.tenant_id, str(customer.environment)),
+            list_pk=keys.customer_list_pk(customer.tenant_id, str(customer.environment), customer.customer_id),
             name_key=name_key(customer.display_name, customer.customer_id),
             policy=str(customer.policy),
             tenant_id=customer.tenant_id,

@@ -72,11 +72,14 @@ class DynamoDeltaRepository(Repository):
         return _delta_from(record) if record else None
 
     def snapshot(self, tenant_id: str, environment: Environment, customer_ids: list[str],
-                 references: list[tuple[str, str]], period: str) -> IngestSnapshot:
-        """Everything acceptance needs, in one or two BatchGetItem calls."""
+                 references: list[tuple[str, str]], period: str, *, usage: bool = True,
+                 credits: bool = True) -> IngestSnapshot:
+        """Everything acceptance needs, in one or two BatchGetItem calls: the tenant, the customers, the
+        reference guards, and the period's usage shards (``usage``) and credit account and lanes
+        (``credits``) when asked for."""
         env = str(environment)
         wanted: list[tuple[Any, str, str]] = [(TenantRecord, keys.tenant_pk(tenant_id), keys.TENANT_SK)]
-        wanted += usage_keys(tenant_id, period) + position_keys(tenant_id)
+        wanted += (usage_keys(tenant_id, period) if usage else []) + (position_keys(tenant_id) if credits else [])
         wanted += [(CustomerRecord, keys.customer_pk(tenant_id, env, c), keys.CUSTOMER_SK) for c in customer_ids]
         wanted += [(ReferenceGuardRecord, keys.reference_guard_pk(tenant_id, env, c, r), keys.GUARD_SK)
                    for c, r in references]
@@ -86,7 +89,7 @@ class DynamoDeltaRepository(Repository):
             return found.get((model.Meta.table_name, pk, sk))
 
         tenant = raw(TenantRecord, keys.tenant_pk(tenant_id), keys.TENANT_SK)
-        usage = read_usage(tenant_id, period, found)
+        counter = read_usage(tenant_id, period, found) if usage else None
         customers: dict[str, CustomerState] = {}
         for customer_id in customer_ids:
             item = raw(CustomerRecord, keys.customer_pk(tenant_id, env, customer_id), keys.CUSTOMER_SK)
@@ -106,9 +109,9 @@ class DynamoDeltaRepository(Repository):
             tenant=tenant_from(TenantRecord.from_raw_data(tenant)) if tenant else None,
             customers=customers,
             guards=guards,
-            usage_consumed=usage.consumed,
-            usage_others=usage.consumed - usage.capped_shard,
-            credits=read_position(tenant_id, found),
+            usage_consumed=counter.consumed if counter else None,
+            usage_others=counter.consumed - counter.capped_shard if counter else 0,
+            credits=read_position(tenant_id, found) if credits else None,
         )
 
     def add(self, delta: Delta) -> None:
@@ -265,7 +268,7 @@ class DynamoDeltaRepository(Repository):
                 CustomerRecord.display_name.set(customer_id),
                 CustomerRecord.source.set(str(CustomerSource.INTEGRATION)),
                 CustomerRecord.created_at.set(now),
-                CustomerRecord.list_pk.set(keys.customer_list_pk(tenant_id, env)),
+                CustomerRecord.list_pk.set(keys.customer_list_pk(tenant_id, env, customer_id)),
                 CustomerRecord.name_key.set(name_key(customer_id, customer_id)),
             ]
             condition = CustomerRecord.pk.does_not_exist()

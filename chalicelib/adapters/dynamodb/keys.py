@@ -87,10 +87,21 @@ def customer_pk(tenant_id: str, environment: str, customer_id: str) -> str:
     return customer_key(tenant_id, environment, customer_id)
 
 
-def customer_list_pk(tenant_id: str, environment: str) -> str:
-    """The customer indexes' partition (by id and by name, keys only): written when a customer is created
-    or renamed, never by a delta."""
-    return f"T#{tenant_id}#E#{environment}#CUSTOMERS"
+CUSTOMER_LIST_SHARDS = range(4)  # the customer indexes' partitions per tenant environment (see customer_list_pk)
+
+
+def customer_list_pks(tenant_id: str, environment: str) -> list[str]:
+    """Every partition of the environment's customer indexes, in shard order: a listing reads them all and
+    merges them by sort key. Shard 0 is the one key used before the indexes were sharded."""
+    base = f"T#{tenant_id}#E#{environment}#CUSTOMERS"
+    return [base if shard == 0 else f"{base}#{shard}" for shard in CUSTOMER_LIST_SHARDS]
+
+
+def customer_list_pk(tenant_id: str, environment: str, customer_id: str) -> str:
+    """The customer indexes' partition of ``customer_id`` (by id and by name, keys only), by a stable hash:
+    written when a customer is created, never by a delta. One index partition takes 1,000 new customers a
+    second, so the shards let a tenant environment create ``len(CUSTOMER_LIST_SHARDS)`` times that."""
+    return customer_list_pks(tenant_id, environment)[zlib.crc32(customer_id.encode()) % len(CUSTOMER_LIST_SHARDS)]
 
 
 STATS_SK = "STATS"  # beside the customers (whose sort keys all start with C#)
