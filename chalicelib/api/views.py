@@ -83,8 +83,7 @@ def directory_view(customer: Customer, now: Any) -> dict[str, Any]:
 def dashboard_customer_detail_view(detail: CustomerDetail, *, page: int, limit: int) -> dict[str, Any]:
     customer, activity, latest = detail.customer, detail.activity, detail.latest_checkpoint
     return {
-        **dashboard_customer_view(customer), "balance": customer.balance, "deltaCount": customer.delta_count,
-        "lastSequenceNumber": customer.last_seq, "lastDeltaAt": iso_ms(customer.last_delta_at),
+        **listed_customer_view(customer),
         "latestCheckpoint": checkpoint_view(latest) if latest else None,
         "activity": {"items": [delta_view(d) for d in activity.items], "page": page, "limit": limit,
                      "total": activity.total, "hasMore": page * limit < activity.total},
