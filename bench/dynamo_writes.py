@@ -301,7 +301,7 @@ class WriteRecorder:
             return None
         with self._lock:
             self.calls[model.name] += 1
-        if model.name in READ_OPERATIONS:
+        if self.measure and model.name in READ_OPERATIONS:  # reads are priced for the capacity model only
             context[f"{self.uid}-read"] = json.loads(params.get("body") or b"{}")
         if model.name not in WRITE_OPERATIONS:
             return None
@@ -362,7 +362,7 @@ class WriteRecorder:
             key = key or {name: item[name] for name in schema.keys if item and name in item}
             pending.writes.append(Write(
                 operation=operation, action=action, table=table,
-                key=tuple(plain(key[name]) for name in schema.keys if name in key),
+                key=_key_of(schema, key),
                 transactional=transactional, conditional=bool(request.get("ConditionExpression")),
             ))
             pending.keys.append(key)
@@ -412,7 +412,7 @@ class WriteRecorder:
         else:
             found = parsed.get("Responses") or {}
             consistent = {table: bool(asked.get("ConsistentRead")) for table, asked in request["RequestItems"].items()}
-        reads = [Read(table, tuple(plain(item[name]) for name in self.schema(table).keys if name in item),
+        reads = [Read(table, _key_of(self.schema(table), item),
                       read_units(item_size(item)) * (1 if consistent.get(table) else 0.5))
                  for table, items in found.items() for item in items]
         with self._lock:
@@ -427,5 +427,10 @@ class WriteRecorder:
         write.index_writes = index_writes(schema, write.action, before, after)
 
 
+def _key_of(schema: TableSchema, item: Item) -> tuple[str, ...]:
+    """The item's key values as text: partition key, then sort key if any."""
+    return tuple(plain(item[name]) for name in schema.keys if name in item)
+
+
 def _key_text(schema: TableSchema, item: Item) -> str:
-    return json.dumps([plain(item[name]) for name in schema.keys if name in item])
+    return json.dumps(list(_key_of(schema, item)))

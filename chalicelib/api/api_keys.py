@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from chalice import Blueprint, Response
 
-from chalicelib.api.auth import request_environment
 from chalicelib.api.inputs import CURSOR, ENVIRONMENT_HEADER, page_size, path_param
 from chalicelib.api.responses import ok, page_body
 from chalicelib.api.routing import Auth, Ctx, route
@@ -21,7 +20,7 @@ KEY_ID = path_param("keyId", "The key's public id (the part between the prefix a
        request_body="CreateApiKeyRequest", params=(ENVIRONMENT_HEADER,))
 def create_api_key(ctx: Ctx, body: dict) -> Response:
     """Owner/admin. `environment` in the body, else `X-Environment`, else production."""
-    environment = Environment.parse(body.get("environment"), default=request_environment(ctx.request))
+    environment = Environment.parse(body.get("environment"), default=ctx.principal.environment)  # X-Environment
     key, full_key = key_service.create_api_key(
         ctx.uow, ctx.principal, name=body["name"], environment=environment, now=ctx.now
     )

@@ -126,8 +126,7 @@ def get_gaps(ctx: Ctx, customerId: str, fromSequence: int | None, toSequence: in
 
 def _time_scope(ctx: Ctx, source: dict) -> TimeScope | None:
     """The scope a query's or a body's ``period``/``timePreset``/``startDate``/``endDate`` names, if any."""
-    return parse_scope(period=source.get("period"), time_preset=source.get("timePreset"),
-                       start_date=source.get("startDate"), end_date=source.get("endDate"), now=ctx.now)
+    return parse_scope(**_scope_fields(source), now=ctx.now)
 
 
 def _scope_fields(source: dict) -> dict[str, Any]:

@@ -26,9 +26,14 @@ def file_response(body: str | bytes, media: str, filename: str) -> Response:
         "Content-Type": media, "Content-Disposition": f'attachment; filename="{filename}"'})
 
 
+def ok_body(data: Any, status: int = 200) -> dict[str, Any]:
+    """Tenant-facing success's body: ``{statusCode, success: true, data}``."""
+    return {"statusCode": status, "success": True, "data": data}
+
+
 def ok(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    """Tenant-facing success: ``{statusCode, success: true, data}``."""
-    return json_response({"statusCode": status, "success": True, "data": data}, status, headers)
+    """Tenant-facing success: :func:`ok_body`."""
+    return json_response(ok_body(data, status), status, headers)
 
 
 def page_body(items: list, *, limit: int, page: int, next_cursor: str | None, total: int | None) -> dict:

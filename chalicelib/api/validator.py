@@ -193,7 +193,10 @@ class _Check:
             value = self._object(schema, value, where)
         for branch in schema.get("allOf", ()):
             value = self.run(branch, value, where)
-        if "anyOf" in schema and not any(self.passes(b, value, where) for b in schema["anyOf"]):
+        # A branch of annotations only takes anything: the others need not be tried (a batch's items each
+        # have their own check in the view).
+        if "anyOf" in schema and not any(set(b) <= ANNOTATIONS for b in schema["anyOf"]) \
+                and not any(self.passes(b, value, where) for b in schema["anyOf"]):
             raise _Failure(where, f"{_label(where)} matches none of the allowed forms")
         if "oneOf" in schema and sum(self.passes(b, value, where) for b in schema["oneOf"]) != 1:
             raise _Failure(where, f"{_label(where)} must match exactly one of the allowed forms")

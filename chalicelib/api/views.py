@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from chalicelib.api.responses import ok_body
 from chalicelib.domain import directory
 from chalicelib.domain.clock import iso_ms, iso_us, period_of
 from chalicelib.domain.fingerprints import delta_content
@@ -85,9 +86,14 @@ def dashboard_customer_detail_view(detail: CustomerDetail, *, page: int, limit: 
     return {
         **listed_customer_view(customer),
         "latestCheckpoint": checkpoint_view(latest) if latest else None,
-        "activity": {"items": [delta_view(d) for d in activity.items], "page": page, "limit": limit,
-                     "total": activity.total, "hasMore": page * limit < activity.total},
+        "activity": _activity(activity.items, page=page, limit=limit, total=activity.total),
     }
+
+
+def _activity(deltas: list[Delta], *, page: int, limit: int, total: int) -> dict[str, Any]:
+    """A page of a customer's deltas in a customer record."""
+    return {"items": [delta_view(d) for d in deltas], "page": page, "limit": limit, "total": total,
+            "hasMore": page * limit < total}
 
 
 def compact_customer_view(customer: Customer) -> dict[str, Any]:
@@ -114,8 +120,7 @@ def balance_customer_view(detail: BalanceDetail, *, page: int, limit: int) -> di
         "lastSequenceNumber": customer.last_seq,
         "lastDeltaAt": iso_ms(customer.last_delta_at),
         "createdAt": iso_ms(customer.created_at),
-        "recentActivity": {"items": [delta_view(d) for d in detail.recent], "page": page, "limit": limit,
-                           "total": total, "hasMore": page * limit < total},
+        "recentActivity": _activity(detail.recent, page=page, limit=limit, total=total),
         "periodSummary": None if summary is None else {
             "period": summary.period,
             "netChange": summary.net_change,
@@ -171,16 +176,12 @@ def delta_view(delta: Delta) -> dict:
     }
 
 
-def _envelope(status: int, data: Any) -> dict[str, Any]:
-    return {"statusCode": status, "success": True, "data": data}
-
-
 def accepted_delta_answer(outcome: Outcome) -> Answer:
     """The 202 of ``POST /api/v1/balance/delta`` (SDK ``emit``), as stored for an ``Idempotency-Key`` replay."""
     data = dict(outcome.data or {})
     if outcome.idempotent:
         data["idempotent"] = True
-    return Answer(202, _envelope(202, data))
+    return Answer(202, ok_body(data, 202))
 
 
 def batch_answer(outcomes: list[Outcome]) -> Answer:
@@ -188,7 +189,7 @@ def batch_answer(outcomes: list[Outcome]) -> Answer:
     results = [result_view(o) for o in outcomes]
     queued = sum(1 for o in outcomes if o.status == "QUEUED")
     data = {"totalQueued": queued, "totalFailed": len(outcomes) - queued, "results": results}
-    return Answer(202, _envelope(202, data))
+    return Answer(202, ok_body(data, 202))
 
 
 PROOF_TYPE = "tally.delta-proof/v1"
@@ -357,7 +358,7 @@ def package_link_view(customer_id: str, shared: SharedPackage) -> dict[str, Any]
 
 def invoice_proof_view(proof: InvoiceProof) -> dict[str, Any]:
     """SDK ``invoice_proof``: the receipt, and the customer's link when the scope is one whole month."""
-    settings = get_settings()
+    receipt = receipt_view(proof.receipt)
     link = host = None
     hint = "This scope spans more than one UTC month: the receipt's signature is the proof; no sample link."
     if proof.package is not None:
@@ -365,8 +366,8 @@ def invoice_proof_view(proof: InvoiceProof) -> dict[str, Any]:
         host = urlsplit(link).hostname
         hint = (f"No login needed until {iso_ms(proof.package.expires_at)}: open the link, save the JSON and run "
                 "`tally verify` on it to check every hash, proof and signature offline.")
-    return {**receipt_view(proof.receipt),
-            "verificationApiUrl": f"{settings.public_base_url}/api/v1/verification-keys",
+    return {**receipt,
+            "verificationApiUrl": receipt["verificationKeysUrl"],
             "customerLinkUrl": link, "customerLinkHost": host, "accessHint": hint}
 
 

@@ -40,7 +40,6 @@ MANIFEST_TYPE = "tally.close-package-manifest/v1"
 MAX_CUSTOMERS = 100
 SPOOL_IN_MEMORY = 4 * 1024 * 1024  # beyond this the archive moves to /tmp
 CHUNK = 64 * 1024
-CHECKPOINT_PAGE = 100
 MEDIA = "application/zip"
 
 
@@ -182,7 +181,7 @@ def _checkpoints(uow: UnitOfWork, customer: Customer, period: str) -> list[Check
     cursor = None
     while True:
         page = uow.checkpoints.list(customer.tenant_id, customer.environment, customer.customer_id, period,
-                                    CHECKPOINT_PAGE, cursor)
+                                    exports.CHECKPOINT_PAGE, cursor)
         found += page.items
         cursor = page.next_cursor
         if cursor is None:
@@ -262,15 +261,10 @@ def export_file(uow: UnitOfWork, principal: DashboardPrincipal, customer_ids: ob
                 views=views) as archive:
         inline = archive.file.read() if to.inline(archive.size) else None
         key = exports.file_key(to.tenant_id, archive.filename)
-        try:  # unaudited, the zip is not handed out: no file stays behind for a failed request
-            to.store.put(key, archive.file if inline is None else inline, content_type=MEDIA)
-            uow.audit.add(AuditEntry(tenant_id=principal.tenant_id, actor=principal.actor,
-                                     action="close_package.exported", target=f"period:{request.period}",
-                                     environment=str(principal.environment), at=now,
-                                     details={"period": request.period, "customerCount": len(request.customer_ids),
-                                              "bytes": archive.size, "sha256": archive.sha256}))
-            uow.commit()
-        except BaseException:
-            packages.forget(to.store, key)
-            raise
+        entry = AuditEntry(tenant_id=principal.tenant_id, actor=principal.actor, action="close_package.exported",
+                           target=f"period:{request.period}", environment=str(principal.environment), at=now,
+                           details={"period": request.period, "customerCount": len(request.customer_ids),
+                                    "bytes": archive.size, "sha256": archive.sha256})
+        exports.store_audited(uow, to.store, key, archive.file if inline is None else inline, entry,
+                              content_type=MEDIA)
     return exports.ExportFile(archive.filename, MEDIA, archive.size, body=inline, key=key)

@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import IO, Any
 
+from chalicelib.domain.audit import AuditEntry
 from chalicelib.domain.checkpoints import Checkpoint
 from chalicelib.domain.clock import iso_ms
 from chalicelib.domain.credentials import random_id
@@ -20,8 +21,11 @@ from chalicelib.domain.deltas import Delta, format_delta
 from chalicelib.domain.identity import Environment
 from chalicelib.domain.merkle import leaf_hash
 from chalicelib.domain.scopes import TimeScope
+from chalicelib.log import get_logger
 from chalicelib.services.customers import get_customer
 from chalicelib.services.ports import UnitOfWork
+
+log = get_logger("tally.exports")
 
 PAGE = 1_000
 SPOOL_IN_MEMORY = 1024 * 1024  # beyond this the spool moves to /tmp
@@ -37,8 +41,8 @@ class Destination:
 
     tenant_id: str
     store: Any
-    inline_limit: int | None = None  # bytes answered inline at most (None: any size)
-    accepted: bool = True  # the request accepts the media inline
+    inline_limit: int | None  # bytes answered inline at most (None: any size)
+    accepted: bool  # the request accepts the media inline
 
     def inline(self, size: int) -> bool:
         return self.accepted and (self.inline_limit is None or size <= self.inline_limit)
@@ -65,6 +69,28 @@ def store_file(store: Any, tenant_id: str, body: bytes | IO[bytes], media: str, 
     key = file_key(tenant_id, filename)
     store.put(key, body, content_type=media)
     return key
+
+
+def store_audited(uow: UnitOfWork, store: Any, key: str, body: bytes | IO[bytes], entry: AuditEntry,
+                  **put: Any) -> None:
+    """Put ``body`` under ``key`` and commit ``entry`` with whatever else is staged. A file whose audit did not
+    commit is deleted: its link is never handed out, so nothing is shared unrecorded or left behind."""
+    try:
+        store.put(key, body, **put)
+        uow.audit.add(entry)
+        uow.commit()
+    except BaseException:
+        forget(store, key)
+        raise
+
+
+def forget(store: Any, key: str) -> None:
+    """Delete a stored file whose request failed; S3 failing too is logged, and the bucket's lifecycle rule
+    removes the file."""
+    try:
+        store.delete(key)
+    except Exception:
+        log.warning("an unshared file could not be deleted", exc_info=True, extra={"key": key})
 
 
 def hand_over(body: bytes | IO[bytes], *, media: str, filename: str, size: int, to: Destination) -> ExportFile:

@@ -38,7 +38,7 @@ from chalicelib.log import get_logger
 from chalicelib.services.credits import LanesScatteredError, after_hold, consolidate_lanes, stage_hold
 from chalicelib.services.idempotency import Answer, run_idempotent
 from chalicelib.services.ports import IngestSnapshot, UnitOfWork
-from chalicelib.services.retry import retry_on_conflict
+from chalicelib.services.retry import best_effort, retry_on_conflict
 
 log = get_logger("tally.ingest")
 MAX_TRANSACTION_ITEMS = 100
@@ -198,7 +198,8 @@ def _snapshot(uow: UnitOfWork, principal: ApiKeyPrincipal, customer_ids: list[st
               references: list[tuple[str, str]], period: str) -> IngestSnapshot:
     """The snapshot, reading the usage shards and credit keys only for tenants whose billing needs them
     (16 usage shards, a credit account and 16 lanes: every single submit of a paid monthly tenant would
-    otherwise read them all, and each is an item every submit of the tenant reads)."""
+    otherwise read them all, and each is an item every submit of the tenant reads). A wrong guess reads
+    only what it left out, and the tenant read with the snapshot decides."""
     guess = _READS.get(principal.tenant_id, EVERYTHING)
     snap = uow.deltas.snapshot(principal.tenant_id, principal.environment, customer_ids, references, period,
                                usage=guess.usage, credits=guess.credits)
@@ -210,8 +211,8 @@ def _snapshot(uow: UnitOfWork, principal: ApiKeyPrincipal, customer_ids: list[st
     _READS[principal.tenant_id] = needed
     if guess.covers(needed):
         return snap
-    return uow.deltas.snapshot(principal.tenant_id, principal.environment, customer_ids, references, period,
-                               usage=needed.usage, credits=needed.credits)
+    return uow.deltas.add_billing_state(snap, principal.tenant_id, period, usage=needed.usage and not guess.usage,
+                                        credits=needed.credits and not guess.credits)
 
 
 def submit_deltas(
@@ -333,13 +334,9 @@ def accepted_refs(principal: ApiKeyPrincipal, outcomes: list[Outcome]) -> list[t
 
 def enqueue(queue: Any, refs: list[tuple[Any, ...]]) -> None:
     """Hand accepted deltas to the verifier; if SQS is unreachable the sweep finds them (never lost)."""
-    if not refs:
-        return
-    try:
-        queue.enqueue(refs)
-    except Exception:
-        log.warning("verification enqueue failed; the sweep will pick these up", exc_info=True,
-                    extra={"records": len(refs)})
+    if refs:
+        best_effort(lambda: queue.enqueue(refs), log, "verification enqueue failed; the sweep will pick these up",
+                    records=len(refs))
 
 
 def submit_delta_request(uow: UnitOfWork, principal: ApiKeyPrincipal, item: DeltaInput, *, now: datetime,

@@ -29,12 +29,9 @@ from chalicelib.domain.fingerprints import canonical, delta_content
 from chalicelib.domain.identity import Environment
 from chalicelib.domain.merkle import MerkleTree, leaf_hash
 from chalicelib.domain.scopes import TimeScope
-from chalicelib.log import get_logger
 from chalicelib.services import checkpoints as checkpoint_service
-from chalicelib.services import receipts, signing_keys
+from chalicelib.services import exports, receipts, signing_keys
 from chalicelib.services.ports import UnitOfWork
-
-log = get_logger("tally.packages")
 
 PACKAGE_TYPE = "tally.verification-package/v1"
 MAX_SAMPLE = 100
@@ -136,17 +133,12 @@ def create(uow: UnitOfWork, scope: checkpoint_service.Scope, *, sample_size: int
     package = build_document(uow, scope, sample_size=sample_size, now=now, signer=signer)
     token = secrets.token_urlsafe(32)
     expires_at = now + ttl
-    key = _object_key(token)
-    try:
-        store.put(key, package.body, content_type="application/json", metadata={EXPIRES_META: iso_ms(expires_at)})
-        uow.audit.add(AuditEntry(tenant_id=scope.tenant_id, actor=actor, action="verification_package.created",
-                                 target=f"customer:{scope.customer_id}", environment=str(scope.environment), at=now,
-                                 details={"packageId": package.package_id, "period": scope.period,
-                                          "sampleSize": package.sample_size, "expiresAt": iso_ms(expires_at)}))
-        uow.commit()
-    except BaseException:  # not audited, so never shared: nobody gets its link, and the object (if any) goes too
-        forget(store, key)
-        raise
+    entry = AuditEntry(tenant_id=scope.tenant_id, actor=actor, action="verification_package.created",
+                       target=f"customer:{scope.customer_id}", environment=str(scope.environment), at=now,
+                       details={"packageId": package.package_id, "period": scope.period,
+                                "sampleSize": package.sample_size, "expiresAt": iso_ms(expires_at)})
+    exports.store_audited(uow, store, _object_key(token), package.body, entry, content_type="application/json",
+                          metadata={EXPIRES_META: iso_ms(expires_at)})
     return SharedPackage(package.package_id, package.checkpoint, package.sample_size, token, expires_at,
                          package.sha256)
 
@@ -186,13 +178,6 @@ def invoice_proof(uow: UnitOfWork, tenant_id: str, environment: Environment, cus
     return InvoiceProof(receipt, shared)
 
 
-def forget(store: Any, key: str) -> None:
-    """Delete a stored file whose request failed (its link never given out); S3 failing too is logged, and
-    the bucket's lifecycle rule removes the file."""
-    try:
-        store.delete(key)
-    except Exception:
-        log.warning("an unshared file could not be deleted", exc_info=True, extra={"key": key})
 
 
 def open_shared(token: str, *, now: datetime, store: Any) -> tuple[dict[str, Any], str]:

@@ -15,7 +15,8 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from logging import Logger
+from typing import Any, TypeVar
 
 from chalicelib.domain.errors import ConcurrentWriteError
 from chalicelib.services.ports import UnitOfWork
@@ -23,6 +24,15 @@ from chalicelib.services.ports import UnitOfWork
 T = TypeVar("T")
 
 _NOT_DONE = object()
+
+
+def best_effort(send: Callable[[], object], log: Logger, warning: str, **extra: Any) -> None:
+    """A hand-off after a commit whose loss a sweep makes good (waking a worker through SQS): sent once, a
+    failure logged as ``warning`` and never raised into the request, whose writes already stand."""
+    try:
+        send()
+    except Exception:
+        log.warning(warning, exc_info=True, extra=extra or None)
 
 
 def backoff(attempt: int, *, base: float = 0.002, cap: float = 0.05) -> float:

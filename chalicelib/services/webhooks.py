@@ -43,7 +43,7 @@ from chalicelib.domain.webhooks import (
 )
 from chalicelib.log import get_logger
 from chalicelib.services.ports import DeliveryRef, OutboxRef, Page, UnitOfWork, page_after_offset
-from chalicelib.services.retry import retry_on_conflict
+from chalicelib.services.retry import best_effort, retry_on_conflict
 
 log = get_logger("tally.webhooks")
 
@@ -135,9 +135,9 @@ def disable_all(uow: UnitOfWork, tenant_id: str, *, now: datetime) -> int:
 
 
 def send_test(uow: UnitOfWork, principal: DashboardPrincipal, endpoint_id: str, *, now: datetime,
-              queue: Any = None) -> Delivery:
+              queue: Any) -> Delivery:
     """A ``webhook.test`` event for this endpoint only; attempted by the worker like any other (woken through
-    ``queue`` when given)."""
+    ``queue``)."""
     principal.require(Permission.WEBHOOKS_WRITE)
     endpoint = get_endpoint(uow, principal, endpoint_id)
     event = Event(event_id=_event_id(now), event_type=EventType.TEST, tenant_id=principal.tenant_id,
@@ -148,8 +148,7 @@ def send_test(uow: UnitOfWork, principal: DashboardPrincipal, endpoint_id: str, 
     uow.audit.add(_audit(principal, "webhook.test_sent", f"webhook:{endpoint_id}", endpoint.environment, now,
                          eventId=event.event_id))
     uow.commit()
-    if queue is not None:
-        wake(queue, [delivery])
+    wake(queue, [delivery])
     return delivery
 
 
@@ -183,21 +182,15 @@ def stage_events(uow: UnitOfWork, tenant_id: str, environment: Environment,
 
 def announce(queue: Any, refs: list[OutboxRef]) -> None:
     """Wake the webhook worker after a commit; if SQS is unreachable the sweep fans out later."""
-    if not refs:
-        return
-    try:
-        queue.fan_out([list(r) for r in refs])
-    except Exception:
-        log.warning("webhook announce failed; the sweep will fan these out", exc_info=True,
-                    extra={"outbox": len(refs)})
+    if refs:
+        best_effort(lambda: queue.fan_out([list(r) for r in refs]), log,
+                    "webhook announce failed; the sweep will fan these out", outbox=len(refs))
 
 
 def wake(queue: Any, deliveries: list[Delivery]) -> None:
     """Ask the worker to attempt these now; if SQS is unreachable the sweep attempts them within a minute."""
-    try:
-        queue.attempt([list(delivery_ref(d)) for d in deliveries])
-    except Exception:
-        log.warning("webhook wake-up failed; the sweep will attempt these", exc_info=True)
+    best_effort(lambda: queue.attempt([list(delivery_ref(d)) for d in deliveries]), log,
+                "webhook wake-up failed; the sweep will attempt these")
 
 
 def _usage_block(uow: UnitOfWork, tenant_id: str, period: str) -> dict[str, Any] | None:
@@ -386,9 +379,9 @@ RETRY_EVENT_ATTEMPTS = 3
 
 
 def retry_event(uow: UnitOfWork, principal: ApiKeyPrincipal, event_id: str, *, now: datetime,
-                queue: Any = None) -> list[Delivery]:
+                queue: Any) -> list[Delivery]:
     """SDK ``retry_webhook``: every delivery of the event is due again now, with a fresh set of attempts (the
-    worker woken through ``queue`` when given)."""
+    worker woken through ``queue``)."""
     def attempt(_n: int) -> list[Delivery]:
         """Read, stage and commit; an attempt recorded since the read, or a transaction conflict, is a race
         (read again): only an attempt still in flight outlasts every try."""
@@ -408,8 +401,7 @@ def retry_event(uow: UnitOfWork, principal: ApiKeyPrincipal, event_id: str, *, n
     except ConcurrentWriteError as exc:
         raise ConflictError("A delivery attempt for this event is in progress; retry in a moment.",
                             code="DELIVERY_IN_PROGRESS") from exc
-    if queue is not None:
-        wake(queue, retried)
+    wake(queue, retried)
     return retried
 
 

@@ -51,6 +51,16 @@ def register(api, auth, url=URL, **body) -> dict:
     return reply.data
 
 
+def failed_first_attempt(api, owner, receiver, customer_id: str, statuses: list[int] | None = None) -> dict:
+    """An endpoint for ``customer.created`` (returned), a manual customer, and the sender's first attempt answered
+    with ``statuses`` (default one 500): the delivery is pending a retry."""
+    endpoint = register(api, owner, events=["customer.created"])
+    receiver.statuses = statuses or [500]
+    api.post("/dashboard/customers", headers=owner, json_body={"displayName": "A", "customerId": customer_id})
+    drain_queue()
+    return endpoint
+
+
 def drain_queue() -> int:
     """Run the webhook sender Lambda on whatever the webhook queue holds (as Lambda's poller would)."""
     return run_queue("webhooks", webhook_jobs.handle_queue)
@@ -313,10 +323,7 @@ def test_a_receiver_failing_twice_then_succeeding_gets_one_success_in_three_atte
 
 
 def test_attempts_stop_after_the_limit_and_a_manual_retry_delivers(api, owner, key, receiver, clock):
-    register(api, owner, events=["customer.created"])
-    receiver.statuses = [500] * 50
-    api.post("/dashboard/customers", headers=owner, json_body={"displayName": "A", "customerId": "cust_f"})
-    drain_queue()
+    failed_first_attempt(api, owner, receiver, "cust_f", statuses=[500] * 50)
     due = []
     while (pending := api.get("/api/v1/balance/webhooks?status=PENDING", headers=key).data["items"]):
         due.append(pending[0]["nextAttemptAt"])
@@ -345,10 +352,7 @@ def test_an_unreachable_receiver_is_recorded_as_an_error(api, owner, key, clock)
 
 
 def test_deliveries_to_a_deleted_endpoint_fail_without_a_request(api, owner, key, receiver, clock):
-    created = register(api, owner, events=["customer.created"])
-    receiver.statuses = [500]
-    api.post("/dashboard/customers", headers=owner, json_body={"displayName": "A", "customerId": "cust_d"})
-    drain_queue()
+    created = failed_first_attempt(api, owner, receiver, "cust_d")
     api.delete(f"{HOOKS}/{created['id']}", headers=owner)
     clock.advance(minutes=1)
     sweep(clock)
@@ -405,10 +409,7 @@ def test_retrying_an_unknown_event_is_404(api, key):
 
 
 def test_retry_while_an_attempt_is_in_flight_is_409(api, acme, owner, key, receiver, clock):
-    register(api, owner, events=["customer.created"])
-    receiver.statuses = [500]
-    api.post("/dashboard/customers", headers=owner, json_body={"displayName": "A", "customerId": "cust_l"})
-    drain_queue()
+    failed_first_attempt(api, owner, receiver, "cust_l")
     clock.advance(seconds=10)
     [item] = api.get("/api/v1/balance/webhooks", headers=key).data["items"]
     ref = (acme.id, "production", item["eventId"], item["endpointId"])
@@ -423,10 +424,7 @@ def test_a_retry_that_meets_a_transaction_conflict_reads_again_and_succeeds(api,
     """A transaction conflict on the retry's commit is a storage race, not an attempt in flight: read again."""
     from tests.dynamo_calls import AwsCalls, Fault
 
-    register(api, owner, events=["customer.created"])
-    receiver.statuses = [500]
-    api.post("/dashboard/customers", headers=owner, json_body={"displayName": "A", "customerId": "cust_c"})
-    drain_queue()
+    failed_first_attempt(api, owner, receiver, "cust_c")
     [item] = api.get("/api/v1/balance/webhooks", headers=key).data["items"]
     path = f"/api/v1/balance/webhooks/{item['eventId']}/retry"
     with AwsCalls.recording() as baseline:
@@ -471,10 +469,7 @@ def test_a_sender_crash_on_one_delivery_costs_that_attempt_only(api, owner, key,
 
 
 def test_an_in_flight_delivery_leaves_the_due_index_until_its_lease_ends(api, acme, owner, key, receiver, clock):
-    register(api, owner, events=["customer.created"])
-    receiver.statuses = [500]
-    api.post("/dashboard/customers", headers=owner, json_body={"displayName": "A", "customerId": "cust_i"})
-    drain_queue()
+    failed_first_attempt(api, owner, receiver, "cust_i")
     clock.advance(seconds=10)
     uow = bootstrap.unit_of_work()
     [ref] = uow.webhooks.due(now=clock(), limit=10)
@@ -486,10 +481,7 @@ def test_an_in_flight_delivery_leaves_the_due_index_until_its_lease_ends(api, ac
 
 
 def test_a_manual_retry_never_overwrites_an_attempt_recorded_after_it_read(api, acme, owner, key, receiver, clock):
-    register(api, owner, events=["customer.created"])
-    receiver.statuses = [500]
-    api.post("/dashboard/customers", headers=owner, json_body={"displayName": "A", "customerId": "cust_m"})
-    drain_queue()
+    failed_first_attempt(api, owner, receiver, "cust_m")
     [item] = api.get("/api/v1/balance/webhooks", headers=key).data["items"]
     ref = (acme.id, "production", item["eventId"], item["endpointId"])
     uow = bootstrap.unit_of_work()

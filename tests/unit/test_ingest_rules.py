@@ -433,6 +433,9 @@ class _CountingUnitOfWork:
     def snapshot(self, *_args: Any, **_reads: bool) -> IngestSnapshot:
         return self._snapshot
 
+    def add_billing_state(self, snapshot: IngestSnapshot, *_args: Any, **_reads: bool) -> IngestSnapshot:
+        return snapshot
+
     def __getattr__(self, name: str):
         writes = {"add": 1, "add_reference_guard": 1, "advance_customer": 1,
                   "hold": 1,  # the lane (+ the pool on a refill)

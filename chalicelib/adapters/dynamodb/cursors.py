@@ -20,9 +20,12 @@ from chalicelib.domain.errors import ValidationError
 def encode_cursor(last_key: dict[str, Any] | None, page: int, order: str | None = None) -> str | None:
     if not last_key:
         return None
-    body = {"k": last_key, "p": page} | ({"o": order} if order else {})
-    raw = json.dumps(body, separators=(",", ":"), sort_keys=True)
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+    return _encoded({"k": last_key, "p": page} | ({"o": order} if order else {}))
+
+
+def key_of(record: Any, key_names: tuple[str, ...]) -> dict[str, Any]:
+    """``record``'s key in DynamoDB's shape (string attributes), as a cursor holds it."""
+    return {name: {"S": getattr(record, name)} for name in key_names}
 
 
 def decode_cursor(
@@ -55,16 +58,19 @@ EXHAUSTED = 0
 Position = dict[str, Any] | int | None
 
 
+def is_exhausted(position: Position) -> bool:
+    return type(position) is int and position == EXHAUSTED
+
+
 def encode_merged_cursor(positions: list[Position], page: int, *, partitions: list[str],
                          sort_prefix: tuple[str, str] | None = None, order: str | None = None) -> str | None:
     """A cursor over several partitions read as one listing (sharded keys): per partition, the last key
     taken, ``None`` (nothing taken yet) or ``EXHAUSTED``; bound to the partitions and the search even when
     it holds no key. None when every partition is exhausted."""
-    if all(position == EXHAUSTED for position in positions):
+    if all(is_exhausted(position) for position in positions):
         return None
-    body = {"m": positions, "p": page, "q": _query_tag(partitions, sort_prefix)} | ({"o": order} if order else {})
-    raw = json.dumps(body, separators=(",", ":"), sort_keys=True)
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+    return _encoded({"m": positions, "p": page, "q": _query_tag(partitions, sort_prefix)}
+                    | ({"o": order} if order else {}))
 
 
 def decode_merged_cursor(
@@ -88,12 +94,17 @@ def decode_merged_cursor(
         if not isinstance(positions, list) or len(positions) != len(partitions):
             raise ValueError("bad positions")
         for position, value in zip(positions, partitions, strict=True):
-            if position is not None and not (type(position) is int and position == EXHAUSTED):
+            if position is not None and not is_exhausted(position):
                 _check_key(position, partition=(partition_name, value), key_names=key_names,
                            sort_prefix=sort_prefix)
     except (ValueError, KeyError, TypeError) as exc:
         raise ValidationError("cursor is invalid or expired", field="cursor") from exc
     return positions, data["p"] + 1
+
+
+def _encoded(body: dict[str, Any]) -> str:
+    raw = json.dumps(body, separators=(",", ":"), sort_keys=True)
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
 def _query_tag(partitions: list[str], sort_prefix: tuple[str, str] | None) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -66,6 +67,16 @@ def _delta_from(record: DeltaRecord) -> Delta:
     )
 
 
+def _billing_state(tenant_id: str, period: str, found: dict[tuple[str, str, str], Any], *, usage: bool,
+                   credits: bool) -> dict[str, Any]:
+    """The snapshot's billing fields from a BatchGetItem that asked for the usage shards (``usage``) and the
+    credit position (``credits``); what was not asked for is None."""
+    counter = read_usage(tenant_id, period, found) if usage else None
+    return {"usage_consumed": counter.consumed if counter else None,
+            "usage_others": counter.consumed - counter.capped_shard if counter else 0,
+            "credits": read_position(tenant_id, found) if credits else None}
+
+
 class DynamoDeltaRepository(Repository):
     def get(self, tenant_id: str, environment: Environment, record_id: str) -> Delta | None:
         record = get_item(DeltaRecord, keys.delta_pk(tenant_id, environment, record_id), keys.DELTA_SK)
@@ -89,7 +100,6 @@ class DynamoDeltaRepository(Repository):
             return found.get((model.Meta.table_name, pk, sk))
 
         tenant = raw(TenantRecord, keys.tenant_pk(tenant_id), keys.TENANT_SK)
-        counter = read_usage(tenant_id, period, found) if usage else None
         customers: dict[str, CustomerState] = {}
         for customer_id in customer_ids:
             item = raw(CustomerRecord, keys.customer_pk(tenant_id, env, customer_id), keys.CUSTOMER_SK)
@@ -109,10 +119,18 @@ class DynamoDeltaRepository(Repository):
             tenant=tenant_from(TenantRecord.from_raw_data(tenant)) if tenant else None,
             customers=customers,
             guards=guards,
-            usage_consumed=counter.consumed if counter else None,
-            usage_others=counter.consumed - counter.capped_shard if counter else 0,
-            credits=read_position(tenant_id, found) if credits else None,
+            **_billing_state(tenant_id, period, found, usage=usage, credits=credits),
         )
+
+    def add_billing_state(self, snapshot: IngestSnapshot, tenant_id: str, period: str, *, usage: bool,
+                          credits: bool) -> IngestSnapshot:
+        """``snapshot`` with the period's usage shards (``usage``) and the credit account and lanes
+        (``credits``) read now, in one BatchGetItem, for a snapshot taken without them."""
+        found = batch_get((usage_keys(tenant_id, period) if usage else [])
+                          + (position_keys(tenant_id) if credits else []))
+        state = _billing_state(tenant_id, period, found, usage=usage, credits=credits)
+        return replace(snapshot, **{name: value for name, value in state.items()
+                                    if (name == "credits" and credits) or (name != "credits" and usage)})
 
     def add(self, delta: Delta) -> None:
         env = str(delta.environment)
@@ -221,7 +239,7 @@ class DynamoDeltaRepository(Repository):
             "ExpressionAttributeNames": names if credit_state is not None else _VERIFIED_NAMES_NO_CREDIT,
             "ExpressionAttributeValues": values,
         }
-        self._stage_request(DeltaRecord(pk, keys.DELTA_SK), request)
+        self._stage_request(request)
 
     def mark_failed(self, delta: Delta, *, error: str, now: datetime) -> None:
         actions = [

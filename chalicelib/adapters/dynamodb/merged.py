@@ -15,7 +15,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from chalicelib.adapters.dynamodb.cursors import EXHAUSTED, Position
+from chalicelib.adapters.dynamodb.cursors import EXHAUSTED, Position, is_exhausted, key_of
 
 #: ``run(partition, exclusive start key, limit)``: the query's records, iterated (a ``ResultIterator``).
 Run = Callable[[str, dict[str, Any] | None, int], Any]
@@ -37,10 +37,10 @@ def _executor() -> ThreadPoolExecutor:
 class _Shard:
     def __init__(self, partition: str, position: Position) -> None:
         self.partition = partition
-        self.done = position == EXHAUSTED and type(position) is int
-        self.resume = None if self.done else position  # where the next query starts (exclusive)
+        done = is_exhausted(position)
+        self.resume = None if done else position  # where the next query starts (exclusive)
         self.buffer: deque[Any] = deque()
-        self.read_all = self.done
+        self.read_all = done
 
     def fetch(self, run: Run, chunk: int) -> None:
         results = run(self.partition, self.resume, chunk)
@@ -95,7 +95,7 @@ class MergedQuery:
         are records taken but handed back, so their shards are not finished."""
         positions = list(self._starts)
         for number, record in used:
-            positions[number] = {name: {"S": getattr(record, name)} for name in self._key_names}
+            positions[number] = key_of(record, self._key_names)
         pending = {number for number, _ in unused}
         for number, shard in enumerate(self._shards):
             if shard.read_all and not shard.buffer and number not in pending:

@@ -17,7 +17,7 @@ from pynamodb.models import Model
 
 from chalicelib.adapters.dynamodb import tables
 from chalicelib.adapters.dynamodb.connection import shared_connection
-from chalicelib.adapters.dynamodb.cursors import decode_cursor, encode_cursor
+from chalicelib.adapters.dynamodb.cursors import decode_cursor, encode_cursor, key_of
 from chalicelib.adapters.faults import retried
 from chalicelib.domain.errors import ServiceUnavailableError
 from chalicelib.services.ports import Page
@@ -27,7 +27,7 @@ from chalicelib.services.retry import backoff
 @dataclass
 class StagedWrite:
     kind: str  # "save" | "update" | "delete"
-    model: Model
+    model: Model | None  # None for a write given as ``request``
     condition: Any = None
     actions: list | None = None
     request: dict[str, Any] | None = None  # an update already in DynamoDB's request form (a hot path's own)
@@ -48,10 +48,10 @@ class Repository:
     def _stage(self, kind: str, model: Any, condition: Any = None, actions: list | None = None) -> None:
         self._uow.stage(StagedWrite(kind=kind, model=model, condition=condition, actions=actions))
 
-    def _stage_request(self, model: Any, request: dict[str, Any]) -> None:
-        """Stage an update given as DynamoDB's own ``Update`` request (``model``: the item it writes), for a
-        write made so often that building it through PynamoDB's expressions is most of its cost."""
-        self._uow.stage(StagedWrite(kind="update", model=model, request=request))
+    def _stage_request(self, request: dict[str, Any]) -> None:
+        """Stage an update given as DynamoDB's own ``Update`` request, for a write made so often that building
+        it through PynamoDB's expressions (and a record) is most of its cost."""
+        self._uow.stage(StagedWrite(kind="update", model=None, request=request))
 
 
 def write_now(model: Model, kind: str = "update", *, condition: Any = None, actions: list | None = None) -> Model:
@@ -111,28 +111,26 @@ def _landed(model: Model, kind: str) -> bool:
     return stored == model.get_save_kwargs_from_instance()["Item"]
 
 
-def get_item(model_cls: Any, pk: str, sk: str) -> Any:
-    return tables.get(model_cls, pk, sk)
+get_item = tables.get  # a consistent GetItem of one record, or None
 
 
 TABLE_KEYS = ("pk", "sk")
 
 
 def query_page(run: Any, to_domain: Any, *, limit: int, cursor: str | None, partition: tuple[str, str],
-               key_names: tuple[str, ...] = TABLE_KEYS, sort_prefix: str | None = None,
-               sort_key: str = "sk", order: str | None = None) -> Page:
+               key_names: tuple[str, ...] = TABLE_KEYS, sort_prefix: str | None = None) -> Page:
     """One page of a key query, plus a cursor only when another item really follows.
 
     DynamoDB returns a LastEvaluatedKey whenever a query stops at its Limit, even
     when nothing follows; asking for one extra item tells the two cases apart.
     """
     start, page = decode_cursor(cursor, partition=partition, key_names=key_names,
-                                sort_prefix=(sort_key, sort_prefix) if sort_prefix else None, order=order)
+                                sort_prefix=("sk", sort_prefix) if sort_prefix else None)
     records = list(run(limit=limit + 1, page_size=limit + 1, last_evaluated_key=start))
     next_cursor = None
     if len(records) > limit:
         records = records[:limit]
-        next_cursor = encode_cursor({name: {"S": getattr(records[-1], name)} for name in key_names}, page, order)
+        next_cursor = encode_cursor(key_of(records[-1], key_names), page)
     return Page(items=[to_domain(r) for r in records], next_cursor=next_cursor, extra={"page": page})
 
 

@@ -46,29 +46,33 @@ def query(model: type[M], hash_key: str, range_key_condition: Condition | None =
           attributes_to_get: list[str] | None = None) -> ResultIterator[M]:
     """Query the model's table, or one of its indexes: records, read page by page as iterated
     (``last_evaluated_key`` on the iterator says where to resume)."""
-    keyed = index.Meta.attributes if index is not None else model.get_attributes()
-    kwargs = dict(range_key_condition=range_key_condition, filter_condition=filter_condition,
-                  index_name=index.Meta.index_name if index is not None else None,
-                  exclusive_start_key=last_evaluated_key, consistent_read=consistent_read,
-                  scan_index_forward=scan_index_forward, limit=page_size if page_size is not None else limit,
-                  attributes_to_get=attributes_to_get)
-    return ResultIterator(shared_connection().query, (model.Meta.table_name, _hash_key(keyed, hash_key)), kwargs,
-                          map_fn=model.from_raw_data, limit=limit)
+    return _pages(model, hash_key, range_key_condition, index, filter_condition, consistent_read,
+                  exclusive_start_key=last_evaluated_key, scan_index_forward=scan_index_forward,
+                  limit=page_size if page_size is not None else limit, attributes_to_get=attributes_to_get,
+                  map_fn=model.from_raw_data, total=limit)
 
 
 def count(model: type[Model], hash_key: str, range_key_condition: Condition | None = None, *,
           index: Index | None = None, filter_condition: Condition | None = None,
           consistent_read: bool = False) -> int:
     """How many items a query matches (``Select=COUNT``, every page)."""
-    keyed = index.Meta.attributes if index is not None else model.get_attributes()
-    kwargs = dict(range_key_condition=range_key_condition, filter_condition=filter_condition,
-                  index_name=index.Meta.index_name if index is not None else None,
-                  consistent_read=consistent_read, select=COUNT)
-    pages: ResultIterator[Any] = ResultIterator(shared_connection().query,
-                                                (model.Meta.table_name, _hash_key(keyed, hash_key)), kwargs)
+    pages: ResultIterator[Any] = _pages(model, hash_key, range_key_condition, index, filter_condition,
+                                        consistent_read, select=COUNT)
     for _ in pages:
         pass
     return pages.total_count
+
+
+def _pages(model: type[Model], hash_key: str, range_key_condition: Condition | None, index: Index | None,
+           filter_condition: Condition | None, consistent_read: bool, *, map_fn: Any = None,
+           total: int | None = None, **query: Any) -> ResultIterator[Any]:
+    """The one Query both :func:`query` and :func:`count` page through (on an index: its key attributes)."""
+    keyed = index.Meta.attributes if index is not None else model.get_attributes()
+    kwargs = dict(range_key_condition=range_key_condition, filter_condition=filter_condition,
+                  index_name=index.Meta.index_name if index is not None else None,
+                  consistent_read=consistent_read, **query)
+    return ResultIterator(shared_connection().query, (model.Meta.table_name, _hash_key(keyed, hash_key)), kwargs,
+                          map_fn=map_fn, limit=total)
 
 
 def _dispatch(operation: str, request: dict[str, Any], error: type[Exception]) -> dict[str, Any]:
