@@ -17,6 +17,7 @@ from chalicelib.api.inputs import (
     PERIOD,
     SCOPE_PROPERTIES,
     SCOPE_RULES,
+    scope_rules,
 )
 from chalicelib.domain import deltas, webhooks
 from chalicelib.domain.customers import EventCadence, Policy, SharingState
@@ -148,8 +149,7 @@ REQUESTS: dict[str, dict] = {
         "startingCheckpoint": {**CHECKPOINT_ID, "description": "Start after this checkpoint; not with a time scope."},
         "startingCheckpointType": {"type": "string", "enum": ["checkpoint"]},
         **SCOPE_PROPERTIES,
-    }), "dependentSchemas": {**SCOPE_RULES["dependentSchemas"], **CHECKPOINT_START_RULES["dependentSchemas"]},
-        "allOf": SCOPE_RULES["allOf"]},
+    }), **scope_rules(CHECKPOINT_START_RULES)},
     "CreatePackageRequest": obj([], {
         "period": PERIOD,
         "sampleSize": {"type": "integer", "minimum": 1, "maximum": 100, "default": 10},  # services/packages.py

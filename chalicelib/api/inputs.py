@@ -131,13 +131,19 @@ def path_param(name: str, description: str, schema: dict[str, Any] | None = None
     return Param(name, "path", description, schema or {"type": "string", "minLength": 1}, required=True)
 
 
+def scope_rules(extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The time scope's rules, plus ``extra``'s ``dependentSchemas`` (a body or a query that also takes a
+    starting checkpoint)."""
+    return {**SCOPE_RULES, "dependentSchemas": {**SCOPE_RULES["dependentSchemas"],
+                                                **(extra or {}).get("dependentSchemas", {})}}
+
+
 def scope_group(*extra: Param, rules: dict[str, Any] | None = None) -> ParamGroup:
     """The time scope's four query parameters (plus ``extra`` ones the rules also govern); the view receives
     the given ones as one ``scope`` dict (the shape the scope parser and the JSON bodies share)."""
     members = tuple(query(name, schema["description"], {k: v for k, v in schema.items() if k != "description"},
                           arg=None) for name, schema in SCOPE_PROPERTIES.items())
-    combined = {**SCOPE_RULES, "dependentSchemas": {**SCOPE_RULES["dependentSchemas"],
-                                                    **(rules or {}).get("dependentSchemas", {})}}
+    combined = scope_rules(rules)
     return ParamGroup("scope", "A time scope: `period`, or `timePreset`, or `startDate` with `endDate` "
                       "(mixing them is 400 `INVALID_SCOPE_COMBINATION`).", (*extra, *members), combined,
                       arg="scope")

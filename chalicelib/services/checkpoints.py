@@ -125,9 +125,9 @@ def create_for_customer(uow: UnitOfWork, tenant_id: str, environment: Environmen
 
 def list_checkpoints(uow: UnitOfWork, tenant_id: str, environment: Environment, customer_id: str, *,
                      period: str | None, limit: int, cursor: str | None) -> Page[Checkpoint]:
-    if uow.customers.get(tenant_id, environment, customer_id) is None:
-        raise NotFoundError("Customer not found.")
-    return uow.checkpoints.list(tenant_id, environment, customer_id, check_period(period), limit, cursor)
+    """One customer's checkpoints, newest first (``period`` narrows them to a month): :func:`list_page`."""
+    return list_page(uow, tenant_id, environment, customer_id=customer_id, period=period, limit=limit, offset=0,
+                     cursor=cursor)
 
 
 def list_page(uow: UnitOfWork, tenant_id: str, environment: Environment, *, customer_id: str | None,
@@ -135,9 +135,14 @@ def list_page(uow: UnitOfWork, tenant_id: str, environment: Environment, *, cust
     """One customer's checkpoints, newest first (``period`` narrows them to a month), or, without a customer,
     every customer's checkpoints of ``period`` by customer id; ``offset`` skips items first (bounded)."""
 
+    if customer_id is not None:  # checked once, not for each read an offset makes
+        if uow.customers.get(tenant_id, environment, customer_id) is None:
+            raise NotFoundError("Customer not found.")
+        month = check_period(period)
+
     def page_at(size: int, at: str | None) -> Page[Checkpoint]:
         if customer_id is not None:
-            return list_checkpoints(uow, tenant_id, environment, customer_id, period=period, limit=size, cursor=at)
+            return uow.checkpoints.list(tenant_id, environment, customer_id, month, size, at)
         return uow.checkpoints.list_period(tenant_id, environment, period, size, at)
 
     return page_after_offset(page_at, offset=offset, limit=limit, cursor=cursor)

@@ -182,6 +182,12 @@ def apply_counts(uow: UnitOfWork, tenant_id: str, environment: Environment, batc
                              message="A batch's counts kept losing races; the sweep will retry.")
 
 
+def _awaiting(uow: UnitOfWork, tenant_id: str, environment: Environment, record_ids: list[str]) -> dict[str, Delta]:
+    """The deltas of ``record_ids`` still awaiting verification, read again after a race, by record id."""
+    return {d.record_id: d for d in uow.deltas.get_many(tenant_id, environment, record_ids)
+            if d.awaiting_verification}
+
+
 def _verify_group(uow: UnitOfWork, signer: Any, tenant_id: str, environment: Environment,
                   wanted: dict[str, SealCandidate | None], now: datetime, report: VerifyReport) -> None:
     """Seal the wanted deltas: by the candidates the queue sent, reading only those that came without."""
@@ -202,7 +208,7 @@ def _verify_group(uow: UnitOfWork, signer: Any, tenant_id: str, environment: Env
             return replace(live[0], error=reason)
 
         def reread_one(record_id: str = delta.record_id) -> list[Delta]:
-            return [d for d in uow.deltas.get_many(tenant_id, environment, [record_id]) if d.awaiting_verification]
+            return list(_awaiting(uow, tenant_id, environment, [record_id]).values())
 
         failed = _retrying(uow, fail, first=[delta], reread=reread_one)
         if failed is not None:
@@ -213,9 +219,9 @@ def _verify_group(uow: UnitOfWork, signer: Any, tenant_id: str, environment: Env
 
     for group in _seal_groups([r for r in wanted if r in candidates]):
         def reread(group: list[str] = group) -> list[SealCandidate]:
-            live = {d.record_id: d for d in uow.deltas.get_many(tenant_id, environment, group)}
-            skipped.update(r for r in group if r not in live or not live[r].awaiting_verification)
-            return [c for c in (SealCandidate.of(live[r]) for r in group if r not in skipped) if c is not None]
+            live = _awaiting(uow, tenant_id, environment, group)
+            skipped.update(r for r in group if r not in live)
+            return [c for c in (SealCandidate.of(live[r]) for r in group if r in live) if c is not None]
 
         outcome = _retrying(uow, seal, first=[candidates[r] for r in group], reread=reread)
         if outcome is not None:
