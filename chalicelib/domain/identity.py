@@ -13,18 +13,17 @@ class Environment(StrEnum):
     PRODUCTION = "production"
 
     @classmethod
-    def parse(cls, value: str | None, *, default: Environment | None = None) -> Environment:
-        """Parse an ``X-Environment`` header or body field; absent → ``default``."""
+    def parse(cls, value: str | None, *, default: Environment | None = None,
+              field: str = "environment") -> Environment:
+        """Parse an ``X-Environment`` header or body field (errors name ``field``); absent → ``default``."""
         if value is None or value == "":
             if default is None:
-                raise ValidationError("environment is required", field="environment")
+                raise ValidationError(f"{field} is required", field=field)
             return default
         try:
             return cls(value.strip().lower())
         except ValueError:
-            raise ValidationError(
-                "environment must be 'sandbox' or 'production'", field="environment"
-            ) from None
+            raise ValidationError(f"{field} must be 'sandbox' or 'production'", field=field) from None
 
 
 class Role(StrEnum):
