@@ -253,7 +253,7 @@ def report(result: Report, out: TextIO) -> None:
                       file=out)
 
 
-def main(deltas: int = 80, writers: tuple[int, ...] = (1, 8), *, shared: bool = True, rounds: int = 3,
+def main(deltas: int = 240, writers: tuple[int, ...] = (1, 8), *, shared: bool = True, rounds: int = 3,
          time_cap: float = 20.0, modes: tuple[str, ...] = ("monthly", "credits"), provisioned: bool = False,
          out: TextIO | None = None) -> Report:
     """Run every configuration ``rounds`` times, interleaved, and print the figures; returns them.

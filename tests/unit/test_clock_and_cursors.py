@@ -8,7 +8,12 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from chalicelib.adapters.dynamodb.cursors import decode_cursor, encode_cursor
+from chalicelib.adapters.dynamodb.cursors import (
+    decode_cursor,
+    decode_merged_cursor,
+    encode_cursor,
+    encode_merged_cursor,
+)
 from chalicelib.domain.clock import iso_ms, iso_us, parse_iso, period_of, utcnow
 from chalicelib.domain.errors import ValidationError
 
@@ -164,3 +169,51 @@ def test_a_cursor_is_bound_to_the_search_prefix_it_was_issued_for():
     assert _decode(cursor, sort_prefix=("sk", "C#")) == (last_key, 2)
     with pytest.raises(ValidationError):
         _decode(cursor, sort_prefix=("sk", "C#acct"))
+
+
+# --- merged cursors (one listing over sharded partitions) -----------------------------------------------
+
+SHARDS = [f"T#2#E#production#CUSTOMERS#{n}" for n in range(32)]
+MERGED_KEYS = ("pk", "sk", "list_pk", "customer_id")
+AFTER = {"pk": {"S": "T#2#E#production#C#c7"}, "sk": {"S": "CUSTOMER"}, "customer_id": {"S": "c7"}}
+
+
+def _decode_merged(cursor: str | None, **kw):
+    kw.setdefault("partitions", SHARDS)
+    return decode_merged_cursor(cursor, partition_name="list_pk", key_names=MERGED_KEYS, **kw)
+
+
+def test_a_merged_cursor_is_one_key_and_a_bit_per_finished_shard_however_many_shards():
+    cursor = encode_merged_cursor(AFTER, {0, 5, 31}, 2, partitions=SHARDS)
+    assert cursor is not None and len(cursor) < 400  # 32 shards' keys would be ~8 KB, past the 2,048 allowed
+    assert _decode_merged(cursor) == (AFTER, {0, 5, 31}, 3)
+    assert _decode_merged(None) == (None, set(), 1)
+    assert encode_merged_cursor(AFTER, set(range(32)), 2, partitions=SHARDS) is None  # every shard read
+
+
+@pytest.mark.parametrize("body", [
+    {"a": AFTER, "x": -1},  # bits out of range
+    {"a": AFTER, "x": 1 << 32},
+    {"a": AFTER, "x": (1 << 32) - 1},  # every shard finished: never issued
+    {"a": AFTER, "x": "3"},
+    {"a": {**AFTER, "list_pk": {"S": SHARDS[0]}}, "x": 0},  # the key holds no partition
+    {"a": {"pk": AFTER["pk"], "sk": AFTER["sk"]}, "x": 0},
+    {"a": {**AFTER, "customer_id": {"N": "7"}}, "x": 0},
+    {"a": [AFTER], "x": 0},
+    {"x": 0},
+    {"a": AFTER},
+], ids=lambda b: json.dumps(b)[:40])
+def test_a_forged_merged_cursor_is_a_validation_error(body):
+    good = json.loads(base64.urlsafe_b64decode(encode_merged_cursor(AFTER, set(), 1, partitions=SHARDS) + "=="))
+    forged = {k: v for k, v in good.items() if k not in ("a", "x")} | body
+    with pytest.raises(ValidationError):
+        _decode_merged(_raw(forged))
+
+
+def test_a_merged_cursor_is_bound_to_its_partitions_and_search():
+    cursor = encode_merged_cursor(AFTER, set(), 1, partitions=SHARDS, sort_prefix=("customer_id", "c"))
+    assert _decode_merged(cursor, sort_prefix=("customer_id", "c"))[0] == AFTER
+    for other in ({"partitions": [s.replace("T#2", "T#3") for s in SHARDS]}, {"sort_prefix": ("customer_id", "c7")},
+                  {"sort_prefix": ("customer_id", "d")}, {}):
+        with pytest.raises(ValidationError):
+            _decode_merged(cursor, **other)

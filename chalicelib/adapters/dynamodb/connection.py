@@ -29,6 +29,7 @@ from pynamodb.indexes import GlobalSecondaryIndex
 from pynamodb.models import Model
 from pynamodb.types import HASH, RANGE
 
+from chalicelib.adapters.dynamodb import merged
 from chalicelib.adapters.dynamodb.models import ALL_MODELS
 from chalicelib.settings import get_settings
 
@@ -79,7 +80,9 @@ def shared_connection() -> Connection:
                 connection = Connection(region=settings.region,
                                         connect_timeout_seconds=settings.dynamodb_connect_timeout_seconds,
                                         read_timeout_seconds=settings.dynamodb_read_timeout_seconds,
-                                        max_retry_attempts=settings.dynamodb_max_attempts - 1)
+                                        max_retry_attempts=settings.dynamodb_max_attempts - 1,
+                                        # a listing's shard queries all at once, beside other calls in flight
+                                        max_pool_connections=merged.WORKERS + 8)
                 for meta in meta_tables():
                     connection.add_meta_table(meta)
                 _shared = connection

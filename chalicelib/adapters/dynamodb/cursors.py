@@ -52,25 +52,15 @@ def decode_cursor(
     return last_key, data["p"] + 1
 
 
-#: A merged cursor's position of a partition read to its end.
-EXHAUSTED = 0
-#: Where a partition of a merged listing resumes: after a key, from its start (None), or nowhere (EXHAUSTED).
-Position = dict[str, Any] | int | None
-
-
-def is_exhausted(position: Position) -> bool:
-    return type(position) is int and position == EXHAUSTED
-
-
-def encode_merged_cursor(positions: list[Position], page: int, *, partitions: list[str],
+def encode_merged_cursor(after: dict[str, Any] | None, read_all: set[int], page: int, *, partitions: list[str],
                          sort_prefix: tuple[str, str] | None = None, order: str | None = None) -> str | None:
-    """A cursor over several partitions read as one listing (sharded keys): per partition, the last key
-    taken, ``None`` (nothing taken yet) or ``EXHAUSTED``; bound to the partitions and the search even when
-    it holds no key. None when every partition is exhausted."""
-    if all(is_exhausted(position) for position in positions):
+    """A cursor over several partitions read as one listing (sharded keys, ``merged.py``): the key of the
+    last record used (without its partition: every partition resumes after it) and which partitions hold
+    nothing more (a bit each); bound to the partitions and the search. None when none holds anything more."""
+    if len(read_all) >= len(partitions):
         return None
-    return _encoded({"m": positions, "p": page, "q": _query_tag(partitions, sort_prefix)}
-                    | ({"o": order} if order else {}))
+    return _encoded({"a": after, "x": sum(1 << number for number in read_all), "p": page,
+                     "q": _query_tag(partitions, sort_prefix)} | ({"o": order} if order else {}))
 
 
 def decode_merged_cursor(
@@ -81,25 +71,24 @@ def decode_merged_cursor(
     key_names: tuple[str, ...],
     sort_prefix: tuple[str, str] | None = None,
     order: str | None = None,
-) -> tuple[list[Position], int]:
-    """Return (each partition's position, page number of the page it starts), checked as
-    :func:`decode_cursor` checks one key: each position must belong to its own partition."""
+) -> tuple[dict[str, Any] | None, set[int], int]:
+    """Return (the key to resume after, the partitions read to their end, page number of the page it
+    starts), checked as :func:`decode_cursor` checks one key."""
     if not cursor:
-        return [None] * len(partitions), 1
+        return None, set(), 1
     try:
         data = _decoded(cursor, order)
-        positions = data["m"]
+        after, bits = data["a"], data["x"]
         if data["q"] != _query_tag(partitions, sort_prefix):
             raise ValueError("cursor belongs to another query")
-        if not isinstance(positions, list) or len(positions) != len(partitions):
-            raise ValueError("bad positions")
-        for position, value in zip(positions, partitions, strict=True):
-            if position is not None and not is_exhausted(position):
-                _check_key(position, partition=(partition_name, value), key_names=key_names,
-                           sort_prefix=sort_prefix)
+        if type(bits) is not int or not 0 <= bits < (1 << len(partitions)) - 1:
+            raise ValueError("bad partitions read")
+        if after is not None:
+            _check_key(after, partition=None, key_names=tuple(n for n in key_names if n != partition_name),
+                       sort_prefix=sort_prefix)
     except (ValueError, KeyError, TypeError) as exc:
         raise ValidationError("cursor is invalid or expired", field="cursor") from exc
-    return positions, data["p"] + 1
+    return after, {number for number in range(len(partitions)) if bits >> number & 1}, data["p"] + 1
 
 
 def _encoded(body: dict[str, Any]) -> str:
@@ -124,15 +113,14 @@ def _decoded(cursor: str, order: str | None) -> dict[str, Any]:
     return data
 
 
-def _check_key(last_key: Any, *, partition: tuple[str, str], key_names: tuple[str, ...],
+def _check_key(last_key: Any, *, partition: tuple[str, str] | None, key_names: tuple[str, ...],
                sort_prefix: tuple[str, str] | None) -> None:
     if not isinstance(last_key, dict) or set(last_key) != set(key_names):
         raise ValueError("bad key shape")
     for value in last_key.values():
         if not isinstance(value, dict) or set(value) != {"S"} or not isinstance(value["S"], str):
             raise ValueError("bad key value")
-    name, value = partition
-    if last_key[name]["S"] != value:
+    if partition is not None and last_key[partition[0]]["S"] != partition[1]:
         raise ValueError("cursor belongs to another partition")
     if sort_prefix and not last_key[sort_prefix[0]]["S"].startswith(sort_prefix[1]):
         raise ValueError("cursor belongs to another query")

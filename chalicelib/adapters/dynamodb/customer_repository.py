@@ -122,10 +122,10 @@ class DynamoCustomerRepository(Repository):
         kept by ``keep``.
 
         The indexes are sharded (``keys.customer_list_pks``): each shard is queried (concurrently) and the
-        answers merged by sort key. Unfiltered: one query a shard and one BatchGetItem. Filtered: customers
-        are read and filtered 100 at a time until the page is full or ``budget`` customers were examined;
-        the cursor then resumes after the last customer examined (so a page may come back short, even
-        empty, with a cursor).
+        answers merged by sort key (``merged.py``). Unfiltered: one query a shard (a shard that runs dry
+        early is asked again) and one BatchGetItem. Filtered: customers are read and filtered 100 at a time
+        until the page is full or ``budget`` customers were examined; the cursor then resumes after the last
+        customer examined (so a page may come back short, even empty, with a cursor).
         """
         partitions = keys.customer_list_pks(tenant_id, str(environment))
         index, sort_key = (CustomerRecord.name_index, "name_key") if by_name else (CustomerRecord.id_index,
@@ -133,22 +133,20 @@ class DynamoCustomerRepository(Repository):
         key_names: tuple[str, ...] = ("pk", "sk", "list_pk", sort_key)
         order = "desc" if descending else None
         searched = (sort_key, prefix) if prefix else None
-        positions, page_number = decode_merged_cursor(cursor, partition_name="list_pk", partitions=partitions,
-                                                      key_names=key_names, sort_prefix=searched, order=order)
+        after, read_all, page_number = decode_merged_cursor(cursor, partition_name="list_pk", partitions=partitions,
+                                                            key_names=key_names, sort_prefix=searched, order=order)
         condition = getattr(index.__class__, sort_key).startswith(prefix) if prefix else None
 
         def run(list_pk: str, start: dict[str, Any] | None, count: int) -> Any:
             return tables.query(CustomerRecord, list_pk, condition, index=index, scan_index_forward=not descending,
                                 limit=count, page_size=count, last_evaluated_key=start)
 
-        # Unfiltered, one more than a page from each shard tells whether anything follows.
-        chunk = limit + 1 if keep is None else DIRECTORY_PAGE
-        merged = MergedQuery(run, partitions, positions, sort_key=sort_key, descending=descending, chunk=chunk,
-                             key_names=key_names)
+        wanted = limit if keep is None else budget
+        merged = MergedQuery(run, partitions, after, read_all, partition_name="list_pk", sort_key=sort_key,
+                             descending=descending, wanted=min(wanted, DIRECTORY_PAGE), key_names=key_names)
         kept: list[Customer] = []
         used: list[tuple[int, Any]] = []
         unused: list[tuple[int, Any]] = []
-        wanted = limit if keep is None else budget
         while len(kept) < limit and len(used) < wanted:
             taken = merged.take(min(DIRECTORY_PAGE, wanted - len(used)))
             if not taken:
@@ -161,7 +159,10 @@ class DynamoCustomerRepository(Repository):
                 if len(kept) == limit or len(used) >= wanted:
                     unused = taken[position + 1:]
                     break
-        next_cursor = encode_merged_cursor(merged.positions(used, unused), page_number, partitions=partitions,
+        if keep is None and not unused:
+            merged.more()  # a full last page: find out whether anything follows, for no cursor to an empty page
+        resume_after, finished = merged.resume_point(used, unused)
+        next_cursor = encode_merged_cursor(resume_after, finished, page_number, partitions=partitions,
                                            sort_prefix=searched, order=order)
         return Page(items=kept, next_cursor=next_cursor, extra={"page": page_number})
 

@@ -1,9 +1,15 @@
 """One sorted listing over the partitions of a sharded index key.
 
 A key every write of a tenant would land on is spread over shards; a listing then queries every shard
-(concurrently: one round trip of latency) and merges the answers by sort key, and its cursor holds each
-shard's position (``cursors.encode_merged_cursor``). Sort keys are unique across the shards, so the
-merged order is total and a page resumes exactly where it stopped.
+(concurrently: one round trip of latency) and merges the answers by sort key. Sort keys are unique across
+the shards, so the merged order is total and one key says where a listing stopped in every shard: the
+last record used. Each shard resumes after it (a start key made of that record's key and the shard's
+partition: DynamoDB reads a start key as a position, the item need not be in that shard), except the
+shards known to be read to their end. So the cursor stays one key however many shards there are.
+
+Each shard is first asked for about twice its share of what the caller wants (records spread evenly by
+hash), and a shard that runs dry before the page is full is asked again for twice as many: reading
+``shards * limit`` records for a page of ``limit`` would cost 32 times the reads at 32 shards.
 """
 
 from __future__ import annotations
@@ -15,10 +21,14 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from chalicelib.adapters.dynamodb.cursors import EXHAUSTED, Position, is_exhausted, key_of
+from chalicelib.adapters.dynamodb.cursors import key_of
 
 #: ``run(partition, exclusive start key, limit)``: the query's records, iterated (a ``ResultIterator``).
 Run = Callable[[str, dict[str, Any] | None, int], Any]
+
+#: Shard queries in flight at once: every shard of a listing in one round trip.
+WORKERS = 32
+FIRST_ASK = 4  # the fewest records a shard is first asked for
 
 _lock = threading.Lock()
 _pool: ThreadPoolExecutor | None = None
@@ -30,24 +40,25 @@ def _executor() -> ThreadPoolExecutor:
     if _pool is None:
         with _lock:
             if _pool is None:
-                _pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="shard-query")
+                _pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="shard-query")
     return _pool
 
 
 class _Shard:
-    def __init__(self, partition: str, position: Position) -> None:
+    def __init__(self, partition: str, resume: dict[str, Any] | None, read_all: bool, ask: int) -> None:
         self.partition = partition
-        done = is_exhausted(position)
-        self.resume = None if done else position  # where the next query starts (exclusive)
+        self.resume = resume  # where the next query starts (exclusive); None: from the start
         self.buffer: deque[Any] = deque()
-        self.read_all = done
+        self.read_all = read_all
+        self.ask = ask
 
-    def fetch(self, run: Run, chunk: int) -> None:
-        results = run(self.partition, self.resume, chunk)
+    def fetch(self, run: Run, most: int) -> None:
+        results = run(self.partition, self.resume, self.ask)
         records = list(results)
         self.buffer.extend(records)
         self.resume = results.last_evaluated_key
-        self.read_all = not self.resume or len(records) < chunk
+        self.read_all = not self.resume or len(records) < self.ask
+        self.ask = min(2 * self.ask, most)  # ran dry again: its share was bigger than its first ask
 
     @property
     def waiting(self) -> bool:
@@ -55,24 +66,32 @@ class _Shard:
 
 
 class MergedQuery:
-    """The records of every shard in one order. ``take`` hands them out; ``positions`` says, for the records
-    a caller actually used, where each shard resumes."""
+    """The records of every shard in one order. ``take`` hands them out; ``resume_point`` says, for the
+    records a caller actually used, where the listing goes on."""
 
-    def __init__(self, run: Run, partitions: list[str], positions: list[Position], *,
-                 sort_key: str, descending: bool, chunk: int, key_names: tuple[str, ...]) -> None:
-        self._run, self._chunk, self._sort_key, self._descending = run, chunk, sort_key, descending
-        self._key_names = key_names
-        self._shards = [_Shard(p, start) for p, start in zip(partitions, positions, strict=True)]
-        self._starts = list(positions)
+    def __init__(self, run: Run, partitions: list[str], after: dict[str, Any] | None, read_all: set[int], *,
+                 partition_name: str, sort_key: str, descending: bool, wanted: int,
+                 key_names: tuple[str, ...]) -> None:
+        """``after``: the key (without the partition) of the last record used so far, None at the start;
+        ``read_all``: the shards known to hold nothing after it; ``wanted``: about how many records the
+        caller will take (it sizes the queries)."""
+        self._run, self._wanted, self._sort_key, self._descending = run, max(1, wanted), sort_key, descending
+        self._after, self._read_all = after, set(read_all)
+        self._own_names = tuple(name for name in key_names if name != partition_name)
+        live = max(1, len(partitions) - len(self._read_all))
+        ask = min(self._wanted, max(FIRST_ASK, -(-2 * self._wanted // live)))
+        self._shards = [_Shard(p, None if after is None else {**after, partition_name: {"S": p}},
+                               number in self._read_all, ask)
+                        for number, p in enumerate(partitions)]
 
     def _fill(self) -> None:
-        """Query every shard whose buffer ran dry: all at once on the first call, one at a time later."""
+        """Query every shard whose buffer ran dry: all at once on the first call, mostly one at a time later."""
         waiting = [shard for shard in self._shards if shard.waiting]
         if len(waiting) == 1:
-            waiting[0].fetch(self._run, self._chunk)
+            waiting[0].fetch(self._run, self._wanted)
         elif waiting:
             pool = _executor()
-            futures = [pool.submit(contextvars.copy_context().run, shard.fetch, self._run, self._chunk)
+            futures = [pool.submit(contextvars.copy_context().run, shard.fetch, self._run, self._wanted)
                        for shard in waiting]
             for future in futures:
                 future.result()
@@ -90,14 +109,20 @@ class MergedQuery:
             taken.append((number, self._shards[number].buffer.popleft()))
         return taken
 
-    def positions(self, used: list[tuple[int, Any]], unused: list[tuple[int, Any]]) -> list[Position]:
-        """Each shard's position after ``used`` (records taken and kept or examined, in order); ``unused``
-        are records taken but handed back, so their shards are not finished."""
-        positions = list(self._starts)
-        for number, record in used:
-            positions[number] = key_of(record, self._key_names)
+    def more(self) -> bool:
+        """Whether any record follows what was taken (a query only when no shard has one in hand): a full
+        page then gets no cursor to an empty one."""
+        if not any(shard.buffer for shard in self._shards):
+            self._fill()
+        return any(shard.buffer for shard in self._shards)
+
+    def resume_point(self, used: list[tuple[int, Any]], unused: list[tuple[int, Any]]) -> tuple[
+            dict[str, Any] | None, set[int]]:
+        """Where the listing goes on after ``used`` (records taken and kept or examined, in order): the last
+        used record's key, and the shards read to their end; ``unused`` are records taken but handed back,
+        so their shards are not finished. ``(None, every shard)`` when nothing follows."""
+        after = key_of(used[-1][1], self._own_names) if used else self._after
         pending = {number for number, _ in unused}
-        for number, shard in enumerate(self._shards):
-            if shard.read_all and not shard.buffer and number not in pending:
-                positions[number] = EXHAUSTED
-        return positions
+        done = {number for number, shard in enumerate(self._shards)
+                if shard.read_all and not shard.buffer and number not in pending}
+        return after, done
