@@ -174,6 +174,13 @@ def entry_id_for(number: int) -> str:
     return f"ent_{number:012d}"
 
 
+def entry_number(entry_id: str) -> int:
+    """The number :func:`entry_id_for` gave; ValueError for anything else."""
+    if not entry_id.startswith("ent_") or len(entry_id) != 16 or not entry_id[4:].isdecimal():
+        raise ValueError(f"not an entry id: {entry_id!r}")
+    return int(entry_id[4:])
+
+
 def _positive(amount: int, what: str) -> None:
     if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
         raise ValidationError(f"{what} must be a positive integer", field="amount")

@@ -372,6 +372,77 @@ def test_another_tenants_cursor_reveals_nothing(api, world, acme, clock):
                                                                "nextCursor": None}
 
 
+def _ledger_items(tenant) -> dict[str, list[str]]:
+    """Every ledger item of ``tenant`` by partition (sort keys), read straight from the table."""
+    from chalicelib.adapters.dynamodb import keys
+    from chalicelib.adapters.dynamodb.connection import shared_connection
+    from chalicelib.adapters.dynamodb.models import LedgerEntryRecord
+
+    client, table = shared_connection().client, LedgerEntryRecord.Meta.table_name
+    partitions = [keys.credits_pk(tenant.id)] + [f"{keys.credits_pk(tenant.id)}#E#{n}" for n in range(8)]
+    return {pk: [item["sk"]["S"] for item in client.query(
+        TableName=table, KeyConditionExpression="pk = :p", ExpressionAttributeValues={":p": {"S": pk}})["Items"]]
+        for pk in partitions}
+
+
+def test_entries_are_spread_over_eight_partitions_and_a_page_is_read_by_key(api, world, acme, clock):
+    """Not beside the account, which every credits seal updates; entries are numbered without gaps, so a page
+    is the account and one BatchGetItem, and a later page one BatchGetItem and the account (its total)."""
+    from tests.dynamo_calls import AwsCalls
+
+    for amount in range(1, 18):
+        top_up(acme, amount, clock())
+    stored = _ledger_items(acme)
+    account_partition = stored.pop(next(iter(stored)))
+    assert account_partition == ["ACCOUNT"]
+    assert sorted(len(sks) for sks in stored.values()) == [2, 2, 2, 2, 2, 2, 2, 3]
+    admin = world.auth(acme)
+    with AwsCalls.recording() as calls:
+        first = api.get(f"{ENTRIES}?limit=10", headers=admin).data
+    ledger = [c.operation for c in calls.calls if c.target.startswith("tally-test-ledger")]
+    assert ledger == ["GetItem", "BatchGetItem"]
+    with AwsCalls.recording() as calls:
+        second = api.get(f"{ENTRIES}?limit=10&cursor={first['nextCursor']}", headers=admin).data
+    ledger = [c.operation for c in calls.calls if c.target.startswith("tally-test-ledger")]
+    assert ledger == ["BatchGetItem", "GetItem"]
+    assert [e["amount"] for e in first["items"] + second["items"]] == list(range(17, 0, -1))
+    assert first["total"] == second["total"] == 17 and second["nextCursor"] is None
+
+
+def test_entries_written_before_the_shards_are_still_listed(api, world, acme, clock):
+    """Entries stored under the account's partition (before the shards existed) are found there."""
+    from chalicelib.adapters.dynamodb import keys
+    from chalicelib.adapters.dynamodb.connection import shared_connection
+    from chalicelib.adapters.dynamodb.models import LedgerEntryRecord
+
+    for amount in range(1, 6):
+        top_up(acme, amount, clock())
+    admin = world.auth(acme)
+    before = api.get(f"{ENTRIES}?limit=3", headers=admin).data
+    client, table = shared_connection().client, LedgerEntryRecord.Meta.table_name
+    for pk, sks in _ledger_items(acme).items():
+        for sk in sks:
+            if sk.startswith("E#") and sk != "E#ent_000000000005":  # all but the newest, moved back
+                item = client.get_item(TableName=table, Key={"pk": {"S": pk}, "sk": {"S": sk}})["Item"]
+                client.delete_item(TableName=table, Key={"pk": {"S": pk}, "sk": {"S": sk}})
+                client.put_item(TableName=table, Item=item | {"pk": {"S": keys.credits_pk(acme.id)}})
+    assert len(_ledger_items(acme)[keys.credits_pk(acme.id)]) == 5  # the account and four entries
+    assert api.get(f"{ENTRIES}?limit=3", headers=admin).data == before
+    rest = api.get(f"{ENTRIES}?limit=3&cursor={before['nextCursor']}", headers=admin).data
+    assert [e["amount"] for e in before["items"] + rest["items"]] == [5, 4, 3, 2, 1]
+
+
+@pytest.mark.parametrize("entry", ["E#nope", "E#ent_12", "E#ent_00000000000x", "E#ent_-00000000001"])
+def test_a_cursor_naming_no_entry_number_is_a_400(api, world, acme, clock, entry):
+    from chalicelib.adapters.dynamodb import keys
+    from chalicelib.adapters.dynamodb.cursors import encode_cursor
+
+    top_up(acme, 1, clock())
+    cursor = encode_cursor({"pk": {"S": keys.credits_pk(acme.id)}, "sk": {"S": entry}}, 1)
+    reply = api.get(f"{ENTRIES}?cursor={cursor}", headers=world.auth(acme))
+    assert reply.status == 400 and reply.error["field"] == "cursor"
+
+
 @pytest.mark.parametrize("method", ["PUT", "DELETE", "PATCH", "POST"])
 def test_entries_are_immutable(api, world, acme, clock, method):
     top_up(acme, 10, clock())

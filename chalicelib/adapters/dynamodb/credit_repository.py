@@ -1,14 +1,25 @@
-"""The credit account and its ledger entries (``CREDITS#{tenant}``), and its escrow lanes
-(``CREDITS#LANE#{n}``): the model and its invariants are in domain/credits.py."""
+"""The credit account (``CREDITS#{tenant}``), its ledger entries (``CREDITS#E#{n}``, 8 partitions round
+robin) and its escrow lanes (``CREDITS#LANE#{n}``): the model and its invariants are in domain/credits.py."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from chalicelib.adapters.dynamodb import keys, tables
+from chalicelib.adapters.dynamodb import keys
+from chalicelib.adapters.dynamodb.cursors import decode_cursor, encode_cursor
 from chalicelib.adapters.dynamodb.models import CreditAccountRecord, CreditLaneRecord, LedgerEntryRecord
-from chalicelib.adapters.dynamodb.staging import Repository, batch_get, get_item, query_page
-from chalicelib.domain.credits import CreditAccount, CreditPosition, EntryType, HoldLane, HoldPlan, LedgerEntry
+from chalicelib.adapters.dynamodb.staging import Repository, batch_get, get_item
+from chalicelib.domain.credits import (
+    CreditAccount,
+    CreditPosition,
+    EntryType,
+    HoldLane,
+    HoldPlan,
+    LedgerEntry,
+    entry_id_for,
+    entry_number,
+)
+from chalicelib.domain.errors import ValidationError
 from chalicelib.services.ports import Page
 
 
@@ -66,13 +77,35 @@ class DynamoCreditRepository(Repository):
         return account_from(tenant_id, record)
 
     def entries(self, tenant_id: str, limit: int, cursor: str | None) -> Page[LedgerEntry]:
-        """Newest first."""
-        pk = keys.credits_pk(tenant_id)
-        return query_page(
-            lambda **kw: tables.query(LedgerEntryRecord, pk, LedgerEntryRecord.sk.startswith("E#"),
-                                      consistent_read=True, scan_index_forward=False, **kw),
-            _entry_from, limit=limit, cursor=cursor, partition=("pk", pk), sort_prefix="E#",
-        )
+        """Newest first, read by key: entries are numbered 1..``entry_count`` without gaps (the account
+        update that writes them is exact), so a page is the account (the first page only: its count is the
+        newest number, and the page's ``total``) and one BatchGetItem of the page's numbers, each in its
+        shard. An entry written before the shards existed is looked for under the account's key. The
+        cursor holds the last entry's key under the account's partition, as cursors issued before did."""
+        legacy = keys.credits_pk(tenant_id)
+        last_key, page = decode_cursor(cursor, partition=("pk", legacy), key_names=("pk", "sk"),
+                                       sort_prefix=("sk", "E#"))
+        total = None
+        if last_key is None:
+            total = top = self.account(tenant_id).entry_count
+        else:
+            try:
+                top = entry_number(last_key["sk"]["S"][2:]) - 1
+            except ValueError as exc:
+                raise ValidationError("cursor is invalid or expired", field="cursor") from exc
+        numbers = list(range(top, max(0, top - limit), -1))
+        table = LedgerEntryRecord.Meta.table_name
+        where = {n: (keys.ledger_entry_pk(tenant_id, n), keys.ledger_entry_sk(entry_id_for(n))) for n in numbers}
+        found = batch_get([(LedgerEntryRecord, *where[n]) for n in numbers])
+        missing = [n for n in numbers if (table, *where[n]) not in found]
+        if missing:  # written before the shards: under the account's key
+            where |= {n: (legacy, where[n][1]) for n in missing}
+            found |= batch_get([(LedgerEntryRecord, *where[n]) for n in missing])
+        items = [_entry_from(LedgerEntryRecord.from_raw_data(found[(table, *where[n])])) for n in numbers
+                 if (table, *where[n]) in found]
+        next_cursor = (encode_cursor({"pk": {"S": legacy}, "sk": {"S": where[numbers[-1]][1]}}, page)
+                       if numbers and numbers[-1] > 1 else None)
+        return Page(items=items, next_cursor=next_cursor, total=total, extra={"page": page})
 
     def position(self, tenant_id: str) -> CreditPosition:
         """The account and its lanes in one BatchGetItem."""
@@ -83,8 +116,7 @@ class DynamoCreditRepository(Repository):
         """Move the ledger from ``before`` to ``after`` (exactly: fails if another ledger writer moved it) and
         add the entries; ``pool``, ``resolved`` and ``posted_deltas`` are ADDed (acceptances ADD to the pool
         concurrently, never conflicting with this)."""
-        pk = keys.credits_pk(before.tenant_id)
-        account = CreditAccountRecord(pk, keys.ACCOUNT_SK)
+        account = CreditAccountRecord(keys.credits_pk(before.tenant_id), keys.ACCOUNT_SK)
         if before.entry_count == 0:
             condition = CreditAccountRecord.entry_count.does_not_exist()
         else:
@@ -99,8 +131,9 @@ class DynamoCreditRepository(Repository):
                     (("pool", pool), ("resolved", resolved), ("posted_deltas", posted_deltas)) if value]
         self._stage("update", account, condition=condition, actions=actions)
         for entry in entries:
+            shard = keys.ledger_entry_pk(entry.tenant_id, entry_number(entry.entry_id))
             self._stage("save", LedgerEntryRecord(
-                pk, keys.ledger_entry_sk(entry.entry_id),
+                shard, keys.ledger_entry_sk(entry.entry_id),
                 tenant_id=entry.tenant_id, entry_id=entry.entry_id, entry_type=str(entry.entry_type),
                 amount=entry.amount, balance_after=entry.balance_after, description=entry.description,
                 created_at=entry.created_at,

@@ -172,6 +172,18 @@ def ledger_entry_sk(entry_id: str) -> str:
     return f"E#{entry_id}"
 
 
+LEDGER_ENTRY_SHARDS = range(8)  # the ledger entries' partitions per tenant (see ledger_entry_pk)
+
+
+def ledger_entry_pk(tenant_id: str, number: int) -> str:
+    """Entry ``number``'s partition, round robin: not the account's. Every seal under credits billing
+    settles on the account (one item, 2 WCU a seal) and adds about two entries; with the entries beside
+    it, that partition bounded a tenant's verification at ~13,000 deltas/s. Entries are numbered without
+    gaps, so a page is read by key (``DynamoCreditRepository.entries``) and needs no merged query. Entries
+    written before the shards existed stay under :func:`credits_pk`."""
+    return f"T#{tenant_id}#CREDITS#E#{number % len(LEDGER_ENTRY_SHARDS)}"
+
+
 def delta_pk(tenant_id: str, environment: str, record_id: str) -> str:
     return f"T#{tenant_id}#E#{environment}#R#{record_id}"
 
