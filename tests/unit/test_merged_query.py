@@ -129,3 +129,12 @@ def test_more_reads_only_when_no_shard_has_a_record_in_hand():
     count = len(queries)
     assert not merged.more() and queries[count:] == ["p0"]
     assert merged.resume_point(used, []) == ({"sk": {"S": "0003"}}, {0, 1})
+
+
+def test_a_shard_that_runs_dry_is_asked_again_with_every_shard_running_low():
+    """Shards spread evenly run dry together: one round trip asks all of them again, not one after another."""
+    shards = {f"p{n}": [Entry(f"p{n}", f"{4 * i + n:04d}") for i in range(30)] for n in range(4)}
+    asked: list[str] = []
+    merged = listing(shards, list(shards), False, asked, None, set(), 20)  # 10 each first (twice 20 / 4)
+    assert [r.sk for _, r in merged.take(40)] == [f"{n:04d}" for n in range(40)]
+    assert sorted(asked[:4]) == sorted(asked[4:]) == sorted(shards)  # two waves of four

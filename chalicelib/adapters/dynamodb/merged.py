@@ -51,6 +51,7 @@ class _Shard:
         self.buffer: deque[Any] = deque()
         self.read_all = read_all
         self.ask = ask
+        self.asked = 0  # what the last query asked for
 
     def fetch(self, run: Run, most: int) -> None:
         results = run(self.partition, self.resume, self.ask)
@@ -58,11 +59,17 @@ class _Shard:
         self.buffer.extend(records)
         self.resume = results.last_evaluated_key
         self.read_all = not self.resume or len(records) < self.ask
-        self.ask = min(2 * self.ask, most)  # ran dry again: its share was bigger than its first ask
+        self.asked, self.ask = self.ask, min(2 * self.ask, most)  # asked again: its share was bigger
 
     @property
     def waiting(self) -> bool:
         return not self.buffer and not self.read_all
+
+    @property
+    def running_low(self) -> bool:
+        """Less than half of its last answer left: it will run dry soon, so it is asked along with one that
+        did (one round trip for both, not one each)."""
+        return not self.read_all and 2 * len(self.buffer) < self.asked
 
 
 class MergedQuery:
@@ -85,11 +92,13 @@ class MergedQuery:
                         for number, p in enumerate(partitions)]
 
     def _fill(self) -> None:
-        """Query every shard whose buffer ran dry: all at once on the first call, mostly one at a time later."""
-        waiting = [shard for shard in self._shards if shard.waiting]
+        """When a shard's buffer ran dry, query it and every shard running low, all at once."""
+        if not any(shard.waiting for shard in self._shards):
+            return
+        waiting = [shard for shard in self._shards if shard.waiting or shard.running_low]
         if len(waiting) == 1:
             waiting[0].fetch(self._run, self._wanted)
-        elif waiting:
+        else:
             pool = _executor()
             futures = [pool.submit(contextvars.copy_context().run, shard.fetch, self._run, self._wanted)
                        for shard in waiting]
