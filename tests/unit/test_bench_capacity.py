@@ -29,6 +29,12 @@ def test_capacity_prints_a_ceiling_for_every_scenario(aws) -> None:
     assert text.count("per customer ceiling: ") == 10
     assert "pending-index shard" in text
     assert "credit" in text  # the credits mode's account / lanes were written and classified
+    # The verifier's serial bound (one seal at a time per tenant environment), from the chain head's writes.
+    serial = [capacity.serial_verification(r) for r in results]
+    assert [s is not None for s in serial] == [False, False, False, False, True] * 2
+    for per_seal, fast, slow in filter(None, serial):  # 13 deltas verified, in one seal
+        assert per_seal == 13 and fast == 13 / capacity.SEAL_SECONDS[0] and slow == 13 / capacity.SEAL_SECONDS[1]
+    assert text.count("verification, serial per tenant environment") == 2
 
 
 def test_an_unclassified_key_fails_loudly_naming_table_and_key() -> None:
@@ -45,6 +51,8 @@ def test_sharded_keys_are_shards_of_one_class() -> None:
     assert capacity.classify_partition("webhooks", "OUTBOX#2") == ("outbox shard", "platform")
     assert capacity.classify_item("customers", "T#2#E#production", "C#cust_1") == ("customer row", "customer")
     assert capacity.classify_item("ledger", "T#2#CREDITS", "ACCOUNT") == ("credit account", "tenant")
+    assert capacity.classify_item("ledger", "T#2#CREDITS#E#5", "E#ent_000000000005") == ("ledger entry", "delta")
+    assert capacity.classify_partition("ledger", "T#2#CREDITS#E#5") == ("ledger entries shard", "tenant")
 
 
 def test_contention_loses_no_delta_and_counts_attempts(aws) -> None:
