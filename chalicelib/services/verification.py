@@ -88,16 +88,13 @@ def _settle(uow: UnitOfWork, tenant_id: str, leaves: list[SealCandidate],
 
 def _seal_once(uow: UnitOfWork, signer: Any, tenant_id: str, environment: Environment,
                deltas: list[SealCandidate], now: datetime, outbox_refs: list[OutboxRef]) -> SealedBatch:
-    head = uow.batches.head(tenant_id, environment)
     tree = MerkleTree([leaf_hash(bytes.fromhex(d.content_hash)) for d in deltas])
-    batch = SealedBatch(
+    batch = SealedBatch(  # its place in the chain (sequence, previous root) and signature come last
         batch_id=BATCH_PREFIX + time_ordered_id(int(now.timestamp() * 1000), 20), tenant_id=tenant_id,
-        environment=str(environment), root=tree.root.hex(), tree_size=tree.size, sequence=head.sequence + 1,
-        previous_root=head.last_root, sealed_at=now, key_id=signer.key_id,
+        environment=str(environment), root=tree.root.hex(), tree_size=tree.size, sequence=0, previous_root=None,
+        sealed_at=now, key_id=signer.key_id,
         record_ids=tuple(d.record_id for d in deltas), leaf_hashes=tuple(leaf.hex() for leaf in tree.levels[0]),
     )
-    batch = replace(batch, signature=signer.sign(canonical(batch.statement())))
-    uow.batches.seal(batch, head)
     events = []
     for index, leaf in enumerate(deltas):
         uow.deltas.mark_verified(tenant_id, environment, leaf, leaf_index=index,
@@ -112,6 +109,12 @@ def _seal_once(uow: UnitOfWork, signer: Any, tenant_id: str, environment: Enviro
         "creditsReleased": released, "remainingBalance": remaining, "verifiedAt": iso_ms(now),
     }))
     outbox = stage_events(uow, tenant_id, environment, events, now=now)
+    # The chain head is what concurrent sealers of this chain race for: read it last, so that a seal another
+    # environment commits while this one is staged moves the head before it is read, not under this commit.
+    head = uow.batches.head(tenant_id, environment)
+    batch = replace(batch, sequence=head.sequence + 1, previous_root=head.last_root)
+    batch = replace(batch, signature=signer.sign(canonical(batch.statement())))
+    uow.batches.seal(batch, head)
     uow.commit()
     if outbox is not None:
         outbox_refs.append(uow.webhooks.outbox_ref(outbox))

@@ -142,14 +142,42 @@ def test_the_queue_path_seals_by_the_candidates_without_reading_the_deltas_back(
     bootstrap.signer()
     with DynamoCalls.recording() as calls:
         report = verify_refs(refs, clock)
-    # The chain head, the credit position (account and lanes), the seal, the per-customer counts: no delta read.
-    assert calls.operations == ["GetItem", "BatchGetItem", "TransactWriteItems", "TransactWriteItems"]
+    # The credit position (account and lanes), the chain head, the seal, the per-customer counts: no delta read.
+    assert calls.operations == ["BatchGetItem", "GetItem", "TransactWriteItems", "TransactWriteItems"]
     assert [c.record_id for c in report.verified] == ids and report.skipped == 0
     uow = bootstrap.unit_of_work()
     for record_id in ids:
         stored = uow.deltas.get(credits_tenant.id, Environment.PRODUCTION, record_id)
         assert stored.status == DeltaStatus.VERIFIED and stored.credit_state == CreditState.SETTLED
         assert stored.content_hash == content_hash(delta_content(stored))  # ingest's fingerprint is the content's
+
+
+def test_a_seal_committed_on_the_chain_while_another_is_staged_costs_that_one_no_retry(world, clock, monkeypatch):
+    """Two verifier environments seal one tenant's chain at once: the head is read last, so a seal the other
+    commits while this one stages its deltas is chained onto, rather than lost to and redone from a re-read.
+    (A monthly tenant: a credits tenant's seals also race for its credit account.)"""
+    tenant = world.tenant("Monthly Inc")
+    refs, ids = queued(tenant, ["cust_a", "cust_b"], clock)
+    other_refs, _other_ids = queued(tenant, ["cust_c"], clock)
+    rereads: list[list[str]] = []
+    awaiting, stage_events = verification._awaiting, verification.stage_events
+
+    def reread(uow, tenant_id, environment, record_ids):
+        rereads.append(record_ids)
+        return awaiting(uow, tenant_id, environment, record_ids)
+
+    def other_environment_seals_meanwhile(*args, **kwargs):
+        monkeypatch.setattr(verification, "stage_events", stage_events)
+        other = verify_refs(other_refs, clock)
+        assert len(other.batches) == 1
+        return stage_events(*args, **kwargs)
+
+    monkeypatch.setattr(verification, "_awaiting", reread)
+    monkeypatch.setattr(verification, "stage_events", other_environment_seals_meanwhile)
+    report = verify_refs(refs, clock)
+    assert rereads == [] and [c.record_id for c in report.verified] == ids
+    head = bootstrap.unit_of_work().batches.head(tenant.id, Environment.PRODUCTION)
+    assert (report.batches[0].sequence, head.sequence, head.last_root) == (2, 2, report.batches[0].root)
 
 
 def test_a_repeated_message_changes_nothing(credits_tenant, clock):

@@ -76,8 +76,8 @@ EXPECTED_CALLS = (
     "GetItem",             # terminal failure: the customer (is the delta in its current cycle?)
     "BatchGetItem",        #   the credit account and its escrow lanes
     "TransactWriteItems",  #   FAILED + usage released + customer and totals + the holds posted and the refund
-    "GetItem",             # seal: the chain head
-    "BatchGetItem",        #   the credit account and its escrow lanes
+    "BatchGetItem",        # seal: the credit account and its escrow lanes
+    "GetItem",             #   the chain head (read last: concurrent sealers race for it)
     "TransactWriteItems",  #   batch + head + 7 statuses (each conditioned: still pending, that hold) + counts item
     #                            + settlement and its entry + outbox
     "TransactWriteItems",  # the seal's per-customer verified counts and totals, with the counts item's removal
