@@ -8,7 +8,8 @@ commit together or not at all. No item every delta of a tenant writes is in the
 transaction (paid and credits plans); the free plan's capped shard is, as its
 cap must be exact. A batch is read in one snapshot and written in as few
 transactions as DynamoDB's 100-item limit allows; if a condition fails because
-someone else wrote first, the remainder is re-read and re-planned.
+someone else wrote first, the remainder is re-read and re-planned. Within one process, writers of the
+same customer take turns (:data:`TURNS`) rather than race for its next sequence number.
 """
 
 from __future__ import annotations
@@ -38,11 +39,14 @@ from chalicelib.log import get_logger
 from chalicelib.services.credits import LanesScatteredError, after_hold, consolidate_lanes, stage_hold
 from chalicelib.services.idempotency import Answer, run_idempotent
 from chalicelib.services.ports import IngestSnapshot, UnitOfWork
-from chalicelib.services.retry import best_effort, retry_on_conflict
+from chalicelib.services.retry import Turns, best_effort, retry_on_conflict
 
 log = get_logger("tally.ingest")
 MAX_TRANSACTION_ITEMS = 100
 MAX_ATTEMPTS = 40
+#: Per (tenant, environment, customer): the process's writers of one customer wait for each other around the
+#: read-plan-write loop instead of racing for its next gap-free sequence number (:class:`Turns`).
+TURNS = Turns()
 
 
 @dataclass
@@ -266,8 +270,10 @@ def submit_deltas(
         pending = []
 
     if pending:
+        customers = [(principal.tenant_id, str(principal.environment), item.customer_id) for _i, item in pending]
         try:
-            retry_on_conflict(uow, attempt, attempts=MAX_ATTEMPTS, message="busy")
+            with TURNS.taken(customers):
+                retry_on_conflict(uow, attempt, attempts=MAX_ATTEMPTS, message="busy")
         except ConcurrentWriteError:  # still contended after every attempt: those deltas fail, the rest stand
             for index, _item in pending:
                 outcomes[index] = Outcome(index, "FAILED", error=ConcurrentWriteError(

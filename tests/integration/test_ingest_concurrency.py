@@ -7,7 +7,10 @@ against what was actually stored.
 
 The moto the tests run (chalicelib/cli/motofixes.py) applies each DynamoDB request
 atomically, as DynamoDB does, and nothing more: the product's read → plan →
-conditional-write races remain fully exposed.
+conditional-write races remain fully exposed. Within one process, writers of one
+customer take turns (``ingest.TURNS``), so the races between them are exposed only
+when the threads stand for separate processes (the ``writers`` fixture turns the
+turns off), as Lambda's execution environments are.
 """
 
 from __future__ import annotations
@@ -15,8 +18,9 @@ from __future__ import annotations
 import random
 import threading
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -34,6 +38,7 @@ from chalicelib.domain.tenants import BillingMode, Tenant
 from chalicelib.services import credits as credit_service
 from chalicelib.services import ingest
 from chalicelib.services.usage import usage_figures
+from tests.dynamo_calls import AwsCalls
 
 P, S = Environment.PRODUCTION, Environment.SANDBOX
 CUSTOMERS = [f"cust_{n}" for n in range(5)]
@@ -46,6 +51,21 @@ def tenant_factory(world) -> Callable[..., Tenant]:
         return world.tenant(name, **options)
 
     return make
+
+
+class _NoTurns:
+    """Writers that share no process (Lambda): nothing to wait for in-process, every race goes to storage."""
+
+    def taken(self, _keys: Iterable[tuple[str, ...]]) -> AbstractContextManager[None]:
+        return nullcontext()
+
+
+@pytest.fixture(params=["one-process", "separate-processes"])
+def writers(request, monkeypatch) -> str:
+    """The racing threads as writers of one process (taking turns per customer) or of separate processes."""
+    if request.param == "separate-processes":
+        monkeypatch.setattr(ingest, "TURNS", _NoTurns())
+    return request.param
 
 
 @dataclass
@@ -106,7 +126,8 @@ def _customer_row(tenant: Tenant, environment: Environment, customer_id: str) ->
         return None
 
 
-def _assert_stored_deltas_match(tenant: Tenant, accepted: list[Submitted], *, credits_each: int) -> None:
+def _assert_stored_deltas_match(tenant: Tenant, accepted: list[Submitted], *, credits_each: int,
+                                customers: list[str] = CUSTOMERS) -> None:
     """Per customer: stored sequence numbers are exactly 1..k, the row's counters agree, and
     the stored deltas are exactly the accepted ones (a refused delta left nothing behind)."""
     uow = bootstrap.unit_of_work()
@@ -114,7 +135,7 @@ def _assert_stored_deltas_match(tenant: Tenant, accepted: list[Submitted], *, cr
     assert len(by_record) == len(accepted), "record ids must be unique"
     stored_ids: set[str] = set()
     for environment in Environment:
-        for customer_id in CUSTOMERS:
+        for customer_id in customers:
             rows = list(DeltaRecord.customer_seq_index.query(keys.customer_key(tenant.id, environment, customer_id)))
             sequence = [int(row.sequence_number) for row in rows]
             k = len(rows)
@@ -153,7 +174,7 @@ def _split(results: list[Submitted]) -> tuple[list[Submitted], list[Submitted]]:
 # --- credits billing ------------------------------------------------------------------------
 
 
-def test_credits_cover_exactly_n_deltas_under_concurrency(tenant_factory, clock):
+def test_credits_cover_exactly_n_deltas_under_concurrency(tenant_factory, clock, writers):
     """12 threads x 8 calls (single emits and small batches) race for 40 credits, from both
     environments (credits are per tenant): exactly 40 accepted, the rest refused, nothing lost."""
     tenant = tenant_factory("Credits Co", billing_mode=BillingMode.CREDITS, plan="starter")
@@ -199,7 +220,7 @@ def test_credits_cover_exactly_n_deltas_under_concurrency(tenant_factory, clock)
 # --- free plan hard cap --------------------------------------------------------------------------
 
 
-def test_free_plan_accepts_exactly_its_cap_under_concurrency(tenant_factory, clock):
+def test_free_plan_accepts_exactly_its_cap_under_concurrency(tenant_factory, clock, writers):
     """130 deltas race for the free plan's 100 a month; the cap counts both environments together."""
     tenant = tenant_factory("Free Co", plan="free")
     workload = _workload(threads=10, sizes=[1, 2, 1, 4, 1, 3, 1], seed=7, environments=(P, S))
@@ -224,7 +245,7 @@ def test_free_plan_accepts_exactly_its_cap_under_concurrency(tenant_factory, clo
 # --- paid monthly plan: overage, never refused ----------------------------------------------------
 
 
-def test_paid_monthly_plan_accepts_everything_and_overage_is_only_read(tenant_factory, clock):
+def test_paid_monthly_plan_accepts_everything_and_overage_is_only_read(tenant_factory, clock, writers):
     tenant = tenant_factory("Starter Co", plan="starter")
     period = period_of(clock())
     seed = bootstrap.unit_of_work()
@@ -257,7 +278,7 @@ def test_paid_monthly_plan_accepts_everything_and_overage_is_only_read(tenant_fa
 # --- referenceId: one acceptance per (customer, referenceId), however many race for it ----------
 
 
-def test_racing_resubmissions_of_one_reference_store_it_once(tenant_factory, clock):
+def test_racing_resubmissions_of_one_reference_store_it_once(tenant_factory, clock, writers):
     """8 threads send the same 5 referenced deltas (in different orders, as retrying clients
     would): each is stored and charged once; every other answer replays the first acceptance."""
     tenant = tenant_factory("Retry Co", billing_mode=BillingMode.CREDITS, plan="starter")
@@ -281,3 +302,29 @@ def test_racing_resubmissions_of_one_reference_store_it_once(tenant_factory, clo
     assert (account.credit_balance, account.reserved) == (100, 5)
     assert uow.usage.get(tenant.id, period_of(clock())).consumed == 5
     _assert_stored_deltas_match(tenant, fresh, credits_each=1)
+
+
+# --- one process: writers of one customer take turns instead of racing in storage -----------------------------
+
+
+@pytest.mark.parametrize("mode", [BillingMode.MONTHLY, BillingMode.CREDITS])
+def test_writers_of_shared_customers_in_one_process_take_turns_without_lost_races(tenant_factory, clock, mode):
+    """8 threads send single deltas to 2 shared customers: each delta commits in its first transaction (no
+    condition fails, nothing is rolled back and re-read), and every sequence is gap-free."""
+    tenant = tenant_factory(f"Turns {mode} Co", billing_mode=mode, plan="scale")
+    if mode == BillingMode.CREDITS:
+        credit_service.topup(bootstrap.unit_of_work(), tenant.id, 1000, actor="test", now=clock())
+    shared = CUSTOMERS[:2]
+    workload: Workload = [(P, [[DeltaInput(customer_id=shared[(thread + call) % 2], delta=Decimal(thread * 10 + call),
+                                           reason=f"thread {thread} call {call}")] for call in range(6)])
+                          for thread in range(8)]
+
+    with AwsCalls.recording() as calls:
+        results = _run_concurrently(tenant, workload, clock())
+
+    accepted, failed = _split(results)
+    assert failed == [] and len(accepted) == 48
+    assert calls.operations.count("TransactWriteItems") == len(accepted)
+    assert len(ingest.TURNS) == 0  # no turn outlives its writers
+    _assert_stored_deltas_match(tenant, accepted, credits_each=1 if mode == BillingMode.CREDITS else 0,
+                                customers=shared)

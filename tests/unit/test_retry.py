@@ -1,12 +1,15 @@
-"""The one conflict-retry loop: a storage race is retried, a business 409 never is."""
+"""The one conflict-retry loop: a storage race is retried, a business 409 never is; in-process turns."""
 
 from __future__ import annotations
+
+import threading
+import time
 
 import pytest
 
 from chalicelib.api.errors import status_for
 from chalicelib.domain.errors import ConcurrentWriteError, ConflictError, ServiceUnavailableError
-from chalicelib.services.retry import backoff, retry_on_conflict
+from chalicelib.services.retry import Turns, backoff, retry_on_conflict
 from tests.fakes import FakeUnitOfWork
 
 
@@ -61,3 +64,103 @@ def test_on_conflict_can_settle_the_matter() -> None:
 def test_backoff_is_bounded_full_jitter() -> None:
     assert all(0 <= backoff(n) <= 0.05 for n in range(40))
     assert all(0 <= backoff(0) <= 0.002 for _ in range(50))
+
+
+# --- Turns: in-process waits instead of storage races -------------------------------------------------------
+
+A, B, C = ("t1", "production", "a"), ("t1", "production", "b"), ("t1", "production", "c")
+
+
+def _in_thread(target, *args) -> threading.Thread:
+    thread = threading.Thread(target=target, args=args, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_a_second_writer_of_the_same_key_waits_for_the_first() -> None:
+    turns = Turns()
+    events: list[str] = []
+
+    def second() -> None:
+        with turns.taken([A]):
+            events.append("second")
+
+    with turns.taken([A]):
+        thread = _in_thread(second)
+        thread.join(timeout=0.2)
+        assert thread.is_alive() and events == []  # still waiting: the first holds A
+        events.append("first")
+    thread.join(timeout=5)
+    assert not thread.is_alive() and events == ["first", "second"]
+
+
+def test_writers_of_different_keys_do_not_wait_for_each_other() -> None:
+    turns = Turns()
+    done = threading.Event()
+
+    def other() -> None:
+        with turns.taken([B]):
+            done.set()
+
+    with turns.taken([A]):
+        _in_thread(other)
+        assert done.wait(timeout=5)
+
+
+def test_overlapping_sets_given_in_opposite_orders_complete() -> None:
+    """Sorted acquisition: [A, B, C] and [C, B, A] taken over and over by two threads never deadlock."""
+    turns = Turns()
+    counts = {"forward": 0, "backward": 0}
+
+    def take(name: str, keys: list[tuple[str, ...]]) -> None:
+        for _ in range(300):
+            with turns.taken(keys):
+                counts[name] += 1
+                time.sleep(0)  # let the other thread in while this one holds its turns
+
+    threads = [_in_thread(take, "forward", [A, B, C]), _in_thread(take, "backward", [C, B, B, A])]
+    for thread in threads:
+        thread.join(timeout=20)
+    assert not any(thread.is_alive() for thread in threads), "deadlocked"
+    assert counts == {"forward": 300, "backward": 300}
+
+
+def test_a_turn_excludes_every_other_holder_of_its_key() -> None:
+    turns = Turns()
+    holders, most = [0], [0]
+    guard = threading.Lock()
+
+    def writer() -> None:
+        for _ in range(200):
+            with turns.taken([A, (f"t{threading.get_ident()}", "production", "own")]):
+                with guard:
+                    holders[0] += 1
+                    most[0] = max(most[0], holders[0])
+                time.sleep(0)
+                with guard:
+                    holders[0] -= 1
+
+    threads = [_in_thread(writer) for _ in range(6)]
+    for thread in threads:
+        thread.join(timeout=20)
+    assert not any(thread.is_alive() for thread in threads)
+    assert most[0] == 1
+
+
+def test_turns_are_dropped_when_no_one_holds_or_waits_for_them() -> None:
+    turns = Turns()
+    with turns.taken([A, B]):
+        assert len(turns) == 2
+    assert len(turns) == 0
+    with pytest.raises(RuntimeError), turns.taken([C]):
+        raise RuntimeError("the write path failed")
+    assert len(turns) == 0
+    with turns.taken([C]):  # and the failed holder released C
+        pass
+
+
+def test_a_nested_take_on_the_same_thread_passes_through() -> None:
+    turns = Turns()
+    with turns.taken([B]), turns.taken([A, B]):
+        assert len(turns) == 1  # the nested call took nothing (waiting for B would wait for itself)
+    assert len(turns) == 0
