@@ -168,6 +168,6 @@ def entries(uow: UnitOfWork, tenant_id: str, *, limit: int, cursor: str | None, 
             result = Page(items=[], next_cursor=None, extra={"page": page})
             break
         result = uow.credits.entries(tenant_id, limit, result.next_cursor)
-    if result.total is None:  # a page after the first: the count now
+    if result.total is None:  # a repository that does not count (a page past the end)
         result.total = uow.credits.account(tenant_id).entry_count
     return result

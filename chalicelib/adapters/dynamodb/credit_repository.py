@@ -78,19 +78,17 @@ class DynamoCreditRepository(Repository):
 
     def entries(self, tenant_id: str, limit: int, cursor: str | None) -> Page[LedgerEntry]:
         """Newest first, read by key: entries are numbered 1..``entry_count`` without gaps (the account
-        update that writes them is exact), so a page is the account (the first page only: its count is the
-        newest number, and the page's ``total``) and one BatchGetItem of the page's numbers, each in its
-        shard. An entry written before the shards existed is looked for under the account's key. The
-        cursor holds the last entry's key under the account's partition, as cursors issued before did."""
+        update that writes them is exact), so a page is the account (its count is the newest number and the
+        page's ``total``) and one BatchGetItem of the page's numbers, each in its shard. An entry written
+        before the shards existed is looked for under the account's key. The cursor holds the last entry's
+        key under the account's partition, as cursors issued before did."""
         legacy = keys.credits_pk(tenant_id)
         last_key, page = decode_cursor(cursor, partition=("pk", legacy), key_names=("pk", "sk"),
                                        sort_prefix=("sk", "E#"))
-        total = None
-        if last_key is None:
-            total = top = self.account(tenant_id).entry_count
-        else:
+        total = top = self.account(tenant_id).entry_count
+        if last_key is not None:
             try:
-                top = entry_number(last_key["sk"]["S"][2:]) - 1
+                top = min(top, entry_number(last_key["sk"]["S"][2:]) - 1)  # a forged number pages no emptiness
             except ValueError as exc:
                 raise ValidationError("cursor is invalid or expired", field="cursor") from exc
         numbers = list(range(top, max(0, top - limit), -1))
