@@ -316,6 +316,30 @@ def test_a_merged_cursor_is_bound_to_its_tenant_and_search(api, world, admin, te
     assert api.get(f"{LIST}?limit=1&cursor={cursor}", headers={**admin, "X-Environment": "sandbox"}).status == 400
     assert api.get(f"{LIST}?limit=1&cursor={cursor}", headers=world.auth(world.tenant("Globex"), "admin")).status == 400
 
+def test_customers_with_the_longest_names_and_ids_page_through_by_cursor(api, admin):
+    """A cursor holds one sort key as UTF-8: 200-character names in any script with 128-character ids stay
+    under the 2,048 characters a cursor may have (escaped as JSON, CJK names ran past it)."""
+    names = {("x" * 126) + f"{n:02d}": chr(0x4E00 + n) * 200 if n % 2 else chr(0x1F600 + n) * 200 for n in range(4)}
+    for customer_id, name in names.items():
+        create(api, admin, customer_id, name)
+    for url in (f"{DIRECTORY}&limit=1", f"{DIRECTORY}&limit=1&sortOrder=desc", f"{LIST}?limit=1&sortBy=customerId"):
+        seen, pages = walk(api, admin, url)
+        assert sorted(seen) == sorted(names) and pages == 4, url
+
+
+@pytest.mark.parametrize("after", ["no tab here", "acme\tbad id!", "acme\t", "bad id!"])
+def test_a_merged_cursor_naming_no_customer_is_a_400(api, admin, tenant, after):
+    from chalicelib.adapters.dynamodb import keys
+    from chalicelib.adapters.dynamodb.cursors import encode_merged_cursor
+
+    create(api, admin, "c0", "N0")
+    by_id = after == "bad id!"
+    cursor = encode_merged_cursor(after, set(), 1, partitions=keys.customer_list_pks(tenant.id, "production"))
+    url = f"{LIST}?limit=1&sortBy=customerId" if by_id else f"{DIRECTORY}&limit=1"
+    reply = api.get(f"{url}&cursor={cursor}", headers=admin)
+    assert reply.status == 400 and reply.error["field"] == "cursor"
+
+
 # --- the totals never drift from the rows they summarise ------------------------------------------------
 
 NAMES = itertools.count()

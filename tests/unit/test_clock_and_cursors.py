@@ -174,21 +174,30 @@ def test_a_cursor_is_bound_to_the_search_prefix_it_was_issued_for():
 # --- merged cursors (one listing over sharded partitions) -----------------------------------------------
 
 SHARDS = [f"T#2#E#production#CUSTOMERS#{n}" for n in range(32)]
-MERGED_KEYS = ("pk", "sk", "list_pk", "customer_id")
-AFTER = {"pk": {"S": "T#2#E#production#C#c7"}, "sk": {"S": "CUSTOMER"}, "customer_id": {"S": "c7"}}
+AFTER = "acme\tc7"  # a name-order sort key: the case-folded name, a tab, the id
 
 
 def _decode_merged(cursor: str | None, **kw):
     kw.setdefault("partitions", SHARDS)
-    return decode_merged_cursor(cursor, partition_name="list_pk", key_names=MERGED_KEYS, **kw)
+    return decode_merged_cursor(cursor, **kw)
 
 
-def test_a_merged_cursor_is_one_key_and_a_bit_per_finished_shard_however_many_shards():
+def test_a_merged_cursor_is_one_sort_key_and_a_bit_per_finished_shard_however_many_shards():
     cursor = encode_merged_cursor(AFTER, {0, 5, 31}, 2, partitions=SHARDS)
-    assert cursor is not None and len(cursor) < 400  # 32 shards' keys would be ~8 KB, past the 2,048 allowed
+    assert cursor is not None and len(cursor) < 200
     assert _decode_merged(cursor) == (AFTER, {0, 5, 31}, 3)
     assert _decode_merged(None) == (None, set(), 1)
     assert encode_merged_cursor(AFTER, set(range(32)), 2, partitions=SHARDS) is None  # every shard read
+
+
+def test_the_longest_sort_key_in_any_script_makes_a_cursor_the_api_takes():
+    """The longest name key (800 bytes of case-folded name: 200 astral characters) and the longest id, in a
+    descending search: well under the 2,048 characters a cursor may have (escaped, it would not be)."""
+    longest = "\U0001F600" * 200 + "\t" + "c" * 128
+    cursor = encode_merged_cursor(longest, set(range(31)), 999_998, partitions=SHARDS, order="desc",
+                                  sort_prefix=("name_key", "\U0001F600"))
+    assert cursor is not None and len(cursor) < 1_500
+    assert _decode_merged(cursor, order="desc", sort_prefix=("name_key", "\U0001F600"))[0] == longest
 
 
 @pytest.mark.parametrize("body", [
@@ -196,9 +205,10 @@ def test_a_merged_cursor_is_one_key_and_a_bit_per_finished_shard_however_many_sh
     {"a": AFTER, "x": 1 << 32},
     {"a": AFTER, "x": (1 << 32) - 1},  # every shard finished: never issued
     {"a": AFTER, "x": "3"},
-    {"a": {**AFTER, "list_pk": {"S": SHARDS[0]}}, "x": 0},  # the key holds no partition
-    {"a": {"pk": AFTER["pk"], "sk": AFTER["sk"]}, "x": 0},
-    {"a": {**AFTER, "customer_id": {"N": "7"}}, "x": 0},
+    {"a": "", "x": 0},  # an empty sort key
+    {"a": "x" * 1025, "x": 0},  # past DynamoDB's 1,024 bytes
+    {"a": "\ud800", "x": 0},  # not encodable
+    {"a": {"S": AFTER}, "x": 0},
     {"a": [AFTER], "x": 0},
     {"x": 0},
     {"a": AFTER},
@@ -211,9 +221,9 @@ def test_a_forged_merged_cursor_is_a_validation_error(body):
 
 
 def test_a_merged_cursor_is_bound_to_its_partitions_and_search():
-    cursor = encode_merged_cursor(AFTER, set(), 1, partitions=SHARDS, sort_prefix=("customer_id", "c"))
-    assert _decode_merged(cursor, sort_prefix=("customer_id", "c"))[0] == AFTER
-    for other in ({"partitions": [s.replace("T#2", "T#3") for s in SHARDS]}, {"sort_prefix": ("customer_id", "c7")},
-                  {"sort_prefix": ("customer_id", "d")}, {}):
+    cursor = encode_merged_cursor(AFTER, set(), 1, partitions=SHARDS, sort_prefix=("name_key", "a"))
+    assert _decode_merged(cursor, sort_prefix=("name_key", "a"))[0] == AFTER
+    for other in ({"partitions": [s.replace("T#2", "T#3") for s in SHARDS]}, {"sort_prefix": ("name_key", "ac")},
+                  {"sort_prefix": ("name_key", "b")}, {}):
         with pytest.raises(ValidationError):
             _decode_merged(cursor, **other)

@@ -52,28 +52,31 @@ def decode_cursor(
     return last_key, data["p"] + 1
 
 
-def encode_merged_cursor(after: dict[str, Any] | None, read_all: set[int], page: int, *, partitions: list[str],
+def encode_merged_cursor(after: str | None, read_all: set[int], page: int, *, partitions: list[str],
                          sort_prefix: tuple[str, str] | None = None, order: str | None = None) -> str | None:
-    """A cursor over several partitions read as one listing (sharded keys, ``merged.py``): the key of the
-    last record used (without its partition: every partition resumes after it) and which partitions hold
-    nothing more (a bit each); bound to the partitions and the search. None when none holds anything more."""
+    """A cursor over several partitions read as one listing (sharded keys, ``merged.py``): the sort key of the
+    last record used (every partition resumes after it; the caller rebuilds the rest of the key, so a cursor
+    stays short whatever the partitions and table keys) and which partitions hold nothing more (a bit each);
+    bound to the partitions and the search. None when none holds anything more."""
     if len(read_all) >= len(partitions):
         return None
     return _encoded({"a": after, "x": sum(1 << number for number in read_all), "p": page,
                      "q": _query_tag(partitions, sort_prefix)} | ({"o": order} if order else {}))
 
 
+#: DynamoDB's limit on a sort key's size.
+SORT_KEY_BYTES = 1024
+
+
 def decode_merged_cursor(
     cursor: str | None,
     *,
-    partition_name: str,
     partitions: list[str],
-    key_names: tuple[str, ...],
     sort_prefix: tuple[str, str] | None = None,
     order: str | None = None,
-) -> tuple[dict[str, Any] | None, set[int], int]:
-    """Return (the key to resume after, the partitions read to their end, page number of the page it
-    starts), checked as :func:`decode_cursor` checks one key."""
+) -> tuple[str | None, set[int], int]:
+    """Return (the sort key to resume after, the partitions read to their end, page number of the page it
+    starts); a forged sort key (empty, past DynamoDB's size, outside the search) is a 400 like any bad cursor."""
     if not cursor:
         return None, set(), 1
     try:
@@ -83,16 +86,19 @@ def decode_merged_cursor(
             raise ValueError("cursor belongs to another query")
         if type(bits) is not int or not 0 <= bits < (1 << len(partitions)) - 1:
             raise ValueError("bad partitions read")
-        if after is not None:
-            _check_key(after, partition=None, key_names=tuple(n for n in key_names if n != partition_name),
-                       sort_prefix=sort_prefix)
-    except (ValueError, KeyError, TypeError) as exc:
+        if after is not None and (not isinstance(after, str) or not after
+                                  or len(after.encode()) > SORT_KEY_BYTES):
+            raise ValueError("bad sort key")
+        if after is not None and sort_prefix and not after.startswith(sort_prefix[1]):
+            raise ValueError("cursor belongs to another query")
+    except (ValueError, KeyError, TypeError, UnicodeError) as exc:
         raise ValidationError("cursor is invalid or expired", field="cursor") from exc
     return after, {number for number in range(len(partitions)) if bits >> number & 1}, data["p"] + 1
 
 
 def _encoded(body: dict[str, Any]) -> str:
-    raw = json.dumps(body, separators=(",", ":"), sort_keys=True)
+    # As UTF-8: escaped, a non-ASCII letter would take 6 to 12 characters.
+    raw = json.dumps(body, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
@@ -113,14 +119,15 @@ def _decoded(cursor: str, order: str | None) -> dict[str, Any]:
     return data
 
 
-def _check_key(last_key: Any, *, partition: tuple[str, str] | None, key_names: tuple[str, ...],
+def _check_key(last_key: Any, *, partition: tuple[str, str], key_names: tuple[str, ...],
                sort_prefix: tuple[str, str] | None) -> None:
     if not isinstance(last_key, dict) or set(last_key) != set(key_names):
         raise ValueError("bad key shape")
     for value in last_key.values():
         if not isinstance(value, dict) or set(value) != {"S"} or not isinstance(value["S"], str):
             raise ValueError("bad key value")
-    if partition is not None and last_key[partition[0]]["S"] != partition[1]:
+    name, value = partition
+    if last_key[name]["S"] != value:
         raise ValueError("cursor belongs to another partition")
     if sort_prefix and not last_key[sort_prefix[0]]["S"].startswith(sort_prefix[1]):
         raise ValueError("cursor belongs to another query")

@@ -15,6 +15,7 @@ from chalicelib.adapters.dynamodb.models import CustomerRecord, CustomerStatsRec
 from chalicelib.adapters.dynamodb.staging import Repository, batch_get, get_item
 from chalicelib.adapters.dynamodb.usage_repository import read_usage, usage_keys
 from chalicelib.domain.customers import (
+    CUSTOMER_ID_RE,
     Customer,
     CustomerSource,
     CustomerStats,
@@ -23,6 +24,7 @@ from chalicelib.domain.customers import (
     SharingState,
     name_key,
 )
+from chalicelib.domain.errors import ValidationError
 from chalicelib.domain.identity import Environment
 from chalicelib.domain.usage import UsageCounter
 from chalicelib.services.ports import Page
@@ -85,6 +87,16 @@ def _record(tenant_id: str, environment: Environment | str, customer_id: str) ->
     return CustomerRecord(keys.customer_pk(tenant_id, str(environment), customer_id), keys.CUSTOMER_SK)
 
 
+def _list_key(tenant_id: str, environment: Environment, sort_key: str, value: str) -> dict[str, Any]:
+    """A list index entry's key (without its partition) from its sort key alone, as a merged cursor holds it:
+    the id is the sort key (id order) or what follows the name's tab (name order)."""
+    customer_id = value.rpartition("\t")[2] if sort_key == "name_key" else value
+    if (sort_key == "name_key" and "\t" not in value) or not CUSTOMER_ID_RE.fullmatch(customer_id):
+        raise ValidationError("cursor is invalid or expired", field="cursor")
+    return {"pk": {"S": keys.customer_pk(tenant_id, str(environment), customer_id)}, "sk": {"S": keys.CUSTOMER_SK},
+            sort_key: {"S": value}}
+
+
 class DynamoCustomerRepository(Repository):
     def get(self, tenant_id: str, environment: Environment, customer_id: str) -> Customer | None:
         record = get_item(CustomerRecord, keys.customer_pk(tenant_id, str(environment), customer_id),
@@ -133,8 +145,9 @@ class DynamoCustomerRepository(Repository):
         key_names: tuple[str, ...] = ("pk", "sk", "list_pk", sort_key)
         order = "desc" if descending else None
         searched = (sort_key, prefix) if prefix else None
-        after, read_all, page_number = decode_merged_cursor(cursor, partition_name="list_pk", partitions=partitions,
-                                                            key_names=key_names, sort_prefix=searched, order=order)
+        resume, read_all, page_number = decode_merged_cursor(cursor, partitions=partitions, sort_prefix=searched,
+                                                             order=order)
+        after = None if resume is None else _list_key(tenant_id, environment, sort_key, resume)
         condition = getattr(index.__class__, sort_key).startswith(prefix) if prefix else None
 
         def run(list_pk: str, start: dict[str, Any] | None, count: int) -> Any:
@@ -161,9 +174,9 @@ class DynamoCustomerRepository(Repository):
                     break
         if keep is None and not unused:
             merged.more()  # a full last page: find out whether anything follows, for no cursor to an empty page
-        resume_after, finished = merged.resume_point(used, unused)
-        next_cursor = encode_merged_cursor(resume_after, finished, page_number, partitions=partitions,
-                                           sort_prefix=searched, order=order)
+        last, finished = merged.resume_point(used, unused)
+        next_cursor = encode_merged_cursor(last[sort_key]["S"] if last else None, finished, page_number,
+                                           partitions=partitions, sort_prefix=searched, order=order)
         return Page(items=kept, next_cursor=next_cursor, extra={"page": page_number})
 
     def stats(self, tenant_id: str, environment: Environment) -> CustomerStats:
