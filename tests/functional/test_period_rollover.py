@@ -318,6 +318,28 @@ def test_a_delta_still_awaiting_verification_holds_back_its_customers_checkpoint
     assert [c.tree_size for c in page.items] == [2]  # sealed once, with the late delta under it
 
 
+def test_a_stored_customer_cursor_that_no_longer_reads_starts_the_pass_over(world, arranged):
+    """A close in progress stores where its checkpoint pass is; a cursor of an older listing format (or any
+    that no longer decodes) restarts that pass instead of failing the tenant on every run."""
+    from chalicelib.domain.period_close import CheckpointProgress
+
+    world.clock.current = datetime(2026, 4, 30, 23, 59, tzinfo=UTC)
+    principal = ApiKeyPrincipal(tenant_id=arranged.acme, environment=P, key_id="key_test")
+    [late] = ingest.submit_deltas(bootstrap.unit_of_work(), principal,
+                                  [DeltaInput(customer_id="cust_b", delta=Decimal("1"), reason="late")],
+                                  now=world.clock())
+    assert not run(arranged).done  # waiting on the late delta
+    uow = bootstrap.unit_of_work()
+    close = uow.period_closes.get(arranged.acme, APRIL)
+    uow.period_closes.save(close.checkpointed(str(P), CheckpointProgress(cursor="eyJtIjpbXX0"), RUN_AT))
+    uow.commit()
+    verification.verify_records(bootstrap.unit_of_work(), [(arranged.acme, P, late.data["recordId"])],
+                                now=RUN_AT, signer=bootstrap.signer())
+    assert run(arranged).done
+    page = bootstrap.unit_of_work().checkpoints.list(arranged.acme, P, "cust_b", APRIL, 10, None)
+    assert [c.tree_size for c in page.items] == [2]
+
+
 def test_a_budget_spent_mid_run_is_resumed_by_the_next_invocation(arranged):
     ticks = iter(range(6, -1, -1))  # a few checks' worth of time, then none
     first = run(arranged, time_left=lambda: next(ticks, -1))
