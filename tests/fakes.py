@@ -576,14 +576,21 @@ class FakeCreditRepository(_Repository):
         return CreditPosition(ledger=row.ledger, pool=row.pool, resolved=row.resolved,
                               posted_deltas=row.posted_deltas, lanes=lanes)
 
-    def entries(self, tenant_id: str, limit: int, cursor: str | None) -> Page[LedgerEntry]:
-        """Newest first: ``E#{entry_id}`` descending (entry ids are numbered in commit order)."""
+    def entries(self, tenant_id: str, limit: int, cursor: str | None, page: int = 1) -> Page[LedgerEntry]:
+        """Newest first: ``E#{entry_id}`` descending (entry ids are numbered in commit order); ``page`` without
+        a cursor is reached by walking the pages before it (past the end: empty)."""
         pk = keys.credits_pk(tenant_id)
         begins = keys.ledger_entry_sk("")
         rows = [row for row in self._ledger.partition(pk, forward=False) if row[0].startswith(begins)]
-        items, next_cursor, page = _paginate(rows, limit=limit, cursor=cursor, partition=("pk", pk),
-                                             forward=False, last_key=_lek(pk), sort_prefix=begins)
-        return Page(items=items, next_cursor=next_cursor, extra={"page": page})
+        total = self.account(tenant_id).entry_count
+        items, next_cursor, number = _paginate(rows, limit=limit, cursor=cursor, partition=("pk", pk),
+                                               forward=False, last_key=_lek(pk), sort_prefix=begins)
+        while cursor is None and number < page:
+            if next_cursor is None:
+                return Page(items=[], next_cursor=None, total=total, extra={"page": page})
+            items, next_cursor, number = _paginate(rows, limit=limit, cursor=next_cursor, partition=("pk", pk),
+                                                   forward=False, last_key=_lek(pk), sort_prefix=begins)
+        return Page(items=items, next_cursor=next_cursor, total=total, extra={"page": number})
 
     def _update(self, key: Key, condition: Condition, change: Callable[[Any], Any]) -> None:
         self._uow.stage(_Write(self._ledger, key, None, condition, apply=change))

@@ -344,10 +344,11 @@ def list_dashboard_customers(ctx: Ctx, include: str | None, search: str | None, 
     cycle summary, verification state, next close date, record freshness and at-a-glance counts, and
     sorts by display name from the directory index unless `sortBy` says otherwise.
 
-    Cost: an unfiltered page is one query of `limit` items on each of the index's 4 shards (concurrent,
-    merged by sort key) and one batch read; `search` is a key condition on the sort order.
-    A filtered page reads the shards 100 customers a query and keeps the matches, examining at most 1,000
-    customers per request: when that runs out first, the page comes back short (possibly empty) with a
+    Cost: an unfiltered page is one query on each of the index's 32 shards (all at once, merged by sort
+    key; each asked for about twice its share of the page, a shard that runs dry asked again) and one batch
+    read; `search` is a key condition on the sort order; `page` passes over the earlier pages' keys in the
+    same queries. A filtered page reads the shards 100 customers at a time and keeps the matches, examining
+    at most 1,000 customers per request: when that runs out first, the page comes back short (possibly empty) with a
     `nextCursor` that resumes after the last customer examined. Filtered pages follow `nextCursor` only
     (`page` > 1 with a filter is 400)."""
     filters = directory.parse_filter({name: listing.get(name) for name in FILTERS})

@@ -158,16 +158,6 @@ def balances(uow: UnitOfWork, tenant_id: str) -> CreditAccount:
 
 
 def entries(uow: UnitOfWork, tenant_id: str, *, limit: int, cursor: str | None, page: int) -> Page[LedgerEntry]:
-    """Newest first; ``total`` from the account's entry counter (no counting reads).
-
-    A bare ``page`` number walks forward page by page; ``cursor`` resumes in one query.
-    """
-    result = uow.credits.entries(tenant_id, limit, cursor)
-    while cursor is None and result.extra["page"] < page:
-        if not result.next_cursor:
-            result = Page(items=[], next_cursor=None, extra={"page": page})
-            break
-        result = uow.credits.entries(tenant_id, limit, result.next_cursor)
-    if result.total is None:  # a repository that does not count (a page past the end)
-        result.total = uow.credits.account(tenant_id).entry_count
-    return result
+    """Newest first; ``total`` from the account's entry counter (no counting reads). Entries are numbered
+    without gaps, so a bare ``page`` number is read directly; ``cursor`` resumes where a page ended."""
+    return uow.credits.entries(tenant_id, limit, cursor, page=page if cursor is None else 1)

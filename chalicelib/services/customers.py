@@ -56,7 +56,7 @@ def list_customers(
     so it is a key condition either way. Filters are applied to index pages as they are read, at most
     ``FILTER_BUDGET`` customers per request (a short page then carries a cursor), so filtered pages are
     followed by cursor only. A ``cursor`` resumes in one request; a bare ``page`` number (unfiltered)
-    walks forward page by page, so clients should follow cursors.
+    passes over the earlier pages' index keys (no rows read for them), so clients should follow cursors.
     """
     if sort_by not in DIRECTORY_SORTS:
         raise ValidationError(f"sortBy must be one of {', '.join(DIRECTORY_SORTS)}", field="sortBy")
@@ -69,17 +69,9 @@ def list_customers(
         raise ValidationError("With filters, pages may come back short: follow nextCursor instead of page numbers",
                               field="page")
 
-    def fetch(after: str | None) -> Page[Customer]:
-        return uow.customers.directory(principal.tenant_id, principal.environment, by_name=by_name,
-                                       descending=descending, limit=limit, cursor=after, prefix=prefix, keep=keep,
-                                       budget=FILTER_BUDGET)
-
-    result = fetch(cursor)
-    while cursor is None and result.extra["page"] < page:
-        if not result.next_cursor:
-            return Page(items=[], next_cursor=None, extra={"page": page})
-        result = fetch(result.next_cursor)
-    return result
+    return uow.customers.directory(principal.tenant_id, principal.environment, by_name=by_name,
+                                   descending=descending, limit=limit, cursor=cursor, prefix=prefix, keep=keep,
+                                   budget=FILTER_BUDGET, page=page if cursor is None else 1)
 
 
 def summary(uow: UnitOfWork, principal: DashboardPrincipal, *, now: datetime) -> tuple[CustomerStats, UsageCounter]:

@@ -307,6 +307,28 @@ def test_a_directory_page_is_one_query_per_shard_and_one_batch_read(api, admin):
     assert sorted(c.operation for c in reads) == ["BatchGetItem"] + ["Query"] * 32
 
 
+def test_a_numbered_page_passes_over_the_earlier_ones_in_the_same_queries(api, admin):
+    """``page=N`` reads the earlier pages' index keys in the same queries as the page's, and the rows of
+    that page only: one BatchGetItem, and no more queries than the first page makes."""
+    from tests.dynamo_calls import AwsCalls
+
+    for n in range(30):
+        create(api, admin, f"c{n:02d}", f"N{n:02d}")
+    api.get(DIRECTORY, headers=admin)  # warm
+    every = ids(api.get(f"{DIRECTORY}&limit=30", headers=admin))
+    for page in (1, 3, 6, 7, 9):
+        with AwsCalls.recording() as calls:
+            reply = api.get(f"{DIRECTORY}&limit=5&page={page}", headers=admin)
+        assert ids(reply) == every[(page - 1) * 5:page * 5] and reply.data["page"] == page
+        reads = [c.operation for c in calls.calls if c.target.startswith("tally-test-customers")]
+        assert reads.count("BatchGetItem") == (1 if page <= 6 else 0) and reads.count("Query") == 32, page
+        if page < 6:  # the cursor of a numbered page goes on from it
+            following = api.get(f"{DIRECTORY}&limit=5&cursor={reply.data['nextCursor']}", headers=admin)
+            assert ids(following) == every[page * 5:(page + 1) * 5] and following.data["page"] == page + 1
+        else:
+            assert reply.data["nextCursor"] is None
+
+
 def test_a_merged_cursor_is_bound_to_its_tenant_and_search(api, world, admin, tenant):
     for n in range(3):
         create(api, admin, f"c{n}", f"N{n}")

@@ -409,6 +409,19 @@ def test_entries_are_spread_over_eight_partitions_and_a_page_is_read_by_key(api,
     assert first["total"] == second["total"] == 17 and second["nextCursor"] is None
 
 
+def test_a_numbered_ledger_page_is_read_directly(api, world, acme, clock):
+    """Entries are numbered, so page N is its own numbers: the account and one BatchGetItem, however deep."""
+    from tests.dynamo_calls import AwsCalls
+
+    for amount in range(1, 18):
+        top_up(acme, amount, clock())
+    with AwsCalls.recording() as calls:
+        data = api.get(f"{ENTRIES}?limit=5&page=3", headers=world.auth(acme)).data
+    assert [e["amount"] for e in data["items"]] == [7, 6, 5, 4, 3] and data["page"] == 3
+    assert [c.operation for c in calls.calls if c.target.startswith("tally-test-ledger")] == ["GetItem",
+                                                                                              "BatchGetItem"]
+
+
 def test_entries_written_before_the_shards_are_still_listed(api, world, acme, clock):
     """Entries stored under the account's partition (before the shards existed) are found there."""
     from chalicelib.adapters.dynamodb import keys

@@ -76,22 +76,26 @@ class DynamoCreditRepository(Repository):
         record = get_item(CreditAccountRecord, keys.credits_pk(tenant_id), keys.ACCOUNT_SK)
         return account_from(tenant_id, record)
 
-    def entries(self, tenant_id: str, limit: int, cursor: str | None) -> Page[LedgerEntry]:
+    def entries(self, tenant_id: str, limit: int, cursor: str | None, page: int = 1) -> Page[LedgerEntry]:
         """Newest first, read by key: entries are numbered 1..``entry_count`` without gaps (the account
         update that writes them is exact), so a page is the account (its count is the newest number and the
         page's ``total``) and one BatchGetItem of the page's numbers, each in its shard. An entry written
         before the shards existed is looked for under the account's key. The cursor holds the last entry's
-        key under the account's partition, as cursors issued before did."""
+        key under the account's partition, as cursors issued before did. ``page`` (without a cursor) is read
+        directly: its newest number is known from the count."""
         legacy = keys.credits_pk(tenant_id)
-        last_key, page = decode_cursor(cursor, partition=("pk", legacy), key_names=("pk", "sk"),
-                                       sort_prefix=("sk", "E#"))
+        last_key, number = decode_cursor(cursor, partition=("pk", legacy), key_names=("pk", "sk"),
+                                         sort_prefix=("sk", "E#"))
         total = top = self.account(tenant_id).entry_count
-        if last_key is not None:
+        if last_key is None:
+            number = max(page, 1)
+            top -= (number - 1) * limit
+        else:
             try:
                 top = min(top, entry_number(last_key["sk"]["S"][2:]) - 1)  # a forged number pages no emptiness
             except ValueError as exc:
                 raise ValidationError("cursor is invalid or expired", field="cursor") from exc
-        numbers = list(range(top, max(0, top - limit), -1))
+        numbers = list(range(top, max(0, top - limit), -1))  # none past the oldest
         table = LedgerEntryRecord.Meta.table_name
         where = {n: (keys.ledger_entry_pk(tenant_id, n), keys.ledger_entry_sk(entry_id_for(n))) for n in numbers}
         found = batch_get([(LedgerEntryRecord, *where[n]) for n in numbers])
@@ -101,9 +105,9 @@ class DynamoCreditRepository(Repository):
             found |= batch_get([(LedgerEntryRecord, *where[n]) for n in missing])
         items = [_entry_from(LedgerEntryRecord.from_raw_data(found[(table, *where[n])])) for n in numbers
                  if (table, *where[n]) in found]
-        next_cursor = (encode_cursor({"pk": {"S": legacy}, "sk": {"S": where[numbers[-1]][1]}}, page)
+        next_cursor = (encode_cursor({"pk": {"S": legacy}, "sk": {"S": where[numbers[-1]][1]}}, number)
                        if numbers and numbers[-1] > 1 else None)
-        return Page(items=items, next_cursor=next_cursor, total=total, extra={"page": page})
+        return Page(items=items, next_cursor=next_cursor, total=total, extra={"page": number})
 
     def position(self, tenant_id: str) -> CreditPosition:
         """The account and its lanes in one BatchGetItem."""

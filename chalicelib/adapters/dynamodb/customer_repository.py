@@ -80,6 +80,7 @@ def _sum_stats(tenant_id: str, environment: Environment, found: dict[tuple[str, 
 
 
 DIRECTORY_PAGE = 100  # index items read per query while filling a filtered directory page
+SKIP_READ = 1_000  # index keys a shard is asked for at most while passing over earlier pages (``page``)
 
 
 def _record(tenant_id: str, environment: Environment | str, customer_id: str) -> CustomerRecord:
@@ -129,9 +130,10 @@ class DynamoCustomerRepository(Repository):
 
     def directory(self, tenant_id: str, environment: Environment, *, by_name: bool, descending: bool,
                   limit: int, cursor: str | None, prefix: str | None,
-                  keep: Callable[[Customer], bool] | None, budget: int) -> Page[Customer]:
+                  keep: Callable[[Customer], bool] | None, budget: int, page: int = 1) -> Page[Customer]:
         """Customers by display name or by id (keys-only indexes, then the rows in one BatchGetItem),
-        kept by ``keep``.
+        kept by ``keep``. ``page`` (unfiltered, without a cursor) passes over the earlier pages' keys in the
+        same queries, reading no rows for them.
 
         The indexes are sharded (``keys.customer_list_pks``): each shard is queried (concurrently) and the
         answers merged by sort key (``merged.py``). Unfiltered: one query a shard (a shard that runs dry
@@ -155,8 +157,14 @@ class DynamoCustomerRepository(Repository):
                                 limit=count, page_size=count, last_evaluated_key=start)
 
         wanted = limit if keep is None else budget
+        skip = (page - 1) * limit if cursor is None and keep is None else 0
         merged = MergedQuery(run, partitions, after, read_all, partition_name="list_pk", sort_key=sort_key,
-                             descending=descending, wanted=min(wanted, DIRECTORY_PAGE), key_names=key_names)
+                             descending=descending, wanted=min(wanted + skip, SKIP_READ if skip else DIRECTORY_PAGE),
+                             key_names=key_names)
+        skipped: list[tuple[int, Any]] = []
+        while len(skipped) < skip and (taken := merged.take(min(SKIP_READ, skip - len(skipped)))):
+            skipped += taken
+        page_number = max(page_number, page if skip else 1)
         kept: list[Customer] = []
         used: list[tuple[int, Any]] = []
         unused: list[tuple[int, Any]] = []
@@ -174,7 +182,7 @@ class DynamoCustomerRepository(Repository):
                     break
         if keep is None and not unused:
             merged.more()  # a full last page: find out whether anything follows, for no cursor to an empty page
-        last, finished = merged.resume_point(used, unused)
+        last, finished = merged.resume_point(skipped + used, unused)
         next_cursor = encode_merged_cursor(last[sort_key]["S"] if last else None, finished, page_number,
                                            partitions=partitions, sort_prefix=searched, order=order)
         return Page(items=kept, next_cursor=next_cursor, extra={"page": page_number})

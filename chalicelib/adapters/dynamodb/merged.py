@@ -129,7 +129,7 @@ class MergedQuery:
             dict[str, Any] | None, set[int]]:
         """Where the listing goes on after ``used`` (records taken and kept or examined, in order): the last
         used record's key, and the shards read to their end; ``unused`` are records taken but handed back,
-        so their shards are not finished. ``(None, every shard)`` when nothing follows."""
+        so their shards are not finished. Every shard is in the set when nothing follows."""
         after = key_of(used[-1][1], self._own_names) if used else self._after
         pending = {number for number, _ in unused}
         done = {number for number, shard in enumerate(self._shards)
