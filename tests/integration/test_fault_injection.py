@@ -586,6 +586,17 @@ class Harness:
     clock: FrozenClock
 
 
+@pytest.fixture(scope="module", autouse=True)
+def four_list_shards() -> Iterator[None]:
+    """Four customer-list shards, not 32: a listing's shard queries are one call site (one fault point per kind
+    here) but each case reruns the listings of its path; 32 made the rollover cases twice as slow."""
+    from chalicelib.adapters.dynamodb import keys
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(keys, "CUSTOMER_LIST_SHARDS", range(4))
+        yield
+
+
 @pytest.fixture(scope="module")
 def harness(moto_world) -> Iterator[Harness]:
     """Faults armed on DynamoDB, S3 and SQS; every sleep recorded, not slept; Stripe's secret and a fake provider."""
