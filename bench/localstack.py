@@ -241,10 +241,12 @@ def main() -> None:
     pause_at, resume_at = base_accepted + round(0.55 * remaining) * 100, base_accepted + round(0.70 * remaining) * 100
     paused_at = resumed_at = 0.0
 
+    ingest_over = threading.Event()
+
     def pause_and_resume() -> None:
         nonlocal paused_at, resumed_at
         for threshold, signum in ((pause_at, signal.SIGSTOP), (resume_at, signal.SIGCONT)):
-            while not done.is_set() and (accepted[-1][1] if accepted else 0) < threshold:
+            while not ingest_over.is_set() and (accepted[-1][1] if accepted else 0) < threshold:
                 time.sleep(0.02)
             signal_jobs(signum)
             if signum == signal.SIGSTOP:
@@ -256,10 +258,14 @@ def main() -> None:
     ingest_began = time.monotonic()
     watcher.start()
     controller.start()
-    with ThreadPoolExecutor(args.threads) as pool:
-        list(pool.map(lambda _i: batch(), range(remaining)))
-    ingest_ended = time.monotonic()
-    controller.join()
+    try:
+        with ThreadPoolExecutor(args.threads) as pool:
+            list(pool.map(lambda _i: batch(), range(remaining)))
+    finally:  # a failed batch must not leave the job environments stopped, nor the controller waiting
+        ingest_ended = time.monotonic()
+        ingest_over.set()
+        controller.join()
+        signal_jobs(signal.SIGCONT)
     ingested = remaining * 100
     settle(sent + 200, timeout=3600)
     done.set()
@@ -293,8 +299,8 @@ def main() -> None:
     steady = [(t, backlog(t)) for t, _v in marks if begin_w <= t <= end_w]
     times, sizes = [t for t, _b in steady], [b for _t, b in steady]
     backlog_trend = statistics.linear_regression(times, sizes).slope if len(steady) >= 3 else float("nan")
-    backlog_mean = statistics.fmean(b for _t, b in steady)
-    backlog_max = max(b for _t, b in steady)
+    backlog_mean = statistics.fmean(b for _t, b in steady) if steady else float("nan")  # a run too short
+    backlog_max = max((b for _t, b in steady), default=float("nan"))
 
     # 3b. Capacity: from the resume until the backlog is down to one queue batch (10 messages of 100) or ingest
     # ended, the verifier always had work waiting, so it verified as fast as it could beside the ingest.
