@@ -9,6 +9,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import boto3
+import pytest
 
 from chalicelib import bootstrap
 from chalicelib.domain.customers import Customer, CustomerSource
@@ -75,3 +76,15 @@ def verify(tenant, record_ids: list[str], clock, environment: Environment = Envi
 
     refs = [(tenant.id, environment, r) for r in record_ids]
     return verification.verify_records(bootstrap.unit_of_work(), refs, now=clock(), signer=bootstrap.signer())
+
+
+@contextmanager
+def few_list_shards(count: int = 4) -> Iterator[None]:
+    """Customer-list shards cut to ``count`` for the crash and fault matrices: a listing's shard queries are
+    one kind of call (a Query of one index shard), but every one is a point those matrices rerun the world
+    at, so 32 only slowed them (the rollover crash matrix 5x) without a new kind of point."""
+    from chalicelib.adapters.dynamodb import keys
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(keys, "CUSTOMER_LIST_SHARDS", range(count))
+        yield

@@ -160,4 +160,4 @@ def balances(uow: UnitOfWork, tenant_id: str) -> CreditAccount:
 def entries(uow: UnitOfWork, tenant_id: str, *, limit: int, cursor: str | None, page: int) -> Page[LedgerEntry]:
     """Newest first; ``total`` from the account's entry counter (no counting reads). Entries are numbered
     without gaps, so a bare ``page`` number is read directly; ``cursor`` resumes where a page ended."""
-    return uow.credits.entries(tenant_id, limit, cursor, page=page if cursor is None else 1)
+    return uow.credits.entries(tenant_id, limit, cursor, page=page)

@@ -71,7 +71,7 @@ def list_customers(
 
     return uow.customers.directory(principal.tenant_id, principal.environment, by_name=by_name,
                                    descending=descending, limit=limit, cursor=cursor, prefix=prefix, keep=keep,
-                                   budget=FILTER_BUDGET, page=page if cursor is None else 1)
+                                   budget=FILTER_BUDGET, page=page)
 
 
 def summary(uow: UnitOfWork, principal: DashboardPrincipal, *, now: datetime) -> tuple[CustomerStats, UsageCounter]:

@@ -131,7 +131,8 @@ class CustomerRepository(Protocol):
         """Take a terminally failed delta's amount back out of the running balance (staged)."""
     def directory(self, tenant_id: str, environment: Environment, *, by_name: bool, descending: bool,
                   limit: int, cursor: str | None, prefix: str | None,
-                  keep: Callable[[Customer], bool] | None, budget: int, page: int = 1) -> Page[Customer]: ...
+                  keep: Callable[[Customer], bool] | None, budget: int, page: int = 1) -> Page[Customer]:
+        """``page`` counts only without a cursor (a cursor says where its page starts)."""
     def stats(self, tenant_id: str, environment: Environment) -> CustomerStats: ...
     def stats_and_usage(self, tenant_id: str, environment: Environment,
                         period: str) -> tuple[CustomerStats, UsageCounter]: ...

@@ -41,7 +41,7 @@ from chalicelib.services import ingest, rollover, verification
 from tests.conftest import empty_world
 from tests.dynamo_calls import CrashError, DynamoCalls
 from tests.factories import World
-from tests.helpers import overriding
+from tests.helpers import few_list_shards, overriding
 
 P, S = Environment.PRODUCTION, Environment.SANDBOX
 APRIL, MAY = "2026-04", "2026-05"
@@ -456,33 +456,28 @@ def _finish(arranged: Arranged) -> None:
     raise AssertionError("the rollover did not finish after a crash")
 
 
-def test_a_crash_at_any_dynamodb_or_provider_call_then_reruns_give_each_effect_once(aws, clock, monkeypatch):
-    # Four customer-list shards, not 32: each listing's fan-out is one crash point per shard (the same kind of
-    # call, a Query of one index shard), and every crash point reruns the world: 32 made this test 5x slower
-    # without a new kind of point to crash at.
-    from chalicelib.adapters.dynamodb import keys
-
-    monkeypatch.setattr(keys, "CUSTOMER_LIST_SHARDS", range(4))
-    baseline_world = _fresh_world(clock)
-    calls = DynamoCalls().attach()
-    try:
-        with calls.run():
-            run(baseline_world)
-        operations = list(calls.operations)
-        expected = observe(baseline_world)
-        assert "Scan" not in operations
-        crashes = [(k, phase) for k in range(1, len(operations) + 1) for phase in ("before", "after")]
-        crashes += [(None, point) for point in ("report-before", "report-after", "subscription")]
-        for crash_at, point in crashes:
-            arranged = _fresh_world(clock)
-            if crash_at is None:
-                arranged.billing.crash = point
-            with calls.run(crash_at=crash_at, phase=point), pytest.raises(CrashError):
-                run(arranged)
-            _finish(arranged)
-            assert observe(arranged) == expected, (crash_at, point, operations[(crash_at or 1) - 1])
-    finally:
-        calls.detach()
+def test_a_crash_at_any_dynamodb_or_provider_call_then_reruns_give_each_effect_once(aws, clock):
+    with few_list_shards():
+        baseline_world = _fresh_world(clock)
+        calls = DynamoCalls().attach()
+        try:
+            with calls.run():
+                run(baseline_world)
+            operations = list(calls.operations)
+            expected = observe(baseline_world)
+            assert "Scan" not in operations
+            crashes = [(k, phase) for k in range(1, len(operations) + 1) for phase in ("before", "after")]
+            crashes += [(None, point) for point in ("report-before", "report-after", "subscription")]
+            for crash_at, point in crashes:
+                arranged = _fresh_world(clock)
+                if crash_at is None:
+                    arranged.billing.crash = point
+                with calls.run(crash_at=crash_at, phase=point), pytest.raises(CrashError):
+                    run(arranged)
+                _finish(arranged)
+                assert observe(arranged) == expected, (crash_at, point, operations[(crash_at or 1) - 1])
+        finally:
+            calls.detach()
 
 
 # --- round trips -------------------------------------------------------------------------------------

@@ -81,7 +81,7 @@ from tests.factories import World
 from tests.fakes import FakeBillingProvider, RecordingSender
 from tests.functional import test_period_rollover as rollover_world
 from tests.functional.test_stripe_webhook import SECRET, invoice_event
-from tests.helpers import overriding
+from tests.helpers import few_list_shards, overriding
 from tests.ledger import replay_ledger
 
 P = Environment.PRODUCTION
@@ -588,12 +588,9 @@ class Harness:
 
 @pytest.fixture(scope="module", autouse=True)
 def four_list_shards() -> Iterator[None]:
-    """Four customer-list shards, not 32: a listing's shard queries are one call site (one fault point per kind
-    here) but each case reruns the listings of its path; 32 made the rollover cases twice as slow."""
-    from chalicelib.adapters.dynamodb import keys
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(keys, "CUSTOMER_LIST_SHARDS", range(4))
+    """Each case reruns its path's listings; with 32 shards the rollover cases took twice as long (one call
+    site here all the same: ``few_list_shards``)."""
+    with few_list_shards():
         yield
 
 

@@ -164,7 +164,8 @@ class DynamoCustomerRepository(Repository):
         skipped: list[tuple[int, Any]] = []
         while len(skipped) < skip and (taken := merged.take(min(SKIP_READ, skip - len(skipped)))):
             skipped += taken
-        page_number = max(page_number, page if skip else 1)
+        if skip:
+            page_number = page
         kept: list[Customer] = []
         used: list[tuple[int, Any]] = []
         unused: list[tuple[int, Any]] = []
