@@ -170,9 +170,11 @@ DECIMAL = _match("a canonical decimal string", r"0|-?(0\.[0-9]*[1-9]|[1-9][0-9]*
 TIMESTAMP = _is("a timestamp YYYY-MM-DDTHH:MM:SS.mmmZ", _timestamp)
 PACKAGE_ID = _match('"pkg_" and letters or digits', r"pkg_[0-9A-Za-z]+")
 
+# ``chain``: only in a statement of a batch off the tenant environment's first chain (chain 0 is not named, so
+# what was signed before there were several chains reads as ever); ``sequence`` and ``previousRoot`` are per chain.
 STATEMENT = {"type": _const(STATEMENT_TYPE), "batchId": TEXT, "tenantId": TEXT, "environment": ENVIRONMENT,
              "root": HEX, "treeSize": COUNT, "sequence": COUNT, "previousRoot": _opt(HEX), "sealedAt": TEXT,
-             "keyId": TEXT}
+             "keyId": TEXT, "chain": Omittable(COUNT)}
 CONTENT = {"v": _const(CONTENT_VERSION), "tenantId": TEXT, "environment": ENVIRONMENT, "recordId": TEXT,
            "customerId": TEXT, "sequenceNumber": COUNT, "delta": TEXT, "reason": TEXT, "referenceId": _opt(TEXT),
            "metadata": OBJECT_OR_NULL, "adjusts": _opt(TEXT), "createdAt": TEXT}
@@ -192,9 +194,10 @@ PACKAGE = {"type": _const(PACKAGE_TYPE), "packageId": PACKAGE_ID, "customerId": 
            "generatedAt": TIMESTAMP,
            "checkpoint": {"statement": CHECKPOINT, "signature": _b64(64), "publicKey": Omittable(PUBLIC_KEY)},
            "publicKey": PUBLIC_KEY, "sampleSize": INDEX, "samples": [SAMPLE], "signature": _b64(64)}
+# ``summary.chain``: absent from an answer saved before there were several chains (it is chain 0).
 BATCH = {"verified": BOOL, "proofRoot": HEX, "recordedAt": TEXT,
-         "summary": {"batchId": TEXT, "treeSize": COUNT, "sequence": COUNT, "environment": ENVIRONMENT,
-                     "previousRoot": _opt(HEX)},
+         "summary": {"batchId": TEXT, "treeSize": COUNT, "chain": Omittable(INDEX), "sequence": COUNT,
+                     "environment": ENVIRONMENT, "previousRoot": _opt(HEX)},
          "records": [{"recordId": TEXT, "leafIndex": INDEX, "leafHash": HEX}],
          "verification": {"algorithm": _const(ALGORITHM), "keyId": TEXT, "publicKey": _b64(32),
                           "signature": _b64(64), "statement": STATEMENT, "signatureValid": BOOL,
@@ -352,8 +355,10 @@ def _check_batch(doc: dict[str, Any], keys: Any) -> Report:
     root = root_of([bytes.fromhex(r["leafHash"]) for r in records]).hex()
     report.add("root", root == statement["root"] == doc["proofRoot"], f"RFC 6962 root of the leaves = {root}")
     named = {k: statement[k] for k in ("batchId", "sequence", "environment", "previousRoot")}
-    report.add("summary", {k: summary[k] for k in named} == named and doc["recordedAt"] == statement["sealedAt"],
-               "summary and recordedAt repeat the signed statement")
+    chain = statement.get("chain", 0)
+    report.add("summary", {k: summary[k] for k in named} == named and summary.get("chain", 0) == chain
+               and doc["recordedAt"] == statement["sealedAt"],
+               f"summary and recordedAt repeat the signed statement (chain {chain}, sequence {statement['sequence']})")
     claims = doc["verified"] and verification["signatureValid"] and verification["rootValid"]
     report.add("server verdict", claims, "the server reported the batch verified")
     key = {k: verification[k] for k in ("keyId", "algorithm", "publicKey")}

@@ -535,7 +535,7 @@ class FakeUnitOfWork:
 # ``uow.credits = FakeCreditRepository(uow)``; the ledger table lives on the shared store, so several
 # units of work see the same account.
 
-from chalicelib.domain.credits import CreditAccount, CreditPosition, HoldLane, HoldPlan, LedgerEntry  # noqa: E402
+from chalicelib.domain.credits import CreditAccount, CreditPosition, HoldLane, HoldPlan, LedgerEntry, Settled  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -544,6 +544,7 @@ class _AccountRow:
     pool: int = 0
     resolved: int = 0
     posted_deltas: int = 0
+    posted: tuple[tuple[int, Settled], ...] = ()
 
 
 def _ledger_table(store: FakeStore) -> Table:
@@ -574,7 +575,7 @@ class FakeCreditRepository(_Repository):
         lanes = tuple(lane for n in keys.CREDIT_LANES
                       if (lane := self._ledger.get((keys.credit_lane_pk(tenant_id, n), keys.LANE_SK))) is not None)
         return CreditPosition(ledger=row.ledger, pool=row.pool, resolved=row.resolved,
-                              posted_deltas=row.posted_deltas, lanes=lanes)
+                              posted_deltas=row.posted_deltas, lanes=lanes, posted=row.posted)
 
     def entries(self, tenant_id: str, limit: int, cursor: str | None, page: int = 1) -> Page[LedgerEntry]:
         """Newest first: ``E#{entry_id}`` descending (entry ids are numbered in commit order); ``page`` without
@@ -596,7 +597,7 @@ class FakeCreditRepository(_Repository):
         self._uow.stage(_Write(self._ledger, key, None, condition, apply=change))
 
     def record(self, before: CreditAccount, after: CreditAccount, *entries: LedgerEntry, pool: int = 0,
-               resolved: int = 0, posted_deltas: int = 0) -> None:
+               resolved: int = 0, posted_deltas: int = 0, posted_lanes: dict[int, Settled] | None = None) -> None:
         """Move the ledger from exactly ``before`` (its entry count; ConcurrentWriteError at commit
         otherwise) to ``after``, ADD the rest, and put the new entries."""
         tenant_id = before.tenant_id
@@ -607,7 +608,9 @@ class FakeCreditRepository(_Repository):
 
         def change(current: _AccountRow | None) -> _AccountRow:
             row = current or _AccountRow(CreditAccount(tenant_id=tenant_id))
-            return _AccountRow(after, row.pool + pool, row.resolved + resolved, row.posted_deltas + posted_deltas)
+            posted = row.posted if posted_lanes is None else tuple(sorted(posted_lanes.items()))
+            return _AccountRow(after, row.pool + pool, row.resolved + resolved, row.posted_deltas + posted_deltas,
+                               posted)
 
         self._update(self._account_key(tenant_id), unchanged, change)
         for entry in entries:
@@ -629,7 +632,12 @@ class FakeCreditRepository(_Repository):
                          lambda current: current is not None and current.pool >= plan.refill,
                          lambda current: replace(current, pool=current.pool - plan.refill))
 
-    def drain(self, tenant_id: str, lanes: dict[int, int]) -> None:
+    def settle(self, tenant_id: str, lane: int, settled: Settled) -> None:
+        self._update((keys.credit_lane_pk(tenant_id, lane), keys.LANE_SK), _always,
+                     lambda current: replace(current or HoldLane(lane), settled=(current or HoldLane(lane)).settled
+                                             + settled))
+
+    def drain(self, tenant_id: str, lanes: dict[int, int], *, to_pool: bool = True) -> None:
         for index, amount in lanes.items():
             self._update((keys.credit_lane_pk(tenant_id, index), keys.LANE_SK),
                          lambda current, amount=amount: current is not None and current.free >= amount,
@@ -639,7 +647,8 @@ class FakeCreditRepository(_Repository):
             row = current or _AccountRow(CreditAccount(tenant_id=tenant_id))
             return replace(row, pool=row.pool + sum(lanes.values()))
 
-        self._update(self._account_key(tenant_id), _always, refill_pool)
+        if to_pool and lanes:
+            self._update(self._account_key(tenant_id), _always, refill_pool)
 
 
 # --- billing provider --------------------------------------------------------------------------------

@@ -79,6 +79,58 @@ def verify(tenant, record_ids: list[str], clock, environment: Environment = Envi
 
 
 @contextmanager
+def one_chain(chain: int = 0) -> Iterator[None]:
+    """Every seal on ``chain`` (the verifier picks one at random): for tests of what one chain shows, such as a
+    batch chained onto the one before it, rather than of how chains are picked."""
+    from chalicelib.services import verification
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(verification, "choose_chain", lambda _lost: chain)
+        yield
+
+
+@contextmanager
+def seeded_chains(seed: int = 0) -> Iterator[None]:
+    """The verifier's random chain picks from ``random.Random(seed)``: a run that must repeat itself (a crash
+    matrix against its baseline) picks the same chains every time."""
+    import random
+
+    from chalicelib.services import verification
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(verification, "random", random.Random(seed))
+        yield
+
+
+def walk_chains(tenant_id: str, environment: Environment = Environment.PRODUCTION) -> dict[int, list[Any]]:
+    """The batches of each of the tenant environment's chains that has any, oldest first, walked through the
+    batch repository from the chain's head back along ``previous_root``. Asserts each chain is whole: every
+    batch names the chain, sequences run 1..n, each ``previous_root`` is the root of the batch before it."""
+    from chalicelib.adapters.dynamodb import keys
+
+    uow = bootstrap.unit_of_work()
+    chains: dict[int, list[Any]] = {}
+    for chain in keys.CHAINS:
+        head = uow.batches.head(tenant_id, environment, chain)
+        if head.sequence == 0:
+            assert head.last_root is None
+            continue
+        batch = uow.batches.get(tenant_id, environment, head.last_batch_id)
+        assert batch is not None and batch.root == head.last_root
+        walked = [batch]
+        while batch.previous_root is not None and len(walked) <= head.sequence:
+            batch = uow.batches.by_root(batch.previous_root)
+            assert batch is not None, f"chain {chain}: a previous root names no batch"
+            walked.append(batch)
+        walked.reverse()
+        assert {(b.tenant_id, b.environment, b.chain) for b in walked} == {(tenant_id, str(environment), chain)}
+        assert [b.sequence for b in walked] == list(range(1, head.sequence + 1)), f"chain {chain}"
+        assert walked[0].previous_root is None
+        chains[chain] = walked
+    return chains
+
+
+@contextmanager
 def few_list_shards(count: int = 4) -> Iterator[None]:
     """Customer-list shards cut to ``count`` for the crash and fault matrices: a listing's shard queries are
     one kind of call (a Query of one index shard), but every one is a point those matrices rerun the world

@@ -123,8 +123,21 @@ BATCH_STATEMENT = obj(
      "keyId"],
     {"type": {"const": "tally.batch/v1"}, "batchId": STR, "tenantId": STR, "environment": STR, "root": HEX64,
      "treeSize": {"type": "integer", "minimum": 1}, "sequence": {"type": "integer", "minimum": 1},
-     "previousRoot": {"type": ["string", "null"], "pattern": "^[0-9a-f]{64}$"}, "sealedAt": TS, "keyId": STR},
+     "previousRoot": {"type": ["string", "null"], "pattern": "^[0-9a-f]{64}$"}, "sealedAt": TS, "keyId": STR,
+     "chain": {"type": "integer", "minimum": 1,
+               "description": "Which of the tenant environment's hash chains the batch extends; absent on chain 0 "
+                              "(every batch sealed before there were several chains). `sequence` and "
+                              "`previousRoot` are per chain."}},
 )
+BATCH_SUMMARY_PROPS = {
+    "batchId": STR, "treeSize": {"type": "integer", "minimum": 1},
+    "chain": {"type": "integer", "minimum": 0,
+              "description": "Which of the tenant environment's hash chains the batch extends (0: the first)."},
+    "sequence": {"type": "integer", "minimum": 1, "description": "The batch's place on its chain (1, 2, … per chain)."},
+    "environment": {"type": "string", "enum": ["sandbox", "production"]},
+    "previousRoot": {"type": ["string", "null"], "pattern": "^[0-9a-f]{64}$",
+                     "description": "The root of the previous batch on the same chain; null for a chain's first."},
+}
 
 SCHEMAS: dict[str, dict] = {
     "Error": obj(
@@ -295,7 +308,7 @@ SCHEMAS: dict[str, dict] = {
     "VerifyResult": obj(
         ["verified", "proofRoot", "recordedAt", "summary", "records", "verification"],
         {"verified": {"type": "boolean"}, "proofRoot": STR, "recordedAt": TS_OR_NULL,
-         "summary": {"type": ["object", "null"]},
+         "summary": {**obj(list(BATCH_SUMMARY_PROPS), BATCH_SUMMARY_PROPS), "type": ["object", "null"]},
          "records": {"type": "array", "items": obj(["recordId", "leafIndex", "leafHash"],
                                                   {"recordId": STR, "leafIndex": INT, "leafHash": STR})},
          "verification": {"oneOf": [

@@ -225,8 +225,8 @@ def root_check_view(proof_root: str, check: RootCheck | None) -> dict[str, Any]:
         "verified": bool(check.signature_valid and check.root_valid),
         "proofRoot": batch.root,
         "recordedAt": iso_ms(batch.sealed_at),
-        "summary": {"batchId": batch.batch_id, "treeSize": batch.tree_size, "sequence": batch.sequence,
-                    "environment": batch.environment, "previousRoot": batch.previous_root},
+        "summary": {"batchId": batch.batch_id, "treeSize": batch.tree_size, "chain": batch.chain,
+                    "sequence": batch.sequence, "environment": batch.environment, "previousRoot": batch.previous_root},
         "records": [{"recordId": r, "leafIndex": i, "leafHash": h}
                     for i, (r, h) in enumerate(zip(batch.record_ids, batch.leaf_hashes, strict=True))],
         # The public key travels with the statement, so the saved answer checks offline (`tally verify`).

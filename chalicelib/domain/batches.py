@@ -1,7 +1,12 @@
-"""Sealed verification batches: a signed Merkle root chained to the previous batch.
+"""Sealed verification batches: a signed Merkle root chained to the previous batch of its chain.
 
 The signature covers the RFC 8785 form of :meth:`SealedBatch.statement`, so a
 verifier needs only the statement, the signature and the published public key.
+
+A tenant environment has :data:`CHAINS` hash chains, each with a head of its own, so that
+its seals commit in parallel rather than one at a time behind a single head. Chain 0 is
+the one chain there was before: its statements name no chain, so what it signed then
+verifies unchanged.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from chalicelib.domain.deltas import CreditState, Delta
 from chalicelib.domain.fingerprints import fingerprint
 
 STATEMENT_TYPE = "tally.batch/v1"
+CHAINS = 16  # hash chains per tenant environment (their keys: adapters/dynamodb/keys.CHAINS)
 
 
 @dataclass(frozen=True)
@@ -66,7 +72,9 @@ class SealCandidate:
 
 @dataclass(frozen=True)
 class ChainHead:
-    sequence: int = 0  # batches sealed so far in this tenant environment
+    """One chain's latest batch."""
+
+    sequence: int = 0  # batches sealed so far on this chain of the tenant environment
     last_root: str | None = None
     last_batch_id: str | None = None
 
@@ -78,16 +86,19 @@ class SealedBatch:
     environment: str
     root: str  # hex
     tree_size: int
-    sequence: int
-    previous_root: str | None
+    sequence: int  # its place on its chain: 1, 2, … per chain
+    previous_root: str | None  # the root of its chain's previous batch
     sealed_at: datetime
     key_id: str
     record_ids: tuple[str, ...]
     leaf_hashes: tuple[str, ...]  # hex leaf hashes, in leaf order
     signature: str = ""
+    chain: int = 0  # which of the tenant environment's CHAINS
 
     def statement(self) -> dict[str, Any]:
-        """What the signature commits to."""
+        """What the signature commits to. ``chain`` only off chain 0, so every statement signed before
+        there were several chains (all on chain 0) is the same bytes as ever."""
+        chain = {"chain": self.chain} if self.chain else {}
         return {
             "type": STATEMENT_TYPE,
             "batchId": self.batch_id,
@@ -99,4 +110,5 @@ class SealedBatch:
             "previousRoot": self.previous_root,
             "sealedAt": iso_ms(self.sealed_at),
             "keyId": self.key_id,
+            **chain,
         }

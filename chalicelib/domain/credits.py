@@ -13,26 +13,34 @@ pending from posted transfers, with the pending side escrowed over sharded sub-a
   ``pool`` in the same transaction (conditional ADD, ``pool >= refill``); when neither a lane nor the
   pool can pay but the total can, the lanes are drained back into the pool first (rare: only near
   exhaustion).
-* **Posting (the ledger).** Entries are written only by the ledger's few writers — top-ups,
-  verification seals, failures — each on one account update conditioned on the entry count it
-  read, so entries are numbered in commit order and ``balanceAfter`` is exact in that order. A
-  writer first *posts* the holds accepted since the last posting as one ``reservation`` entry
-  (``Credits reserved for pending verifications — N deltas``), then its own moves: a seal settles
-  what its deltas held at the catalogue's rate and releases the rest; a failure refunds its hold.
-  Each delta's own status change (conditioned on it still awaiting verification) rides in the same
-  transaction, so a hold is settled, released or refunded exactly once. Verification runs within
+* **Settlements (posted transfers, in aggregate).** A verification seal resolves its deltas' holds
+  on one lane too, again by ADDs only: the catalogue's actual cost is *settled* and the rest
+  *released* (``Settled``: credits, released, deltas, seals — cumulative). The seal's transaction
+  conditions each delta on still holding exactly that hold, so a hold is resolved exactly once;
+  seals of one tenant never wait for each other (nor for the account). Released credits are
+  not spendable until posted (they return to the pool then), so the ledger can always post
+  the holds before the resolutions that follow them.
+* **Posting (the ledger).** Entries are written only by the ledger's writers — top-ups, the
+  settlement poster (after every verifier run), failures — each on one account update
+  conditioned on the entry count it read, so entries are numbered in commit order and
+  ``balanceAfter`` is exact in that order. A writer first *posts* what happened since the last
+  posting: the holds as one ``reservation`` entry (``Credits reserved for pending verifications —
+  N deltas``), the lanes' settlements as one ``settlement`` and one ``release`` entry, moving the
+  released credits to the pool and recording each lane's posted totals on the account; then its
+  own moves (a failure refunds its hold; a top-up adds to the pool). Verification runs within
   seconds of acceptance; the sweep is the timeout that resolves a hold its message missed.
 
 Invariants (checked by the property tests after every step)::
 
-    creditBalance    = Σ topup - Σ settlement                        (account: credit_balance)
-    creditBalance    = pool + Σ lane.free + reserved                 (every credit is in one place)
-    reserved         = Σ lane.held_total - resolved                  (open holds, live)
+    creditBalance    = Σ topup - Σ settlement (posted or not)          (live: ledger - unposted settled)
+    creditBalance    = pool + Σ lane.free + reserved + unposted released   (every credit in one place)
+    reserved         = Σ lane.held_total - resolved - Σ lane settled/released   (open holds, live)
                      = Σ credits_reserved of deltas still RESERVED
-    availableBalance = creditBalance - reserved = pool + Σ lane.free ≥ 0   (never overspent)
-    posted reserved  = Σ posted reservations - resolved ≤ reserved   (the ledger trails the holds)
-    balanceAfter     = the ledger's available balance (creditBalance - posted reserved) after the entry;
-                       once every hold is posted it equals availableBalance
+    availableBalance = creditBalance - reserved ≥ 0                    (never overspent; what a hold
+                       may use now is pool + Σ lane.free: the unposted releases wait for a posting)
+    posted reserved  = Σ posted reservations - posted resolutions ≤ reserved + unposted resolutions
+    balanceAfter     = the ledger's available balance (posted creditBalance - posted reserved) after
+                       the entry; once everything is posted it equals availableBalance
 
 Entry ``amount`` is signed as seed 004 shows it (reservation -800, settlement -150, topup +10000,
 release/refund +n).
@@ -40,7 +48,7 @@ release/refund +n).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import astuple, dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 
@@ -80,13 +88,38 @@ HOLD_LANES = 16  # escrow lanes per tenant: acceptances spread their holds over 
 
 
 @dataclass(frozen=True)
+class Settled:
+    """Seals' resolutions of holds, cumulative: credits settled (the actual cost), credits released,
+    the deltas and the seals."""
+
+    credits: int = 0
+    released: int = 0
+    deltas: int = 0
+    seals: int = 0
+
+    def __add__(self, other: Settled) -> Settled:
+        return Settled(self.credits + other.credits, self.released + other.released, self.deltas + other.deltas,
+                       self.seals + other.seals)
+
+    def __sub__(self, other: Settled) -> Settled:
+        return Settled(self.credits - other.credits, self.released - other.released, self.deltas - other.deltas,
+                       self.seals - other.seals)
+
+    @property
+    def resolved(self) -> int:
+        return self.credits + self.released
+
+
+@dataclass(frozen=True)
 class HoldLane:
-    """One escrow sub-account: ``free`` credits it may still hold; cumulative holds drawn from it."""
+    """One escrow sub-account: ``free`` credits it may still hold; cumulative holds drawn from it; the
+    seals' resolutions added to it (any seal may add to any lane)."""
 
     index: int
     free: int = 0
     held_total: int = 0
     held_deltas: int = 0
+    settled: Settled = Settled()
 
 
 @dataclass(frozen=True)
@@ -95,27 +128,63 @@ class CreditPosition:
 
     ledger: CreditAccount
     pool: int = 0
-    resolved: int = 0  # cumulative credits of holds settled, released or refunded
+    resolved: int = 0  # cumulative credits of holds refunded (and settled or released before seals used lanes)
     posted_deltas: int = 0  # cumulative deltas whose holds were posted as reservation entries
     lanes: tuple[HoldLane, ...] = ()
+    posted: tuple[tuple[int, Settled], ...] = ()  # each lane's seals' resolutions posted so far, by lane
 
     @property
     def tenant_id(self) -> str:
         return self.ledger.tenant_id
 
+    def posted_on(self, lane: int) -> Settled:
+        return next((settled for index, settled in self.posted if index == lane), Settled())
+
+    def settled_on(self, lane: int) -> Settled:
+        return next((item.settled for item in self.lanes if item.index == lane), Settled())
+
+    @property
+    def settled(self) -> Settled:
+        """All seals' resolutions so far, posted or not."""
+        return sum((lane.settled for lane in self.lanes), Settled())
+
+    @property
+    def torn(self) -> bool:
+        """A lane read older than the posting the account was read after (a BatchGetItem reads its items one
+        by one, not as a snapshot): posting from this read would post that lane's settlements twice."""
+        return any(min(astuple(lane.settled - self.posted_on(lane.index))) < 0 for lane in self.lanes) or any(
+            lane not in {item.index for item in self.lanes} for lane, _settled in self.posted)
+
+    @property
+    def unposted_settled(self) -> Settled:
+        """Seals' resolutions since the last posting: the next ledger writer posts them."""
+        return self.settled - sum((settled for _lane, settled in self.posted), Settled())
+
     @property
     def reserved(self) -> int:
         """Open holds, live (posted or not)."""
-        return sum(lane.held_total for lane in self.lanes) - self.resolved
+        return sum(lane.held_total for lane in self.lanes) - self.resolved - self.settled.resolved
+
+    @property
+    def credit_balance(self) -> int:
+        """Live: the posted balance less the settlements not yet posted."""
+        return self.ledger.credit_balance - self.unposted_settled.credits
 
     @property
     def available(self) -> int:
-        return self.ledger.credit_balance - self.reserved
+        return self.credit_balance - self.reserved
+
+    @property
+    def spendable(self) -> int:
+        """What a hold may use now: the pool and the lanes' free escrow (released credits join the pool when
+        they are posted)."""
+        return self.pool + sum(lane.free for lane in self.lanes)
 
     @property
     def unposted(self) -> int:
         """Credits held since the last posting: the next ledger writer posts them as a reservation."""
-        return sum(lane.held_total for lane in self.lanes) - self.ledger.reserved - self.resolved
+        posted_resolutions = self.resolved + (self.settled - self.unposted_settled).resolved
+        return sum(lane.held_total for lane in self.lanes) - self.ledger.reserved - posted_resolutions
 
     @property
     def unposted_deltas(self) -> int:
@@ -125,8 +194,9 @@ class CreditPosition:
         return next((item.free for item in self.lanes if item.index == lane), 0)
 
     def balances(self) -> CreditAccount:
-        """Seed 004's balances: live holds, so a delta's credits are reserved the moment it is accepted."""
-        return replace(self.ledger, reserved=self.reserved)
+        """Seed 004's balances, live: a delta's credits are reserved the moment it is accepted, and spent the
+        moment its seal commits."""
+        return replace(self.ledger, credit_balance=self.credit_balance, reserved=self.reserved)
 
 
 @dataclass(frozen=True)
@@ -136,13 +206,14 @@ class HoldPlan:
 
     lane: int
     refill: int = 0
-    drain: dict[int, int] | None = None
+    drain: dict[int, int] | None = None  # None: the hold can be staged; else consolidate first (may be empty)
 
 
 def plan_hold(position: CreditPosition, amount: int, pick: int) -> HoldPlan:
     """Hold ``amount`` (> 0) from lane ``pick`` when it can pay, refilled from the pool when the pool can
     (a ``1/HOLD_LANES`` share of it at least, so refills are rare), else from any lane that can pay, else
-    drain the lanes into the pool. Raises :class:`InsufficientCreditsError` when the total cannot pay."""
+    drain the lanes into the pool (``drain``, empty when the credits wait in unposted releases: the
+    consolidation posts them). Raises :class:`InsufficientCreditsError` when the total cannot pay."""
     _positive(amount, "amount")
     if position.available < amount:
         raise InsufficientCreditsError(

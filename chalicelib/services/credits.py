@@ -1,10 +1,11 @@
 """Prepaid credits: holds at acceptance, the ledger's postings, top-ups, balances and entries.
 
-The model and its invariants are in ``domain/credits.py``. Acceptance stages a *hold* (one escrow
-lane, conditional ADDs: no conflict with other acceptances). The ledger's writers — top-ups,
-verification seals, failures — stage *postings*: the holds accepted since the last posting as one
-reservation entry, then their own moves, on one account update conditioned on the entry count, so
-entries are numbered in commit order and each ``balanceAfter`` is exact.
+The model and its invariants are in ``domain/credits.py``. Acceptance stages a *hold* and a
+verification seal its *settlement* (one lane each, ADDs: no conflict with one another nor with the
+account). The ledger's writers — top-ups, the settlement poster, failures — stage *postings*: the
+holds and settlements since the last posting, then their own moves, on one account update
+conditioned on the entry count, so entries are numbered in commit order and each ``balanceAfter``
+is exact.
 """
 
 from __future__ import annotations
@@ -22,11 +23,12 @@ from chalicelib.domain.credits import (
     HoldLane,
     HoldPlan,
     LedgerEntry,
+    Settled,
     apply,
     entry_id_for,
     plan_hold,
 )
-from chalicelib.domain.errors import ConcurrentWriteError, NotFoundError
+from chalicelib.domain.errors import ConcurrentWriteError, NotFoundError, ValidationError
 from chalicelib.domain.plans import CREDITS_VOLUME_RATE
 from chalicelib.services.ports import Page, UnitOfWork
 from chalicelib.services.retry import retry_on_conflict
@@ -40,28 +42,73 @@ def _plural(count: int) -> str:
     return "s" if count != 1 else ""
 
 
-def stage_moves(uow: UnitOfWork, position: CreditPosition, moves: list[Move], *, now: datetime,
-                pool: int = 0, resolved: int = 0) -> tuple[CreditAccount, list[LedgerEntry]]:
-    """Stage a ledger writer's moves on ``uow``, after posting the holds not yet posted: one account update
-    from exactly the ledger read in ``position``, a numbered immutable entry per move, each ``balanceAfter``
-    the ledger's available balance right after it. ``pool``/``resolved``: what the moves return to the pool
-    and how much of the holds they resolve."""
-    posted = []
+def _postings(position: CreditPosition) -> list[Move]:
+    """What happened since the last posting, in an order the ledger can always take: the holds first (each
+    resolution follows its hold), then the seals' settlements and releases."""
+    moves: list[Move] = []
     if position.unposted > 0:
         count = position.unposted_deltas
-        posted = [(EntryType.RESERVATION, position.unposted,
-                   f"Credits reserved for pending verifications — {count} delta{_plural(count)}")]
+        moves.append((EntryType.RESERVATION, position.unposted,
+                      f"Credits reserved for pending verifications — {count} delta{_plural(count)}"))
+    settled = position.unposted_settled
+    batches = "batch" if settled.seals == 1 else "batches"
+    sealed = f"{settled.deltas} delta{_plural(settled.deltas)} in {settled.seals} {batches}"
+    if settled.credits > 0:
+        moves.append((EntryType.SETTLEMENT, settled.credits, f"Verification settled — {sealed}"))
+    if settled.released > 0:
+        moves.append((EntryType.RELEASE, settled.released,
+                      f"Volume rate: {settled.released} of {settled.resolved} reserved credits released — {sealed}"))
+    return moves
+
+
+def stage_moves(uow: UnitOfWork, position: CreditPosition, moves: list[Move], *, now: datetime,
+                pool: int = 0, resolved: int = 0) -> tuple[CreditAccount, list[LedgerEntry]]:
+    """Stage a ledger writer's moves on ``uow``, after posting the holds and settlements not yet posted: one
+    account update from exactly the ledger read in ``position``, a numbered immutable entry per move, each
+    ``balanceAfter`` the ledger's available balance right after it. ``pool``/``resolved``: what the moves
+    return to the pool and how much of the holds they resolve."""
+    if position.torn:
+        raise ConcurrentWriteError("The credit position was read mid-change; read it again.")
+    posted = _postings(position)
     after, entries = position.ledger, []
     for entry_type, amount, description in posted + moves:
-        after, signed = apply(after, entry_type, amount)
+        try:
+            after, signed = apply(after, entry_type, amount)
+        except ValidationError as exc:  # the read's items disagree (a BatchGetItem is no snapshot): read again
+            if exc.code != "RESERVATION_EXCEEDED" or entry_type not in (EntryType.SETTLEMENT, EntryType.RELEASE):
+                raise
+            raise ConcurrentWriteError("The credit position was read mid-change; read it again.") from exc
         entries.append(LedgerEntry(
             tenant_id=position.tenant_id, entry_id=entry_id_for(after.entry_count), entry_type=entry_type,
             amount=signed, description=description, balance_after=after.available, created_at=now,
         ))
     if entries:
-        uow.credits.record(position.ledger, after, *entries, pool=pool, resolved=resolved,
-                           posted_deltas=position.unposted_deltas if posted else 0)
+        settled = position.unposted_settled
+        uow.credits.record(position.ledger, after, *entries, pool=pool + settled.released, resolved=resolved,
+                           posted_deltas=position.unposted_deltas if position.unposted > 0 else 0,
+                           posted_lanes={lane.index: lane.settled for lane in position.lanes}
+                           if settled != Settled() else None)
     return after, entries
+
+
+def post_settlements(uow: UnitOfWork, tenant_id: str, lanes: set[int], *, now: datetime) -> bool:
+    """Post the seals' settlements into the ledger, until those on ``lanes`` that committed before this call
+    are posted (by this call or by any other ledger writer: each posts everything it read). Returns whether
+    this call wrote the ledger. A caller that stops short (a crash, a lost race too many) leaves them to the
+    next posting; the balances count them from the seal on."""
+    marks: dict[int, int] = {}
+
+    def attempt(_n: int) -> bool:
+        position = uow.credits.position(tenant_id)
+        if not marks:  # the seals on these lanes so far, this call's own among them
+            marks.update({lane: position.settled_on(lane).seals for lane in lanes})
+        if all(position.posted_on(lane).seals >= seals for lane, seals in marks.items()):
+            return False
+        stage_moves(uow, position, [], now=now)
+        uow.commit()
+        return True
+
+    return retry_on_conflict(uow, attempt, attempts=MAX_ATTEMPTS, message="The credit account is busy; retry.")
 
 
 def pick_lane() -> int:
@@ -85,18 +132,24 @@ def stage_hold(uow: UnitOfWork, position: CreditPosition, amount: int, deltas: i
     when the available balance cannot pay, and :class:`LanesScatteredError` (staging nothing) when the
     credits must be consolidated first."""
     plan = plan_hold(position, amount, pick_lane() if lane is None else lane)
-    if plan.drain:
+    if plan.drain is not None:
         raise LanesScatteredError(plan.drain)
     uow.credits.hold(position.tenant_id, plan, amount, deltas)
     return plan
 
 
-def consolidate_lanes(uow: UnitOfWork, tenant_id: str, drain: dict[int, int]) -> None:
-    """Drain ``drain``'s lanes into the pool and commit that alone (the caller stages nothing before it), so
-    the next read can plan the hold from the pool. Each lane's move is conditioned on its free credits: a
-    lane spent meanwhile makes it a race (ConcurrentWriteError), and nothing moves."""
+def consolidate_lanes(uow: UnitOfWork, tenant_id: str, drain: dict[int, int], *, now: datetime) -> None:
+    """Drain ``drain``'s lanes into the pool and post what is unposted (the releases waiting for the pool),
+    and commit that alone (the caller stages nothing before it), so the next read can plan the hold from the
+    pool. Each lane's move is conditioned on its free credits, the posting on the ledger as read: a lane
+    spent or a ledger written meanwhile makes it a race (ConcurrentWriteError), and nothing moves."""
     uow.rollback()
-    uow.credits.drain(tenant_id, drain)
+    position = uow.credits.position(tenant_id)
+    if _postings(position):  # the posting's account update carries the drained credits to the pool too
+        uow.credits.drain(tenant_id, drain, to_pool=False)
+        stage_moves(uow, position, [], now=now, pool=sum(drain.values()))
+    else:
+        uow.credits.drain(tenant_id, drain)
     uow.commit()
 
 
@@ -109,20 +162,15 @@ def after_hold(position: CreditPosition, plan: HoldPlan, amount: int, deltas: in
     return replace(position, pool=position.pool - plan.refill, lanes=tuple(lanes[i] for i in sorted(lanes)))
 
 
-def stage_settlement(uow: UnitOfWork, tenant_id: str, *, reserved: int, deltas: int,
-                     now: datetime) -> tuple[CreditAccount, list[LedgerEntry]]:
-    """A verification seal's credits, on one account update: post the holds not yet posted, settle the
-    catalogue's actual cost of what its ``deltas`` credit-billed deltas ``reserved`` (``CREDITS_VOLUME_RATE``)
-    and release the rest to the pool — every credit they held is settled or released here, exactly once."""
+def stage_settlement(uow: UnitOfWork, tenant_id: str, *, reserved: int, deltas: int, lane: int) -> Settled:
+    """A verification seal's credits, on ``lane`` by ADDs (no account update: seals never wait for one
+    another): the catalogue's actual cost of what its ``deltas`` credit-billed deltas ``reserved`` is settled
+    (``CREDITS_VOLUME_RATE``), the rest released — every credit they held, exactly once (the seal's delta
+    updates are conditioned on the holds). :func:`post_settlements` writes the ledger's entries."""
     actual = CREDITS_VOLUME_RATE.charge(reserved, deltas)
-    moves: list[Move] = [(EntryType.SETTLEMENT, actual,
-                          f"Verification batch settled — {deltas} delta{_plural(deltas)}")]
-    if reserved > actual:
-        moves.append((EntryType.RELEASE, reserved - actual,
-                      f"Volume rate: {reserved - actual} of {reserved} reserved credits released — "
-                      f"{deltas} deltas sealed together"))
-    return stage_moves(uow, uow.credits.position(tenant_id), moves, now=now, pool=reserved - actual,
-                       resolved=reserved)
+    settled = Settled(credits=actual, released=reserved - actual, deltas=deltas, seals=1)
+    uow.credits.settle(tenant_id, lane, settled)
+    return settled
 
 
 def stage_refund(uow: UnitOfWork, tenant_id: str, amount: int, description: str, *,

@@ -144,7 +144,7 @@ class _Attempt:
             try:
                 plan = stage_hold(uow, self.position, cost * len(chunk), len(chunk))
             except LanesScatteredError as scattered:
-                consolidate_lanes(uow, principal.tenant_id, scattered.drain)
+                consolidate_lanes(uow, principal.tenant_id, scattered.drain, now=now)
                 raise  # a ConcurrentWriteError: the attempt reads again and plans the hold from the pool
             position, lane = after_hold(self.position, plan, cost * len(chunk), len(chunk)), plan.lane
         made: list[tuple[int, Delta]] = []

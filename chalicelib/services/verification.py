@@ -1,24 +1,27 @@
 """Verifying accepted deltas: fingerprint, seal into a signed Merkle batch, settle.
 
 One transaction per sealed batch holds everything the batch changes: the batch
-record, the tenant environment's chain head (moved from exactly the head that
-was read), every delta's status (each conditioned on still awaiting
-verification) and the credit posting and settlement — the catalogue's actual
-cost, with the release of the rest of the holds (``CREDITS_VOLUME_RATE``) — on
-one account update with its ledger entries. A crash before the commit changes
-nothing; a rerun after it finds the deltas verified and skips them. So no delta
-is lost, and none is sealed, settled, released or refunded twice.
+record, the head of the chain it extends (one of the tenant environment's
+``CHAINS``, moved from exactly the head that was read: seals on different chains
+commit in parallel, see :func:`choose_chain`), every delta's status (each
+conditioned on still awaiting verification, with exactly its hold) and the credit settlement — the
+catalogue's actual cost, with the release of the rest of the holds (``CREDITS_VOLUME_RATE``) — ADDed to
+one of the tenant's escrow lanes, never the account, so a tenant's seals never queue on it. A crash
+before the commit changes nothing; a rerun after it finds the deltas verified and skips them. So no
+delta is lost, and none is sealed, settled, released or refunded twice. After its seals, a run posts
+their settlements to the ledger (:func:`credits.post_settlements`: one account update folds every seal
+since the last posting into a settlement and a release entry), before it applies their counts.
 
 The queue path reads nothing back: ingest fingerprints each delta where it has the content and sends
 that with the reference (:class:`SealCandidate`); the seal's conditions (still awaiting verification,
 with exactly that hold) make a stale or repeated message harmless, and after a lost race the deltas
-are read and the candidates rebuilt. References without a candidate (the sweep, content with no
-fingerprint) are read.
+are read, the candidates rebuilt and the seal tried on another chain. References without a candidate
+(the sweep, content with no fingerprint) are read.
 
 Seals hold 90 deltas whatever their customers: the per-customer verified
 counters go in a second transaction (:func:`apply_counts`) with the removal of a
 small counts item the seal wrote, so they are applied exactly once; while that
-item exists it is on the pending index, and the sweep applies what a crash left.
+item exists it is on the pending index, and the sweep posts and applies what a crash left.
 The webhook events (``delta.verified``, as references to the verified deltas,
 ``verification.completed``, ``delta.failed``) ride in the seal's transaction as an
 outbox item, so they exist exactly when the change does.
@@ -26,23 +29,24 @@ outbox item, so they exist exactly when the change does.
 
 from __future__ import annotations
 
+import random
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from chalicelib.domain.batches import SealCandidate, SealedBatch
+from chalicelib.domain.batches import CHAINS, SealCandidate, SealedBatch
 from chalicelib.domain.clock import iso_ms, period_of
 from chalicelib.domain.credentials import time_ordered_id
-from chalicelib.domain.credits import EntryType
+from chalicelib.domain.credits import HOLD_LANES
 from chalicelib.domain.deltas import CreditState, Delta, credit_state_after
-from chalicelib.domain.errors import ConcurrentWriteError, ValidationError
+from chalicelib.domain.errors import ConcurrentWriteError
 from chalicelib.domain.fingerprints import canonical, fingerprint
 from chalicelib.domain.identity import Environment
 from chalicelib.domain.merkle import MerkleTree, leaf_hash
 from chalicelib.domain.webhooks import EventType, verified_reference
-from chalicelib.services.credits import stage_refund, stage_settlement
+from chalicelib.services.credits import pick_lane, post_settlements, stage_refund, stage_settlement
 from chalicelib.services.ports import OutboxRef, UnitOfWork
 from chalicelib.services.retry import retry_on_conflict
 from chalicelib.services.webhooks import stage_events
@@ -68,28 +72,47 @@ class VerifyReport:
     outbox: list[OutboxRef] = field(default_factory=list)  # committed webhook events, for the sender to fan out
 
 
-def _settle(uow: UnitOfWork, tenant_id: str, leaves: list[SealCandidate],
+def _settle(uow: UnitOfWork, tenant_id: str, leaves: list[SealCandidate], settled_lanes: set[int],
             now: datetime) -> tuple[int, int, int | None]:
-    """Stage the seal's settlement and release (``credits.stage_settlement``); returns (consumed, released,
-    credit balance after) for the ``verification.completed`` event."""
+    """Stage the seal's settlement and release on a lane (``credits.stage_settlement``: ADDs, no account
+    update); returns (consumed, released, credit balance after) for the ``verification.completed`` event and
+    adds the lane to ``settled_lanes`` (what :func:`credits.post_settlements` then posts)."""
     billed = [d for d in leaves if d.reserved]
     reserved = sum(d.credits_reserved for d in billed)
     if not reserved:
         return 0, 0, None
-    try:
-        after, entries = stage_settlement(uow, tenant_id, reserved=reserved, deltas=len(billed), now=now)
-    except ValidationError as exc:  # more than is held: candidates of holds already resolved (a repeated message)
-        if exc.code != "RESERVATION_EXCEEDED":
-            raise
-        raise ConcurrentWriteError("Some of the seal's holds are resolved already; read the deltas.") from exc
-    released = sum(e.amount for e in entries if e.entry_type == EntryType.RELEASE)
-    return reserved - released, released, after.credit_balance
+    lane = pick_lane()
+    balance = uow.credits.position(tenant_id).credit_balance
+    settled = stage_settlement(uow, tenant_id, reserved=reserved, deltas=len(billed), lane=lane)
+    settled_lanes.add(lane)
+    return settled.credits, settled.released, balance - settled.credits
+
+
+def choose_chain(lost: int | None) -> int:
+    """The chain a seal attempt extends, of the tenant environment's ``CHAINS``.
+
+    One head admits one seal at a time, so concurrent sealers spread over the chains at random and commit in
+    parallel. After a lost race (``lost``: the chain it was lost on) any other chain: that head has just
+    moved and its winner's peers may still race for it, so the retry would risk a second collision there."""
+    if lost is None:
+        return random.randrange(CHAINS)
+    return (lost + random.randrange(1, CHAINS)) % CHAINS
+
+
+@dataclass
+class _Sealing:
+    """What a tenant environment's seals in one run share: the lanes their settlements went on (posted after
+    them) and the chain the last attempt lost a race on (the retry avoids it)."""
+
+    settled_lanes: set[int] = field(default_factory=set)
+    lost: int | None = None
 
 
 def _seal_once(uow: UnitOfWork, signer: Any, tenant_id: str, environment: Environment,
-               deltas: list[SealCandidate], now: datetime, outbox_refs: list[OutboxRef]) -> SealedBatch:
+               deltas: list[SealCandidate], now: datetime, outbox_refs: list[OutboxRef],
+               sealing: _Sealing) -> SealedBatch:
     tree = MerkleTree([leaf_hash(bytes.fromhex(d.content_hash)) for d in deltas])
-    batch = SealedBatch(  # its place in the chain (sequence, previous root) and signature come last
+    batch = SealedBatch(  # its chain, its place on it (sequence, previous root) and signature come last
         batch_id=BATCH_PREFIX + time_ordered_id(int(now.timestamp() * 1000), 20), tenant_id=tenant_id,
         environment=str(environment), root=tree.root.hex(), tree_size=tree.size, sequence=0, previous_root=None,
         sealed_at=now, key_id=signer.key_id,
@@ -102,7 +125,7 @@ def _seal_once(uow: UnitOfWork, signer: Any, tenant_id: str, environment: Enviro
                                  credit_state=CreditState.SETTLED if leaf.reserved else None, now=now)
         events.append(verified_reference(leaf))
     uow.batches.stage_counts(batch, dict(Counter(d.customer_id for d in deltas)), now=now)
-    consumed, released, remaining = _settle(uow, tenant_id, deltas, now)
+    consumed, released, remaining = _settle(uow, tenant_id, deltas, sealing.settled_lanes, now)
     events.append((EventType.VERIFICATION_COMPLETED, {
         "batchId": batch.batch_id, "proofRoot": batch.root, "environment": str(environment),
         "itemCount": len(deltas), "recordIds": list(batch.record_ids), "creditsConsumed": consumed,
@@ -111,11 +134,17 @@ def _seal_once(uow: UnitOfWork, signer: Any, tenant_id: str, environment: Enviro
     outbox = stage_events(uow, tenant_id, environment, events, now=now)
     # The chain head is what concurrent sealers of this chain race for: read it last, so that a seal another
     # environment commits while this one is staged moves the head before it is read, not under this commit.
-    head = uow.batches.head(tenant_id, environment)
-    batch = replace(batch, sequence=head.sequence + 1, previous_root=head.last_root)
+    chain = choose_chain(sealing.lost)
+    head = uow.batches.head(tenant_id, environment, chain)
+    batch = replace(batch, chain=chain, sequence=head.sequence + 1, previous_root=head.last_root)
     batch = replace(batch, signature=signer.sign(canonical(batch.statement())))
     uow.batches.seal(batch, head)
-    uow.commit()
+    try:
+        uow.commit()
+    except ConcurrentWriteError:
+        sealing.lost = chain
+        raise
+    sealing.lost = None
     if outbox is not None:
         outbox_refs.append(uow.webhooks.outbox_ref(outbox))
     return batch
@@ -217,9 +246,12 @@ def _verify_group(uow: UnitOfWork, signer: Any, tenant_id: str, environment: Env
         if failed is not None:
             report.failed.append(failed)
 
-    def seal(live: list[SealCandidate]) -> tuple[SealedBatch, list[SealCandidate]]:
-        return _seal_once(uow, signer, tenant_id, environment, live, now, report.outbox), live
+    sealing = _Sealing()
 
+    def seal(live: list[SealCandidate]) -> tuple[SealedBatch, list[SealCandidate]]:
+        return _seal_once(uow, signer, tenant_id, environment, live, now, report.outbox, sealing), live
+
+    outcomes = []
     for group in _seal_groups([r for r in wanted if r in candidates]):
         def reread(group: list[str] = group) -> list[SealCandidate]:
             live = _awaiting(uow, tenant_id, environment, group)
@@ -228,10 +260,13 @@ def _verify_group(uow: UnitOfWork, signer: Any, tenant_id: str, environment: Env
 
         outcome = _retrying(uow, seal, first=[candidates[r] for r in group], reread=reread)
         if outcome is not None:
-            batch, sealed = outcome
-            apply_counts(uow, tenant_id, environment, batch.batch_id, dict(Counter(d.customer_id for d in sealed)))
-            report.batches.append(batch)
-            report.verified += sealed
+            outcomes.append(outcome)
+    if sealing.settled_lanes:  # before the counts: a crash here leaves them on the pending index; the sweep posts
+        post_settlements(uow, tenant_id, sealing.settled_lanes, now=now)
+    for batch, sealed in outcomes:
+        apply_counts(uow, tenant_id, environment, batch.batch_id, dict(Counter(d.customer_id for d in sealed)))
+        report.batches.append(batch)
+        report.verified += sealed
     report.skipped += len(skipped)
 
 
@@ -247,7 +282,10 @@ def verify_records(uow: UnitOfWork, refs: Iterable[Ref], *, now: datetime, signe
         if wanted.get(record_id) is None:
             wanted[record_id] = candidate
     for (tenant_id, environment), wanted in groups.items():
-        for batch_id in [r for r in wanted if r.startswith(BATCH_PREFIX)]:  # counts a crash left (the sweep)
+        left = [r for r in wanted if r.startswith(BATCH_PREFIX)]  # counts a crash left (the sweep)
+        if left:  # and maybe the settlements of those seals, not posted yet: every lane's, to be sure
+            post_settlements(uow, tenant_id, set(range(HOLD_LANES)), now=now)
+        for batch_id in left:
             report.counts_applied += int(apply_counts(uow, tenant_id, environment, batch_id))
         deltas = {r: c for r, c in wanted.items() if not r.startswith(BATCH_PREFIX)}
         if deltas:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 import subprocess
@@ -15,6 +16,7 @@ from chalicelib.cli.main import main
 from chalicelib.domain.identity import Environment
 from chalicelib.offline_verify import DocumentError, check, loads
 from chalicelib.services import verification
+from tests.helpers import one_chain
 
 DELTA = "/api/v1/balance/delta"
 METADATA = {"rate": 0.30000000000000004, "tiny": 2.5e-7, "n": [1, 1.5], "note": 'café "q" \\ \n ✓'}
@@ -145,3 +147,53 @@ def test_route_errors(api, key, world, tenant, clock):
         reply = api.get(f"{DELTA}/{queued}/proof", headers=headers)
         assert reply.status == 404 and reply.error["code"] == "NOT_FOUND"
     assert api.get(f"{DELTA}/{queued}/proof").status == 401
+
+
+def _failing(document: dict) -> set[str]:
+    return {c.name for c in check(document).checks if not c.ok}
+
+
+def test_a_batch_off_the_first_chain_signs_its_chain_and_verifies_offline(api, key, tenant, clock, tmp_path):
+    ids = submit(api, key, 2)
+    with one_chain(3):
+        [batch] = seal(tenant, ids, clock).batches
+    assert (batch.chain, batch.sequence, batch.statement()["chain"]) == (3, 1, 3)
+    answer, proof = api.get(f"/api/v1/verify/{batch.root}"), api.get(f"{DELTA}/{ids[1]}/proof", headers=key)
+    assert answer.data["verified"] and answer.data["summary"]["chain"] == 3
+    assert answer.data["verification"]["statement"]["chain"] == proof.data["batch"]["statement"]["chain"] == 3
+    keys_path = tmp_path / "keys.json"
+    keys_path.write_bytes(api.get("/api/v1/verification-keys").body)
+    for name, reply in (("batch.json", answer), ("proof.json", proof)):
+        (tmp_path / name).write_bytes(reply.body if isinstance(reply.body, bytes) else reply.body.encode())
+        assert main(["verify", str(tmp_path / name), "--keys", str(keys_path)]) == 0
+
+    # The chain's number is signed: another one fails the signature, even with a summary that agrees with it.
+    document = copy.deepcopy(answer.json["data"])
+    document["verification"]["statement"]["chain"] = document["summary"]["chain"] = 4
+    assert _failing(document) == {"signature"}
+    document["summary"]["chain"] = 3
+    assert _failing(document) == {"signature", "summary"}
+    bundle = copy.deepcopy(proof.json["data"])
+    bundle["batch"]["statement"]["chain"] = 4
+    assert _failing(bundle) == {"signature"}
+    del bundle["batch"]["statement"]["chain"]  # passed off as the first chain's
+    assert _failing(bundle) == {"signature"}
+
+
+def test_a_batch_on_the_first_chain_signs_what_batches_always_signed(api, key, tenant, clock):
+    """Chain 0 is the one chain there was: its statements name no chain, so every batch signed before there were
+    several chains verifies as ever, and a /verify answer saved then (its summary has no chain) checks too."""
+    ids = submit(api, key, 2)
+    with one_chain(0):
+        [batch] = seal(tenant, ids, clock).batches
+    answer = api.get(f"/api/v1/verify/{batch.root}")
+    assert "chain" not in answer.data["verification"]["statement"] and answer.data["summary"]["chain"] == 0
+    assert "chain" not in api.get(f"{DELTA}/{ids[0]}/proof", headers=key).data["batch"]["statement"]
+    saved_before = copy.deepcopy(answer.json["data"])
+    del saved_before["summary"]["chain"]
+    assert check(saved_before).ok
+    saved_before["summary"]["chain"] = 1
+    assert _failing(saved_before) == {"summary"}
+    named = copy.deepcopy(answer.json["data"])
+    named["verification"]["statement"]["chain"] = 0  # chain 0 is never named
+    assert _failing(named) == {"structure"}

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import base64
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from decimal import Decimal
 
 import pytest
 
 from chalicelib import bootstrap
+from chalicelib.adapters.dynamodb.batch_repository import DynamoBatchRepository
 from chalicelib.adapters.signing import verify_signature
+from chalicelib.domain.batches import CHAINS
 from chalicelib.domain.deltas import CreditState, DeltaInput, DeltaStatus
 from chalicelib.domain.fingerprints import canonical, content_hash, delta_content
 from chalicelib.domain.identity import ApiKeyPrincipal, Environment
@@ -17,6 +22,7 @@ from chalicelib.domain.merkle import leaf_hash, verify_inclusion
 from chalicelib.services import credits as credit_service
 from chalicelib.services import ingest, verification
 from tests.dynamo_calls import DynamoCalls
+from tests.helpers import one_chain, walk_chains
 
 DELTA = "/api/v1/balance/delta"
 
@@ -77,14 +83,18 @@ def test_settlement_happens_once_and_a_rerun_changes_nothing(api, key, credits_t
     assert items[1]["description"] == "Credits reserved for pending verifications — 4 deltas"
 
 
-def test_batches_chain_to_the_previous_root_and_the_sweep_finds_missed_deltas(api, key, credits_tenant, clock):
-    first = verify(credits_tenant, [submit(api, key, "cust_a")], clock).batches[0]
-    missed = submit(api, key, "cust_b")  # never handed to the verifier: the sweep must find it
-    clock.advance(minutes=1)
-    report = verification.sweep(bootstrap.unit_of_work(), now=clock(), signer=bootstrap.signer())
+def test_batches_chain_to_the_previous_root_of_their_chain_and_the_sweep_finds_missed_deltas(api, key,
+                                                                                             credits_tenant, clock):
+    with one_chain(5):
+        first = verify(credits_tenant, [submit(api, key, "cust_a")], clock).batches[0]
+        missed = submit(api, key, "cust_b")  # never handed to the verifier: the sweep must find it
+        clock.advance(minutes=1)
+        report = verification.sweep(bootstrap.unit_of_work(), now=clock(), signer=bootstrap.signer())
     assert [d.record_id for d in report.verified] == [missed]
     second = report.batches[0]
-    assert second.previous_root == first.root and second.sequence == first.sequence + 1
+    assert (first.chain, second.chain) == (5, 5)
+    assert second.previous_root == first.root and (first.sequence, second.sequence) == (1, 2)
+    assert [b.batch_id for b in walk_chains(credits_tenant.id)[5]] == [first.batch_id, second.batch_id]
     assert verification.sweep(bootstrap.unit_of_work(), now=clock() + timedelta(minutes=1),
                               signer=bootstrap.signer()).verified == []
 
@@ -142,8 +152,10 @@ def test_the_queue_path_seals_by_the_candidates_without_reading_the_deltas_back(
     bootstrap.signer()
     with DynamoCalls.recording() as calls:
         report = verify_refs(refs, clock)
-    # The credit position (account and lanes), the chain head, the seal, the per-customer counts: no delta read.
-    assert calls.operations == ["BatchGetItem", "GetItem", "TransactWriteItems", "TransactWriteItems"]
+    # The credit position (account and lanes), the chain head, the seal, the posting of its settlement (the
+    # position, the account with the entries), the per-customer counts: no delta read.
+    assert calls.operations == ["BatchGetItem", "GetItem", "TransactWriteItems", "BatchGetItem", "TransactWriteItems",
+                                "TransactWriteItems"]
     assert [c.record_id for c in report.verified] == ids and report.skipped == 0
     uow = bootstrap.unit_of_work()
     for record_id in ids:
@@ -152,13 +164,11 @@ def test_the_queue_path_seals_by_the_candidates_without_reading_the_deltas_back(
         assert stored.content_hash == content_hash(delta_content(stored))  # ingest's fingerprint is the content's
 
 
-def test_a_seal_committed_on_the_chain_while_another_is_staged_costs_that_one_no_retry(world, clock, monkeypatch):
-    """Two verifier environments seal one tenant's chain at once: the head is read last, so a seal the other
-    commits while this one stages its deltas is chained onto, rather than lost to and redone from a re-read.
-    (A monthly tenant: a credits tenant's seals also race for its credit account.)"""
-    tenant = world.tenant("Monthly Inc")
-    refs, ids = queued(tenant, ["cust_a", "cust_b"], clock)
-    other_refs, _other_ids = queued(tenant, ["cust_c"], clock)
+def another_verifier_seals_meanwhile(monkeypatch, clock, other_refs: list[tuple],
+                                    check: Callable[[verification.VerifyReport], None]) -> list[list[str]]:
+    """Arrange that while the next seal is being staged (at its webhook events, before it reads its chain's
+    head), another verifier verifies ``other_refs`` whole, ``check`` seeing its report. Returns the list of the
+    record ids the next seal reads again after a lost race (empty if it lost none)."""
     rereads: list[list[str]] = []
     awaiting, stage_events = verification._awaiting, verification.stage_events
 
@@ -166,17 +176,32 @@ def test_a_seal_committed_on_the_chain_while_another_is_staged_costs_that_one_no
         rereads.append(record_ids)
         return awaiting(uow, tenant_id, environment, record_ids)
 
-    def other_environment_seals_meanwhile(*args, **kwargs):
+    def meanwhile(*args, **kwargs):
         monkeypatch.setattr(verification, "stage_events", stage_events)
-        other = verify_refs(other_refs, clock)
-        assert len(other.batches) == 1
+        check(verify_refs(other_refs, clock))
         return stage_events(*args, **kwargs)
 
     monkeypatch.setattr(verification, "_awaiting", reread)
-    monkeypatch.setattr(verification, "stage_events", other_environment_seals_meanwhile)
+    monkeypatch.setattr(verification, "stage_events", meanwhile)
+    return rereads
+
+
+def test_a_seal_committed_on_the_chain_while_another_is_staged_costs_that_one_no_retry(world, clock, monkeypatch):
+    """Two verifier environments seal one tenant's chain at once: the head is read last, so a seal the other
+    commits while this one stages its deltas is chained onto, rather than lost to and redone from a re-read.
+    (Both on one chain here, which is the point; on two chains they would not meet at all.)"""
+    tenant = world.tenant("Monthly Inc")
+    refs, ids = queued(tenant, ["cust_a", "cust_b"], clock)
+    other_refs, _other_ids = queued(tenant, ["cust_c"], clock)
+    monkeypatch.setattr(verification, "choose_chain", lambda _lost: 0)  # both seals on one chain: the point here
+
+    def check(other: verification.VerifyReport) -> None:
+        assert len(other.batches) == 1
+
+    rereads = another_verifier_seals_meanwhile(monkeypatch, clock, other_refs, check)
     report = verify_refs(refs, clock)
     assert rereads == [] and [c.record_id for c in report.verified] == ids
-    head = bootstrap.unit_of_work().batches.head(tenant.id, Environment.PRODUCTION)
+    head = bootstrap.unit_of_work().batches.head(tenant.id, Environment.PRODUCTION, 0)
     assert (report.batches[0].sequence, head.sequence, head.last_root) == (2, 2, report.batches[0].root)
 
 
@@ -207,3 +232,104 @@ def test_references_to_unknown_deltas_and_unreadable_candidates(credits_tenant, 
     garbled = (tenant_id, env, record_id, ["not-a-hash", 1])  # unreadable: read like a bare reference
     report = verify_refs([ghost, garbled], clock)
     assert [c.record_id for c in report.verified] == [record_id] and report.skipped == 1
+
+
+# --- several hash chains per tenant environment ---------------------------------------------------------------
+
+
+def test_concurrent_seals_of_one_environment_spread_over_its_chains_and_each_chain_stays_gap_free(world, clock):
+    """Verifiers seal one tenant environment at once: each seal extends a chain picked at random, so they commit
+    side by side. Walked from its head, each chain is whole (sequences 1..n, each previous root the root of the
+    batch before), and every batch is on exactly one chain. (A monthly tenant: seals share no credit account.)"""
+    tenant = world.tenant("Monthly Inc")
+    workers, seals = 8, 5
+    groups = [queued(tenant, [f"cust_{w}_{n}"], clock)[0] for w in range(workers) for n in range(seals)]
+    bootstrap.signer()
+    start = threading.Barrier(workers)
+
+    def verifier(worker: int) -> list:
+        start.wait()
+        return [batch for refs in groups[worker::workers] for batch in verify_refs(refs, clock).batches]
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        batches = [batch for run in pool.map(verifier, range(workers)) for batch in run]
+    assert len(batches) == workers * seals
+    chains = walk_chains(tenant.id)
+    assert len(chains) > 1  # 40 seals over 16 chains at random: all on one with probability 16**-39
+    assert sorted(b.batch_id for run in chains.values() for b in run) == sorted(b.batch_id for b in batches)
+    assert len({(b.chain, b.sequence) for b in batches}) == len(batches)  # no two batches of a chain share a place
+
+
+def test_a_lost_race_for_a_chain_head_is_retried_once_on_another_chain(world, clock, monkeypatch):
+    """Another verifier commits on the chain a seal picked between its read of that head and its commit: the seal
+    loses the race and retries on a different chain (where its rival's peers are not racing), once."""
+    tenant = world.tenant("Monthly Inc")
+    refs, ids = queued(tenant, ["cust_a", "cust_b"], clock)
+    rival_refs, _rival_ids = queued(tenant, ["cust_c"], clock)
+    picks: list[tuple[int | None, int]] = []  # (the chain just lost on, the chain picked), per seal attempt
+    choose, head = verification.choose_chain, DynamoBatchRepository.head
+
+    def first_attempts_on_chain_7(lost: int | None) -> int:
+        picks.append((lost, chain := 7 if lost is None else choose(lost)))
+        return chain
+
+    def head_then_a_rival_commits_on_it(self, tenant_id, environment, chain=0):
+        read = head(self, tenant_id, environment, chain)
+        if len(picks) == 1:  # the first attempt has read its head: a rival seals on that chain meanwhile
+            assert [b.chain for b in verify_refs(rival_refs, clock).batches] == [7]
+        return read
+
+    monkeypatch.setattr(verification, "choose_chain", first_attempts_on_chain_7)
+    monkeypatch.setattr(DynamoBatchRepository, "head", head_then_a_rival_commits_on_it)
+    report = verify_refs(refs, clock)
+    assert [c.record_id for c in report.verified] == ids
+    [batch] = report.batches
+    assert picks == [(None, 7), (None, 7), (7, batch.chain)] and batch.chain != 7  # the seal, its rival, one retry
+    assert (batch.sequence, batch.previous_root) == (1, None)
+    chains = {chain: [b.batch_id for b in run] for chain, run in walk_chains(tenant.id).items()}
+    assert len(chains[7]) == 1 and chains[batch.chain] == [batch.batch_id] and len(chains) == 2
+
+
+def test_the_chain_picked_is_random_and_after_a_lost_race_never_the_one_lost_on():
+    firsts = {verification.choose_chain(None) for _ in range(2_000)}
+    assert firsts == set(range(CHAINS))
+    for lost in range(CHAINS):
+        retries = {verification.choose_chain(lost) for _ in range(500)}
+        assert lost not in retries and len(retries) > 1
+
+
+def test_seals_of_a_credits_tenant_on_two_chains_commit_side_by_side_and_post_together(credits_tenant, clock,
+                                                                                       monkeypatch):
+    """A credits tenant's seals do not queue on its account: each ADDs its settlement to an escrow lane, so a
+    seal another verifier commits (on another chain) while this one is staged costs this one nothing, and the
+    ledger entries come from the postings. The seal's transaction holds no account update."""
+    refs, ids = queued(credits_tenant, ["cust_a", "cust_b"], clock)
+    other_refs, other_ids = queued(credits_tenant, ["cust_c", "cust_d", "cust_e"], clock)
+    chains = iter([1, 0])  # the other seal picks first (it runs inside this one's staging): chain 1; this one 0
+    monkeypatch.setattr(verification, "choose_chain", lambda _lost: next(chains))
+
+    def check(other: verification.VerifyReport) -> None:
+        assert len(other.batches) == 1 and other.batches[0].chain == 1
+        assert entries(credits_tenant)[-2:] == [("reservation", -5, 5), ("settlement", -3, 5)]  # posted at once
+
+
+    writes: list[str] = []  # what touches the credits, in order
+    repository = type(bootstrap.unit_of_work().credits)
+    for name in ("settle", "record"):
+        original = getattr(repository, name)
+        monkeypatch.setattr(repository, name, lambda self, *a, _name=name, _original=original, **k: (
+            writes.append(_name), _original(self, *a, **k))[1])
+    post = verification.post_settlements
+    monkeypatch.setattr(verification, "post_settlements", lambda *a, **k: (writes.append("post"), post(*a, **k))[1])
+    rereads = another_verifier_seals_meanwhile(monkeypatch, clock, other_refs, check)
+    report = verify_refs(refs, clock)
+    assert rereads == [] and [c.record_id for c in report.verified] == ids  # no lost race: nothing read again
+    assert [(b.chain, b.sequence) for b in report.batches] == [(0, 1)]
+    # the account (``record``) is written by the postings only, never by a seal (``settle``: a lane)
+    assert writes == ["settle", "settle", "post", "record", "post", "record"]
+    # this seal's posting: the other's was posted already, so one settlement of its own 2
+    assert entries(credits_tenant) == [("topup", 10, 10), ("reservation", -5, 5), ("settlement", -3, 5),
+                                       ("settlement", -2, 5)]
+    live = credit_service.balances(bootstrap.unit_of_work(), credits_tenant.id)
+    assert (live.credit_balance, live.reserved, live.available) == (5, 0, 5)
+    assert len(other_ids) == 3

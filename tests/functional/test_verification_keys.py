@@ -12,7 +12,7 @@ from chalicelib.adapters.signing import Signer, verify_signature
 from chalicelib.cli.main import main
 from chalicelib.domain.signing_keys import key_id_of
 from chalicelib.offline_verify import check, loads
-from tests.helpers import overriding, submit, verify
+from tests.helpers import one_chain, overriding, submit, verify
 
 KEYS = "/api/v1/verification-keys"
 DELTA = "/api/v1/balance/delta"
@@ -65,14 +65,16 @@ def test_rotation_publishes_both_keys_and_proofs_signed_before_still_verify(api,
                                                                            clock, rotate, tmp_path):
     first_secret = current_secret(aws, boto_session)
     old_ids = [submit(api, key, "cust_a", amount=a) for a in (5, 2)]
-    [old_batch] = verify(tenant, old_ids, clock).batches
+    with one_chain(2):  # both batches on one chain (of the environment's several), to see it go on
+        [old_batch] = verify(tenant, old_ids, clock).batches
     old_key = bootstrap.signer().public_key
     keys_before = api.get(KEYS).body
     old_proof = api.get(f"{DELTA}/{old_ids[0]}/proof", headers=key).body
 
     rotate("a-new-secret-" + "r" * 51)
     new_ids = [submit(api, key, "cust_a", amount=1)]
-    [new_batch] = verify(tenant, new_ids, clock).batches
+    with one_chain(2):
+        [new_batch] = verify(tenant, new_ids, clock).batches
     new_key = bootstrap.signer().public_key
     assert new_batch.key_id == new_key.key_id != old_batch.key_id == old_key.key_id
     assert new_batch.previous_root == old_batch.root  # the chain goes on across the rotation

@@ -2,7 +2,8 @@
 
 SPEC (verification): one TransactWriteItems per sealed batch holds the batch record,
 the chain head move, every delta's status (conditioned on still awaiting
-verification) and the credit settlement; a terminal failure (content RFC 8785
+verification) and the credit settlement on a lane (posted to the ledger by the next
+transaction, before the counts); a terminal failure (content RFC 8785
 cannot canonicalise) is FAILED, released and refunded in one transaction. So a
 crash anywhere must leave either nothing or whole transactions behind, and a
 rerun (the queue redelivers) or the sweep must finish the work exactly once.
@@ -18,8 +19,12 @@ same arrangement crashes the verifier at call k — before the call reaches
 DynamoDB, or after it has been applied — and recovers: either a rerun of
 ``verify_records`` followed by a sweep, or the sweep alone (the message was lost
 with the crash). The final statuses, credit account, ledger, usage counter and
-chain must equal the baseline; every verified delta's inclusion proof must check
+chains must equal the baseline; every verified delta's inclusion proof must check
 against its signed batch.
+
+A seal extends one of the environment's chains, picked at random: which one is no
+part of the outcome (each chain must be whole and the batches on all of them count),
+and the picks are seeded so that each case reruns alike.
 """
 
 from __future__ import annotations
@@ -50,6 +55,7 @@ from chalicelib.services import ingest, verification
 from tests.conftest import empty_world
 from tests.dynamo_calls import CrashError, DynamoCalls
 from tests.factories import World
+from tests.helpers import seeded_chains, walk_chains
 from tests.ledger import replay_ledger
 
 P = Environment.PRODUCTION
@@ -77,9 +83,11 @@ EXPECTED_CALLS = (
     "BatchGetItem",        #   the credit account and its escrow lanes
     "TransactWriteItems",  #   FAILED + usage released + customer and totals + the holds posted and the refund
     "BatchGetItem",        # seal: the credit account and its escrow lanes
-    "GetItem",             #   the chain head (read last: concurrent sealers race for it)
+    "GetItem",             #   the head of the chain picked (read last: concurrent sealers race for it)
     "TransactWriteItems",  #   batch + head + 7 statuses (each conditioned: still pending, that hold) + counts item
-    #                            + settlement and its entry + outbox
+    #                            + the settlement ADDed to a lane + outbox
+    "BatchGetItem",        # posting: the credit account and its escrow lanes (the seal's lane among them)
+    "TransactWriteItems",  #   the account (conditioned on its entry count) + the settlement entry
     "TransactWriteItems",  # the seal's per-customer verified counts and totals, with the counts item's removal
 )
 
@@ -92,8 +100,8 @@ class Outcome:
     account: tuple[int, int, int, int]  # credit balance, reserved, available, entry count
     ledger: tuple[tuple[str, str, int, int], ...]  # oldest first: entry id, type, amount, balance after
     usage: tuple[int, tuple[tuple[str, int], ...], int]  # consumed, per environment, released
-    head_sequence: int
-    tree_sizes: tuple[int, ...]  # per batch, in chain order
+    sealed: int  # batches on all chains (their heads' sequences, summed)
+    tree_sizes: tuple[int, ...]  # per batch, in sealing order
     customers: tuple  # the environment's totals, then per customer: counts, balance, cycle counters
 
 
@@ -129,11 +137,11 @@ def sweep(now: datetime) -> verification.VerifyReport:
 
 
 def _batches(tenant_id: str) -> list[Any]:
-    """Every batch record of the tenant (a scan: orphans would show up too), in sequence order."""
+    """Every batch record of the tenant (a scan: orphans would show up too), in sealing order."""
     uow = bootstrap.unit_of_work()
     ids = [r.batch_id for r in BatchRecord.scan(BatchRecord.sk == keys.BATCH_SK) if r.tenant_id == tenant_id]
     batches = [uow.batches.get(tenant_id, P, batch_id) for batch_id in ids]
-    return sorted(batches, key=lambda b: b.sequence)
+    return sorted(batches, key=lambda b: (b.sealed_at, b.batch_id))
 
 
 def observe(tenant_id: str, record_ids: list[str], *, settled: bool = True) -> Outcome:
@@ -147,20 +155,15 @@ def observe(tenant_id: str, record_ids: list[str], *, settled: bool = True) -> O
     types = Counter(e.entry_type for e in entries)
     assert types[EntryType.SETTLEMENT] <= 1 and types[EntryType.REFUND] <= 1, types  # never twice
 
-    # Sealed batches: a gap-free chain of signed batches ending at the head.
+    # Sealed batches: on each chain, a gap-free run of signed batches ending at its head; none off a chain.
     batches = _batches(tenant_id)
-    head = uow.batches.head(tenant_id, P)
+    chains = walk_chains(tenant_id, P)
+    assert sorted(b.batch_id for run in chains.values() for b in run) == sorted(b.batch_id for b in batches)
     public_key = bootstrap.signer().public_key.raw
-    assert [b.sequence for b in batches] == list(range(1, head.sequence + 1))
-    previous = None
     for batch in batches:
-        assert batch.previous_root == (previous.root if previous else None)
         assert verify_signature(public_key, canonical(batch.statement()), batch.signature)
         assert batch.tree_size == len(batch.record_ids) == len(batch.leaf_hashes)
         assert batch.root == root_of([bytes.fromhex(h) for h in batch.leaf_hashes]).hex()
-        previous = batch
-    if batches:
-        assert (head.last_root, head.last_batch_id) == (batches[-1].root, batches[-1].batch_id)
 
     # Every verified delta is in exactly one batch and its proof checks against that batch's root.
     by_id = {b.batch_id: b for b in batches}
@@ -198,7 +201,7 @@ def observe(tenant_id: str, record_ids: list[str], *, settled: bool = True) -> O
         account=(account.credit_balance, account.reserved, account.available, account.entry_count),
         ledger=tuple((e.entry_id, str(e.entry_type), e.amount, e.balance_after) for e in entries),
         usage=(usage.consumed, tuple(sorted(usage.by_environment.items())), usage.released),
-        head_sequence=head.sequence,
+        sealed=sum(len(run) for run in chains.values()),
         tree_sizes=tuple(b.tree_size for b in batches),
         customers=_customer_counters(uow, tenant_id, sorted({d.customer_id for d in deltas})),
     )
@@ -226,7 +229,7 @@ def baseline(moto_world: dict) -> tuple[Outcome, tuple[str, ...]]:
     try:
         tenant_id, record_ids = arrange(World(lambda: START))
         signer = bootstrap.signer()  # read before counting (Secrets Manager, not DynamoDB)
-        with calls.run():
+        with calls.run(), seeded_chains():
             report = verification.verify_records(bootstrap.unit_of_work(), QUEUED[tenant_id], now=START,
                                                  signer=signer)
         operations = tuple(calls.operations)
@@ -245,6 +248,13 @@ def dynamo_calls(aws: dict) -> Iterator[DynamoCalls]:
     calls = DynamoCalls().attach()
     yield calls
     calls.detach()
+
+
+@pytest.fixture(autouse=True)
+def seeded() -> Iterator[None]:
+    """Each case picks chains as the baseline did (the outcome must not depend on them either way)."""
+    with seeded_chains():
+        yield
 
 
 # --- tests -------------------------------------------------------------------------------------------
@@ -271,7 +281,7 @@ def test_the_baseline_settles_seven_and_refunds_the_one_rfc8785_refuses(baseline
     )
     assert outcome.account == (TOPUP - GOOD, 0, TOPUP - GOOD, 4)
     assert outcome.usage == (GOOD, (("production", GOOD), ("sandbox", 0)), 1)
-    assert (outcome.head_sequence, outcome.tree_sizes) == (1, (GOOD,))
+    assert (outcome.sealed, outcome.tree_sizes) == (1, (GOOD,))
     assert outcome.customers == (
         (3, 0, 3, n, GOOD, 1, Decimal("14.500001")),  # customers, manual, integration, deltas, verified, failed
         ("cust_a", 3, 3, 0, "13.000001", 3, "13.000001"),  # deltas, verified, failed, balance, cycle count, net
@@ -302,12 +312,17 @@ def test_a_crash_at_any_dynamodb_call_then_recovery_ends_exactly_as_without_a_cr
     applied = operations[: k if phase == "after" else k - 1].count("TransactWriteItems")
     crashed = observe(tenant_id, record_ids, settled=False)
     # The holds are posted (the reservation entry) by the first ledger writer: here the refund's transaction.
-    assert crashed.ledger == expected.ledger[: (1, 3, 4, 4)[applied]]
-    assert crashed.head_sequence == (1 if applied >= 2 else 0)
+    # The seal settles on a lane; its entry is the posting's (the next transaction).
+    assert crashed.ledger == expected.ledger[: (1, 3, 3, 4, 4)[applied]]
+    assert crashed.sealed == (1 if applied >= 2 else 0)
     bad_resolved = crashed.deltas[BAD] == expected.deltas[BAD]
     good_resolved = [d == expected.deltas[i] for i, d in enumerate(crashed.deltas) if i != BAD]
     assert (bad_resolved, good_resolved) == (applied >= 1, [applied >= 2] * GOOD)
-    assert (crashed.customers == expected.customers) == (applied == 3)  # the counts go in last
+    # the posted ledger moves with the posting; the balances count a settlement from its seal on
+    assert (crashed.account == expected.account) == (applied >= 3)
+    live = credit_service.balances(bootstrap.unit_of_work(), tenant_id)
+    assert ((live.credit_balance, live.reserved, live.available) == expected.account[:3]) == (applied >= 2)
+    assert (crashed.customers == expected.customers) == (applied == 4)  # the counts go in last
 
     # Recover: the queue redelivers (a rerun), then the sweep; or the sweep alone.
     if recovery == "rerun":
@@ -315,9 +330,9 @@ def test_a_crash_at_any_dynamodb_call_then_recovery_ends_exactly_as_without_a_cr
         verify(tenant_id, record_ids, clock())
     clock.advance(seconds=verification.SWEEP_GRACE.total_seconds() + 5)
     swept = sweep(clock())
-    if applied == 2:  # sealed, counts not applied: whatever recovers, the sweep applies them
+    if applied in (2, 3):  # sealed, counts not applied: whatever recovers, the sweep posts and applies them
         assert (swept.verified, swept.failed, swept.batches, swept.counts_applied) == ([], [], [], 1)
-    elif recovery == "rerun" or applied == 3:
+    elif recovery == "rerun" or applied == 4:
         assert (swept.verified, swept.failed, swept.batches, swept.counts_applied) == ([], [], [], 0)
     else:  # the sweep alone finishes what the crash left pending
         assert (len(swept.verified), len(swept.failed), len(swept.batches)) == (GOOD, 1 - applied, 1)

@@ -29,11 +29,12 @@ def test_capacity_prints_a_ceiling_for_every_scenario(aws) -> None:
     assert text.count("per customer ceiling: ") == 10
     assert "pending-index shard" in text
     assert "credit" in text  # the credits mode's account / lanes were written and classified
-    # The verifier's serial bound (one seal at a time per tenant environment), from the chain head's writes.
+    # The verifier's serial bound (one seal at a time per chain, CHAINS chains), from the chain heads' writes.
     serial = [capacity.serial_verification(r) for r in results]
     assert [s is not None for s in serial] == [False, False, False, False, True] * 2
     for per_seal, fast, slow in filter(None, serial):  # 13 deltas verified, in one seal
-        assert per_seal == 13 and fast == 13 / capacity.SEAL_SECONDS[0] and slow == 13 / capacity.SEAL_SECONDS[1]
+        assert per_seal == 13 and capacity.CHAINS == 16
+        assert (fast, slow) == (16 * 13 / capacity.SEAL_SECONDS[0], 16 * 13 / capacity.SEAL_SECONDS[1])
     assert text.count("verification, serial per tenant environment") == 2
 
 
@@ -118,6 +119,11 @@ def test_every_key_keys_py_builds_is_classified() -> None:
         items += [("usage", keys.usage_pk(t, shard), keys.usage_sk("2026-01")) for shard in keys.USAGE_SHARDS]
     if hasattr(keys, "credit_lane_pk"):  # credit escrow lanes
         items += [("ledger", keys.credit_lane_pk(t, lane), keys.LANE_SK) for lane in keys.CREDIT_LANES]
+    if hasattr(keys, "CHAINS"):  # several hash chains per tenant environment: each head its own item and partition
+        items += [("deltas", keys.chain_pk(t, e, chain), keys.HEAD_SK) for chain in keys.CHAINS]
+        heads = [keys.chain_pk(t, e, chain) for chain in keys.CHAINS]
+        assert {capacity.classify_item("deltas", pk, keys.HEAD_SK) for pk in heads} == {("chain head", "tenant-env")}
+        assert {capacity.classify_partition("deltas", pk) for pk in heads} == {("chain head", "tenant-env")}
     for table, pk, sk in items:
         capacity.classify_item(table, pk, sk)
         capacity.classify_partition(table, pk)

@@ -42,8 +42,8 @@ def _envelope(data: Any) -> dict:
     return {"statusCode": 200, "success": True, "data": data}
 
 
-def build(size: int, signer: Signer = SIGNER, key_id: str | None = None) -> tuple[list[dict], dict]:
-    """Bundles for every leaf of one signed batch of ``size`` deltas, and the batch's verify answer
+def build(size: int, signer: Signer = SIGNER, key_id: str | None = None, chain: int = 0) -> tuple[list[dict], dict]:
+    """Bundles for every leaf of one signed batch of ``size`` deltas on ``chain``, and the batch's verify answer
     (``key_id``: the id the batch and key carry, when not the key's own)."""
     key_id = key_id or signer.key_id
     contents = [delta_content(_delta(i)) for i in range(size)]
@@ -52,7 +52,7 @@ def build(size: int, signer: Signer = SIGNER, key_id: str | None = None) -> tupl
     batch = SealedBatch(batch_id="bat_1", tenant_id="2", environment="production", root=tree.root.hex(),
                         tree_size=size, sequence=1, previous_root=None, sealed_at=NOW, key_id=key_id,
                         record_ids=tuple(c["recordId"] for c in contents),
-                        leaf_hashes=tuple(h.hex() for h in tree.levels[0]))
+                        leaf_hashes=tuple(h.hex() for h in tree.levels[0]), chain=chain)
     batch = replace(batch, signature=signer.sign(canonical(batch.statement())))
     key = {"keyId": key_id, "algorithm": "Ed25519", "publicKey": base64.b64encode(signer.public_key.raw).decode()}
     bundles = [{
@@ -63,7 +63,7 @@ def build(size: int, signer: Signer = SIGNER, key_id: str | None = None) -> tupl
     } for i, c in enumerate(contents)]
     verify = {
         "verified": True, "proofRoot": batch.root, "recordedAt": batch.statement()["sealedAt"],
-        "summary": {"batchId": "bat_1", "treeSize": size, "sequence": 1, "environment": "production",
+        "summary": {"batchId": "bat_1", "treeSize": size, "chain": chain, "sequence": 1, "environment": "production",
                     "previousRoot": None},
         "records": [{"recordId": r, "leafIndex": i, "leafHash": h}
                     for i, (r, h) in enumerate(zip(batch.record_ids, batch.leaf_hashes, strict=True))],
@@ -151,6 +151,42 @@ def test_a_batch_document_verifies_and_a_changed_leaf_or_statement_fails():
     assert not verdict(raw.replace(b'"verified":true', b'"verified":false'))
     notes = check(verify).notes
     assert any("not covered by the signature" in n for n in notes)
+
+
+def _failing(document: dict, **changes: Any) -> set[str]:
+    """The checks that fail once ``changes`` are made (``a__b``: member ``b`` of ``a``; None: removed)."""
+    doc = json.loads(json.dumps(document))
+    for path, value in changes.items():
+        target = doc
+        *parents, last = path.split("__")
+        for p in parents:
+            target = target[p]
+        if value is None:
+            del target[last]
+        else:
+            target[last] = value
+    return {c.name for c in check(doc).checks if not c.ok}
+
+
+def test_a_batch_off_the_first_chain_verifies_and_its_chain_is_signed():
+    bundles, verify = build(3, chain=3)
+    assert bundles[0]["batch"]["statement"]["chain"] == 3 and verify["summary"]["chain"] == 3
+    assert all(check(bundle, keys=keys_doc()).ok for bundle in bundles) and check(verify, keys=keys_doc()).ok
+    assert _failing(bundles[1], batch__statement__chain=4) == {"signature"}
+    assert _failing(bundles[1], batch__statement__chain=None) == {"signature"}  # passed off as chain 0's
+    assert _failing(verify, verification__statement__chain=4, summary__chain=4) == {"signature"}
+    assert _failing(verify, summary__chain=2) == {"summary"}
+    assert _failing(verify, summary__chain=None) == {"summary"}  # no chain in the summary is chain 0
+    for wrong in (0, -1, True, 1.5, "3"):  # chain 0 is never named; a chain is an integer
+        assert _failing(bundles[0], batch__statement__chain=wrong) == {"structure"}
+
+
+def test_a_batch_answer_saved_before_there_were_chains_still_verifies():
+    verify = build(2)[1]
+    assert "chain" not in verify["verification"]["statement"] and verify["summary"]["chain"] == 0
+    assert check(verify).ok and not _failing(verify, summary__chain=None)
+    assert _failing(verify, summary__chain=1) == {"summary"}
+    assert _failing(verify, verification__statement__chain=1, summary__chain=1) == {"signature"}
 
 
 def test_the_published_key_pins_the_embedded_one():

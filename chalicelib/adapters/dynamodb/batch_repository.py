@@ -1,4 +1,4 @@
-"""Sealed batches and the hash chain's head per tenant environment."""
+"""Sealed batches and the heads of each tenant environment's hash chains (``keys.CHAINS``)."""
 
 from __future__ import annotations
 
@@ -18,29 +18,31 @@ def _batch_from(record: BatchRecord) -> SealedBatch:
         root=record.root_hex, tree_size=int(record.tree_size), sequence=int(record.sequence),
         previous_root=record.previous_root, sealed_at=record.sealed_at, key_id=record.key_id,
         record_ids=tuple(record.record_ids), leaf_hashes=tuple(record.leaf_hashes), signature=record.signature,
+        chain=int(record.chain or 0),
     )
 
 
 class DynamoBatchRepository(Repository):
-    def head(self, tenant_id: str, environment: Environment) -> ChainHead:
-        record = get_item(ChainHeadRecord, keys.chain_pk(tenant_id, str(environment)), keys.HEAD_SK)
+    def head(self, tenant_id: str, environment: Environment, chain: int = 0) -> ChainHead:
+        record = get_item(ChainHeadRecord, keys.chain_pk(tenant_id, str(environment), chain), keys.HEAD_SK)
         if record is None:
             return ChainHead()
         return ChainHead(int(record.sequence), record.last_root, record.last_batch_id)
 
     def seal(self, batch: SealedBatch, head: ChainHead) -> None:
-        """Stage the batch and move the chain head from exactly ``head`` (one sealer wins a race)."""
+        """Stage the batch and move the head of its chain from exactly ``head`` (one sealer of that chain wins a
+        race; sealers of other chains do not meet)."""
         self._stage("save", BatchRecord(
             keys.batch_pk(batch.tenant_id, batch.environment, batch.batch_id), keys.BATCH_SK,
             batch_id=batch.batch_id, tenant_id=batch.tenant_id, environment=batch.environment,
-            root_hex=batch.root, tree_size=batch.tree_size, sequence=batch.sequence,
+            root_hex=batch.root, tree_size=batch.tree_size, chain=batch.chain, sequence=batch.sequence,
             previous_root=batch.previous_root, sealed_at=batch.sealed_at, key_id=batch.key_id,
             signature=batch.signature, record_ids=list(batch.record_ids), leaf_hashes=list(batch.leaf_hashes),
         ), condition=BatchRecord.pk.does_not_exist())
         condition = (ChainHeadRecord.pk.does_not_exist() if head.sequence == 0
                      else ChainHeadRecord.sequence == head.sequence)
         self._stage("save", ChainHeadRecord(
-            keys.chain_pk(batch.tenant_id, batch.environment), keys.HEAD_SK,
+            keys.chain_pk(batch.tenant_id, batch.environment, batch.chain), keys.HEAD_SK,
             sequence=batch.sequence, last_root=batch.root, last_batch_id=batch.batch_id,
         ), condition=condition)
 

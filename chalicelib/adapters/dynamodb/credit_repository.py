@@ -16,6 +16,7 @@ from chalicelib.domain.credits import (
     HoldLane,
     HoldPlan,
     LedgerEntry,
+    Settled,
     entry_id_for,
     entry_number,
 )
@@ -30,17 +31,24 @@ def account_from(tenant_id: str, record: CreditAccountRecord | None) -> CreditAc
                          reserved=int(record.reserved or 0), entry_count=int(record.entry_count or 0))
 
 
+def _lane_from(index: int, lane: CreditLaneRecord) -> HoldLane:
+    return HoldLane(index, free=int(lane.free or 0), held_total=int(lane.held_total or 0),
+                    held_deltas=int(lane.held_deltas or 0),
+                    settled=Settled(int(lane.settled or 0), int(lane.released or 0), int(lane.settled_deltas or 0),
+                                    int(lane.seals or 0)))
+
+
 def position_from(tenant_id: str, account: Any, lanes: dict[int, Any]) -> CreditPosition:
     """From raw items (BatchGetItem): the account (or None) and the lanes that exist, by index."""
     record = CreditAccountRecord.from_raw_data(account) if account else None
+    posted = (record.posted_lanes or {}) if record else {}
     return CreditPosition(
         ledger=account_from(tenant_id, record),
         pool=int(record.pool or 0) if record else 0,
         resolved=int(record.resolved or 0) if record else 0,
         posted_deltas=int(record.posted_deltas or 0) if record else 0,
-        lanes=tuple(HoldLane(index, free=int(lane.free or 0), held_total=int(lane.held_total or 0),
-                             held_deltas=int(lane.held_deltas or 0))
-                    for index, lane in sorted((i, CreditLaneRecord.from_raw_data(raw)) for i, raw in lanes.items())),
+        lanes=tuple(_lane_from(index, CreditLaneRecord.from_raw_data(raw)) for index, raw in sorted(lanes.items())),
+        posted=tuple(sorted((int(lane), Settled(*(int(n) for n in values))) for lane, values in posted.items())),
     )
 
 
@@ -114,10 +122,10 @@ class DynamoCreditRepository(Repository):
         return read_position(tenant_id, batch_get(position_keys(tenant_id)))
 
     def record(self, before: CreditAccount, after: CreditAccount, *entries: LedgerEntry, pool: int = 0,
-               resolved: int = 0, posted_deltas: int = 0) -> None:
+               resolved: int = 0, posted_deltas: int = 0, posted_lanes: dict[int, Settled] | None = None) -> None:
         """Move the ledger from ``before`` to ``after`` (exactly: fails if another ledger writer moved it) and
         add the entries; ``pool``, ``resolved`` and ``posted_deltas`` are ADDed (acceptances ADD to the pool
-        concurrently, never conflicting with this)."""
+        concurrently, never conflicting with this); ``posted_lanes``: each lane's settlements now posted."""
         account = CreditAccountRecord(keys.credits_pk(before.tenant_id), keys.ACCOUNT_SK)
         if before.entry_count == 0:
             condition = CreditAccountRecord.entry_count.does_not_exist()
@@ -131,6 +139,9 @@ class DynamoCreditRepository(Repository):
         ]
         actions += [getattr(CreditAccountRecord, name).add(value) for name, value in
                     (("pool", pool), ("resolved", resolved), ("posted_deltas", posted_deltas)) if value]
+        if posted_lanes is not None:
+            actions.append(CreditAccountRecord.posted_lanes.set(
+                {str(lane): [s.credits, s.released, s.deltas, s.seals] for lane, s in sorted(posted_lanes.items())}))
         self._stage("update", account, condition=condition, actions=actions)
         for entry in entries:
             shard = keys.ledger_entry_pk(entry.tenant_id, entry_number(entry.entry_id))
@@ -157,11 +168,19 @@ class DynamoCreditRepository(Repository):
                         condition=CreditAccountRecord.pool >= plan.refill,
                         actions=[CreditAccountRecord.pool.add(-plan.refill)])
 
-    def drain(self, tenant_id: str, lanes: dict[int, int]) -> None:
+    def settle(self, tenant_id: str, lane: int, settled: Settled) -> None:
+        """Stage a seal's settlement on ``lane``: ADDs only (its deltas' conditions make it exactly once)."""
+        self._stage("update", CreditLaneRecord(keys.credit_lane_pk(tenant_id, lane), keys.LANE_SK), actions=[
+            CreditLaneRecord.settled.add(settled.credits), CreditLaneRecord.released.add(settled.released),
+            CreditLaneRecord.settled_deltas.add(settled.deltas), CreditLaneRecord.seals.add(settled.seals),
+        ])
+
+    def drain(self, tenant_id: str, lanes: dict[int, int], *, to_pool: bool = True) -> None:
         """Stage moving each lane's ``free`` credits (exactly as much as read: at least that much must still
-        be there) back into the pool."""
+        be there) back into the pool (``to_pool=False``: the caller's account update adds them)."""
         for lane, amount in lanes.items():
             self._stage("update", CreditLaneRecord(keys.credit_lane_pk(tenant_id, lane), keys.LANE_SK),
                         condition=CreditLaneRecord.free >= amount, actions=[CreditLaneRecord.free.add(-amount)])
-        self._stage("update", CreditAccountRecord(keys.credits_pk(tenant_id), keys.ACCOUNT_SK),
-                    actions=[CreditAccountRecord.pool.add(sum(lanes.values()))])
+        if to_pool and lanes:
+            self._stage("update", CreditAccountRecord(keys.credits_pk(tenant_id), keys.ACCOUNT_SK),
+                        actions=[CreditAccountRecord.pool.add(sum(lanes.values()))])

@@ -3,8 +3,9 @@
 Tenant-wide items live under ``T#{tenant}``; environment-scoped items under
 ``T#{tenant}#E#{environment}``. Nothing else builds a key, and every shard range is
 here: items every delta of a tenant would write are spread (usage counters, the
-environment's totals, credit lanes; each customer is a partition of its own), and
-platform-wide work lists are :class:`Shards` read back by one sweep.
+environment's totals, credit lanes; each customer is a partition of its own), so are the
+hash chains its seals extend (:data:`CHAINS`), and platform-wide work lists are :class:`Shards`
+read back by one sweep.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
+from chalicelib.domain import batches
 from chalicelib.domain.credits import HOLD_LANES
 
 T = TypeVar("T")
@@ -212,8 +214,14 @@ def batch_pk(tenant_id: str, environment: str, batch_id: str) -> str:
     return f"T#{tenant_id}#E#{environment}#B#{batch_id}"
 
 
-def chain_pk(tenant_id: str, environment: str) -> str:
-    return f"T#{tenant_id}#E#{environment}#CHAIN"
+CHAINS = range(batches.CHAINS)  # the hash chains of a tenant environment, each head a partition of its own
+
+
+def chain_pk(tenant_id: str, environment: str, chain: int = 0) -> str:
+    """A chain's head. Seals of one tenant environment commit in parallel on different chains (one head
+    allows one seal at a time). Chain 0 is the one key used before there were several chains."""
+    base = f"T#{tenant_id}#E#{environment}#CHAIN"
+    return base if chain == 0 else f"{base}#{chain}"
 
 
 def pending_shard(record_id: str) -> str:

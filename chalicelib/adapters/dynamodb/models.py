@@ -358,16 +358,23 @@ class CreditAccountRecord(_Keyed):
     pool = NumberAttribute(null=True)
     resolved = NumberAttribute(null=True)
     posted_deltas = NumberAttribute(null=True)
+    # each lane's seal settlements posted so far: {"lane": [credits, released, deltas, seals]}
+    posted_lanes = ExactJSONAttribute(null=True)
 
 
 class CreditLaneRecord(_Keyed):
     """An escrow lane (``CREDITS#LANE#{n}`` / ``LANE``): its own partition, so acceptances spread their
-    holds over ``HOLD_LANES`` items with conditional ADDs instead of queueing on one account row."""
+    holds, and seals their settlements, over ``HOLD_LANES`` items with ADDs instead of queueing on one
+    account row."""
 
     Meta = _meta("ledger")
     free = NumberAttribute(null=True)
     held_total = NumberAttribute(null=True)
     held_deltas = NumberAttribute(null=True)
+    settled = NumberAttribute(null=True)  # seals' cumulative settlements on this lane: credits spent,
+    released = NumberAttribute(null=True)  # credits released,
+    settled_deltas = NumberAttribute(null=True)  # deltas,
+    seals = NumberAttribute(null=True)  # and seals
 
 
 class LedgerEntryRecord(_Keyed):
@@ -467,7 +474,7 @@ class DeltaRecord(_Keyed):
 
 
 class BatchRecord(_Keyed):
-    """A sealed, signed Merkle batch; ``previous_root`` chains batches per tenant environment."""
+    """A sealed, signed Merkle batch; ``previous_root`` chains batches per chain of a tenant environment."""
 
     Meta = _meta("deltas")
     batch_id = UnicodeAttribute()
@@ -476,7 +483,8 @@ class BatchRecord(_Keyed):
     root_hex = UnicodeAttribute()
     root_index = RootIndex()
     tree_size = NumberAttribute()
-    sequence = NumberAttribute()
+    chain = NumberAttribute(null=True)  # absent: chain 0 (every batch sealed before there were several chains)
+    sequence = NumberAttribute()  # per chain
     previous_root = UnicodeAttribute(null=True)
     sealed_at = UTCDateTimeAttribute()
     key_id = UnicodeAttribute()
@@ -500,7 +508,8 @@ class BatchCountsRecord(_Keyed):
 
 
 class ChainHeadRecord(_Keyed):
-    """The latest batch of a tenant environment: the hash chain's head (conditioned on ``sequence``)."""
+    """The latest batch of one of a tenant environment's chains: that chain's head (conditioned on
+    ``sequence``)."""
 
     Meta = _meta("deltas")
     sequence = NumberAttribute()
