@@ -79,6 +79,7 @@ ITEM_CLASSES: list[tuple[str, str, str, str, str]] = [
     ("ledger", rf"{T}#CREDITS", r"E#.+", "ledger entry", "delta"),  # written before the entry shards
     ("ledger", rf"{T}#CREDITS#E#\d+", r"E#.+", "ledger entry", "delta"),
     ("ledger", rf"{T}#CREDITS{LANE}", r"LANE", "credit lane (escrow)", "tenant"),
+    ("ledger", rf"{T}#CREDITS#SETTLE#\d+", r"SETTLE", "credit lane settlements", "tenant"),
     ("usage", rf"{T}{SHARD}", rf"P#[^#]+{SHARD}", "usage counter", "tenant"),
     ("deltas", rf"{E}#R#[^#]+", "DELTA", "delta item", "delta"),
     ("deltas", rf"{C}#REF#.+", "REF", "reference guard", "delta"),
@@ -115,6 +116,7 @@ PARTITION_CLASSES: list[tuple[str, str, str, str]] = [
     ("ledger", rf"{T}#CREDITS", "credit account partition", "tenant"),
     ("ledger", rf"{T}#CREDITS#E#\d+", "ledger entries shard", "tenant"),
     ("ledger", rf"{T}#CREDITS{LANE}", "credit lane shard", "tenant"),
+    ("ledger", rf"{T}#CREDITS#SETTLE#\d+", "credit lane settlements shard", "tenant"),
     ("usage", rf"{T}{SHARD}", "usage counter partition", "tenant"),
     ("deltas", rf"{E}#R#[^#]+", "delta item", "delta"),
     ("deltas", rf"{C}#REF#.+", "reference guard", "delta"),
@@ -167,6 +169,9 @@ def _sharded() -> dict[str, int]:
         "customer list (by name) shard": len(keys.CUSTOMER_LIST_SHARDS),
         "customer list (by id) shard": len(keys.CUSTOMER_LIST_SHARDS),
         "pending-index shard": keys.PENDING.count, "outbox shard": keys.OUTBOX.count, "due-index shard": keys.DUE.count,
+        "chain head": len(keys.CHAINS),  # a seal picks its chain at random, and settles on that number
+        "credit lane settlements": len(keys.CREDIT_SETTLEMENTS),
+        "credit lane settlements shard": len(keys.CREDIT_SETTLEMENTS),
     }
 
 
@@ -293,7 +298,8 @@ def loads_of(writes: list[Write]) -> list[ClassLoad]:
 
 def read_loads_of(reads: list[Read]) -> list[ClassLoad]:
     """Every read by key put on its item and its partition (3,000 RCU/s each). A sharded class is not spread
-    for reads: whoever sums the shards reads every one of them."""
+    for reads: whoever sums the shards reads every one of them; but a chain head is read only by the seal that
+    picked it (at random), so its reads spread like its writes."""
     tables = logical_tables()
     classes: dict[tuple[str, str, str], ClassLoad] = {}
     for read in reads:
@@ -301,7 +307,9 @@ def read_loads_of(reads: list[Read]) -> list[ClassLoad]:
         for level, (name, scope), key in (
                 ("read item", classify_item(table, read.partition, read.sort), f"{read.partition} / {read.sort}"),
                 ("read part.", classify_partition(table, read.partition), read.partition)):
-            found = classes.setdefault((level, name, table), ClassLoad(level, name, scope, table, READ_LIMIT))
+            spread = _sharded().get(name) if name == "chain head" else None
+            found = classes.setdefault((level, name, table),
+                                       ClassLoad(level, name, scope, table, READ_LIMIT, shards=spread))
             found.loads[key] += read.units
     return sorted(classes.values(), key=lambda c: (c.level, c.where, c.name))
 

@@ -42,7 +42,8 @@ from typing import Any
 from chalicelib.adapters.dynamodb.connection import shared_connection
 
 WRITE_OPERATIONS = ("PutItem", "UpdateItem", "DeleteItem", "TransactWriteItems", "BatchWriteItem")
-READ_OPERATIONS = ("GetItem", "BatchGetItem")  # reads by key (a Query reads a range: not counted per item)
+READ_OPERATIONS = ("GetItem", "BatchGetItem", "TransactGetItems")  # reads by key (a Query reads a range: not
+#                                                                   counted per item)
 KB = 1024
 INDEX_ENTRY_OVERHEAD = 100  # bytes DynamoDB adds to every index entry
 
@@ -406,6 +407,14 @@ class WriteRecorder:
         return {i: found.get((table, _key_text(self.schema(table), key))) for i, table, key in wanted}
 
     def _record_reads(self, operation: str, request: dict[str, Any], parsed: dict[str, Any]) -> None:
+        if operation == "TransactGetItems":  # a transactional read: twice a consistent read's units
+            reads = [Read(get["Get"]["TableName"], _key_of(self.schema(get["Get"]["TableName"]), answer["Item"]),
+                          2 * read_units(item_size(answer["Item"])))
+                     for get, answer in zip(request["TransactItems"], parsed.get("Responses") or [], strict=False)
+                     if answer.get("Item")]
+            with self._lock:
+                self.reads += reads
+            return
         if operation == "GetItem":
             found = {request["TableName"]: [parsed["Item"]] if parsed.get("Item") else []}
             consistent = {request["TableName"]: bool(request.get("ConsistentRead"))}

@@ -570,9 +570,9 @@ class FakeCreditRepository(_Repository):
     def account(self, tenant_id: str) -> CreditAccount:
         return self._row(tenant_id).ledger
 
-    def position(self, tenant_id: str) -> CreditPosition:
-        row = self._row(tenant_id)
-        lanes = tuple(lane for n in keys.CREDIT_LANES
+    def position(self, tenant_id: str, *, snapshot: bool = False) -> CreditPosition:
+        row = self._row(tenant_id)  # a read here is always a snapshot
+        lanes = tuple(lane for n in sorted(set(keys.CREDIT_LANES) | set(keys.CREDIT_SETTLEMENTS))
                       if (lane := self._ledger.get((keys.credit_lane_pk(tenant_id, n), keys.LANE_SK))) is not None)
         return CreditPosition(ledger=row.ledger, pool=row.pool, resolved=row.resolved,
                               posted_deltas=row.posted_deltas, lanes=lanes, posted=row.posted)
@@ -633,6 +633,8 @@ class FakeCreditRepository(_Repository):
                          lambda current: replace(current, pool=current.pool - plan.refill))
 
     def settle(self, tenant_id: str, lane: int, settled: Settled) -> None:
+        """On the lane's row here; the adapter keeps settlements on items of their own (``CREDITS#SETTLE#n``),
+        which reads the same: only DynamoDB's conflicts between transactions on one item tell them apart."""
         self._update((keys.credit_lane_pk(tenant_id, lane), keys.LANE_SK), _always,
                      lambda current: replace(current or HoldLane(lane), settled=(current or HoldLane(lane)).settled
                                              + settled))

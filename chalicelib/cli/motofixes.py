@@ -392,10 +392,14 @@ def _fast_answers() -> None:
 def install(path: str | Path = ":memory:") -> Store:
     """Back moto's DynamoDB with a SQLite store at ``path`` (replacing any earlier one)."""
     import moto.dynamodb.models as models
+    import moto.dynamodb.responses as responses
     from moto.dynamodb.models.dynamo_type import DynamoType, Item, LimitedSizeDict
     from moto.dynamodb.models.utilities import bytesize
     from moto.dynamodb.responses import DynamoHandler
 
+    # DynamoDB has taken 100 items in a TransactGetItems since 2022 (as in a TransactWriteItems); moto still
+    # refuses more than 25, and the credit position is read as one snapshot of 33 items.
+    responses.TRANSACTION_MAX_ITEMS = 100
     previous = _installed.get("store")
     if previous is not None:
         previous.close()

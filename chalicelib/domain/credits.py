@@ -14,7 +14,8 @@ pending from posted transfers, with the pending side escrowed over sharded sub-a
   pool can pay but the total can, the lanes are drained back into the pool first (rare: only near
   exhaustion).
 * **Settlements (posted transfers, in aggregate).** A verification seal resolves its deltas' holds
-  on one lane too, again by ADDs only: the catalogue's actual cost is *settled* and the rest
+  by ADDs only, on the lane numbered like its chain (``HoldLane.settled``; the adapter keeps them on
+  items of their own, apart from the holds): the catalogue's actual cost is *settled* and the rest
   *released* (``Settled``: credits, released, deltas, seals — cumulative). The seal's transaction
   conditions each delta on still holding exactly that hold, so a hold is resolved exactly once;
   seals of one tenant never wait for each other (nor for the account). Released credits are
@@ -27,8 +28,10 @@ pending from posted transfers, with the pending side escrowed over sharded sub-a
   posting: the holds as one ``reservation`` entry (``Credits reserved for pending verifications —
   N deltas``), the lanes' settlements as one ``settlement`` and one ``release`` entry, moving the
   released credits to the pool and recording each lane's posted totals on the account; then its
-  own moves (a failure refunds its hold; a top-up adds to the pool). Verification runs within
-  seconds of acceptance; the sweep is the timeout that resolves a hold its message missed.
+  own moves (a failure refunds its hold; a top-up adds to the pool). It posts from one snapshot of
+  the account and every lane (a read torn across a posting is refused: :attr:`CreditPosition.torn`).
+  Verification runs within seconds of acceptance; the sweep is the timeout that resolves a hold its
+  message missed.
 
 Invariants (checked by the property tests after every step)::
 
@@ -132,6 +135,10 @@ class CreditPosition:
     posted_deltas: int = 0  # cumulative deltas whose holds were posted as reservation entries
     lanes: tuple[HoldLane, ...] = ()
     posted: tuple[tuple[int, Settled], ...] = ()  # each lane's seals' resolutions posted so far, by lane
+    # False: read without the seals' settlements (acceptance's snapshot, 17 items instead of 49). Its available
+    # balance is then a lower bound (what holds may use now, the unposted releases left out), enough to plan a
+    # hold, not to refuse one, nor to post from.
+    complete: bool = True
 
     @property
     def tenant_id(self) -> str:

@@ -22,13 +22,14 @@ from chalicelib.domain.credits import (
     EntryType,
     HoldLane,
     HoldPlan,
+    InsufficientCreditsError,
     LedgerEntry,
     Settled,
     apply,
     entry_id_for,
     plan_hold,
 )
-from chalicelib.domain.errors import ConcurrentWriteError, NotFoundError, ValidationError
+from chalicelib.domain.errors import ConcurrentWriteError, NotFoundError, PaymentRequiredError, ValidationError
 from chalicelib.domain.plans import CREDITS_VOLUME_RATE
 from chalicelib.services.ports import Page, UnitOfWork
 from chalicelib.services.retry import retry_on_conflict
@@ -66,18 +67,21 @@ def stage_moves(uow: UnitOfWork, position: CreditPosition, moves: list[Move], *,
     """Stage a ledger writer's moves on ``uow``, after posting the holds and settlements not yet posted: one
     account update from exactly the ledger read in ``position``, a numbered immutable entry per move, each
     ``balanceAfter`` the ledger's available balance right after it. ``pool``/``resolved``: what the moves
-    return to the pool and how much of the holds they resolve."""
+    return to the pool and how much of the holds they resolve. ``position``: read as a snapshot
+    (``position(tenant, snapshot=True)``)."""
+    if not position.complete:
+        raise ValueError("a ledger writer posts from a position read with its settlements")
     if position.torn:
         raise ConcurrentWriteError("The credit position was read mid-change; read it again.")
     posted = _postings(position)
     after, entries = position.ledger, []
-    for entry_type, amount, description in posted + moves:
+    for number, (entry_type, amount, description) in enumerate(posted + moves):
         try:
             after, signed = apply(after, entry_type, amount)
-        except ValidationError as exc:  # the read's items disagree (a BatchGetItem is no snapshot): read again
-            if exc.code != "RESERVATION_EXCEEDED" or entry_type not in (EntryType.SETTLEMENT, EntryType.RELEASE):
-                raise
-            raise ConcurrentWriteError("The credit position was read mid-change; read it again.") from exc
+        except (ValidationError, PaymentRequiredError) as exc:
+            if number < len(posted):  # what happened can always be posted, in this order, from one snapshot:
+                raise ConcurrentWriteError("The credit position was read mid-change; read it again.") from exc
+            raise  # the writer's own move is refused (more refunded than is held, say)
         entries.append(LedgerEntry(
             tenant_id=position.tenant_id, entry_id=entry_id_for(after.entry_count), entry_type=entry_type,
             amount=signed, description=description, balance_after=after.available, created_at=now,
@@ -99,7 +103,7 @@ def post_settlements(uow: UnitOfWork, tenant_id: str, lanes: set[int], *, now: d
     marks: dict[int, int] = {}
 
     def attempt(_n: int) -> bool:
-        position = uow.credits.position(tenant_id)
+        position = uow.credits.position(tenant_id, snapshot=True)
         if not marks:  # the seals on these lanes so far, this call's own among them
             marks.update({lane: position.settled_on(lane).seals for lane in lanes})
         if all(position.posted_on(lane).seals >= seals for lane, seals in marks.items()):
@@ -131,7 +135,13 @@ def stage_hold(uow: UnitOfWork, position: CreditPosition, amount: int, deltas: i
     """Stage the hold of ``amount`` credits for ``deltas`` accepted deltas. Raises InsufficientCreditsError
     when the available balance cannot pay, and :class:`LanesScatteredError` (staging nothing) when the
     credits must be consolidated first."""
-    plan = plan_hold(position, amount, pick_lane() if lane is None else lane)
+    pick = pick_lane() if lane is None else lane
+    try:
+        plan = plan_hold(position, amount, pick)
+    except InsufficientCreditsError:
+        if position.complete:
+            raise
+        plan = plan_hold(uow.credits.position(position.tenant_id), amount, pick)  # refused on the whole position
     if plan.drain is not None:
         raise LanesScatteredError(plan.drain)
     uow.credits.hold(position.tenant_id, plan, amount, deltas)
@@ -139,16 +149,17 @@ def stage_hold(uow: UnitOfWork, position: CreditPosition, amount: int, deltas: i
 
 
 def consolidate_lanes(uow: UnitOfWork, tenant_id: str, drain: dict[int, int], *, now: datetime) -> None:
-    """Drain ``drain``'s lanes into the pool and post what is unposted (the releases waiting for the pool),
-    and commit that alone (the caller stages nothing before it), so the next read can plan the hold from the
-    pool. Each lane's move is conditioned on its free credits, the posting on the ledger as read: a lane
-    spent or a ledger written meanwhile makes it a race (ConcurrentWriteError), and nothing moves."""
+    """Drain ``drain``'s lanes into the pool and, when seals' settlements are unposted (their releases wait
+    for a posting before holds may use them), post everything; commit that alone (the caller stages nothing
+    before it), so the next read can plan the hold from the pool. Each lane's move is conditioned on its free
+    credits, a posting on the ledger as read: a lane spent or a ledger written meanwhile makes it a race
+    (ConcurrentWriteError), and nothing moves."""
     uow.rollback()
-    position = uow.credits.position(tenant_id)
-    if _postings(position):  # the posting's account update carries the drained credits to the pool too
+    if uow.credits.position(tenant_id).unposted_settled != Settled():  # releases may wait: post them too
+        # (the posting's account update carries the drained credits to the pool as well)
         uow.credits.drain(tenant_id, drain, to_pool=False)
-        stage_moves(uow, position, [], now=now, pool=sum(drain.values()))
-    else:
+        stage_moves(uow, uow.credits.position(tenant_id, snapshot=True), [], now=now, pool=sum(drain.values()))
+    else:  # only holds are unposted: the drain alone, and the ledger's next writer posts them
         uow.credits.drain(tenant_id, drain)
     uow.commit()
 
@@ -176,8 +187,8 @@ def stage_settlement(uow: UnitOfWork, tenant_id: str, *, reserved: int, deltas: 
 def stage_refund(uow: UnitOfWork, tenant_id: str, amount: int, description: str, *,
                  now: datetime) -> tuple[CreditAccount, list[LedgerEntry]]:
     """A failed delta's hold, refunded to the pool (after posting the holds not yet posted)."""
-    return stage_moves(uow, uow.credits.position(tenant_id), [(EntryType.REFUND, amount, description)], now=now,
-                       pool=amount, resolved=amount)
+    return stage_moves(uow, uow.credits.position(tenant_id, snapshot=True), [(EntryType.REFUND, amount, description)],
+                       now=now, pool=amount, resolved=amount)
 
 
 def topup(uow: UnitOfWork, tenant_id: str, amount: int, *, actor: str, now: datetime,
@@ -189,8 +200,8 @@ def topup(uow: UnitOfWork, tenant_id: str, amount: int, *, actor: str, now: date
     text = description or "Manual credit top-up"
 
     def attempt(_n: int) -> tuple[CreditAccount, LedgerEntry]:
-        after, entries = stage_moves(uow, uow.credits.position(tenant_id), [(EntryType.TOPUP, amount, text)],
-                                     now=now, pool=amount)
+        position = uow.credits.position(tenant_id, snapshot=True)
+        after, entries = stage_moves(uow, position, [(EntryType.TOPUP, amount, text)], now=now, pool=amount)
         uow.audit.add(AuditEntry(
             tenant_id=tenant_id, actor=actor, action="credits.topup", target=f"tenant:{tenant_id}", at=now,
             details={"amount": amount, "description": text}))

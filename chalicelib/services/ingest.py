@@ -251,7 +251,13 @@ def submit_deltas(
                     first_of[key] = index
                 fresh.append((index, item))
 
-        capacity = acceptance_capacity(run.tenant, run.plan, consumed=snap.usage_consumed or 0, credits=snap.credits)
+        capacity = acceptance_capacity(run.tenant, run.plan, consumed=snap.usage_consumed or 0, credits=run.position)
+        if capacity.limit is not None and capacity.limit < len(fresh) and run.position and not run.position.complete:
+            # the snapshot leaves out the seals' settlements (its available balance leaves out the releases not
+            # yet posted): refuse only on the whole position, whose hold plan posts them first
+            run.position = uow.credits.position(principal.tenant_id)
+            capacity = acceptance_capacity(run.tenant, run.plan, consumed=snap.usage_consumed or 0,
+                                           credits=run.position)
         allowed = fresh if capacity.limit is None else fresh[: capacity.limit]
         refused = fresh[len(allowed):]
         fixed = 2 + (2 if run.credits_mode else 0)  # usage shard, totals shard (+ the lane, the pool on a refill)

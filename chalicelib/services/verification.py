@@ -39,20 +39,19 @@ from typing import Any
 from chalicelib.domain.batches import CHAINS, SealCandidate, SealedBatch
 from chalicelib.domain.clock import iso_ms, period_of
 from chalicelib.domain.credentials import time_ordered_id
-from chalicelib.domain.credits import HOLD_LANES
 from chalicelib.domain.deltas import CreditState, Delta, credit_state_after
 from chalicelib.domain.errors import ConcurrentWriteError
 from chalicelib.domain.fingerprints import canonical, fingerprint
 from chalicelib.domain.identity import Environment
 from chalicelib.domain.merkle import MerkleTree, leaf_hash
 from chalicelib.domain.webhooks import EventType, verified_reference
-from chalicelib.services.credits import pick_lane, post_settlements, stage_refund, stage_settlement
+from chalicelib.services.credits import post_settlements, stage_refund, stage_settlement
 from chalicelib.services.ports import OutboxRef, UnitOfWork
 from chalicelib.services.retry import retry_on_conflict
 from chalicelib.services.webhooks import stage_events
 
 MAX_BATCH = 90  # deltas per sealed batch; the rest of its 100-item transaction: batch, head, counts item,
-#                account and up to three entries (posted holds, settlement, release), outbox item
+#                the settlement on a lane, outbox item
 BATCH_PREFIX = "bat_"  # a pending-index entry with a batch id: that batch's counts are still to apply
 MAX_ATTEMPTS = 10
 SWEEP_GRACE = timedelta(seconds=30)
@@ -72,16 +71,16 @@ class VerifyReport:
     outbox: list[OutboxRef] = field(default_factory=list)  # committed webhook events, for the sender to fan out
 
 
-def _settle(uow: UnitOfWork, tenant_id: str, leaves: list[SealCandidate], settled_lanes: set[int],
+def _settle(uow: UnitOfWork, tenant_id: str, leaves: list[SealCandidate], lane: int, settled_lanes: set[int],
             now: datetime) -> tuple[int, int, int | None]:
-    """Stage the seal's settlement and release on a lane (``credits.stage_settlement``: ADDs, no account
-    update); returns (consumed, released, credit balance after) for the ``verification.completed`` event and
-    adds the lane to ``settled_lanes`` (what :func:`credits.post_settlements` then posts)."""
+    """Stage the seal's settlement and release on ``lane`` (``credits.stage_settlement``: ADDs, no account
+    update); returns (consumed, released, credit balance after: as of this seal, concurrent seals of the
+    tenant not counted) for the ``verification.completed`` event and adds the lane to ``settled_lanes`` (what
+    :func:`credits.post_settlements` then posts)."""
     billed = [d for d in leaves if d.reserved]
     reserved = sum(d.credits_reserved for d in billed)
     if not reserved:
         return 0, 0, None
-    lane = pick_lane()
     balance = uow.credits.position(tenant_id).credit_balance
     settled = stage_settlement(uow, tenant_id, reserved=reserved, deltas=len(billed), lane=lane)
     settled_lanes.add(lane)
@@ -94,7 +93,7 @@ def choose_chain(lost: int | None) -> int:
     One head admits one seal at a time, so concurrent sealers spread over the chains at random and commit in
     parallel. After a lost race (``lost``: the chain it was lost on) any other chain: that head has just
     moved and its winner's peers may still race for it, so the retry would risk a second collision there."""
-    if lost is None:
+    if lost is None or CHAINS == 1:
         return random.randrange(CHAINS)
     return (lost + random.randrange(1, CHAINS)) % CHAINS
 
@@ -125,7 +124,10 @@ def _seal_once(uow: UnitOfWork, signer: Any, tenant_id: str, environment: Enviro
                                  credit_state=CreditState.SETTLED if leaf.reserved else None, now=now)
         events.append(verified_reference(leaf))
     uow.batches.stage_counts(batch, dict(Counter(d.customer_id for d in deltas)), now=now)
-    consumed, released, remaining = _settle(uow, tenant_id, deltas, sealing.settled_lanes, now)
+    # The chain now, its head last (below); its settlements on the item of the same number, so that seals on
+    # different chains share no item (two transactions on one item conflict on DynamoDB, ADDs or not).
+    chain = choose_chain(sealing.lost)
+    consumed, released, remaining = _settle(uow, tenant_id, deltas, chain, sealing.settled_lanes, now)
     events.append((EventType.VERIFICATION_COMPLETED, {
         "batchId": batch.batch_id, "proofRoot": batch.root, "environment": str(environment),
         "itemCount": len(deltas), "recordIds": list(batch.record_ids), "creditsConsumed": consumed,
@@ -134,7 +136,6 @@ def _seal_once(uow: UnitOfWork, signer: Any, tenant_id: str, environment: Enviro
     outbox = stage_events(uow, tenant_id, environment, events, now=now)
     # The chain head is what concurrent sealers of this chain race for: read it last, so that a seal another
     # environment commits while this one is staged moves the head before it is read, not under this commit.
-    chain = choose_chain(sealing.lost)
     head = uow.batches.head(tenant_id, environment, chain)
     batch = replace(batch, chain=chain, sequence=head.sequence + 1, previous_root=head.last_root)
     batch = replace(batch, signature=signer.sign(canonical(batch.statement())))
@@ -251,22 +252,30 @@ def _verify_group(uow: UnitOfWork, signer: Any, tenant_id: str, environment: Env
     def seal(live: list[SealCandidate]) -> tuple[SealedBatch, list[SealCandidate]]:
         return _seal_once(uow, signer, tenant_id, environment, live, now, report.outbox, sealing), live
 
-    outcomes = []
-    for group in _seal_groups([r for r in wanted if r in candidates]):
-        def reread(group: list[str] = group) -> list[SealCandidate]:
-            live = _awaiting(uow, tenant_id, environment, group)
-            skipped.update(r for r in group if r not in live)
-            return [c for c in (SealCandidate.of(live[r]) for r in group if r in live) if c is not None]
+    outcomes: list[tuple[SealedBatch, list[SealCandidate]]] = []
 
-        outcome = _retrying(uow, seal, first=[candidates[r] for r in group], reread=reread)
-        if outcome is not None:
-            outcomes.append(outcome)
-    if sealing.settled_lanes:  # before the counts: a crash here leaves them on the pending index; the sweep posts
-        post_settlements(uow, tenant_id, sealing.settled_lanes, now=now)
-    for batch, sealed in outcomes:
-        apply_counts(uow, tenant_id, environment, batch.batch_id, dict(Counter(d.customer_id for d in sealed)))
-        report.batches.append(batch)
-        report.verified += sealed
+    def finish() -> None:
+        if sealing.settled_lanes:  # before the counts: a crash here leaves them on the pending index, and the
+            post_settlements(uow, tenant_id, sealing.settled_lanes, now=now)  # sweep posts them
+        for batch, sealed in outcomes:
+            apply_counts(uow, tenant_id, environment, batch.batch_id, dict(Counter(d.customer_id for d in sealed)))
+            report.batches.append(batch)
+            report.verified += sealed
+
+    try:
+        for group in _seal_groups([r for r in wanted if r in candidates]):
+            def reread(group: list[str] = group) -> list[SealCandidate]:
+                live = _awaiting(uow, tenant_id, environment, group)
+                skipped.update(r for r in group if r not in live)
+                return [c for c in (SealCandidate.of(live[r]) for r in group if r in live) if c is not None]
+
+            outcome = _retrying(uow, seal, first=[candidates[r] for r in group], reread=reread)
+            if outcome is not None:
+                outcomes.append(outcome)
+    except Exception:  # a later group failed: the seals that committed are still posted and counted
+        finish()
+        raise
+    finish()
     report.skipped += len(skipped)
 
 
@@ -284,7 +293,7 @@ def verify_records(uow: UnitOfWork, refs: Iterable[Ref], *, now: datetime, signe
     for (tenant_id, environment), wanted in groups.items():
         left = [r for r in wanted if r.startswith(BATCH_PREFIX)]  # counts a crash left (the sweep)
         if left:  # and maybe the settlements of those seals, not posted yet: every lane's, to be sure
-            post_settlements(uow, tenant_id, set(range(HOLD_LANES)), now=now)
+            post_settlements(uow, tenant_id, set(range(CHAINS)), now=now)
         for batch_id in left:
             report.counts_applied += int(apply_counts(uow, tenant_id, environment, batch_id))
         deltas = {r: c for r, c in wanted.items() if not r.startswith(BATCH_PREFIX)}

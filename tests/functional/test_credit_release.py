@@ -161,3 +161,34 @@ def test_the_verification_completed_event_reports_the_actual_cost_and_the_releas
               if e.event_type == "verification.completed"]
     assert [(e.data["itemCount"], e.data["creditsConsumed"], e.data["creditsReleased"], e.data["remainingBalance"])
             for e in events] == [(50, 45, 5, TOP_UP - 45)]
+
+
+def test_credits_released_but_not_yet_posted_are_spent_after_a_posting_never_refused(api, world, clock, monkeypatch):
+    """A crash between the seals and their posting leaves the releases unposted: they count in the available
+    balance at once but wait for a posting before a hold may use them. Acceptance plans on a snapshot without
+    the settlements (a lower bound), so before refusing it reads the whole position, posts (consolidates) and
+    holds: 9 more deltas are accepted on the 9 released credits, and a 10th is refused with 402."""
+    from chalicelib.services import verification
+
+    world.tenant("Platform")
+    tenant = world.tenant("Tight Co", billing_mode="credits", plan="starter")
+    credit_service.topup(bootstrap.unit_of_work(), tenant.id, 100, actor="test", now=clock())
+    key = {"X-Api-Key": world.api_key(tenant, "production")[1]}
+    submit_batch(api, key, ["cust_1"] * 100)  # every credit held
+    monkeypatch.setattr(verification, "post_settlements", lambda *_a, **_k: False)  # the crash: never posted
+    run_verifier()
+    monkeypatch.undo()
+    position = bootstrap.unit_of_work().credits.position(tenant.id)
+    assert (position.available, position.spendable, position.unposted_settled.released) == (9, 0, 9)
+    assert api.get(BALANCES, headers=world.auth(tenant)).data == {
+        "creditBalance": 9, "availableBalance": 9, "reserved": 0}
+
+    submit_batch(api, key, ["cust_2"] * 9)  # accepted: the posting frees the released credits first
+    refused = api.post(DELTA, headers=key, json_body={"customerId": "cust_2", "delta": 1, "reason": "one more"})
+    assert refused.status == 402 and refused.json["error"]["code"] == "INSUFFICIENT_CREDITS", refused
+    entries = ledger(api, world, tenant)
+    assert moves(entries, "settlement", "release") == [("settlement", -91), ("release", 9)]
+    balances = api.get(BALANCES, headers=world.auth(tenant)).data
+    assert balances == {"creditBalance": 9, "availableBalance": 0, "reserved": 9}
+    # the ledger trails by the 9 holds since its last posting: its available balance is 0 + 9
+    assert [e["type"] for e in entries][-2:] == ["settlement", "release"] and entries[-1]["balanceAfter"] == 9

@@ -15,7 +15,9 @@ from chalicelib import bootstrap
 from chalicelib.adapters.dynamodb.batch_repository import DynamoBatchRepository
 from chalicelib.adapters.signing import verify_signature
 from chalicelib.domain.batches import CHAINS
+from chalicelib.domain.credits import Settled
 from chalicelib.domain.deltas import CreditState, DeltaInput, DeltaStatus
+from chalicelib.domain.errors import ConcurrentWriteError
 from chalicelib.domain.fingerprints import canonical, content_hash, delta_content
 from chalicelib.domain.identity import ApiKeyPrincipal, Environment
 from chalicelib.domain.merkle import leaf_hash, verify_inclusion
@@ -152,10 +154,11 @@ def test_the_queue_path_seals_by_the_candidates_without_reading_the_deltas_back(
     bootstrap.signer()
     with DynamoCalls.recording() as calls:
         report = verify_refs(refs, clock)
-    # The credit position (account and lanes), the chain head, the seal, the posting of its settlement (the
-    # position, the account with the entries), the per-customer counts: no delta read.
-    assert calls.operations == ["BatchGetItem", "GetItem", "TransactWriteItems", "BatchGetItem", "TransactWriteItems",
-                                "TransactWriteItems"]
+    # The credit position (for the event's remaining balance), the chain head, the seal, the posting of its
+    # settlement (a snapshot of the position, the account with the entries), the per-customer counts: no delta
+    # read.
+    assert calls.operations == ["BatchGetItem", "GetItem", "TransactWriteItems", "TransactGetItems",
+                                "TransactWriteItems", "TransactWriteItems"]
     assert [c.record_id for c in report.verified] == ids and report.skipped == 0
     uow = bootstrap.unit_of_work()
     for record_id in ids:
@@ -305,7 +308,7 @@ def test_seals_of_a_credits_tenant_on_two_chains_commit_side_by_side_and_post_to
     ledger entries come from the postings. The seal's transaction holds no account update."""
     refs, ids = queued(credits_tenant, ["cust_a", "cust_b"], clock)
     other_refs, other_ids = queued(credits_tenant, ["cust_c", "cust_d", "cust_e"], clock)
-    chains = iter([1, 0])  # the other seal picks first (it runs inside this one's staging): chain 1; this one 0
+    chains = iter([0, 1])  # this seal picks first (before its events, where the other one runs): 0; the other 1
     monkeypatch.setattr(verification, "choose_chain", lambda _lost: next(chains))
 
     def check(other: verification.VerifyReport) -> None:
@@ -333,3 +336,30 @@ def test_seals_of_a_credits_tenant_on_two_chains_commit_side_by_side_and_post_to
     live = credit_service.balances(bootstrap.unit_of_work(), credits_tenant.id)
     assert (live.credit_balance, live.reserved, live.available) == (5, 0, 5)
     assert len(other_ids) == 3
+
+
+def test_a_later_group_that_keeps_losing_leaves_the_committed_seals_posted_and_counted(credits_tenant, clock,
+                                                                                      monkeypatch):
+    """A run seals 90 deltas, then its second group loses every race: the run fails (the queue redelivers),
+    but the first seal's settlement is posted and its counts applied before it does, rather than left to the
+    sweep."""
+    credit_service.topup(bootstrap.unit_of_work(), credits_tenant.id, 200, actor="test", now=clock())
+    refs, ids = queued(credits_tenant, [f"cust_{n % 7}" for n in range(100)], clock)
+    seal_once, calls = verification._seal_once, []
+
+    def second_group_always_loses(uow, signer, tenant_id, environment, deltas, *args, **kwargs):
+        calls.append(len(deltas))
+        if len(calls) > 1:
+            raise ConcurrentWriteError()
+        return seal_once(uow, signer, tenant_id, environment, deltas, *args, **kwargs)
+
+    monkeypatch.setattr(verification, "_seal_once", second_group_always_loses)
+    with pytest.raises(ConcurrentWriteError):
+        verify_refs(refs, clock)
+    assert calls[0] == 90 and len(calls) == 1 + verification.MAX_ATTEMPTS
+    uow = bootstrap.unit_of_work()
+    assert entries(credits_tenant)[-2:] == [("settlement", -81, 110), ("release", 9, 119)]  # the 90, posted
+    assert uow.customers.stats(credits_tenant.id, Environment.PRODUCTION).verified == 90  # and counted
+    assert uow.credits.position(credits_tenant.id).unposted_settled == Settled()
+    assert sum(1 for d in uow.deltas.get_many(credits_tenant.id, Environment.PRODUCTION, ids)
+               if d.status == DeltaStatus.VERIFIED) == 90

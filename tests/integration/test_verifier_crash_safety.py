@@ -80,13 +80,13 @@ GOOD = len(INPUTS) - 1
 EXPECTED_CALLS = (
     "BatchGetItem",        # load the one delta that came without a seal candidate (it has no fingerprint)
     "GetItem",             # terminal failure: the customer (is the delta in its current cycle?)
-    "BatchGetItem",        #   the credit account and its escrow lanes
+    "TransactGetItems",    #   the credit account, its escrow lanes and their settlements, as one snapshot
     "TransactWriteItems",  #   FAILED + usage released + customer and totals + the holds posted and the refund
-    "BatchGetItem",        # seal: the credit account and its escrow lanes
+    "BatchGetItem",        # seal: the credit position (for the event's remaining balance: no snapshot needed)
     "GetItem",             #   the head of the chain picked (read last: concurrent sealers race for it)
     "TransactWriteItems",  #   batch + head + 7 statuses (each conditioned: still pending, that hold) + counts item
     #                            + the settlement ADDed to a lane + outbox
-    "BatchGetItem",        # posting: the credit account and its escrow lanes (the seal's lane among them)
+    "TransactGetItems",    # posting: the credit position (the seal's settlement among it)
     "TransactWriteItems",  #   the account (conditioned on its entry count) + the settlement entry
     "TransactWriteItems",  # the seal's per-customer verified counts and totals, with the counts item's removal
 )

@@ -33,8 +33,8 @@ def test_capacity_prints_a_ceiling_for_every_scenario(aws) -> None:
     serial = [capacity.serial_verification(r) for r in results]
     assert [s is not None for s in serial] == [False, False, False, False, True] * 2
     for per_seal, fast, slow in filter(None, serial):  # 13 deltas verified, in one seal
-        assert per_seal == 13 and capacity.CHAINS == 16
-        assert (fast, slow) == (16 * 13 / capacity.SEAL_SECONDS[0], 16 * 13 / capacity.SEAL_SECONDS[1])
+        assert per_seal == 13 and capacity.CHAINS == 32
+        assert (fast, slow) == (32 * 13 / capacity.SEAL_SECONDS[0], 32 * 13 / capacity.SEAL_SECONDS[1])
     assert text.count("verification, serial per tenant environment") == 2
 
 

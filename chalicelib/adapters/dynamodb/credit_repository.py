@@ -1,14 +1,21 @@
 """The credit account (``CREDITS#{tenant}``), its ledger entries (``CREDITS#E#{n}``, 8 partitions round
-robin) and its escrow lanes (``CREDITS#LANE#{n}``): the model and its invariants are in domain/credits.py."""
+robin), its escrow lanes (``CREDITS#LANE#{n}``) and the lanes' settlements (``CREDITS#SETTLE#{n}``): the
+model and its invariants are in domain/credits.py."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from chalicelib.adapters.dynamodb import keys
 from chalicelib.adapters.dynamodb.cursors import decode_cursor, encode_cursor
-from chalicelib.adapters.dynamodb.models import CreditAccountRecord, CreditLaneRecord, LedgerEntryRecord
-from chalicelib.adapters.dynamodb.staging import Repository, batch_get, get_item
+from chalicelib.adapters.dynamodb.models import (
+    CreditAccountRecord,
+    CreditLaneRecord,
+    CreditSettlementRecord,
+    LedgerEntryRecord,
+)
+from chalicelib.adapters.dynamodb.staging import Repository, batch_get, get_item, transact_get
 from chalicelib.domain.credits import (
     CreditAccount,
     CreditPosition,
@@ -31,15 +38,18 @@ def account_from(tenant_id: str, record: CreditAccountRecord | None) -> CreditAc
                          reserved=int(record.reserved or 0), entry_count=int(record.entry_count or 0))
 
 
-def _lane_from(index: int, lane: CreditLaneRecord) -> HoldLane:
-    return HoldLane(index, free=int(lane.free or 0), held_total=int(lane.held_total or 0),
-                    held_deltas=int(lane.held_deltas or 0),
-                    settled=Settled(int(lane.settled or 0), int(lane.released or 0), int(lane.settled_deltas or 0),
-                                    int(lane.seals or 0)))
+def _lane_from(index: int, lane: Any, settled: Any) -> HoldLane:
+    holds = CreditLaneRecord.from_raw_data(lane) if lane else CreditLaneRecord()
+    seals = CreditSettlementRecord.from_raw_data(settled) if settled else CreditSettlementRecord()
+    return HoldLane(index, free=int(holds.free or 0), held_total=int(holds.held_total or 0),
+                    held_deltas=int(holds.held_deltas or 0),
+                    settled=Settled(int(seals.settled or 0), int(seals.released or 0), int(seals.settled_deltas or 0),
+                                    int(seals.seals or 0)))
 
 
-def position_from(tenant_id: str, account: Any, lanes: dict[int, Any]) -> CreditPosition:
-    """From raw items (BatchGetItem): the account (or None) and the lanes that exist, by index."""
+def position_from(tenant_id: str, account: Any, lanes: dict[int, tuple[Any, Any]]) -> CreditPosition:
+    """From raw items: the account (or None) and, by index, each lane that exists as (holds, settlements),
+    either of which may be None."""
     record = CreditAccountRecord.from_raw_data(account) if account else None
     posted = (record.posted_lanes or {}) if record else {}
     return CreditPosition(
@@ -47,24 +57,33 @@ def position_from(tenant_id: str, account: Any, lanes: dict[int, Any]) -> Credit
         pool=int(record.pool or 0) if record else 0,
         resolved=int(record.resolved or 0) if record else 0,
         posted_deltas=int(record.posted_deltas or 0) if record else 0,
-        lanes=tuple(_lane_from(index, CreditLaneRecord.from_raw_data(raw)) for index, raw in sorted(lanes.items())),
+        lanes=tuple(_lane_from(index, *raw) for index, raw in sorted(lanes.items())),
         posted=tuple(sorted((int(lane), Settled(*(int(n) for n in values))) for lane, values in posted.items())),
     )
 
 
-def position_keys(tenant_id: str) -> list[tuple[Any, str, str]]:
-    """The account and every lane: what :func:`read_position` asks for (in a caller's BatchGetItem too)."""
+def position_keys(tenant_id: str, *, settlements: bool = True) -> list[tuple[Any, str, str]]:
+    """The account, every lane and (``settlements``) every lane's settlements: what :func:`read_position`
+    asks for (in a caller's BatchGetItem too)."""
     return [(CreditAccountRecord, keys.credits_pk(tenant_id), keys.ACCOUNT_SK)] + [
-        (CreditLaneRecord, keys.credit_lane_pk(tenant_id, lane), keys.LANE_SK) for lane in keys.CREDIT_LANES]
+        (CreditLaneRecord, keys.credit_lane_pk(tenant_id, lane), keys.LANE_SK) for lane in keys.CREDIT_LANES] + [
+        (CreditSettlementRecord, keys.credit_settle_pk(tenant_id, lane), keys.SETTLE_SK)
+        for lane in keys.CREDIT_SETTLEMENTS if settlements]
 
 
-def read_position(tenant_id: str, found: dict[tuple[str, str, str], Any]) -> CreditPosition:
-    """The position from a BatchGetItem result that asked for :func:`position_keys`."""
+def read_position(tenant_id: str, found: dict[tuple[str, str, str], Any], *,
+                  settlements: bool = True) -> CreditPosition:
+    """The position from a read that asked for :func:`position_keys` (with ``settlements`` alike)."""
     table = CreditAccountRecord.Meta.table_name
     account = found.get((table, keys.credits_pk(tenant_id), keys.ACCOUNT_SK))
-    lanes = {lane: found[(table, keys.credit_lane_pk(tenant_id, lane), keys.LANE_SK)] for lane in keys.CREDIT_LANES
-             if (table, keys.credit_lane_pk(tenant_id, lane), keys.LANE_SK) in found}
-    return position_from(tenant_id, account, lanes)
+    lanes = {}
+    for lane in sorted(set(keys.CREDIT_LANES) | set(keys.CREDIT_SETTLEMENTS)):
+        holds = found.get((table, keys.credit_lane_pk(tenant_id, lane), keys.LANE_SK))
+        settled = found.get((table, keys.credit_settle_pk(tenant_id, lane), keys.SETTLE_SK))
+        if holds is not None or settled is not None:
+            lanes[lane] = (holds, settled)
+    position = position_from(tenant_id, account, lanes)
+    return position if settlements else replace(position, complete=False)
 
 
 def _entry_from(record: LedgerEntryRecord) -> LedgerEntry:
@@ -117,9 +136,13 @@ class DynamoCreditRepository(Repository):
                        if numbers and numbers[-1] > 1 else None)
         return Page(items=items, next_cursor=next_cursor, total=total, extra={"page": number})
 
-    def position(self, tenant_id: str) -> CreditPosition:
-        """The account and its lanes in one BatchGetItem."""
-        return read_position(tenant_id, batch_get(position_keys(tenant_id)))
+    def position(self, tenant_id: str, *, snapshot: bool = False) -> CreditPosition:
+        """The account, its lanes and their settlements. ``snapshot``: as of one instant (TransactGetItems),
+        for the ledger's writers, who post sums of these items and must not mix one item's old state with
+        another's new one; it is cancelled by a transaction in flight on any of them (ConcurrentWriteError),
+        so reads that only show or plan take one BatchGetItem."""
+        keys_wanted = position_keys(tenant_id)
+        return read_position(tenant_id, transact_get(keys_wanted) if snapshot else batch_get(keys_wanted))
 
     def record(self, before: CreditAccount, after: CreditAccount, *entries: LedgerEntry, pool: int = 0,
                resolved: int = 0, posted_deltas: int = 0, posted_lanes: dict[int, Settled] | None = None) -> None:
@@ -170,9 +193,10 @@ class DynamoCreditRepository(Repository):
 
     def settle(self, tenant_id: str, lane: int, settled: Settled) -> None:
         """Stage a seal's settlement on ``lane``: ADDs only (its deltas' conditions make it exactly once)."""
-        self._stage("update", CreditLaneRecord(keys.credit_lane_pk(tenant_id, lane), keys.LANE_SK), actions=[
-            CreditLaneRecord.settled.add(settled.credits), CreditLaneRecord.released.add(settled.released),
-            CreditLaneRecord.settled_deltas.add(settled.deltas), CreditLaneRecord.seals.add(settled.seals),
+        record = CreditSettlementRecord(keys.credit_settle_pk(tenant_id, lane), keys.SETTLE_SK)
+        self._stage("update", record, actions=[
+            CreditSettlementRecord.settled.add(settled.credits), CreditSettlementRecord.released.add(settled.released),
+            CreditSettlementRecord.settled_deltas.add(settled.deltas), CreditSettlementRecord.seals.add(settled.seals),
         ])
 
     def drain(self, tenant_id: str, lanes: dict[int, int], *, to_pool: bool = True) -> None:

@@ -74,7 +74,7 @@ def _billing_state(tenant_id: str, period: str, found: dict[tuple[str, str, str]
     counter = read_usage(tenant_id, period, found) if usage else None
     return {"usage_consumed": counter.consumed if counter else None,
             "usage_others": counter.consumed - counter.capped_shard if counter else 0,
-            "credits": read_position(tenant_id, found) if credits else None}
+            "credits": read_position(tenant_id, found, settlements=False) if credits else None}
 
 
 class DynamoDeltaRepository(Repository):
@@ -90,7 +90,8 @@ class DynamoDeltaRepository(Repository):
         (``credits``) when asked for."""
         env = str(environment)
         wanted: list[tuple[Any, str, str]] = [(TenantRecord, keys.tenant_pk(tenant_id), keys.TENANT_SK)]
-        wanted += (usage_keys(tenant_id, period) if usage else []) + (position_keys(tenant_id) if credits else [])
+        wanted += (usage_keys(tenant_id, period) if usage else []) + (
+            position_keys(tenant_id, settlements=False) if credits else [])
         wanted += [(CustomerRecord, keys.customer_pk(tenant_id, env, c), keys.CUSTOMER_SK) for c in customer_ids]
         wanted += [(ReferenceGuardRecord, keys.reference_guard_pk(tenant_id, env, c, r), keys.GUARD_SK)
                    for c, r in references]
@@ -127,7 +128,7 @@ class DynamoDeltaRepository(Repository):
         """``snapshot`` with the period's usage shards (``usage``) and the credit account and lanes
         (``credits``) read now, in one BatchGetItem, for a snapshot taken without them."""
         found = batch_get((usage_keys(tenant_id, period) if usage else [])
-                          + (position_keys(tenant_id) if credits else []))
+                          + (position_keys(tenant_id, settlements=False) if credits else []))
         state = _billing_state(tenant_id, period, found, usage=usage, credits=credits)
         return replace(snapshot, **{name: value for name, value in state.items()
                                     if (name == "credits" and credits) or (name != "credits" and usage)})

@@ -169,6 +169,17 @@ def credit_lane_pk(tenant_id: str, lane: int) -> str:
     return f"T#{tenant_id}#CREDITS#LANE#{lane}"
 
 
+SETTLE_SK = "SETTLE"
+CREDIT_SETTLEMENTS = range(batches.CHAINS)  # one per chain: a seal settles on its chain's number
+
+
+def credit_settle_pk(tenant_id: str, lane: int) -> str:
+    """Where seals add their settlements (``lane``: one of ``CREDIT_SETTLEMENTS``, the seal's chain): items of
+    their own, which acceptances never write and seals on other chains neither, so a seal's transaction
+    meets no other on an item."""
+    return f"T#{tenant_id}#CREDITS#SETTLE#{lane}"
+
+
 def ledger_entry_sk(entry_id: str) -> str:
     """Entry ids are time-ordered, so the sort key lists entries chronologically."""
     return f"E#{entry_id}"

@@ -364,17 +364,24 @@ class CreditAccountRecord(_Keyed):
 
 class CreditLaneRecord(_Keyed):
     """An escrow lane (``CREDITS#LANE#{n}`` / ``LANE``): its own partition, so acceptances spread their
-    holds, and seals their settlements, over ``HOLD_LANES`` items with ADDs instead of queueing on one
-    account row."""
+    holds over ``HOLD_LANES`` items with conditional ADDs instead of queueing on one account row."""
 
     Meta = _meta("ledger")
     free = NumberAttribute(null=True)
     held_total = NumberAttribute(null=True)
     held_deltas = NumberAttribute(null=True)
-    settled = NumberAttribute(null=True)  # seals' cumulative settlements on this lane: credits spent,
-    released = NumberAttribute(null=True)  # credits released,
-    settled_deltas = NumberAttribute(null=True)  # deltas,
-    seals = NumberAttribute(null=True)  # and seals
+
+
+class CreditSettlementRecord(_Keyed):
+    """A lane's settlements (``CREDITS#SETTLE#{n}`` / ``SETTLE``): what seals resolved, cumulative, by ADDs.
+    Apart from the lane's holds, so seals and acceptances never meet on an item (two transactions on one
+    item conflict on DynamoDB, ADDs or not)."""
+
+    Meta = _meta("ledger")
+    settled = NumberAttribute(null=True)  # credits spent
+    released = NumberAttribute(null=True)  # credits released
+    settled_deltas = NumberAttribute(null=True)
+    seals = NumberAttribute(null=True)
 
 
 class LedgerEntryRecord(_Keyed):
@@ -723,6 +730,7 @@ ALL_MODELS: tuple[type[Model], ...] = (
     CustomerRecord,
     CreditAccountRecord,
     CreditLaneRecord,
+    CreditSettlementRecord,
     LedgerEntryRecord,
     UsageCounterRecord,
     DeltaRecord,

@@ -168,3 +168,27 @@ def batch_get(wanted: list[tuple[Any, str, str]]) -> dict[tuple[str, str, str], 
             raise ServiceUnavailableError("DynamoDB kept some keys of a read unprocessed (throttled); retry.")
     return found
 
+
+def transact_get(wanted: list[tuple[Any, str, str]]) -> dict[tuple[str, str, str], Any]:
+    """Up to 100 items as of one instant (TransactGetItems: serializable with every transaction), in the shape
+    :func:`batch_get` answers. Where items are summed and the sums posted, a BatchGetItem (each item read at
+    its own moment) could pair one item's old state with another's new one. A transaction in flight on an
+    item cancels the read: :class:`ConcurrentWriteError`, for the caller's retry."""
+    from botocore.exceptions import ClientError
+
+    from chalicelib.domain.errors import ConcurrentWriteError
+
+    unique = list(dict.fromkeys((model.Meta.table_name, pk, sk) for model, pk, sk in wanted))
+    if len(unique) > 100:
+        raise ValueError("a transactional read holds at most 100 items")
+    request = [{"Get": {"TableName": table, "Key": {"pk": {"S": pk}, "sk": {"S": sk}}}} for table, pk, sk in unique]
+    try:
+        response = shared_connection().dispatch("TransactGetItems", {"TransactItems": request})
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("TransactionCanceledException",
+                                                         "TransactionConflictException"):
+            raise ConcurrentWriteError("A transaction was in flight on an item read; read again.") from exc
+        raise
+    return {(table, pk, sk): answer["Item"] for (table, pk, sk), answer in zip(unique, response["Responses"],
+                                                                              strict=True) if answer.get("Item")}
+
