@@ -6,7 +6,8 @@ record, the head of the chain it extends (one of the tenant environment's
 commit in parallel, see :func:`choose_chain`), every delta's status (each
 conditioned on still awaiting verification, with exactly its hold) and the credit settlement — the
 catalogue's actual cost, with the release of the rest of the holds (``CREDITS_VOLUME_RATE``) — ADDed to
-one of the tenant's escrow lanes, never the account, so a tenant's seals never queue on it. A crash
+the tenant's settlement item numbered like the chain, never the account, so a tenant's seals never queue
+on it (nor meet an acceptance or a seal on another chain on any item). A crash
 before the commit changes nothing; a rerun after it finds the deltas verified and skips them. So no
 delta is lost, and none is sealed, settled, released or refunded twice. After its seals, a run posts
 their settlements to the ledger (:func:`credits.post_settlements`: one account update folds every seal
