@@ -157,8 +157,9 @@ class CreditPosition:
 
     @property
     def torn(self) -> bool:
-        """A lane read older than the posting the account was read after (a BatchGetItem reads its items one
-        by one, not as a snapshot): posting from this read would post that lane's settlements twice."""
+        """A lane read older than the posting the account was read after: posting from this read would post
+        that lane's settlements twice. Ledger writers read a snapshot; this keeps a torn read (a BatchGetItem
+        reads its items one by one) from ever becoming a posting."""
         return any(min(astuple(lane.settled - self.posted_on(lane.index))) < 0 for lane in self.lanes) or any(
             lane not in {item.index for item in self.lanes} for lane, _settled in self.posted)
 

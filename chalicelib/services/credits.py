@@ -22,7 +22,6 @@ from chalicelib.domain.credits import (
     EntryType,
     HoldLane,
     HoldPlan,
-    InsufficientCreditsError,
     LedgerEntry,
     Settled,
     apply,
@@ -135,13 +134,7 @@ def stage_hold(uow: UnitOfWork, position: CreditPosition, amount: int, deltas: i
     """Stage the hold of ``amount`` credits for ``deltas`` accepted deltas. Raises InsufficientCreditsError
     when the available balance cannot pay, and :class:`LanesScatteredError` (staging nothing) when the
     credits must be consolidated first."""
-    pick = pick_lane() if lane is None else lane
-    try:
-        plan = plan_hold(position, amount, pick)
-    except InsufficientCreditsError:
-        if position.complete:
-            raise
-        plan = plan_hold(uow.credits.position(position.tenant_id), amount, pick)  # refused on the whole position
+    plan = plan_hold(position, amount, pick_lane() if lane is None else lane)
     if plan.drain is not None:
         raise LanesScatteredError(plan.drain)
     uow.credits.hold(position.tenant_id, plan, amount, deltas)

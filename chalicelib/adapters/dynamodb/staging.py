@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from botocore.exceptions import ClientError
 from pynamodb.exceptions import DeleteError, PutError, UpdateError
 from pynamodb.models import Model
 
@@ -19,7 +20,7 @@ from chalicelib.adapters.dynamodb import tables
 from chalicelib.adapters.dynamodb.connection import shared_connection
 from chalicelib.adapters.dynamodb.cursors import decode_cursor, encode_cursor, key_of
 from chalicelib.adapters.faults import retried
-from chalicelib.domain.errors import ServiceUnavailableError
+from chalicelib.domain.errors import ConcurrentWriteError, ServiceUnavailableError
 from chalicelib.services.ports import Page
 from chalicelib.services.retry import backoff
 
@@ -174,10 +175,6 @@ def transact_get(wanted: list[tuple[Any, str, str]]) -> dict[tuple[str, str, str
     :func:`batch_get` answers. Where items are summed and the sums posted, a BatchGetItem (each item read at
     its own moment) could pair one item's old state with another's new one. A transaction in flight on an
     item cancels the read: :class:`ConcurrentWriteError`, for the caller's retry."""
-    from botocore.exceptions import ClientError
-
-    from chalicelib.domain.errors import ConcurrentWriteError
-
     unique = list(dict.fromkeys((model.Meta.table_name, pk, sk) for model, pk, sk in wanted))
     if len(unique) > 100:
         raise ValueError("a transactional read holds at most 100 items")
